@@ -1,0 +1,34 @@
+# One command each, on a fresh machine: `make demo` and `make test` create .venv and install
+# everything first. Override TORCH_SPEC on machines without the local torch 2.14.1 files
+# (e.g. aarch64: TORCH_SPEC="torch==2.9.1 torchvision==0.24.1").
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install test test-fast demo bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(TORCH_SPEC)
+	$(BIN)/python -m pip install -e '.[test]'
+	@$(BIN)/python -c "import torch; print('torch', torch.__version__)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
+demo: $(STAMP)
+	$(BIN)/scgan-bench demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/pipeline_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info results/demo results/latest

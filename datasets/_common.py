@@ -1,0 +1,93 @@
+"""Helpers shared by the dataset modules: root resolution, face cropping to the protocol sizes."""
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from scgan_bench.errors import DatasetUnavailableError, ImageDecodeError, UsageError
+from scgan_bench.image_io import read_image
+from scgan_bench.interfaces import SourceItem
+from scgan_bench.manifest import sha256_file
+from scgan_bench.resize import crop_with_padding, resize_uint8, to_square
+
+#: The paper's protocol: 16x16 LR -> 64x64 SR/HR (x4).
+HR_SIZE = 64
+LR_SIZE = 16
+
+
+def resolve_root(name: str, root: Path | str | None, default_subdir: str) -> Path:
+    """Dataset root: explicit ``root`` > ``$SCGAN_BENCH_ROOT_<NAME>`` > ``$SCGAN_BENCH_DATA/<subdir>``."""
+    env_var = "SCGAN_BENCH_ROOT_" + name.upper().replace("-", "_")
+    tried: list[str] = []
+    candidates: list[tuple[str, Path]] = []
+    if root is not None:
+        candidates.append(("--root", Path(root)))
+    if os.environ.get(env_var):
+        candidates.append((f"${env_var}", Path(os.environ[env_var])))
+    if os.environ.get("SCGAN_BENCH_DATA"):
+        candidates.append(("$SCGAN_BENCH_DATA", Path(os.environ["SCGAN_BENCH_DATA"]) / default_subdir))
+    for origin, path in candidates:
+        path = path.expanduser()
+        if path.is_dir():
+            return path
+        tried.append(f"{origin} -> {path} (not a directory)")
+        if origin == "--root":
+            break
+    where = "; ".join(tried) if tried else "nothing was given"
+    raise DatasetUnavailableError(
+        f"dataset {name!r} not found ({where}). Pass --root {name}=DIR, or set ${env_var}, or put "
+        f"it at $SCGAN_BENCH_DATA/{default_subdir}. See `scgan-bench list datasets` for its card.")
+
+
+def file_digest(root: Path, item: SourceItem) -> str:
+    """sha256 of the item's source file; a missing or unreadable file raises ImageDecodeError."""
+    path = root / item.source
+    try:
+        return sha256_file(path)
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageDecodeError(path, "is a directory, not an image file") from None
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+
+
+def face_crop(img: np.ndarray, box: tuple[int, int, int, int] | None, size: int) -> np.ndarray:
+    """Crop ``box`` (edge-replicated outside the image) or the centre square, then resize to
+    ``size`` with Pillow's antialiased bicubic filter."""
+    face = crop_with_padding(img, box) if box is not None else to_square(img)
+    if face.shape[0] == size and face.shape[1] == size:
+        return face
+    return resize_uint8(face, (size, size), "bicubic")
+
+
+def load_face(root: Path, item: SourceItem, size: int) -> np.ndarray:
+    """Decode the item's file and crop/resize it to a ``size`` square face."""
+    return face_crop(read_image(root / item.source), item.box, size)
+
+
+def id_from_relpath(rel: str) -> str:
+    """A filename-safe id from a relative path: ``a/b/c.png`` -> ``a__b__c``."""
+    stem = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
+    return stem.replace("/", "__").replace(" ", "_")
+
+
+def options_of(obj: Any, exclude: tuple[str, ...] = ("name", "kind", "default_degradation")
+               ) -> Mapping[str, Any]:
+    """The dataclass fields of a dataset that shape its images (for the cache key)."""
+    out = {}
+    for f in fields(obj):
+        if f.name in exclude or f.name.startswith("_"):
+            continue
+        v = getattr(obj, f.name)
+        out[f.name] = str(v) if isinstance(v, Path) else v
+    return out
+
+
+def check_split(name: str, split: str, allowed: tuple[str, ...]) -> None:
+    if split not in allowed:
+        raise UsageError(f"dataset {name!r} has no split {split!r}; allowed: {', '.join(allowed)}")

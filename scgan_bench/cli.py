@@ -1,0 +1,232 @@
+"""``scgan-bench`` command line. User errors exit with code 2 and say what is allowed."""
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import UsageError
+from .image_io import DEFAULT_MAX_PIXELS
+
+EXIT_USAGE = 2
+
+
+def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        name, sep, val = v.partition("=")
+        if not sep or not name or not val:
+            raise UsageError(f"{flag} expects NAME=VALUE, got {v!r}")
+        out[name.strip()] = val.strip()
+    return out
+
+
+def _convert(default: Any, raw: str, what: str) -> Any:
+    if isinstance(default, bool):
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise UsageError(f"{what}: expected true or false, got {raw!r}")
+    for typ in (int, float):
+        if isinstance(default, typ):
+            try:
+                return typ(raw)
+            except ValueError:
+                raise UsageError(f"{what}: expected {typ.__name__}, got {raw!r}") from None
+    return raw
+
+
+def parse_dataset_options(values: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``NAME:KEY=VALUE`` -> ``{NAME: {KEY: typed value}}``, checked against the dataset's options."""
+    from .registries import DATASETS, load_plugins
+
+    load_plugins()
+    out: dict[str, dict[str, Any]] = {}
+    for v in values:
+        name, sep, rest = v.partition(":")
+        key, sep2, raw = rest.partition("=")
+        if not sep or not sep2 or not key:
+            raise UsageError(f"--dataset-opt expects NAME:KEY=VALUE, got {v!r}")
+        defaults = dict(DATASETS.get(name).create().options())
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=2)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise UsageError(f"dataset {name!r} has no option {key!r}.{hint} "
+                             f"Options: {', '.join(sorted(defaults))}.")
+        out.setdefault(name, {})[key] = _convert(defaults[key], raw, f"{name}:{key}")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scgan-bench", description=(
+        "Benchmark real-world face super-resolution on the SCGAN protocol (16 px -> 64 px)."))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="super-resolve test sets with methods and score them")
+    r.add_argument("--datasets", required=True, help="comma-separated dataset names")
+    r.add_argument("--methods", default="bicubic", help="comma-separated method names or 'all'")
+    r.add_argument("--metrics", default="psnr,ssim", help="comma-separated metric names or 'all'")
+    r.add_argument("--out", type=Path, default=Path("results/latest"),
+                   help="run folder (also the cache: rerunning recomputes nothing)")
+    _add_run_options(r)
+
+    d = sub.add_parser("demo", help="offline end-to-end demo on scikit-image's faces")
+    d.add_argument("--out", type=Path, default=Path("results/demo"))
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ls = sub.add_parser("list", help="what exists, and whether it is available here")
+    ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations"))
+
+    pr = sub.add_parser("prepare", help="build a dataset's manifest and record its files' sha256")
+    pr.add_argument("dataset")
+    pr.add_argument("--root", type=Path, default=None, help="dataset folder")
+    pr.add_argument("--dataset-opt", action="append", default=[], metavar="KEY=VALUE")
+    pr.add_argument("--workers", type=int, default=1)
+    pr.add_argument("--accept-data-changes", action="store_true")
+    return p
+
+
+def _add_run_options(r: argparse.ArgumentParser) -> None:
+    r.add_argument("--root", action="append", default=[], metavar="NAME=DIR",
+                   help="where a dataset lives (else $SCGAN_BENCH_ROOT_<NAME> or $SCGAN_BENCH_DATA)")
+    r.add_argument("--degradation", action="append", default=[], metavar="NAME=KIND",
+                   help="override a synthetic set's degradation (simple, simple-bilinear, "
+                        "simple-bicubic, complex)")
+    r.add_argument("--dataset-opt", action="append", default=[], metavar="NAME:KEY=VALUE",
+                   help="dataset option, e.g. widerface:max_size=48")
+    r.add_argument("--seed", type=int, default=0, help="global degradation seed (default 0)")
+    r.add_argument("--workers", type=int, default=1, help="processes for decoding and degrading")
+    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    r.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
+    r.add_argument("--accept-data-changes", action="store_true",
+                   help="re-record source files whose sha256 changed since first preparation")
+    r.add_argument("--max-pixels", type=int, default=None,
+                   help=f"decompression-bomb guard (default {DEFAULT_MAX_PIXELS:,} pixels)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import RunConfig, run_benchmark
+    from .registries import DATASETS, METHODS, METRICS, load_plugins
+
+    load_plugins()
+    if args.max_pixels is not None:
+        os.environ["SCGAN_BENCH_MAX_PIXELS"] = str(args.max_pixels)
+    cfg = RunConfig(
+        datasets=DATASETS.resolve_list(args.datasets), methods=METHODS.resolve_list(args.methods),
+        metrics=METRICS.resolve_list(args.metrics), out=args.out, seed=args.seed,
+        workers=args.workers, batch_size=args.batch_size, device=args.device, limit=args.limit,
+        roots={k: Path(v) for k, v in _pairs(args.root, "--root").items()},
+        degradations=_pairs(args.degradation, "--degradation"),
+        dataset_options=parse_dataset_options(args.dataset_opt),
+        accept_data_changes=args.accept_data_changes, progress=not args.quiet)
+    return _report(run_benchmark(cfg))
+
+
+def _report(res) -> int:
+    print(res.summary_md)
+    for k, why in res.unavailable.items():
+        print(f"unavailable {k}: {why}")
+    if res.failures:
+        print(f"{len(res.failures)} image(s) failed; reasons in {res.out / 'failures.csv'}:")
+        for f in res.failures[:10]:
+            print(f"  [{f.stage}] {f.dataset} {f.method} {f.image_id}: {f.reason}")
+    done = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in res.recomputed.items())
+    print(f"computed this run: {done}")
+    print(f"tables: {res.out / 'summary.md'} and {res.out / 'summary.csv'}; "
+          f"per-image results: {res.out / 'results.csv'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .pipeline import RunConfig, run_benchmark
+    from .registries import METHODS, METRICS, load_plugins
+
+    load_plugins()
+    cfg = RunConfig(datasets=["demo", "demo-real"], methods=sorted(METHODS), metrics=sorted(METRICS),
+                    out=args.out, workers=args.workers, device="cpu", progress=not args.quiet)
+    return _report(run_benchmark(cfg))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .registries import DATASETS, METHODS, METRICS, load_plugins
+
+    load_plugins()
+    rows: list[tuple[str, str, str]] = []
+    if args.what == "datasets":
+        import scgan_bench.datasets as dpkg
+
+        cards = Path(dpkg.__file__).resolve().parent
+        for name, spec in DATASETS.items():
+            if not spec.needs_root:
+                status = "available (built in)"
+            else:
+                try:
+                    root = spec.create().locate(None)
+                    status = f"available at {root}"
+                except UsageError as exc:
+                    status = f"unavailable: root not found; pass --root {name}=DIR or set " \
+                             f"$SCGAN_BENCH_ROOT_{name.upper().replace('-', '_')}"
+                    del exc
+            rows.append((name, f"{spec.kind}: {spec.summary} [card: {cards / spec.card}]", status))
+    elif args.what == "methods":
+        for name, spec in METHODS.items():
+            a = spec.availability()
+            rows.append((name, spec.summary, "available" if a.ok else f"unavailable: {a.reason}"))
+    elif args.what == "metrics":
+        for name, spec in METRICS.items():
+            a = spec.availability()
+            desc = f"{spec.arrow} {spec.summary} (v{spec.version}{', needs HR' if spec.needs_hr else ''})"
+            rows.append((name, desc, "available" if a.ok else f"unavailable: {a.reason}"))
+    else:
+        from .degradations import DEGRADATIONS, make_degradation
+
+        for name in DEGRADATIONS:
+            rows.append((name, str(make_degradation(name).config()), "available"))
+    width = max(len(r[0]) for r in rows)
+    for name, desc, status in rows:
+        print(f"{name:<{width}}  {status}\n{'':<{width}}  {desc}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .prepare import prepare_dataset
+
+    opts = parse_dataset_options([f"{args.dataset}:{o}" for o in args.dataset_opt])
+    from .manifest import data_home
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="scgan-bench-prepare-") as tmp:
+        res = prepare_dataset(args.dataset, out=Path(tmp), seed=0, root=args.root,
+                              options=opts.get(args.dataset), workers=args.workers,
+                              accept_data_changes=args.accept_data_changes, progress=True)
+    print(f"{args.dataset}: {len(res.manifest)} items in the manifest, {len(res.records)} decoded, "
+          f"{len(res.failures)} failed; sha256 of every source recorded under {data_home() / 'locks'}")
+    for f in res.failures[:20]:
+        print(f"  {f.image_id} ({f.source}): {f.reason}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "prepare": cmd_prepare}
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"scgan-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("scgan-bench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

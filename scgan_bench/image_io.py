@@ -1,0 +1,201 @@
+"""Robust image decoding to RGB uint8, and atomic PNG / file writes.
+
+Every decode failure raises :class:`ImageDecodeError` naming the file and the cause, so a run over a
+folder can skip the file, report it, and finish every good image.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageDecodeError
+
+#: Default decompression-bomb guard: 50 megapixels (a 7071x7071 image). FFHQ's largest is 1 Mpx.
+DEFAULT_MAX_PIXELS = 50_000_000
+#: Formats the suite promises to read; anything else Pillow identifies is still accepted.
+SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "PPM", "WEBP", "TIFF", "GIF")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".pnm", ".webp",
+                  ".tif", ".tiff", ".gif")
+
+
+def _describe_head(data: bytes) -> str:
+    head = data[:8]
+    printable = "".join(chr(b) if 32 <= b < 127 else "." for b in head)
+    return f"first bytes {head.hex(' ')} ({printable!r})"
+
+
+def max_pixels_limit() -> int:
+    """The decompression-bomb guard: ``$SCGAN_BENCH_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`."""
+    env = os.environ.get("SCGAN_BENCH_MAX_PIXELS")
+    return int(env) if env else DEFAULT_MAX_PIXELS
+
+
+def read_image(path: Path | str, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode ``path`` to an ``HxWx3`` RGB uint8 array.
+
+    EXIF orientation is applied. Grey, palette, CMYK and 16-bit images are converted to 8-bit RGB
+    (16-bit values are scaled, not clipped: ``v8 = round(v16 / 257)``); transparent pixels are
+    composited onto white. Raises :class:`ImageDecodeError` for a missing, empty, non-image,
+    truncated, corrupt or oversized (more than ``max_pixels``, default :func:`max_pixels_limit`)
+    file.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageDecodeError(path, "is a directory, not an image file") from None
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+    return decode_image(data, path, max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, path: Path | str = "<bytes>", *,
+                 max_pixels: int | None = None) -> np.ndarray:
+    """Decode encoded image bytes (see :func:`read_image`); ``path`` is used in error messages."""
+    if max_pixels is None:
+        max_pixels = max_pixels_limit()
+    if len(data) == 0:
+        raise ImageDecodeError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w <= 0 or h <= 0:
+                raise ImageDecodeError(path, f"invalid image size {w}x{h}")
+            if w * h > max_pixels:
+                raise ImageDecodeError(
+                    path, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+                          "(decompression-bomb guard; raise it with --max-pixels or "
+                          "$SCGAN_BENCH_MAX_PIXELS if the file is trusted)")
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb_uint8(im, path)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError(path, f"not a recognised image format ({_describe_head(data)}, "
+                                     f"{len(data)} bytes)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(path, f"decompression-bomb guard: {exc}") from None
+    except OSError as exc:
+        msg = str(exc)
+        if "truncated" in msg or "end of file" in msg.lower() or "premature" in msg.lower():
+            raise ImageDecodeError(path, f"truncated image data ({msg}; {len(data)} bytes)") from None
+        raise ImageDecodeError(path, f"corrupt image data ({msg})") from None
+    except (SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as exc:
+        raise ImageDecodeError(path, f"corrupt image data ({type(exc).__name__}: {exc})") from None
+
+
+def _to_rgb_uint8(im: Image.Image, path: Path | str) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im).astype(np.int64)
+        if a.min() < 0 or a.max() > 65535:
+            raise ImageDecodeError(path, f"unsupported {mode} image with values outside 0..65535")
+        grey = ((a + 128) // 257).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode == "F":
+        raise ImageDecodeError(path, "unsupported floating-point (mode F) image; convert it to "
+                                     "8- or 16-bit first")
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode == "P" and "transparency" in im.info) or (
+        mode in ("L", "RGB") and "transparency" in im.info)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba).convert("RGB")
+    elif mode != "RGB":
+        im = im.convert("RGB")
+    arr = np.array(im, dtype=np.uint8)  # a writable copy
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ImageDecodeError(path, f"could not convert mode {mode} to RGB (got shape {arr.shape})")
+    return arr
+
+
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
+# Fault injection for the resume tests: ``SCGAN_BENCH_KILL_AFTER_WRITES=N`` ends the process
+# (exit 137, like SIGKILL) after N completed atomic writes; ``N:torn`` ends it during write N+1, after
+# the temporary file is written and before the rename.
+_KILL_SPEC = os.environ.get("SCGAN_BENCH_KILL_AFTER_WRITES", "")
+_writes_done = 0
+
+
+def _fault_point(torn: bool) -> None:
+    if not _KILL_SPEC:
+        return
+    n, _, mode = _KILL_SPEC.partition(":")
+    if _writes_done >= int(n) and (mode == "torn") == torn:
+        os._exit(137)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``: a killed process never
+    leaves a torn file. ``durable=True`` also fsyncs before the rename (survives power loss; costs
+    about a millisecond per file, so bulk per-image files skip it)."""
+    global _writes_done
+    _fault_point(torn=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600; give the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        _fault_point(torn=True)
+        os.replace(tmp, path)
+        _writes_done += 1
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path | str, text: str, *, durable: bool = False) -> None:
+    """Atomically write UTF-8 text (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """Encode an ``HxWx3`` uint8 array as PNG bytes (lossless; no metadata, so bytes are stable)."""
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected HxWx3 uint8, got {img.dtype} {img.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGB").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def write_png(path: Path | str, img: np.ndarray) -> None:
+    """Atomically write an RGB uint8 array as PNG."""
+    atomic_write_bytes(path, encode_png(img))
+
+
+def list_images(folder: Path | str, *, recursive: bool = True) -> list[Path]:
+    """Image-suffixed files under ``folder`` (sorted by relative path, hidden files skipped)."""
+    folder = Path(folder)
+    pattern = "**/*" if recursive else "*"
+    out = [p for p in folder.glob(pattern)
+           if p.suffix.lower() in IMAGE_SUFFIXES and not any(
+               part.startswith(".") for part in p.relative_to(folder).parts) and p.is_file()]
+    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())

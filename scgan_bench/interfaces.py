@@ -1,0 +1,161 @@
+"""The interfaces every plug-in implements: SR methods, metrics and datasets.
+
+Plug-ins are plain classes that satisfy these protocols (no base classes); each is registered once, as
+a spec, in :mod:`scgan_bench.registries`. The runner dispatches on the protocol a metric implements,
+never on its name, and never branches on a method's name: each adapter owns its resizing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a plug-in can run here, and if not, what the user can do about it."""
+
+    ok: bool
+    reason: str = ""
+
+    @classmethod
+    def yes(cls) -> "Availability":
+        return cls(True, "")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One test image: ``lr`` (and ``hr`` for synthetic sets) as ``HxWx3`` RGB uint8 arrays."""
+
+    id: str
+    lr: np.ndarray
+    hr: np.ndarray | None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------- SR methods
+@runtime_checkable
+class SRMethod(Protocol):
+    """A super-resolution method: float32 NCHW RGB in [0, 1] -> ``scale`` times larger, same range.
+
+    ``fingerprint()`` returns everything that determines the output (code version, options, weights
+    sha256); it enters the cache key.
+    """
+
+    name: str
+    scale: int
+
+    def upscale(self, lr: torch.Tensor) -> torch.Tensor: ...
+
+    def fingerprint(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Registry entry for an SR method; ``factory(device=...)`` builds it on a torch device."""
+
+    name: str
+    factory: Callable[..., SRMethod]
+    summary: str
+    paper: str = ""
+    availability: Callable[[], Availability] = Availability.yes
+
+    def create(self, device: str = "cpu") -> SRMethod:
+        return self.factory(device=device)
+
+
+# --------------------------------------------------------------------------------- metrics
+@runtime_checkable
+class PairedMetric(Protocol):
+    """Full-reference metric: one value per (SR, HR) pair of ``HxWx3`` uint8 images."""
+
+    def score_pairs(self, sr: Sequence[np.ndarray], hr: Sequence[np.ndarray]) -> list[float]: ...
+
+
+@runtime_checkable
+class NoReferenceMetric(Protocol):
+    """No-reference metric: one value per SR image."""
+
+    def score_images(self, sr: Sequence[np.ndarray]) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Registry entry for a metric: direction, version and requirements are stated up front."""
+
+    name: str
+    factory: Callable[[], PairedMetric | NoReferenceMetric]
+    summary: str
+    higher_is_better: bool
+    version: str
+    needs_hr: bool
+    convention: str = ""
+    availability: Callable[[], Availability] = Availability.yes
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    def create(self) -> PairedMetric | NoReferenceMetric:
+        return self.factory()
+
+
+# --------------------------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class SourceItem:
+    """One manifest entry: a stable id, its source (relative path or URI) and an optional crop box
+    ``(left, top, right, bottom)`` in source pixels."""
+
+    id: str
+    source: str
+    box: tuple[int, int, int, int] | None = None
+
+
+DatasetKind = Literal["synthetic", "real"]
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """A test set. ``synthetic`` sets yield HR faces that a degradation turns into LR; ``real`` sets
+    yield LR faces with no ground truth."""
+
+    name: str
+    kind: DatasetKind
+    default_degradation: str | None
+
+    def locate(self, root: Path | None) -> Path | None:
+        """The dataset root to use (``None`` for built-in data); raise ``DatasetUnavailableError``."""
+
+    def manifest(self, root: Path | None) -> "Manifest":
+        """The ordered test selection (the split is a dataset option)."""
+
+    def source_digest(self, root: Path | None, item: SourceItem) -> str:
+        """sha256 of the item's source bytes (raises ``ImageDecodeError`` if unreadable)."""
+
+    def load(self, root: Path | None, item: SourceItem) -> np.ndarray:
+        """HR face (synthetic, ``hr_size`` square) or LR face (real, ``lr_size`` square), uint8."""
+
+    def options(self) -> Mapping[str, Any]:
+        """The options that shape this dataset's images (enter the cache key)."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Registry entry for a dataset: its factory accepts the dataset's documented options."""
+
+    name: str
+    factory: Callable[..., Dataset]
+    summary: str
+    kind: DatasetKind
+    card: str
+    env_root: str = ""
+    needs_root: bool = True
+
+    def create(self, **options: Any) -> Dataset:
+        return self.factory(**options)
+
+
+from .manifest import Manifest  # noqa: E402  (forward reference for type checkers)

@@ -1,0 +1,2 @@
+"""Built-in SR methods (interpolation baselines; learned methods live in ``baselines/``)."""
+from . import interpolation  # noqa: F401  (registers bicubic, bilinear, nearest)

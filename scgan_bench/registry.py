@@ -1,0 +1,77 @@
+"""One small registry type: decorator registration, duplicate-name errors, did-you-mean on a miss."""
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Generic, Iterator, TypeVar
+
+from .errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps unique names to entries (factories, specs) of one kind.
+
+    >>> METHODS = Registry[object]("method")
+    >>> @METHODS.register("bicubic")
+    ... def make(): ...
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T | None = None) -> Callable[[T], T] | T:
+        """Register ``entry`` under ``name``; without ``entry`` returns a decorator."""
+        if entry is not None:
+            self._add(name, entry)
+            return entry
+
+        def decorator(obj: T) -> T:
+            self._add(name, obj)
+            return obj
+
+        return decorator
+
+    def _add(self, name: str, entry: T) -> None:
+        if not name or name != name.strip() or "," in name:
+            raise ValueError(f"invalid {self.kind} name {name!r}: no commas or surrounding spaces")
+        if name in self._entries:
+            raise ValueError(f"duplicate {self.kind} name {name!r}: already registered")
+        self._entries[name] = entry
+
+    def get(self, name: str) -> T:
+        """Return the entry for ``name`` or raise :class:`UnknownNameError` with suggestions."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return f"unknown {self.kind} {name!r}.{hint} Allowed: {', '.join(sorted(self._entries))}."
+
+    def resolve_list(self, spec: str | list[str]) -> list[str]:
+        """Parse ``'a,b'`` or ``'all'`` into validated names, keeping order and dropping repeats."""
+        names = spec.split(",") if isinstance(spec, str) else list(spec)
+        names = [n.strip() for n in names if n.strip()]
+        if not names:
+            raise UnknownNameError(f"no {self.kind} given. Allowed: {', '.join(sorted(self))}.")
+        if names == ["all"]:
+            return sorted(self._entries)
+        for n in names:
+            self.get(n)
+        return list(dict.fromkeys(names))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._entries.items())

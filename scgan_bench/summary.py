@@ -1,0 +1,108 @@
+"""Long-format results and the run's summary table (pure functions of the per-image values)."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+RESULT_COLUMNS = ("dataset", "method", "metric", "image_id", "value")
+SUMMARY_COLUMNS = ("dataset", "method", "metric", "direction", "mean", "std", "n", "n_failed",
+                   "status", "note")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, method, metric) summary cell. ``status`` is ``ok``, ``n/a`` (not applicable,
+    e.g. a full-reference metric on a real-world set), ``unavailable`` or ``failed``."""
+
+    dataset: str
+    method: str
+    metric: str
+    higher_is_better: bool
+    values: Sequence[float] = ()
+    n_failed: int = 0
+    status: str = "ok"
+    note: str = ""
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values)) if self.values else math.nan
+
+    @property
+    def direction(self) -> str:
+        return "higher" if self.higher_is_better else "lower"
+
+
+def _fmt(v: float) -> str:
+    return repr(float(v))
+
+
+def results_csv(rows: Iterable[tuple[str, str, str, str, float]]) -> str:
+    """Per-image long-format CSV; values printed with ``repr`` (round-trip exact)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RESULT_COLUMNS)
+    for d, m, k, i, v in rows:
+        w.writerow((d, m, k, i, _fmt(v)))
+    return buf.getvalue()
+
+
+def summary_csv(cells: Iterable[Cell]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(SUMMARY_COLUMNS)
+    for c in cells:
+        ok = c.status == "ok"
+        w.writerow((c.dataset, c.method, c.metric, c.direction, _fmt(c.mean) if ok else "",
+                    _fmt(c.std) if ok else "", len(c.values), c.n_failed, c.status, c.note))
+    return buf.getvalue()
+
+
+def _cell_text(c: Cell, marks: dict[str, int]) -> str:
+    if c.status == "ok":
+        txt = f"{c.mean:.4f}" if math.isfinite(c.mean) else f"{c.mean}"
+        return txt + (f" ({c.n_failed} failed)" if c.n_failed else "")
+    if c.status == "n/a":
+        return "n/a"
+    mark = marks.setdefault(c.note, len(marks) + 1)
+    return f"— [{mark}]"
+
+
+def summary_markdown(cells: Sequence[Cell], conventions: dict[str, str],
+                     n_images: dict[str, int] | None = None) -> str:
+    """One Markdown table per dataset: rows are methods, columns metrics (with direction arrows).
+    Cells that are not computed show a mark and a footnote with the reason, never a blank."""
+    out: list[str] = []
+    datasets = list(dict.fromkeys(c.dataset for c in cells))
+    for d in datasets:
+        dc = [c for c in cells if c.dataset == d]
+        metrics = list(dict.fromkeys(c.metric for c in dc))
+        methods = list(dict.fromkeys(c.method for c in dc))
+        arrow = {c.metric: "↑" if c.higher_is_better else "↓" for c in dc}
+        n = (n_images or {}).get(d, max((len(c.values) for c in dc), default=0))
+        marks: dict[str, int] = {}
+        out.append(f"### {d} ({n} images)\n")
+        out.append("| method | " + " | ".join(f"{m} {arrow[m]}" for m in metrics) + " |")
+        out.append("|---|" + "---:|" * len(metrics))
+        lookup = {(c.method, c.metric): c for c in dc}
+        for meth in methods:
+            out.append(f"| {meth} | " + " | ".join(
+                _cell_text(lookup[(meth, m)], marks) if (meth, m) in lookup else "— [?]"
+                for m in metrics) + " |")
+        out.append("")
+        for note, k in marks.items():
+            out.append(f"[{k}] {note}  ")
+        if any(c.status == "n/a" for c in dc):
+            out.append("n/a: full-reference metric on a real-world set (no ground truth)  ")
+        out.append("")
+    if conventions:
+        out.append("Conventions: " + "; ".join(f"{k}: {v}" for k, v in conventions.items()))
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,110 @@
+"""Stage 2: run one SR method over a prepared dataset, writing uint8 PNGs under
+``<run>/sr/<dataset>/<method>/``.
+
+The SR output is quantised to uint8 exactly once, here (``round(clamp(x, 0, 1) * 255)``); every metric
+reads these PNGs, so the numbers describe what ships. An image is recomputed only when its LR image
+changed (its record holds the LR sha256). A failing batch is retried image by image so one bad input
+cannot sink the others.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .image_io import atomic_write_bytes, encode_png, read_image
+from .interfaces import SRMethod
+from .manifest import iter_chunks, sha256_bytes
+from .prepare import Failure, PreparedDataset
+from .store import prepare_stage_dir, read_record, safe_name, write_record
+
+
+@dataclass
+class SRResult:
+    dataset: str
+    method: str
+    dir: Path
+    key: str
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    recomputed: int = 0
+
+
+def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """uint8 HxWx3 images -> float32 NCHW in [0, 1]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def quantise(sr: torch.Tensor) -> np.ndarray:
+    """float NCHW (nominally [0, 1]) -> uint8 NHWC, the one place SR output is rounded."""
+    x = sr.detach().float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _upscale_checked(method: SRMethod, lr: torch.Tensor) -> np.ndarray:
+    with torch.inference_mode():
+        sr = method.upscale(lr)
+    n, _, h, w = lr.shape
+    want = (n, 3, h * method.scale, w * method.scale)
+    if tuple(sr.shape) != want:
+        raise ValueError(f"method {method.name!r} returned shape {tuple(sr.shape)}, expected {want}")
+    if not torch.isfinite(sr).all():
+        raise ValueError(f"method {method.name!r} returned NaN or inf values")
+    return quantise(sr)
+
+
+def run_method(method: SRMethod, data: PreparedDataset, out: Path, *, fingerprint: Mapping[str, Any],
+               batch_size: int = 32, device: str = "cpu", progress: bool = True) -> SRResult:
+    """Stage 2 for one (dataset, method); see the module docstring."""
+    sdir = out / "sr" / data.name / method.name
+    key, _ = prepare_stage_dir(sdir, {"method": dict(fingerprint), "dataset": data.name,
+                                      "quantisation": "round(clamp(x,0,1)*255) uint8 PNG"})
+    res = SRResult(data.name, method.name, sdir, key)
+    todo: list[str] = []
+    for image_id, drec in data.records.items():
+        rec = read_record(sdir / "records" / f"{safe_name(image_id)}.json")
+        if rec is not None and rec.get("lr_sha256") == drec["lr_sha256"]:
+            res.records[image_id] = rec
+        else:
+            todo.append(image_id)
+    bar = tqdm(total=len(todo), desc=f"{data.name}: {method.name}", disable=None if progress else True,
+               unit="img", leave=False)
+    for chunk in iter_chunks(todo, batch_size):
+        lrs = [read_image(data.dir / data.records[i]["lr"]) for i in chunk]
+        try:
+            outs = list(_upscale_checked(method, to_tensor(lrs).to(device)))
+            errs = [""] * len(chunk)
+        except Exception as exc:  # isolate the failing image(s): retry one by one
+            if len(chunk) == 1:
+                outs, errs = [None], [f"{type(exc).__name__}: {exc}"]
+            else:
+                outs, errs = [], []
+                for lr in lrs:
+                    try:
+                        outs.append(_upscale_checked(method, to_tensor([lr]).to(device))[0])
+                        errs.append("")
+                    except Exception as exc1:  # noqa: BLE001 (reported per image)
+                        outs.append(None)
+                        errs.append(f"{type(exc1).__name__}: {exc1}")
+        for image_id, sr, err in zip(chunk, outs, errs):
+            if sr is None:
+                res.failures.append(Failure("sr", data.name, method.name, image_id,
+                                            data.records[image_id]["lr"], err))
+                continue
+            png = encode_png(np.ascontiguousarray(sr))
+            name = safe_name(image_id)
+            atomic_write_bytes(sdir / f"{name}.png", png)
+            rec = {"id": image_id, "lr_sha256": data.records[image_id]["lr_sha256"],
+                   "sr": f"{name}.png", "sr_sha256": sha256_bytes(png)}
+            write_record(sdir / "records" / f"{name}.json", rec)
+            res.records[image_id] = rec
+            res.recomputed += 1
+        bar.update(len(chunk))
+    bar.close()
+    order = list(data.records)
+    res.records = {i: res.records[i] for i in order if i in res.records}
+    return res

@@ -1,0 +1,78 @@
+"""Test-data helpers shared by the test modules (imported via pytest's ``pythonpath = tests``)."""
+from __future__ import annotations
+
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SCGAN_BENCH_SHARED", REPO.parent / "shared"))
+HR_FACES = SHARED / "data" / "hr_faces_128"
+WILD = SHARED / "data" / "wild_boxes"
+ORL = SHARED / "data" / "orl_faces"
+
+
+def need(path: Path) -> Path:
+    """Skip the test when a shared test-data folder is missing, saying how to provide it."""
+    if not path.exists():
+        pytest.skip(f"test data {path} is absent: put the project's shared/ folder beside the "
+                    f"repository or set SCGAN_BENCH_SHARED to it")
+    return path
+
+
+def wider_layout(dst: Path, subset: str = "val") -> Path:
+    """Lay dlib's boxed wild photos out as WIDER FACE: ``WIDER_<subset>/images/<event>/*.jpg`` and
+    ``wider_face_split/wider_face_<subset>_bbx_gt.txt`` converted from training.xml/testing.xml."""
+    src = need(WILD)
+    lines = []
+    for xml_name, event in (("training.xml", "0--Parade"), ("testing.xml", "1--Handshaking")):
+        root = ET.parse(src / xml_name).getroot()
+        for img in root.iter("image"):
+            f = img.get("file")
+            if not (src / f).exists():
+                continue
+            (dst / f"WIDER_{subset}" / "images" / event).mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / f, dst / f"WIDER_{subset}" / "images" / event / Path(f).name)
+            boxes = [b for b in img.iter("box")]
+            lines.append(f"{event}/{Path(f).name}")
+            lines.append(str(len(boxes)))
+            if not boxes:
+                lines.append("0 0 0 0 0 0 0 0 0 0")
+            for b in boxes:
+                # blur/expression/illumination/invalid/occlusion/pose: mark 'ignore' boxes invalid
+                invalid = 1 if b.get("ignore") == "1" else 0
+                lines.append(f"{b.get('left')} {b.get('top')} {b.get('width')} {b.get('height')} "
+                             f"0 0 0 {invalid} 0 0 ")
+    (dst / "wider_face_split").mkdir(parents=True, exist_ok=True)
+    (dst / "wider_face_split" / f"wider_face_{subset}_bbx_gt.txt").write_text("\n".join(lines) + "\n")
+    return dst
+
+
+def rgb_face(seed: int = 0, size: int = 64) -> np.ndarray:
+    """A real face from shared/data if present, else scikit-image's astronaut face."""
+    files = sorted(HR_FACES.glob("*.png")) if HR_FACES.exists() else []
+    from PIL import Image
+
+    if files:
+        im = Image.open(files[seed % len(files)]).convert("RGB")
+    else:
+        from skimage import data
+
+        im = Image.fromarray(data.astronaut()).crop((148, 58, 278, 188))
+    return np.asarray(im.resize((size, size), Image.Resampling.BICUBIC))
+
+
+def lr_digest(name: str, image_id: str, seed: int = 0) -> str:
+    """sha256 of the PNG of a degraded face (module-level so spawned workers can run it)."""
+    import hashlib
+
+    from scgan_bench.degradations import degrade, derive_seed, make_degradation
+    from scgan_bench.image_io import encode_png
+
+    hr = rgb_face(int(hashlib.md5(image_id.encode()).hexdigest(), 16) % 7)
+    lr, _ = degrade(make_degradation(name), hr, derive_seed(seed, "ffhq", image_id))
+    return hashlib.sha256(encode_png(lr)).hexdigest()

@@ -1,0 +1,79 @@
+"""The command line: exit code 2 with did-you-mean for unknown names, `list`, the demo."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from scgan_bench.cli import main
+
+
+@pytest.mark.parametrize("flag,value,suggestion", [
+    ("--datasets", "ffhqq", "Did you mean 'ffhq'"),
+    ("--methods", "bicubik", "Did you mean 'bicubic'"),
+    ("--metrics", "psnr,ssimm", "Did you mean 'ssim'"),
+])
+def test_unknown_names_exit_2_with_did_you_mean(capsys, tmp_path, flag, value, suggestion):
+    args = {"--datasets": "demo", "--methods": "bicubic", "--metrics": "psnr"}
+    args[flag] = value
+    argv = ["run", "--out", str(tmp_path / "r"), "--quiet"] + [x for kv in args.items() for x in kv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert suggestion in err and "Allowed:" in err
+    assert not (tmp_path / "r").exists()  # nothing ran
+
+
+def test_option_errors_exit_2(capsys, tmp_path):
+    base = ["run", "--datasets", "demo", "--out", str(tmp_path / "r"), "--quiet"]
+    assert main(base + ["--root", "ffhq=/nowhere"]) == 2
+    assert "not in --datasets" in capsys.readouterr().err
+    assert main(base + ["--dataset-opt", "demo:include_astronot=false"]) == 2
+    assert "Did you mean 'include_astronaut'" in capsys.readouterr().err
+    assert main(base + ["--degradation", "demo=complx"]) == 2
+    assert "Did you mean 'complex'" in capsys.readouterr().err
+    assert main(base + ["--root", "demo"]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err
+    assert main(["run", "--datasets", "ffhq", "--out", str(tmp_path / "f"), "--quiet"]) == 2
+    assert "--root ffhq=DIR" in capsys.readouterr().err
+
+
+def test_argparse_errors_also_exit_2():
+    with pytest.raises(SystemExit) as ei:
+        main(["list", "weights?"])
+    assert ei.value.code == 2
+
+
+def test_list_shows_availability(capsys):
+    assert main(["list", "datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "available (built in)" in out
+    assert "ffhq" in out and "unavailable: root not found" in out and "ffhq.md" in out
+    assert main(["list", "methods"]) == 0
+    assert "bicubic" in capsys.readouterr().out
+    assert main(["list", "metrics"]) == 0
+    out = capsys.readouterr().out
+    assert "psnr" in out and "↑" in out and "needs HR" in out
+    assert main(["list", "degradations"]) == 0
+    assert "blur_sigma" in capsys.readouterr().out
+
+
+def test_run_with_dataset_options_and_limit(capsys, tmp_path):
+    out = tmp_path / "r"
+    argv = ["run", "--datasets", "demo", "--methods", "bicubic", "--metrics", "psnr",
+            "--dataset-opt", "demo:include_astronaut=false", "--degradation", "demo=simple-bicubic",
+            "--limit", "7", "--out", str(out), "--quiet", "--device", "cpu"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "### demo (7 images)" in text and str(out / "summary.md") in text
+    assert len(list((out / "data" / "demo" / "lr").glob("*.png"))) == 7
+
+
+@pytest.mark.slow
+def test_demo_command_end_to_end(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "scgan_bench.cli", "demo", "--out", str(tmp_path / "d"),
+                        "--quiet"], capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert "### demo (101 images)" in r.stdout and "### demo-real (100 images)" in r.stdout
+    assert (tmp_path / "d" / "summary.csv").exists()
