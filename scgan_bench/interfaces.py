@@ -1,12 +1,15 @@
 """The interfaces every plug-in implements: SR methods, metrics and datasets.
 
+Images cross these interfaces as ``HxWx3`` RGB uint8 NumPy arrays (what is read from and written to
+PNG), except SR methods, which take and return float32 NCHW torch tensors in [0, 1].
+
 Plug-ins are plain classes that satisfy these protocols (no base classes); each is registered once, as
 a spec, in :mod:`scgan_bench.registries`. The runner dispatches on the protocol a metric implements,
 never on its name, and never branches on a method's name: each adapter owns its resizing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -24,16 +27,6 @@ class Availability:
     @classmethod
     def yes(cls) -> "Availability":
         return cls(True, "")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One test image: ``lr`` (and ``hr`` for synthetic sets) as ``HxWx3`` RGB uint8 arrays."""
-
-    id: str
-    lr: np.ndarray
-    hr: np.ndarray | None
-    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------- SR methods

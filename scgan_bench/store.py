@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import UsageError
 from .image_io import atomic_write_text
 from .manifest import stable_hash
 
@@ -21,8 +22,8 @@ from .manifest import stable_hash
 def prepare_stage_dir(path: Path, key_obj: Mapping[str, Any]) -> tuple[str, bool]:
     """Ensure ``path`` is a stage folder for ``key_obj``; returns ``(key, was_reset)``.
 
-    A folder with another key is emptied (its results no longer apply); stray temp files from a
-    killed run are removed.
+    A folder with another key is emptied (its results no longer apply); a non-empty folder without
+    a key was not made by us and is refused; stray temp files from a killed run are removed.
     """
     key = stable_hash(key_obj, 32)
     key_file = path / "key.json"
@@ -36,8 +37,8 @@ def prepare_stage_dir(path: Path, key_obj: Mapping[str, Any]) -> tuple[str, bool
             shutil.rmtree(path)
             reset = True
     elif path.exists() and any(path.iterdir()):
-        shutil.rmtree(path)
-        reset = True
+        raise UsageError(f"refusing to use {path}: it has files but no key.json, so it was not made "
+                         "by scgan-bench; choose another --out")
     path.mkdir(parents=True, exist_ok=True)
     if not key_file.exists():
         atomic_write_text(key_file, json.dumps({"key": key, "what": key_obj}, indent=1,

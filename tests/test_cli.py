@@ -77,3 +77,13 @@ def test_demo_command_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "### demo (101 images)" in r.stdout and "### demo-real (100 images)" in r.stdout
     assert (tmp_path / "d" / "summary.csv").exists()
+
+
+def test_prepare_records_hashes_and_reports_bad_files(capsys, hr_faces):
+    (hr_faces / "zz_empty.png").write_bytes(b"")
+    assert main(["prepare", "folder", "--root", str(hr_faces)]) == 0
+    out = capsys.readouterr().out
+    assert "25 items in the manifest, 24 decoded, 1 failed" in out and "zz_empty" in out
+    (hr_faces / "00001.png").write_bytes((hr_faces / "00002.png").read_bytes())
+    assert main(["prepare", "folder", "--root", str(hr_faces)]) == 2
+    assert "changed: 00001.png" in capsys.readouterr().err

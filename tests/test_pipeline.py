@@ -176,3 +176,15 @@ def test_shared_data_is_present_for_ci():
     """CI has ../shared; this fails loudly there (instead of skipping) if the data went missing."""
     if os.environ.get("CI") and not HR_FACES.exists():
         pytest.fail(f"CI runs without {HR_FACES}: the shared test data is not where the tests look")
+
+
+def test_foreign_folder_in_the_way_is_refused_not_deleted(tmp_path):
+    from scgan_bench.errors import UsageError
+
+    precious = tmp_path / "run" / "data" / "demo" / "thesis.tex"
+    precious.parent.mkdir(parents=True)
+    precious.write_text("do not delete")
+    with pytest.raises(UsageError, match="not made by scgan-bench"):
+        run_benchmark(RunConfig(datasets=["demo"], methods=["bicubic"], metrics=["psnr"],
+                                out=tmp_path / "run", progress=False, limit=2))
+    assert precious.read_text() == "do not delete"
