@@ -88,7 +88,7 @@ DATASETS.register("demo", DatasetSpec(
     factory=lambda **kw: DemoFaces(**kw),
     summary="offline demo: 100 LFW faces + astronaut (scikit-image), complex degradation"))
 DATASETS.register("demo-real", DatasetSpec(
-    name="demo-real", kind="real", card="demo.md", needs_root=False,
+    name="demo-real", kind="real", card="demo.md", needs_root=False, default_reference="demo",
     factory=lambda **kw: DemoFaces(**{"name": "demo-real", "kind": "real",
                                       "default_degradation": None, "include_astronaut": False, **kw}),
     summary="offline demo: the 100 LFW faces at 16 px as a real-LR set (no ground truth)"))

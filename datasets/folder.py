@@ -73,7 +73,7 @@ DATASETS.register("folder-lr", DatasetSpec(
     factory=lambda **kw: ImageFolder(**{"name": "folder-lr", "kind": "real", "default_degradation": None,
                                         "default_subdir": "folder-lr", **kw})))
 DATASETS.register("webface", DatasetSpec(
-    name="webface", kind="real", card="webface.md",
+    name="webface", kind="real", card="webface.md", default_reference="ffhq",
     summary="WebFace: the paper's 1,028 crawled real LR faces (not public): a folder of LR faces",
     factory=lambda **kw: ImageFolder(**{"name": "webface", "kind": "real", "default_degradation": None,
                                         "default_subdir": "webface", **kw})))

@@ -151,4 +151,5 @@ class WiderFace:
 
 DATASETS.register("widerface", DatasetSpec(
     name="widerface", kind="real", card="widerface.md", factory=lambda **kw: WiderFace(**kw),
+    default_reference="ffhq",
     summary="WIDER FACE: 2,000 real LR faces (val annotations, filtered), 16 px, no ground truth"))

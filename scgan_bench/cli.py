@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="what exists, and whether it is available here")
     ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations"))
 
+    w = sub.add_parser("weights", help="every pretrained file: status, verification, paths, downloads")
+    w.add_argument("action", choices=("list", "verify", "path", "fetch"))
+    w.add_argument("names", nargs="*", help="asset names (default: all); see `weights list`")
+    w.add_argument("--offline", action="store_true", help="never download (also $SCGAN_BENCH_OFFLINE=1)")
+
     pr = sub.add_parser("prepare", help="build a dataset's manifest and record its files' sha256")
     pr.add_argument("dataset")
     pr.add_argument("--root", type=Path, default=None, help="dataset folder")
@@ -109,6 +114,10 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
                    help="re-record source files whose sha256 changed since first preparation")
     r.add_argument("--max-pixels", type=int, default=None,
                    help=f"decompression-bomb guard (default {DEFAULT_MAX_PIXELS:,} pixels)")
+    r.add_argument("--reference", action="append", default=[], metavar="NAME=DATASET",
+                   help="HR set that FID/KID of a real-world set compare against "
+                        "(defaults: widerface=ffhq, webface=ffhq, demo-real=demo)")
+    r.add_argument("--offline", action="store_true", help="never download weights")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -119,12 +128,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     load_plugins()
     if args.max_pixels is not None:
         os.environ["SCGAN_BENCH_MAX_PIXELS"] = str(args.max_pixels)
+    if args.offline:
+        os.environ["SCGAN_BENCH_OFFLINE"] = "1"
     cfg = RunConfig(
         datasets=DATASETS.resolve_list(args.datasets), methods=METHODS.resolve_list(args.methods),
         metrics=METRICS.resolve_list(args.metrics), out=args.out, seed=args.seed,
         workers=args.workers, batch_size=args.batch_size, device=args.device, limit=args.limit,
         roots={k: Path(v) for k, v in _pairs(args.root, "--root").items()},
         degradations=_pairs(args.degradation, "--degradation"),
+        references=_pairs(args.reference, "--reference"),
         dataset_options=parse_dataset_options(args.dataset_opt),
         accept_data_changes=args.accept_data_changes, progress=not args.quiet)
     return _report(run_benchmark(cfg))
@@ -214,10 +226,46 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from . import weights as W
+
+    if args.offline:
+        os.environ["SCGAN_BENCH_OFFLINE"] = "1"
+    names = args.names or list(W.ASSETS)
+    for n in names:
+        W.ASSETS.get(n)
+    if args.action == "list":
+        for n in names:
+            a, st = W.ASSETS.get(n), W.status(n)
+            kind, want = W.expected_hash(a)
+            print(f"{n}: {st.state}{f' at {st.path}' if st.path else ''}\n"
+                  f"  file {a.filename}; check: {kind} {want[:16]}{'...' if len(want) > 16 else ''}\n"
+                  f"  url {a.url}\n  used by {a.used_by}; licence {a.license}"
+                  + (f"\n  note: {a.source_note}" if a.source_note else "")
+                  + (f"\n  {st.detail}" if st.state == "mismatch" else ""))
+        return 0
+    if args.action == "path":
+        for n in names:
+            print(W.resolve(n, allow_download=False).path)
+        return 0
+    if args.action == "fetch":
+        for n in names:
+            r = W.resolve(n)
+            print(f"{n}: {r.path} ({r.check}, {r.origin})")
+        return 0
+    bad = 0
+    for n in names:
+        st = W.status(n)
+        print(f"{n}: {st.state} {st.detail}")
+        bad += st.state == "mismatch" or (st.state == "missing" and bool(args.names))
+    return 1 if bad else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "prepare": cmd_prepare}
+    handlers = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "prepare": cmd_prepare,
+                "weights": cmd_weights}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -46,6 +46,19 @@ class SRMethod(Protocol):
     def fingerprint(self) -> Mapping[str, Any]: ...
 
 
+@runtime_checkable
+class ReferenceMethod(Protocol):
+    """A pseudo-method that needs the HR image (the ``ground-truth`` row of Table 7): the runner
+    hands it the HR batch too, and skips it on real-world sets, which have none."""
+
+    name: str
+    scale: int
+
+    def upscale_reference(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor: ...
+
+    def fingerprint(self) -> Mapping[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """Registry entry for an SR method; ``factory(device=...)`` builds it on a torch device."""
@@ -56,7 +69,7 @@ class MethodSpec:
     paper: str = ""
     availability: Callable[[], Availability] = Availability.yes
 
-    def create(self, device: str = "cpu") -> SRMethod:
+    def create(self, device: str = "cpu") -> SRMethod | ReferenceMethod:
         return self.factory(device=device)
 
 
@@ -75,25 +88,54 @@ class NoReferenceMetric(Protocol):
     def score_images(self, sr: Sequence[np.ndarray]) -> list[float]: ...
 
 
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """Per-image features (one row per image), cached per image and shared by set metrics.
+    ``key`` names the features and their version (it enters the cache key)."""
+
+    key: str
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SetMetric(Protocol):
+    """A metric over a whole image set, computed from cached features of the SR set and of a
+    reference: the same images' HR (``paired``, keyed by id) or an HR set (FID/KID). Returns
+    optional per-image values and named set-level values (e.g. ``{"kid": m, "kid_std": s}``)."""
+
+    extractor: FeatureExtractor
+
+    def compute(self, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]
+                ) -> tuple[dict[str, float] | None, dict[str, float]]: ...
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     """Registry entry for a metric: direction, version and requirements are stated up front."""
 
     name: str
-    factory: Callable[[], PairedMetric | NoReferenceMetric]
+    factory: Callable[..., PairedMetric | NoReferenceMetric | SetMetric]  # factory(device=...)
     summary: str
     higher_is_better: bool
     version: str
     needs_hr: bool
     convention: str = ""
     availability: Callable[[], Availability] = Availability.yes
+    #: "image" (per-image PairedMetric / NoReferenceMetric) or "set" (SetMetric)
+    kind: str = "image"
+    #: for SetMetric: "paired" (this set's HR, by id) or "hr-set" (an HR set: FID/KID)
+    reference: str = "paired"
+    #: table scale, e.g. 100 for KID (printed x100 like the paper)
+    display_scale: float = 1.0
+    backend: str = ""
 
     @property
     def arrow(self) -> str:
         return "↑" if self.higher_is_better else "↓"
 
-    def create(self) -> PairedMetric | NoReferenceMetric:
-        return self.factory()
+    def create(self, device: str = "cpu") -> PairedMetric | NoReferenceMetric | SetMetric:
+        return self.factory(device=device)
 
 
 # --------------------------------------------------------------------------------- datasets
@@ -144,8 +186,9 @@ class DatasetSpec:
     summary: str
     kind: DatasetKind
     card: str
-    env_root: str = ""
     needs_root: bool = True
+    #: HR set that FID/KID compare a real-world set against (None: none by default)
+    default_reference: str | None = None
 
     def create(self, **options: Any) -> Dataset:
         return self.factory(**options)

@@ -29,7 +29,8 @@ from .errors import UsageError
 from .image_io import atomic_write_text
 from .prepare import Failure, PreparedDataset, prepare_dataset
 from .registries import DATASETS, METHODS, METRICS, load_plugins
-from .scoring import score_method
+from .interfaces import NoReferenceMetric, PairedMetric, ReferenceMethod, SetMetric
+from .scoring import score_method, score_set
 from .summary import Cell, results_csv, summary_csv, summary_markdown
 from .superres import run_method
 
@@ -49,6 +50,7 @@ class RunConfig:
     limit: int | None = None
     roots: dict[str, Path] = field(default_factory=dict)
     degradations: dict[str, str] = field(default_factory=dict)
+    references: dict[str, str] = field(default_factory=dict)
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     accept_data_changes: bool = False
     progress: bool = True
@@ -98,7 +100,9 @@ def validate(cfg: RunConfig) -> None:
         METHODS.get(n)
     for n in cfg.metrics:
         METRICS.get(n)
-    for n in [*cfg.roots, *cfg.degradations, *cfg.dataset_options]:
+    for n in cfg.references.values():
+        DATASETS.get(n)
+    for n in [*cfg.degradations, *cfg.dataset_options, *cfg.references]:
         if n not in cfg.datasets:
             raise UsageError(f"an option names dataset {n!r}, which is not in --datasets "
                              f"({','.join(cfg.datasets)})")
@@ -155,42 +159,50 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
             metric_specs[name] = spec
         meta["metrics"][name] = {"version": spec.version, "higher_is_better": spec.higher_is_better,
                                  "convention": spec.convention, "available": avail.ok,
-                                 "reason": avail.reason}
+                                 "reason": avail.reason, "backend": spec.backend}
+    get_metric = _metric_builder(device)
+    references = _references(cfg, prepared, metric_specs, unavailable, failures)
 
     rows: list[tuple[str, str, str, str, float]] = []
     cells: list[Cell] = []
     for data in prepared:
-        applicable = {n: s for n, s in metric_specs.items() if data.kind == "synthetic" or not s.needs_hr}
         for mname in cfg.methods:
             if mname not in methods:
-                cells += [Cell(data.name, mname, k, METRICS.get(k).higher_is_better, status="unavailable",
-                               note=f"method {mname}: {unavailable[f'method:{mname}']}")
-                          for k in cfg.metrics]
+                cells += [_cell(data, mname, k, status="unavailable",
+                                note=f"method {mname} unavailable: {unavailable[f'method:{mname}']}") for k in cfg.metrics]
                 continue
             method = methods[mname]
+            if isinstance(method, ReferenceMethod) and data.kind == "real":
+                cells += [_cell(data, mname, k, status="n/a", note=f"{mname} needs ground truth")
+                          for k in cfg.metrics]
+                continue
             srr = run_method(method, data, out, fingerprint=method.fingerprint(),
                              batch_size=cfg.batch_size, device=device, progress=cfg.progress)
             failures += srr.failures
             recomputed["images_super_resolved"] += srr.recomputed
-            values, mfail = score_method(data, srr, applicable, out, progress=cfg.progress)
+            applicable = {n: s for n, s in metric_specs.items() if data.kind == "synthetic" or not s.needs_hr}
+            per_image = {n: s for n, s in applicable.items() if s.kind == "image"}
+            values, mfail = score_method(data, srr, per_image, out, get_metric, progress=cfg.progress)
             failures += mfail
             for k in cfg.metrics:
                 spec = METRICS.get(k)
                 if f"metric:{k}" in unavailable:
-                    cells.append(Cell(data.name, mname, k, spec.higher_is_better, status="unavailable",
-                                      note=f"metric {k}: {unavailable[f'metric:{k}']}"))
-                    continue
-                if k not in applicable:
-                    cells.append(Cell(data.name, mname, k, spec.higher_is_better, status="n/a",
-                                      note="full-reference metric; this set has no ground truth"))
-                    continue
-                mv = values[k]
-                recomputed["metric_values"] += mv.recomputed
-                n_failed = len(data.manifest) - len(mv.values)
-                rows += [(data.name, mname, k, i, v) for i, v in mv.values.items()]
-                cells.append(Cell(data.name, mname, k, spec.higher_is_better, tuple(mv.values.values()),
-                                  n_failed, "ok" if mv.values else "failed",
-                                  "" if mv.values else "every image failed; see failures.csv"))
+                    cells.append(_cell(data, mname, k, status="unavailable",
+                                       note=unavailable[f"metric:{k}"]))
+                elif k not in applicable:
+                    cells.append(_cell(data, mname, k, status="n/a",
+                                       note="full-reference metric; this set has no ground truth"))
+                elif spec.kind == "image":
+                    mv = values[k]
+                    recomputed["metric_values"] += mv.recomputed
+                    rows += [(data.name, mname, k, i, v) for i, v in mv.values.items()]
+                    empty = {} if mv.values else {"status": "failed",
+                                                  "note": "every image failed; see failures.csv"}
+                    cells.append(_cell(data, mname, k, values=tuple(mv.values.values()),
+                                       n_failed=len(data.manifest) - len(mv.values), **empty))
+                else:
+                    cells.append(_score_set_cell(data, srr, k, spec, out, get_metric, references,
+                                                 rows, failures, recomputed, cfg.progress))
 
     conventions = {k: METRICS.get(k).convention for k in cfg.metrics if METRICS.get(k).convention}
     md = summary_markdown(cells, conventions, {p.name: len(p.records) for p in prepared})
@@ -203,6 +215,86 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
                 unavailable=unavailable, failures=len(failures))
     atomic_write_text(out / "run.json", json.dumps(meta, indent=1, default=str), durable=True)
     return RunResult(out, cells, failures, recomputed, unavailable, md)
+
+
+def _cell(data: PreparedDataset, method: str, metric: str, **kw: Any) -> Cell:
+    spec = METRICS.get(metric)
+    return Cell(data.name, method, metric, spec.higher_is_better, display_scale=spec.display_scale, **kw)
+
+
+def _score_set_cell(data: PreparedDataset, srr, name: str, spec, out: Path, get_metric, references,
+                    rows: list, failures: list, recomputed: dict, progress: bool) -> Cell:
+    ref = references.get(data.name) if spec.reference == "hr-set" else None
+    if spec.reference == "hr-set" and isinstance(ref, str):
+        return _cell(data, srr.method, name, status="unavailable", note=ref)
+    try:
+        sv, sfail = score_set(data, srr, name, spec, out, get_metric, ref, progress=progress)
+    except (ValueError, RuntimeError) as exc:
+        failures.append(Failure("metric", data.name, srr.method, "*", name, f"{type(exc).__name__}: {exc}"))
+        return _cell(data, srr.method, name, status="failed", note=f"{name}: {exc}")
+    failures += sfail
+    recomputed["metric_values"] += int(sv.recomputed) * (len(sv.per_image) or 1)
+    rows += [(data.name, srr.method, name, i, v) for i, v in sv.per_image.items()]
+    rows += [(data.name, srr.method, name + (f":{k}" if k else ""), "*", v) for k, v in sv.values.items()]
+    n = len(sv.per_image) or len(srr.records)
+    note = f"vs HR of {ref.name}" if ref is not None else ""
+    return _cell(data, srr.method, name, values=tuple(sv.per_image.values()), set_value=sv.values[""],
+                 set_std=sv.values.get("std"), n_set=n, n_failed=len(data.manifest) - n, note=note)
+
+
+def _metric_builder(device: str):
+    """Build each metric once per run, lazily; metrics that use the same feature extractor share it."""
+    built: dict[str, Any] = {}
+    extractors: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in built:
+            spec = METRICS.get(name)
+            m = spec.create(device=device)
+            expected = SetMetric if spec.kind == "set" else (PairedMetric, NoReferenceMetric)
+            if not isinstance(m, expected):
+                raise TypeError(f"metric {name!r} ({type(m).__name__}) does not implement the "
+                                f"protocol its spec declares ({spec.kind})")
+            if spec.kind == "set":
+                m.extractor = extractors.setdefault(m.extractor.key, m.extractor)
+            built[name] = m
+        return built[name]
+
+    return get
+
+
+def _references(cfg: RunConfig, prepared: list[PreparedDataset], metric_specs: Mapping[str, Any],
+                unavailable: dict[str, str], failures: list[Failure]) -> dict[str, Any]:
+    """The HR set each dataset's FID/KID compare against: its own HR (synthetic sets) or a configured
+    HR dataset (real sets; prepared here if it is not part of the run). A reason string when none."""
+    out: dict[str, Any] = {}
+    if not any(s.kind == "set" and s.reference == "hr-set" for s in metric_specs.values()):
+        return out
+    by_name = {p.name: p for p in prepared}
+    for p in prepared:
+        if p.kind == "synthetic":
+            out[p.name] = p
+            continue
+        ref = cfg.references.get(p.name) or DATASETS.get(p.name).default_reference
+        if ref is None:
+            out[p.name] = (f"no HR reference set for real-world set {p.name}: pass "
+                           f"--reference {p.name}=DATASET")
+            continue
+        if ref not in by_name:
+            try:
+                by_name[ref] = prepare_dataset(ref, out=cfg.out, seed=cfg.seed, root=cfg.roots.get(ref),
+                                               options=cfg.dataset_options.get(ref), limit=cfg.limit,
+                                               workers=cfg.workers, progress=cfg.progress,
+                                               accept_data_changes=cfg.accept_data_changes)
+                failures += by_name[ref].failures
+            except UsageError as exc:
+                out[p.name] = f"reference set {ref} for {p.name} unavailable: {exc}"
+                continue
+        if by_name[ref].kind != "synthetic":
+            out[p.name] = f"reference set {ref} has no HR images"
+        else:
+            out[p.name] = by_name[ref]
+    return out
 
 
 def failures_csv(failures: list[Failure]) -> str:

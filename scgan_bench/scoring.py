@@ -11,13 +11,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from tqdm import tqdm
 
 from .image_io import atomic_write_text, read_image
 from .interfaces import MetricSpec, NoReferenceMetric, PairedMetric
-from .manifest import iter_chunks
+from .features import cached_features
+from .manifest import iter_chunks, stable_hash
 from .prepare import Failure, PreparedDataset
 from .superres import SRResult
 
@@ -46,11 +47,11 @@ def _decode(v: float | str) -> float:
 
 
 def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, MetricSpec],
-                 out: Path, *, batch_size: int = 64, progress: bool = True
-                 ) -> tuple[dict[str, MetricValues], list[Failure]]:
-    """Compute (or reuse) every metric in ``metrics`` for every SR image of ``sr``."""
+                 out: Path, get_metric: Callable[[str], Any], *, batch_size: int = 64,
+                 progress: bool = True) -> tuple[dict[str, MetricValues], list[Failure]]:
+    """Compute (or reuse) every per-image metric in ``metrics`` for every SR image of ``sr``;
+    ``get_metric(name)`` builds a metric once per run (only when a value is missing)."""
     mdir = out / "metrics" / data.name / sr.method
-    built: dict[str, Any] = {}
     stored: dict[str, dict[str, list]] = {}
     need: dict[str, list[str]] = {}
     results: dict[str, MetricValues] = {}
@@ -76,7 +77,7 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
             ids = [i for i in chunk if i in need_sets[name]]
             if not ids:
                 continue
-            metric = built.get(name) or built.setdefault(name, spec.create())
+            metric = get_metric(name)
             try:
                 if isinstance(metric, PairedMetric):
                     for i in ids:
@@ -106,3 +107,55 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
                  "convention": spec.convention, "values": keep}, sort_keys=True))
         results[name].values = {i: _decode(v[0]) for i, v in keep.items()}
     return results, failures
+
+
+@dataclass
+class SetValues:
+    metric: str
+    per_image: dict[str, float] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)  # "" = the metric itself, e.g. "std"
+    recomputed: bool = False
+
+
+def _images(data: PreparedDataset, ids, field_: str) -> dict[str, tuple[Path, str]]:
+    return {i: (data.dir / data.records[i][field_], data.records[i][f"{field_}_sha256"]) for i in ids}
+
+
+def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, out: Path,
+              get_metric: Callable[[str], Any], reference: PreparedDataset | None, *,
+              progress: bool = True) -> tuple[SetValues, list[Failure]]:
+    """A set metric for one (dataset, method): features from the cache, the value reused when no
+    input image changed (then no model is even loaded)."""
+    sr_imgs = {i: (sr.dir / r["sr"], r["sr_sha256"]) for i, r in sr.records.items()}
+    if spec.reference == "paired":
+        ref_imgs, ref_name = _images(data, sr.records, "hr"), data.name
+    else:
+        if reference is None:
+            raise ValueError(f"{name}: no HR reference set for {data.name}")
+        ref_imgs, ref_name = _images(reference, reference.records, "hr"), reference.name
+    key = stable_hash({"metric": name, "version": spec.version, "ref": ref_name,
+                       "sr": sorted((i, s) for i, (_, s) in sr_imgs.items()),
+                       "hr": sorted((i, s) for i, (_, s) in ref_imgs.items())}, 32)
+    path = out / "metrics" / data.name / sr.method / f"{name}.json"
+    try:
+        old = json.loads(path.read_text())
+        if old.get("key") == key:
+            return SetValues(name, {i: _decode(v) for i, v in old["per_image"].items()},
+                             {k: _decode(v) for k, v in old["values"].items()}), []
+    except FileNotFoundError:
+        pass
+    metric = get_metric(name)
+    feats_sr = cached_features(metric.extractor, sr_imgs, out / "features" / data.name / sr.method,
+                               desc=f"{data.name}: {sr.method}: {name} features", progress=progress)
+    feats_ref = cached_features(metric.extractor, ref_imgs, out / "features" / ref_name / "hr",
+                                desc=f"{ref_name}: HR: {name} features", progress=progress)
+    per, values = metric.compute(feats_sr, feats_ref)
+    per = per or {}
+    failures = [Failure("metric", data.name, sr.method, i, name, "no value (e.g. no face detected)")
+                for i in sr.records if per and i not in per]
+    atomic_write_text(path, json.dumps(
+        {"metric": name, "version": spec.version, "key": key, "reference": ref_name,
+         "higher_is_better": spec.higher_is_better, "convention": spec.convention,
+         "per_image": {i: _encode(v) for i, v in per.items()},
+         "values": {k: _encode(v) for k, v in values.items()}}, sort_keys=True))
+    return SetValues(name, per, values, recomputed=True), failures

@@ -27,14 +27,28 @@ class Cell:
     n_failed: int = 0
     status: str = "ok"
     note: str = ""
+    display_scale: float = 1.0
+    set_value: float | None = None   # set metrics (FID, KID, accuracy): the value itself
+    set_std: float | None = None     # e.g. KID's std over subsets
+    n_set: int | None = None
 
     @property
     def mean(self) -> float:
+        if self.set_value is not None:
+            return self.set_value
         return float(np.mean(self.values)) if self.values else math.nan
 
     @property
     def std(self) -> float:
-        return float(np.std(self.values)) if self.values else math.nan
+        if self.set_value is not None:
+            return self.set_std if self.set_std is not None else math.nan
+        if not self.values or not np.isfinite(self.values).all():
+            return math.nan  # e.g. PSNR of ground truth is inf
+        return float(np.std(self.values))
+
+    @property
+    def n(self) -> int:
+        return self.n_set if self.n_set is not None else len(self.values)
 
     @property
     def direction(self) -> str:
@@ -62,13 +76,16 @@ def summary_csv(cells: Iterable[Cell]) -> str:
     for c in cells:
         ok = c.status == "ok"
         w.writerow((c.dataset, c.method, c.metric, c.direction, _fmt(c.mean) if ok else "",
-                    _fmt(c.std) if ok else "", len(c.values), c.n_failed, c.status, c.note))
+                    _fmt(c.std) if ok else "", c.n, c.n_failed, c.status, c.note))
     return buf.getvalue()
 
 
 def _cell_text(c: Cell, marks: dict[str, int]) -> str:
     if c.status == "ok":
-        txt = f"{c.mean:.4f}" if math.isfinite(c.mean) else f"{c.mean}"
+        v = c.mean * c.display_scale
+        txt = f"{v:.4f}" if math.isfinite(v) else f"{v}"
+        if c.set_std is not None:
+            txt += f" ± {c.set_std * c.display_scale:.4f}"
         return txt + (f" ({c.n_failed} failed)" if c.n_failed else "")
     if c.status == "n/a":
         return "n/a"
@@ -86,8 +103,9 @@ def summary_markdown(cells: Sequence[Cell], conventions: dict[str, str],
         dc = [c for c in cells if c.dataset == d]
         metrics = list(dict.fromkeys(c.metric for c in dc))
         methods = list(dict.fromkeys(c.method for c in dc))
-        arrow = {c.metric: "↑" if c.higher_is_better else "↓" for c in dc}
-        n = (n_images or {}).get(d, max((len(c.values) for c in dc), default=0))
+        arrow = {c.metric: ("↑" if c.higher_is_better else "↓")
+                 + (f" (x{c.display_scale:g})" if c.display_scale != 1 else "") for c in dc}
+        n = (n_images or {}).get(d, max((c.n for c in dc), default=0))
         marks: dict[str, int] = {}
         out.append(f"### {d} ({n} images)\n")
         out.append("| method | " + " | ".join(f"{m} {arrow[m]}" for m in metrics) + " |")
@@ -100,6 +118,9 @@ def summary_markdown(cells: Sequence[Cell], conventions: dict[str, str],
         out.append("")
         for note, k in marks.items():
             out.append(f"[{k}] {note}  ")
+        refs = sorted({c.note for c in dc if c.status == "ok" and c.note.startswith("vs HR of")})
+        for r in refs:
+            out.append(f"FID/KID reference: {r[3:]}  ")
         if any(c.status == "n/a" for c in dc):
             out.append("n/a: full-reference metric on a real-world set (no ground truth)  ")
         out.append("")

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .image_io import atomic_write_bytes, encode_png, read_image
-from .interfaces import SRMethod
+from .interfaces import ReferenceMethod, SRMethod
 from .manifest import iter_chunks, sha256_bytes
 from .prepare import Failure, PreparedDataset
 from .store import prepare_stage_dir, read_record, safe_name, write_record
@@ -45,9 +45,10 @@ def quantise(sr: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _upscale_checked(method: SRMethod, lr: torch.Tensor) -> np.ndarray:
+def _upscale_checked(method: SRMethod | ReferenceMethod, lr: torch.Tensor,
+                     hr: torch.Tensor | None = None) -> np.ndarray:
     with torch.inference_mode():
-        sr = method.upscale(lr)
+        sr = method.upscale_reference(lr, hr) if hr is not None else method.upscale(lr)
     n, _, h, w = lr.shape
     want = (n, 3, h * method.scale, w * method.scale)
     if tuple(sr.shape) != want:
@@ -57,7 +58,7 @@ def _upscale_checked(method: SRMethod, lr: torch.Tensor) -> np.ndarray:
     return quantise(sr)
 
 
-def run_method(method: SRMethod, data: PreparedDataset, out: Path, *, fingerprint: Mapping[str, Any],
+def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: Path, *, fingerprint: Mapping[str, Any],
                batch_size: int = 32, device: str = "cpu", progress: bool = True) -> SRResult:
     """Stage 2 for one (dataset, method); see the module docstring."""
     sdir = out / "sr" / data.name / method.name
@@ -73,19 +74,25 @@ def run_method(method: SRMethod, data: PreparedDataset, out: Path, *, fingerprin
             todo.append(image_id)
     bar = tqdm(total=len(todo), desc=f"{data.name}: {method.name}", disable=None if progress else True,
                unit="img", leave=False)
+    oracle = isinstance(method, ReferenceMethod)
     for chunk in iter_chunks(todo, batch_size):
         lrs = [read_image(data.dir / data.records[i]["lr"]) for i in chunk]
+        hrs = [read_image(data.dir / data.records[i]["hr"]) for i in chunk] if oracle else [None] * len(chunk)
+
+        def hr_batch(items: list) -> torch.Tensor | None:
+            return to_tensor(items).to(device) if oracle else None
+
         try:
-            outs = list(_upscale_checked(method, to_tensor(lrs).to(device)))
+            outs = list(_upscale_checked(method, to_tensor(lrs).to(device), hr_batch(hrs)))
             errs = [""] * len(chunk)
         except Exception as exc:  # isolate the failing image(s): retry one by one
             if len(chunk) == 1:
                 outs, errs = [None], [f"{type(exc).__name__}: {exc}"]
             else:
                 outs, errs = [], []
-                for lr in lrs:
+                for lr, hr in zip(lrs, hrs):
                     try:
-                        outs.append(_upscale_checked(method, to_tensor([lr]).to(device))[0])
+                        outs.append(_upscale_checked(method, to_tensor([lr]).to(device), hr_batch([hr]))[0])
                         errs.append("")
                     except Exception as exc1:  # noqa: BLE001 (reported per image)
                         outs.append(None)

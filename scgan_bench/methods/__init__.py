@@ -1,2 +1,3 @@
-"""Built-in SR methods (interpolation baselines; learned methods live in ``baselines/``)."""
-from . import interpolation  # noqa: F401  (registers bicubic, bilinear, nearest)
+"""Built-in SR methods (interpolation baselines, the ground-truth pseudo-method); learned methods
+live in ``baselines/``."""
+from . import interpolation, oracle  # noqa: F401

@@ -1,2 +1,3 @@
-"""Built-in metrics (image fidelity); more arrive with the metric suite."""
-from . import fidelity  # noqa: F401  (registers psnr, ssim, psnr-y, ssim-y)
+"""The metric suite. Each module registers its metrics with direction, version and requirements;
+`scgan-bench list metrics` shows which are available here and why not."""
+from . import distribution, fidelity, identity, landmarks, niqe, perceptual  # noqa: F401

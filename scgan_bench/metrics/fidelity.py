@@ -63,6 +63,6 @@ for _name, _fn, _y, _summary in (
         ("psnr-y", "psnr", True, "PSNR (dB) on BT.601 luma Y, no border crop"),
         ("ssim-y", "ssim", True, "SSIM on BT.601 luma Y, no border crop")):
     METRICS.register(_name, MetricSpec(
-        name=_name, factory=lambda _f=_fn, _yy=_y: Fidelity(_f, _yy), summary=_summary,
+        name=_name, factory=lambda device="cpu", _f=_fn, _yy=_y: Fidelity(_f, _yy), summary=_summary,
         higher_is_better=True, version="1", needs_hr=True,
         convention=("Y (BT.601)" if _y else "RGB") + ", uint8, data range 255, no border crop"))

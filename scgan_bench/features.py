@@ -1,0 +1,50 @@
+"""Per-image feature cache for set metrics: ``<run>/features/<dataset>/<set>/<extractor>.npz``.
+
+Each row is stored with the sha256 of the PNG it came from; a row is recomputed only when its image
+changed. One extractor's features serve every metric that uses it (FID and KID share Inception
+features; verification and identity cosine share FaceNet embeddings), and the HR reference set's
+features are computed once per dataset, whatever the number of methods.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from tqdm import tqdm
+
+from .image_io import atomic_write_bytes, read_image
+from .interfaces import FeatureExtractor
+from .manifest import iter_chunks, stable_hash
+
+
+def _load(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {i: (s, f) for i, s, f in zip(z["ids"].tolist(), z["shas"].tolist(), z["feats"])}
+    except FileNotFoundError:
+        return {}
+
+
+def cached_features(extractor: FeatureExtractor, images: Mapping[str, tuple[Path, str]], cache_dir: Path,
+                    *, batch_size: int = 32, desc: str = "", progress: bool = True
+                    ) -> dict[str, np.ndarray]:
+    """Features for ``images`` (``id -> (png path, png sha256)``), computing only missing rows."""
+    path = cache_dir / f"{stable_hash(extractor.key)}.npz"
+    stored = _load(path)
+    todo = [i for i, (_, sha) in images.items() if i not in stored or stored[i][0] != sha]
+    bar = tqdm(total=len(todo), desc=desc, disable=None if progress else True, unit="img", leave=False)
+    for chunk in iter_chunks(todo, batch_size):
+        feats = extractor.extract([read_image(images[i][0]) for i in chunk])
+        for i, f in zip(chunk, feats):
+            stored[i] = (images[i][1], np.asarray(f, dtype=np.float64))
+        bar.update(len(chunk))
+    bar.close()
+    if todo:
+        ids = sorted(stored)
+        buf = io.BytesIO()
+        np.savez(buf, ids=np.array(ids), shas=np.array([stored[i][0] for i in ids]),
+                 feats=np.stack([stored[i][1] for i in ids]), key=np.array(extractor.key))
+        atomic_write_bytes(path, buf.getvalue())
+    return {i: stored[i][1] for i in images}

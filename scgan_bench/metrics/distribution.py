@@ -1,0 +1,136 @@
+"""FID and KID between an SR set and an HR reference set, through torch-fidelity's own functions.
+
+Features: torch-fidelity's TF-compatible InceptionV3 (pool3, 2048-d; it resizes uint8 input to 299 px
+internally), its weights resolved and sha256-checked by the weights manager and loaded with
+``weights_only=True``. An offline identity-space variant uses dlib's 128-d face descriptor
+(``fid-dlib`` / ``kid-dlib``; labelled as such). Features are cached per image and shared by FID and
+KID. KID: ``kid_subsets=100`` subsets of ``min(1000, |SR|, |ref|)`` images, torch-fidelity's
+polynomial kernel (degree 3, gamma 1/d, coef 1) and its fixed seed 2020; reported as mean and std,
+printed x100 in tables (like the paper).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..interfaces import FeatureExtractor, MetricSpec
+from ..registries import METRICS
+from ..requirements import needs
+
+KID_SUBSETS = 100
+KID_MAX_SUBSET = 1000
+KID_SEED = 2020
+
+
+@contextmanager
+def _verified_inception_weights(state_dict: dict[str, Any]):
+    """torch-fidelity loads its weights with an unrestricted ``torch.load``; hand it our verified,
+    ``weights_only``-loaded state dict instead, for the duration of the constructor only."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    original = fe.load_state_dict_from_url
+    fe.load_state_dict_from_url = lambda *a, **k: state_dict
+    try:
+        yield
+    finally:
+        fe.load_state_dict_from_url = original
+
+
+class InceptionFeatures:
+    """torch-fidelity's InceptionV3 pool3 features (2048-d) of uint8 RGB images."""
+
+    key = "inception-v3-compat-2048/tf-fidelity"
+
+    def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        from ..weights import load_state_dict
+
+        sd, self.resolved = load_state_dict("inception-fid", weights_path)
+        with _verified_inception_weights(sd):
+            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+        self.device = device
+        self.net.to(device)
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().to(self.device)
+        with torch.inference_mode():
+            (feats,) = self.net(x)
+        return feats.double().cpu().numpy()
+
+
+def fid_from_features(sr: np.ndarray, ref: np.ndarray) -> float:
+    """torch-fidelity's FID between two feature matrices (float64)."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    s1 = fid_features_to_statistics(torch.from_numpy(np.ascontiguousarray(sr, np.float64)))
+    s2 = fid_features_to_statistics(torch.from_numpy(np.ascontiguousarray(ref, np.float64)))
+    return float(fid_statistics_to_metric(s1, s2, verbose=False)["frechet_inception_distance"])
+
+
+def kid_from_features(sr: np.ndarray, ref: np.ndarray) -> tuple[float, float, int]:
+    """torch-fidelity's KID (mean, std, subset size used) with the documented subset protocol."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    size = min(KID_MAX_SUBSET, len(sr), len(ref))
+    out = kid_features_to_metric(torch.from_numpy(np.ascontiguousarray(sr, np.float64)),
+                                 torch.from_numpy(np.ascontiguousarray(ref, np.float64)),
+                                 kid_subsets=KID_SUBSETS, kid_subset_size=size, rng_seed=KID_SEED,
+                                 verbose=False, kid_kernel="poly", kid_kernel_poly_degree=3,
+                                 kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1)
+    return out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"], size
+
+
+def _stack(feats: Mapping[str, np.ndarray]) -> np.ndarray:
+    return np.stack([feats[k] for k in sorted(feats)])
+
+
+@dataclass
+class FID:
+    extractor: FeatureExtractor
+
+    def compute(self, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]):
+        if len(sr) < 2 or len(ref) < 2:
+            raise ValueError(f"FID needs at least 2 images per set (SR {len(sr)}, reference {len(ref)})")
+        return None, {"": fid_from_features(_stack(sr), _stack(ref))}
+
+
+@dataclass
+class KID:
+    extractor: FeatureExtractor
+
+    def compute(self, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]):
+        if len(sr) < 2 or len(ref) < 2:
+            raise ValueError(f"KID needs at least 2 images per set (SR {len(sr)}, reference {len(ref)})")
+        mean, std, size = kid_from_features(_stack(sr), _stack(ref))
+        return None, {"": mean, "std": std, "subset_size": float(size)}
+
+
+def _dlib_features(device: str = "cpu"):
+    from .identity import DlibDescriptor
+
+    return DlibDescriptor()
+
+
+_INCEPTION = needs(modules=(("torch_fidelity", "pip install torch-fidelity"),), weights=("inception-fid",))
+_DLIB = needs(modules=(("dlib", "pip install dlib-bin"),), weights=("dlib-face-recognition", "dlib-shape-5"))
+_CONV_KID = (f"KID: {KID_SUBSETS} subsets of min({KID_MAX_SUBSET}, n) images, poly kernel d=3, "
+             f"seed {KID_SEED}; tables print KID x100")
+for _name, _cls, _feat, _avail, _summary, _scale, _backend in (
+        ("fid", FID, lambda device="cpu": InceptionFeatures(device), _INCEPTION,
+         "FID (torch-fidelity InceptionV3 pool3) vs the HR reference set", 1.0, "inception"),
+        ("kid", KID, lambda device="cpu": InceptionFeatures(device), _INCEPTION,
+         "KID mean +- std (torch-fidelity) vs the HR reference set", 100.0, "inception"),
+        ("fid-dlib", FID, _dlib_features, _DLIB,
+         "FID in dlib's 128-d face-descriptor space (offline identity-space backend)", 1.0, "dlib"),
+        ("kid-dlib", KID, _dlib_features, _DLIB,
+         "KID in dlib's 128-d face-descriptor space (offline identity-space backend)", 100.0, "dlib")):
+    METRICS.register(_name, MetricSpec(
+        name=_name, factory=lambda device="cpu", _c=_cls, _f=_feat: _c(_f(device)),
+        summary=_summary, higher_is_better=False, version="1", needs_hr=False, kind="set", reference="hr-set",
+        availability=_avail, display_scale=_scale, backend=_backend,
+        convention=_CONV_KID if _cls is KID else "FID on float64 features (torch-fidelity)"))

@@ -1,0 +1,152 @@
+"""Identity metrics (Table 7): FaceNet verification accuracy and SR-HR identity cosine similarity,
+plus an offline backend using dlib's 128-d face descriptor (labelled ``-dlib`` everywhere).
+
+Verification protocol (the paper gives none; ours, documented and switchable in code):
+* every SR image ``i`` forms one genuine pair ``(SR_i, HR_i)`` and one impostor pair
+  ``(SR_i, HR_pi(i))``, ``pi`` a derangement drawn with seed 2205 over the set's sorted ids;
+* a pair is "same person" when the L2 distance of the unit-norm embeddings is below the threshold
+  (FaceNet 1.1; dlib 0.6, dlib's documented threshold);
+* per-image value = (genuine correct + impostor correct) / 2, so the set mean is the accuracy over
+  all 2N pairs. Inputs are the whole aligned 64 px face (no detector runs, so nothing can fail to be
+  detected): FaceNet gets it resized to 160 px (Pillow bicubic), standardised (x - 127.5) / 128.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..interfaces import FeatureExtractor, MetricSpec
+from ..registries import METRICS
+from ..requirements import needs
+from ..resize import resize_uint8
+
+VERIFY_SEED = 2205
+FACENET_THRESHOLD = 1.1
+DLIB_THRESHOLD = 0.6
+
+
+class FaceNetFeatures:
+    """facenet-pytorch's InceptionResnetV1 (VGGFace2) 512-d unit-norm embeddings."""
+
+    key = "facenet-vggface2-512/160-bicubic/v1"
+
+    def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
+        from facenet_pytorch import InceptionResnetV1
+
+        from ..weights import load_state_dict
+
+        sd, self.resolved = load_state_dict("facenet-vggface2", weights_path)
+        n_classes = sd["logits.weight"].shape[0] if "logits.weight" in sd else None
+        net = InceptionResnetV1(pretrained=None, classify=n_classes is not None,
+                                num_classes=n_classes)
+        net.load_state_dict(sd, strict=True)
+        net.classify = False
+        self.net = net.eval().to(device)
+        self.device = device
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        x = np.stack([resize_uint8(im, (160, 160), "bicubic") for im in images]).astype(np.float32)
+        t = torch.from_numpy((x - 127.5) / 128.0).permute(0, 3, 1, 2).to(self.device)
+        with torch.inference_mode():
+            emb = self.net(t)
+        return torch.nn.functional.normalize(emb.double(), dim=1).cpu().numpy()
+
+
+class DlibDescriptor:
+    """dlib's ResNet face descriptor (128-d). The 64 px face is upsampled to 256 px (Pillow bicubic),
+    located with dlib's HOG detector (largest box; the whole image when none is found), aligned by
+    the 5-point shape predictor into dlib's 150 px chip."""
+
+    key = "dlib-resnet-v1-128/up256/v1"
+
+    def __init__(self) -> None:
+        import dlib
+
+        from ..weights import resolve
+
+        self._dlib = dlib
+        self.sp = dlib.shape_predictor(str(resolve("dlib-shape-5").path))
+        self.rec = dlib.face_recognition_model_v1(str(resolve("dlib-face-recognition").path))
+        self.det = dlib.get_frontal_face_detector()
+
+    def face_box(self, big: np.ndarray):
+        dets = self.det(big, 0)
+        if len(dets):
+            return max(dets, key=lambda r: r.area())
+        h, w = big.shape[:2]
+        return self._dlib.rectangle(0, 0, w - 1, h - 1)
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        out = []
+        for im in images:
+            big = resize_uint8(im, (256, 256), "bicubic")
+            shape = self.sp(big, self.face_box(big))
+            out.append(np.asarray(self.rec.compute_face_descriptor(big, shape), dtype=np.float64))
+        return np.stack(out)
+
+
+def derangement(ids: Sequence[str], seed: int = VERIFY_SEED) -> dict[str, str]:
+    """Impostor partner of each id: a seeded cyclic shift of a random order (never itself)."""
+    order = sorted(ids)
+    if len(order) < 2:
+        raise ValueError("verification needs at least 2 images")
+    perm = np.random.Generator(np.random.PCG64(seed)).permutation(len(order))
+    return {order[perm[k]]: order[perm[(k + 1) % len(order)]] for k in range(len(order))}
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(np.linalg.norm(v), 1e-12)
+
+
+@dataclass
+class Verification:
+    extractor: FeatureExtractor
+    threshold: float
+
+    def compute(self, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]):
+        partner = derangement(list(sr))
+        per = {}
+        for i, f in sr.items():
+            a = _unit(f)
+            genuine = np.linalg.norm(a - _unit(ref[i])) < self.threshold
+            impostor = np.linalg.norm(a - _unit(ref[partner[i]])) >= self.threshold
+            per[i] = (float(genuine) + float(impostor)) / 2.0
+        return per, {"": float(np.mean(list(per.values())))}
+
+
+@dataclass
+class IdentityCosine:
+    extractor: FeatureExtractor
+
+    def compute(self, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]):
+        per = {i: float(np.dot(_unit(f), _unit(ref[i]))) for i, f in sr.items()}
+        return per, {"": float(np.mean(list(per.values())))}
+
+
+_FACENET = needs(modules=(("facenet_pytorch", "pip install --no-deps facenet-pytorch==2.6.0 requests; "
+                                               "`make install` does this"),),
+                 weights=("facenet-vggface2",))
+_DLIB = needs(modules=(("dlib", "pip install dlib-bin"),), weights=("dlib-face-recognition", "dlib-shape-5"))
+_VERIF = (f"genuine (SR_i, HR_i) + impostor (SR_i, HR_pi(i)) pairs, seeded derangement {VERIFY_SEED}; "
+          "accuracy over 2N pairs")
+for _name, _metric, _feat, _avail, _summary, _conv, _backend in (
+        ("facenet-verif", lambda f: Verification(f, FACENET_THRESHOLD),
+         lambda device="cpu": FaceNetFeatures(device), _FACENET,
+         "FaceNet (VGGFace2) verification accuracy, SR vs HR pairs (Table 7)",
+         f"{_VERIF}; L2 < {FACENET_THRESHOLD} on unit embeddings", "facenet"),
+        ("facenet-cos", IdentityCosine, lambda device="cpu": FaceNetFeatures(device), _FACENET,
+         "mean cosine similarity of FaceNet embeddings, SR vs HR", "per image cos(SR_i, HR_i)", "facenet"),
+        ("dlib-verif", lambda f: Verification(f, DLIB_THRESHOLD),
+         lambda device="cpu": DlibDescriptor(), _DLIB,
+         "verification accuracy with dlib's 128-d descriptor (offline backend)",
+         f"{_VERIF}; L2 < {DLIB_THRESHOLD}", "dlib"),
+        ("dlib-cos", IdentityCosine, lambda device="cpu": DlibDescriptor(), _DLIB,
+         "mean cosine similarity of dlib descriptors, SR vs HR (offline backend)",
+         "per image cos(SR_i, HR_i)", "dlib")):
+    METRICS.register(_name, MetricSpec(
+        name=_name, factory=lambda device="cpu", _m=_metric, _f=_feat: _m(_f(device)),
+        summary=_summary, higher_is_better=True, version="1", needs_hr=True, kind="set", reference="paired",
+        availability=_avail, convention=_conv, backend=_backend))

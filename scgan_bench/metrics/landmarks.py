@@ -1,0 +1,150 @@
+"""Landmark error between SR and HR (Fig. 10), and HOG+SVM face detection accuracy (Table 6).
+
+Landmarks are detected independently on the SR image and on its HR image, each upsampled x4 to
+256 px (Pillow bicubic) so the detectors see a normal-sized face, and mapped back to 64 px
+coordinates. Per image: the mean over landmarks of ``|dx| + |dy|`` (l1, pixels at 64 px), and the same
+divided by the HR inter-ocular distance (``-nio``). Backends:
+* ``retinaface``: RetinaFace (biubug6 mobilenet0.25 weights) 5 points, the highest-scoring face
+  above confidence 0.5; eye centres give the inter-ocular distance;
+* ``dlib68`` (offline): dlib's 68-point shape predictor on the largest HOG detection (the whole
+  image when none); outer eye corners (36, 45) give the inter-ocular distance.
+An image whose SR (or HR) has no detectable face gets no value and is listed in failures.csv.
+
+Detection accuracy: dlib's frontal HOG+SVM detector on the 64 px SR image, upsampled once by dlib
+(``upsample_num_times=1``, score threshold 0.0); an image counts as a hit when at least one face is
+found. Accuracy = share of hits (each test image holds exactly one face).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..interfaces import FeatureExtractor, MetricSpec
+from ..registries import METRICS
+from ..requirements import needs
+from ..resize import resize_uint8
+
+UPSAMPLE = 4
+HOG_UPSAMPLE = 1
+HOG_THRESHOLD = 0.0
+RETINA_CONF = 0.5
+
+
+class RetinaFaceLandmarks:
+    """5 RetinaFace landmarks (10 numbers, 64 px coordinates; NaN when no face is found)."""
+
+    key = "retinaface-mobilenet0.25-5pt/up4/v1"
+    eyes = (0, 1)
+
+    def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
+        from ..networks.retinaface import RetinaFace
+        from ..weights import load_state_dict, strip_prefix
+
+        sd, self.resolved = load_state_dict("retinaface-mobilenet0.25", weights_path)
+        self.net = RetinaFace("mobilenet0.25")
+        self.net.load_state_dict(strip_prefix(sd, "module."), strict=True)
+        self.net.eval().to(device)
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        from ..networks.retinaface import detect
+
+        out = np.full((len(images), 10), np.nan)
+        for k, im in enumerate(images):
+            h, w = im.shape[:2]
+            big = resize_uint8(im, (h * UPSAMPLE, w * UPSAMPLE), "bicubic")
+            _, scores, lms = detect(self.net, big, conf_threshold=RETINA_CONF)
+            if len(scores):
+                out[k] = (lms[0] / UPSAMPLE).reshape(-1)
+        return out
+
+
+class Dlib68Landmarks:
+    """dlib's 68 landmarks (136 numbers, 64 px coordinates)."""
+
+    key = "dlib-68pt/up4/v1"
+    eyes = (36, 45)
+
+    def __init__(self) -> None:
+        import dlib
+
+        from ..weights import resolve
+
+        self._dlib = dlib
+        self.det = dlib.get_frontal_face_detector()
+        self.sp = dlib.shape_predictor(str(resolve("dlib-shape-68").path))
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.empty((len(images), 136))
+        for k, im in enumerate(images):
+            h, w = im.shape[:2]
+            big = resize_uint8(im, (h * UPSAMPLE, w * UPSAMPLE), "bicubic")
+            dets = self.det(big, 0)
+            rect = max(dets, key=lambda r: r.area()) if len(dets) else self._dlib.rectangle(
+                0, 0, big.shape[1] - 1, big.shape[0] - 1)
+            shape = self.sp(big, rect)
+            pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], np.float64)
+            out[k] = ((pts + 0.5) / UPSAMPLE - 0.5).reshape(-1)  # pixel-centre convention
+        return out
+
+
+@dataclass
+class LandmarkError:
+    extractor: FeatureExtractor
+    normalised: bool
+
+    def compute(self, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]):
+        per = {}
+        for i, f in sr.items():
+            a, b = f.reshape(-1, 2), ref[i].reshape(-1, 2)
+            if np.isnan(a).any() or np.isnan(b).any():
+                continue  # no face detected: reported by the runner as a missing value
+            err = float(np.mean(np.abs(a - b).sum(axis=1)))
+            if self.normalised:
+                e0, e1 = self.extractor.eyes
+                err /= max(float(np.linalg.norm(b[e0] - b[e1])), 1e-6)
+            per[i] = err
+        if not per:
+            raise ValueError("no image had a detectable face in both SR and HR")
+        return per, {"": float(np.mean(list(per.values())))}
+
+
+@dataclass
+class HogDetection:
+    upsample: int = HOG_UPSAMPLE
+    threshold: float = HOG_THRESHOLD
+
+    def __post_init__(self) -> None:
+        import dlib
+
+        self.det = dlib.get_frontal_face_detector()
+
+    def score_images(self, sr: Sequence[np.ndarray]) -> list[float]:
+        return [1.0 if len(self.det.run(im, self.upsample, self.threshold)[0]) else 0.0 for im in sr]
+
+
+_RETINA = needs(modules=(("torchvision", "pip install torchvision"),), weights=("retinaface-mobilenet0.25",))
+_DLIB68 = needs(modules=(("dlib", "pip install dlib-bin"),), weights=("dlib-shape-68",))
+_CONV = "l1 = mean over landmarks of |dx|+|dy|"
+for _name, _feat, _norm, _avail, _summary, _backend in (
+        ("landmark-retinaface", lambda device="cpu": RetinaFaceLandmarks(device), False, _RETINA,
+         "RetinaFace 5-point landmark l1 error SR vs HR, pixels at 64 px (Fig. 10)", "retinaface"),
+        ("landmark-retinaface-nio", lambda device="cpu": RetinaFaceLandmarks(device), True, _RETINA,
+         "RetinaFace 5-point landmark l1 error / HR inter-ocular distance", "retinaface"),
+        ("landmark-dlib68", lambda device="cpu": Dlib68Landmarks(), False, _DLIB68,
+         "dlib 68-point landmark l1 error SR vs HR, pixels at 64 px (offline backend)", "dlib"),
+        ("landmark-dlib68-nio", lambda device="cpu": Dlib68Landmarks(), True, _DLIB68,
+         "dlib 68-point landmark l1 error / HR inter-ocular distance (offline backend)", "dlib")):
+    METRICS.register(_name, MetricSpec(
+        name=_name, factory=lambda device="cpu", _f=_feat, _n=_norm: LandmarkError(_f(device), _n),
+        summary=_summary, higher_is_better=False, version="1", needs_hr=True, kind="set", reference="paired",
+        availability=_avail, backend=_backend,
+        convention=_CONV + (", / inter-ocular distance" if _norm else ", pixels at 64 px")))
+
+METRICS.register("hog-detect", MetricSpec(
+    name="hog-detect", factory=lambda device="cpu": HogDetection(), higher_is_better=True, version="1",
+    summary="HOG+SVM (dlib) face detection accuracy on SR images (Table 6)", needs_hr=False,
+    availability=needs(modules=(("dlib", "pip install dlib-bin"),)), backend="dlib",
+    convention=f"dlib frontal HOG detector, upsample {HOG_UPSAMPLE}, threshold {HOG_THRESHOLD}, "
+               "hit = at least one face"))

@@ -1,0 +1,56 @@
+"""LPIPS (Zhang et al., CVPR 2018): AlexNet backbone, linear heads v0.1, inputs scaled to [-1, 1].
+
+The ``lpips`` package provides the network; its two weight files are resolved and sha256-checked by the
+weights manager (the torchvision AlexNet, the package's bundled ``weights/v0.1/alex.pth`` heads) and
+loaded strictly with ``weights_only=True``, so no download and no unchecked file is involved.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..interfaces import MetricSpec
+from ..registries import METRICS
+from ..requirements import needs
+
+
+class LPIPS:
+    def __init__(self, device: str = "cpu", backbone_path: str | None = None,
+                 heads_path: str | None = None) -> None:
+        import lpips
+
+        from ..weights import load_state_dict
+
+        net = lpips.LPIPS(pretrained=False, net="alex", version="0.1", pnet_rand=True, verbose=False)
+        backbone, self.backbone = load_state_dict("alexnet", backbone_path)
+        features = {k[len("features."):]: v for k, v in backbone.items() if k.startswith("features.")}
+        mapped = {}
+        for key in net.net.state_dict():
+            _slice, idx, param = key.split(".")
+            mapped[key] = features[f"{idx}.{param}"]
+        net.net.load_state_dict(mapped, strict=True)
+        heads, self.heads = load_state_dict("lpips-alex-v0.1", heads_path)
+        missing, unexpected = net.load_state_dict(heads, strict=False)
+        if unexpected or any(k.startswith("lin") for k in missing):
+            raise ValueError(f"LPIPS heads file {self.heads.path} has unexpected keys {unexpected} or "
+                             f"misses {[k for k in missing if k.startswith('lin')]}")
+        self.net = net.eval().to(device)
+        self.device = device
+
+    def score_pairs(self, sr: Sequence[np.ndarray], hr: Sequence[np.ndarray]) -> list[float]:
+        def t(images: Sequence[np.ndarray]) -> torch.Tensor:
+            x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(self.device)
+            return x / 127.5 - 1.0
+
+        with torch.inference_mode():
+            d = self.net(t(sr), t(hr))
+        return [float(v) for v in d.reshape(-1).cpu()]
+
+
+METRICS.register("lpips", MetricSpec(
+    name="lpips", factory=lambda device="cpu": LPIPS(device), higher_is_better=False, version="1",
+    summary="LPIPS v0.1, AlexNet, SR vs HR", needs_hr=True, backend="alexnet",
+    convention="lpips 0.1 AlexNet, RGB in [-1, 1], spatial mean",
+    availability=needs(modules=(("lpips", "pip install lpips"),), weights=("alexnet", "lpips-alex-v0.1"))))

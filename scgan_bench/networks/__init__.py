@@ -1,0 +1,1 @@
+"""Network definitions written for this project (official weight layouts)."""

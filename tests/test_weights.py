@@ -1,0 +1,183 @@
+"""The weights manager: real loading code exercised with random weights saved in each official key
+layout (Inception, AlexNet, FaceNet, RetinaFace, ResNet-101), sha256 checks, tampering, offline errors."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from scgan_bench import weights as W
+from scgan_bench.cli import main
+
+from sb_testdata import rgb_face
+
+
+@pytest.fixture(autouse=True)
+def _weights_dir(tmp_path, monkeypatch):
+    d = tmp_path / "weights"
+    d.mkdir()
+    monkeypatch.setenv("SCGAN_BENCH_WEIGHTS", str(d))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SCGAN_BENCH_OFFLINE", "1")
+    W.clear_sha256_overrides()
+    yield d
+    W.clear_sha256_overrides()
+
+
+def save_official(name: str, state_dict: dict, folder: Path) -> Path:
+    """Save a state dict under the asset's official file name and pin its sha256 (as a user would
+    for a file they trust)."""
+    path = folder / W.ASSETS.get(name).filename
+    torch.save(state_dict, path)
+    W.register_sha256(name, hashlib.sha256(path.read_bytes()).hexdigest())
+    return path
+
+
+def random_inception_state_dict() -> dict:
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    class Skeleton(fe.FeatureExtractorInceptionV3):
+        def load_state_dict(self, *a, **k):  # keep the random init
+            return None
+
+    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}):
+        return Skeleton("skeleton", ["2048"]).state_dict()
+
+
+def _faces(n: int, size: int = 64) -> list[np.ndarray]:
+    return [rgb_face(k, size) for k in range(n)]
+
+
+def test_inception_loads_from_official_layout_and_runs(_weights_dir):
+    from scgan_bench.metrics.distribution import InceptionFeatures
+
+    save_official("inception-fid", random_inception_state_dict(), _weights_dir)
+    feats = InceptionFeatures().extract(_faces(3))
+    assert feats.shape == (3, 2048) and np.isfinite(feats).all()
+
+
+def test_alexnet_resnet101_load_and_run(_weights_dir):
+    from torchvision.models import alexnet, resnet101
+
+    from scgan_bench.backbones import ResNet101Features
+
+    save_official("alexnet", alexnet(weights=None).state_dict(), _weights_dir)
+    sd, r = W.load_state_dict("alexnet")
+    assert "features.0.weight" in sd and r.check == "override"
+    save_official("resnet101", resnet101(weights=None).state_dict(), _weights_dir)
+    f = ResNet101Features().extract(_faces(2))
+    assert f.shape == (2, 2048) and np.isfinite(f).all()
+
+
+def test_facenet_loads_official_layout_with_logits(_weights_dir):
+    from facenet_pytorch import InceptionResnetV1
+
+    from scgan_bench.metrics.identity import FaceNetFeatures
+
+    save_official("facenet-vggface2", InceptionResnetV1(classify=True, num_classes=8631).state_dict(),
+                  _weights_dir)
+    emb = FaceNetFeatures().extract(_faces(3))
+    assert emb.shape == (3, 512)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-6)
+
+
+def test_retinaface_loads_dataparallel_layout_and_detects(_weights_dir):
+    from scgan_bench.metrics.landmarks import RetinaFaceLandmarks
+    from scgan_bench.networks.retinaface import RetinaFace, detect, priors
+
+    net = RetinaFace("mobilenet0.25")
+    sd = {f"module.{k}": v for k, v in net.state_dict().items()}  # as biubug6 saved it
+    assert "module.body.stage1.0.0.weight" in sd and "module.LandmarkHead.2.conv1x1.bias" in sd
+    save_official("retinaface-mobilenet0.25", sd, _weights_dir)
+    lm = RetinaFaceLandmarks()
+    with torch.inference_mode():
+        loc, conf, ldm = lm.net(torch.zeros(1, 3, 256, 256))
+    assert loc.shape[1] == conf.shape[1] == ldm.shape[1] == len(priors(256, 256))
+    boxes, scores, lms = detect(lm.net, rgb_face(0, 256), conf_threshold=0.0)
+    assert boxes.shape[1] == 4 and lms.shape[1:] == (5, 2) and (np.diff(scores) <= 0).all()
+    out = lm.extract(_faces(2))
+    assert out.shape == (2, 10)
+    r50 = RetinaFace("resnet50")
+    assert "body.layer4.2.conv3.weight" in r50.state_dict() and "fpn.output1.0.weight" in r50.state_dict()
+
+
+def test_tampered_file_is_rejected(_weights_dir):
+    from torchvision.models import alexnet
+
+    path = save_official("alexnet", alexnet(weights=None).state_dict(), _weights_dir)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(W.WeightsError, match=r"has sha256 .* expected override .*tampered"):
+        W.load_state_dict("alexnet")
+
+
+def test_official_hash_is_checked_without_override(_weights_dir):
+    (_weights_dir / "alexnet-owt-7be5be79.pth").write_bytes(b"not the real alexnet")
+    with pytest.raises(W.WeightsError, match="expected sha256 7be5be79"):
+        W.resolve("alexnet")
+
+
+def test_offline_missing_file_names_file_url_and_place(_weights_dir):
+    with pytest.raises(W.WeightsError) as ei:
+        W.resolve("facenet-vggface2")
+    msg = str(ei.value)
+    assert "20180402-114759-vggface2.pt" in msg and "offline mode" in msg
+    assert "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/" in msg
+    assert str(_weights_dir / "20180402-114759-vggface2.pt") in msg
+
+
+def test_trust_on_first_use_records_then_enforces(_weights_dir):
+    net_sd = {"w": torch.zeros(3)}
+    path = _weights_dir / "Resnet50_Final.pth"
+    torch.save(net_sd, path)
+    r = W.resolve("retinaface-resnet50")
+    assert r.check == "first-use (recorded now)"
+    assert W.resolve("retinaface-resnet50").check == "first-use (recorded earlier)"
+    torch.save({"w": torch.ones(3)}, path)
+    W._DIGESTS.clear()
+    with pytest.raises(W.WeightsError, match="expected first-use"):
+        W.resolve("retinaface-resnet50")
+
+
+def test_search_order_explicit_then_env_then_caches(tmp_path, _weights_dir, monkeypatch):
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save({"a": torch.zeros(1)}, hub / "resnet101-63fe2227.pth")
+    W.register_sha256("resnet101", hashlib.sha256((hub / "resnet101-63fe2227.pth").read_bytes()).hexdigest())
+    assert W.resolve("resnet101").origin == "torch-hub"
+    explicit = tmp_path / "mine.pth"
+    explicit.write_bytes((hub / "resnet101-63fe2227.pth").read_bytes())
+    assert W.resolve("resnet101", explicit).origin == "explicit path"
+
+
+def test_pickled_code_is_never_executed(_weights_dir):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = _weights_dir / "alexnet-owt-7be5be79.pth"
+    torch.save({"x": Evil()}, path)
+    W.register_sha256("alexnet", hashlib.sha256(path.read_bytes()).hexdigest())
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+        W.load_state_dict("alexnet")
+
+
+def test_weights_cli(capsys, _weights_dir):
+    from torchvision.models import alexnet
+
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "inception-fid: missing" in out and "dlib-shape-68: verified" in out
+    path = save_official("alexnet", alexnet(weights=None).state_dict(), _weights_dir)
+    assert main(["weights", "path", "alexnet"]) == 0
+    assert capsys.readouterr().out.strip() == str(path)
+    assert main(["weights", "verify", "facenet-vggface2"]) == 1
+    assert main(["weights", "fetch", "facenet-vggface2", "--offline"]) == 2
+    assert "not found (offline mode)" in capsys.readouterr().err
+    assert main(["weights", "path", "alexnt"]) == 2
+    assert "Did you mean 'alexnet'" in capsys.readouterr().err
