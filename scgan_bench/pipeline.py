@@ -102,7 +102,12 @@ def validate(cfg: RunConfig) -> None:
         METRICS.get(n)
     for n in cfg.references.values():
         DATASETS.get(n)
-    for n in [*cfg.degradations, *cfg.dataset_options, *cfg.references]:
+    refs = {*cfg.references.values(), *(DATASETS.get(d).default_reference for d in cfg.datasets)} - {None}
+    for n in [*cfg.roots, *cfg.dataset_options]:
+        if n not in cfg.datasets and n not in refs:
+            raise UsageError(f"an option names dataset {n!r}, which is neither in --datasets "
+                             f"({','.join(cfg.datasets)}) nor a reference set")
+    for n in [*cfg.degradations, *cfg.references]:
         if n not in cfg.datasets:
             raise UsageError(f"an option names dataset {n!r}, which is not in --datasets "
                              f"({','.join(cfg.datasets)})")

@@ -28,7 +28,7 @@ def test_unknown_names_exit_2_with_did_you_mean(capsys, tmp_path, flag, value, s
 def test_option_errors_exit_2(capsys, tmp_path):
     base = ["run", "--datasets", "demo", "--out", str(tmp_path / "r"), "--quiet"]
     assert main(base + ["--root", "ffhq=/nowhere"]) == 2
-    assert "not in --datasets" in capsys.readouterr().err
+    assert "neither in --datasets" in capsys.readouterr().err
     assert main(base + ["--dataset-opt", "demo:include_astronot=false"]) == 2
     assert "Did you mean 'include_astronaut'" in capsys.readouterr().err
     assert main(base + ["--degradation", "demo=complx"]) == 2
