@@ -76,3 +76,25 @@ def lr_digest(name: str, image_id: str, seed: int = 0) -> str:
     hr = rgb_face(int(hashlib.md5(image_id.encode()).hexdigest(), 16) % 7)
     lr, _ = degrade(make_degradation(name), hr, derive_seed(seed, "ffhq", image_id))
     return hashlib.sha256(encode_png(lr)).hexdigest()
+
+
+def random_inception_state_dict() -> dict:
+    """torch-fidelity's InceptionV3 with random weights, in its official key layout."""
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    class Skeleton(fe.FeatureExtractorInceptionV3):
+        def load_state_dict(self, *a, **k):  # keep the random init
+            return None
+
+    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}):
+        return Skeleton("skeleton", ["2048"]).state_dict()
+
+
+def auc(scores, labels) -> float:
+    """ROC AUC via the Mann-Whitney statistic (ties count half)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = scores[labels], scores[~labels]
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import torch
 from scgan_bench import weights as W
 from scgan_bench.cli import main
 
-from sb_testdata import rgb_face
+from sb_testdata import random_inception_state_dict, rgb_face
 
 
 @pytest.fixture(autouse=True)
@@ -35,17 +34,6 @@ def save_official(name: str, state_dict: dict, folder: Path) -> Path:
     torch.save(state_dict, path)
     W.register_sha256(name, hashlib.sha256(path.read_bytes()).hexdigest())
     return path
-
-
-def random_inception_state_dict() -> dict:
-    import torch_fidelity.feature_extractor_inceptionv3 as fe
-
-    class Skeleton(fe.FeatureExtractorInceptionV3):
-        def load_state_dict(self, *a, **k):  # keep the random init
-            return None
-
-    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}):
-        return Skeleton("skeleton", ["2048"]).state_dict()
 
 
 def _faces(n: int, size: int = 64) -> list[np.ndarray]:

@@ -33,9 +33,11 @@ class LPIPS:
         net.net.load_state_dict(mapped, strict=True)
         heads, self.heads = load_state_dict("lpips-alex-v0.1", heads_path)
         missing, unexpected = net.load_state_dict(heads, strict=False)
-        if unexpected or any(k.startswith("lin") for k in missing):
-            raise ValueError(f"LPIPS heads file {self.heads.path} has unexpected keys {unexpected} or "
-                             f"misses {[k for k in missing if k.startswith('lin')]}")
+        # ``lins`` is a ModuleList aliasing lin0..lin4, so only the lin<k> keys must come from the file
+        lost = [k for k in missing if k.startswith("lin") and not k.startswith("lins.")]
+        if unexpected or lost:
+            raise ValueError(f"LPIPS heads file {self.heads.path} has unexpected keys {unexpected} "
+                             f"or misses {lost}")
         self.net = net.eval().to(device)
         self.device = device
 

@@ -1,0 +1,273 @@
+"""The paper's metrics against their reference implementations (stated tolerances) and sanity checks
+on real faces from ../shared/data."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scgan_bench import weights as W
+from scgan_bench.image_io import write_png
+from scgan_bench.registries import METRICS, load_plugins
+
+from sb_testdata import HR_FACES, ORL, SHARED, auc, need, random_inception_state_dict, rgb_face
+
+load_plugins()
+NIQE_PARAMS = SHARED / "weights" / "niqe_pris_params.npz"
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    d = tmp_path / "weights"
+    d.mkdir()
+    monkeypatch.setenv("SCGAN_BENCH_WEIGHTS", str(d))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SCGAN_BENCH_OFFLINE", "1")
+    W.clear_sha256_overrides()
+    yield d
+    W.clear_sha256_overrides()
+
+
+def _pin(name: str, path: Path) -> None:
+    W.register_sha256(name, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def _hr_lr_sr(n: int, lr_size: int = 16):
+    """Real 64 px faces, their 16 px bicubic downsample and its bicubic upsample."""
+    hrs = [rgb_face(k) for k in range(n)]
+    srs = []
+    for hr in hrs:
+        lr = Image.fromarray(hr).resize((lr_size, lr_size), Image.Resampling.BICUBIC)
+        srs.append(np.asarray(lr.resize((64, 64), Image.Resampling.BICUBIC)))
+    return hrs, srs
+
+
+# ------------------------------------------------------------------------------------ FID / KID
+def test_fid_kid_equal_torch_fidelity_functions_on_identical_features():
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    from scgan_bench.metrics.distribution import fid_from_features, kid_from_features
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 64)), rng.normal(0.3, 1.1, size=(250, 64))
+    ref_fid = fid_statistics_to_metric(fid_features_to_statistics(torch.from_numpy(a)),
+                                       fid_features_to_statistics(torch.from_numpy(b)), False)
+    assert abs(fid_from_features(a, b) - ref_fid["frechet_inception_distance"]) <= 1e-6 * ref_fid[
+        "frechet_inception_distance"]
+    ref_kid = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subset_size=250,
+                                     verbose=False)
+    mean, std, size = kid_from_features(a, b)
+    assert size == 250  # capped at the smaller set
+    assert abs(mean - ref_kid["kernel_inception_distance_mean"]) <= 1e-6 * abs(ref_kid["kernel_inception_distance_mean"])
+    assert abs(std - ref_kid["kernel_inception_distance_std"]) <= 1e-6 * ref_kid["kernel_inception_distance_std"]
+    assert kid_from_features(a, b) == (mean, std, size)  # same seed, same value
+
+
+@pytest.mark.slow
+def test_fid_kid_of_a_run_equal_torch_fidelity_calculate_metrics(weights_dir, tmp_path):
+    """End to end: our cached-feature FID/KID on PNG folders equals torch-fidelity's own pipeline
+    (its image loading, its feature extraction) with the same (random, official-layout) weights."""
+    import torch_fidelity
+
+    from scgan_bench.features import cached_features
+    from scgan_bench.metrics.distribution import FID, KID, InceptionFeatures
+
+    path = weights_dir / W.ASSETS.get("inception-fid").filename
+    torch.save(random_inception_state_dict(), path)
+    _pin("inception-fid", path)
+    hrs, srs = _hr_lr_sr(12)
+    dirs = {"sr": tmp_path / "sr", "hr": tmp_path / "hr"}
+    imgs = {}
+    for key, images in (("sr", srs), ("hr", hrs)):
+        imgs[key] = {}
+        for k, im in enumerate(images):
+            p = dirs[key] / f"{k:03d}.png"
+            write_png(p, im)
+            imgs[key][f"{k:03d}"] = (p, hashlib.sha256(p.read_bytes()).hexdigest())
+    ext = InceptionFeatures()
+    f_sr = cached_features(ext, imgs["sr"], tmp_path / "cache" / "sr", progress=False)
+    f_hr = cached_features(ext, imgs["hr"], tmp_path / "cache" / "hr", progress=False)
+    ours_fid = FID(ext).compute(f_sr, f_hr)[1][""]
+    ours_kid = KID(ext).compute(f_sr, f_hr)[1]
+    ref = torch_fidelity.calculate_metrics(
+        input1=str(dirs["sr"]), input2=str(dirs["hr"]), fid=True, kid=True, kid_subset_size=12,
+        feature_extractor_weights_path=str(path), cuda=False, verbose=False, cache=False)
+    assert abs(ours_fid - ref["frechet_inception_distance"]) <= 1e-6 * abs(ref["frechet_inception_distance"])
+    assert abs(ours_kid[""] - ref["kernel_inception_distance_mean"]) <= 1e-6 * abs(ref["kernel_inception_distance_mean"]) + 1e-12
+    # the cache is reused: no image is recomputed on a second call
+    calls = []
+    orig = ext.extract
+    ext.extract = lambda images: calls.append(len(images)) or orig(images)
+    cached_features(ext, imgs["sr"], tmp_path / "cache" / "sr", progress=False)
+    assert calls == []
+
+
+# ------------------------------------------------------------------------------------ LPIPS
+def test_lpips_equals_a_direct_lpips_call(weights_dir, tmp_path):
+    import lpips
+    from torchvision.models import alexnet
+
+    from scgan_bench.metrics.perceptual import LPIPS
+
+    torch.manual_seed(0)
+    sd = alexnet(weights=None).state_dict()
+    path = weights_dir / "alexnet-owt-7be5be79.pth"
+    torch.save(sd, path)
+    _pin("alexnet", path)
+    # the direct call finds the same backbone file in torchvision's cache
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(sd, hub / "alexnet-owt-7be5be79.pth")
+    direct = lpips.LPIPS(net="alex", version="0.1", verbose=False).eval()
+    hrs, srs = _hr_lr_sr(5)
+    ours = LPIPS().score_pairs(srs, hrs)
+
+    def t(ims):
+        return torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    with torch.no_grad():
+        ref = direct(t(srs), t(hrs)).reshape(-1).numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-7)
+    assert all(v > 0 for v in ours)
+    assert max(LPIPS().score_pairs(hrs, hrs)) < 1e-6
+
+
+# ------------------------------------------------------------------------------------ NIQE
+def _pyiqa_niqe():
+    try:
+        from pyiqa.archs.niqe_arch import calculate_niqe
+    except ImportError as exc:
+        pytest.skip(f"pyiqa is not importable ({exc}); `make install` adds it with --no-deps")
+    return calculate_niqe
+
+
+def test_niqe_agrees_with_pyiqa_within_1e_3(monkeypatch):
+    from skimage import data
+
+    from scgan_bench.metrics.niqe import NIQE
+
+    monkeypatch.setenv("SCGAN_BENCH_WEIGHTS", str(need(NIQE_PARAMS).parent))
+    calculate_niqe = _pyiqa_niqe()
+    ours = NIQE(upsample=1, block=96)
+    images = [data.astronaut(), data.coffee(), data.chelsea()]
+    if HR_FACES.exists():
+        images += [np.asarray(Image.open(p).convert("RGB").resize((192, 192), Image.Resampling.BICUBIC))
+                   for p in sorted(HR_FACES.glob("*.png"))[:3]]
+    mu, cov = torch.from_numpy(ours.mu), torch.from_numpy(ours.cov)
+    for img, val in zip(images, ours.score_images(images)):
+        t = torch.from_numpy(img).permute(2, 0, 1)[None].double() / 255.0
+        ref = float(calculate_niqe(t, 0, True, "yiq", mu, cov))
+        assert abs(val - ref) < 1e-5, (val, ref)  # the issue asks 1e-3; measured < 1e-6
+
+
+def test_niqe_64px_protocols_run_and_rank_blur_worse(monkeypatch):
+    monkeypatch.setenv("SCGAN_BENCH_WEIGHTS", str(need(NIQE_PARAMS).parent))
+    hrs, srs = _hr_lr_sr(6, lr_size=12)
+    for name in ("niqe", "niqe-b32"):
+        m = METRICS.get(name).create()
+        sharp, blurry = np.mean(m.score_images(hrs)), np.mean(m.score_images(srs))
+        assert np.isfinite(sharp) and blurry > sharp, name
+
+
+# ------------------------------------------------------------------------------------ dlib backends
+def test_hog_detects_hr_faces_far_more_often_than_bicubic_from_16px():
+    from scgan_bench.degradations import ComplexDegradation, degrade, derive_seed
+
+    need(HR_FACES)
+    hrs, simple = _hr_lr_sr(40)
+    complex_ = [np.asarray(Image.fromarray(degrade(ComplexDegradation(), h, derive_seed(0, "t", str(k)))[0])
+                           .resize((64, 64), Image.Resampling.BICUBIC)) for k, h in enumerate(hrs)]
+    det = METRICS.get("hog-detect").create()
+    hr, s, c = (np.mean(det.score_images(x)) for x in (hrs, simple, complex_))
+    # measured on the shared faces: 1.0 (HR), 0.88 (plain bicubic x4 down/up), 0.07 (FFHQ protocol)
+    assert hr >= 0.9 and hr > s and c < hr - 0.5, (hr, s, c)
+
+
+def test_dlib_descriptor_separates_orl_identities():
+    from scgan_bench.image_io import read_image
+    from scgan_bench.metrics.identity import DlibDescriptor
+    from scgan_bench.resize import resize_uint8, to_square
+
+    root = need(ORL)
+    people = sorted(p for p in root.iterdir() if p.is_dir())[:12]
+    faces = {p.name: [resize_uint8(to_square(read_image(p / f"{k}.pgm")), (64, 64), "bicubic")
+                      for k in (1, 2, 3)] for p in people}
+    ext = DlibDescriptor()
+    emb = {k: ext.extract(v) for k, v in faces.items()}
+    same, diff = [], []
+    names = list(emb)
+    for i, a in enumerate(names):
+        same += [np.linalg.norm(emb[a][0] - emb[a][j]) for j in (1, 2)]
+        diff += [np.linalg.norm(emb[a][0] - emb[b][0]) for b in names[i + 1:]]
+    assert auc(np.r_[-np.array(same), -np.array(diff)], np.r_[np.ones(len(same)), np.zeros(len(diff))]) > 0.9
+
+
+def test_landmark_error_is_zero_on_hr_and_grows_with_degradation():
+    need(HR_FACES)
+    from scgan_bench.metrics.landmarks import Dlib68Landmarks, LandmarkError
+
+    ext = Dlib68Landmarks()
+    hrs = [rgb_face(k) for k in range(10)]
+    ref = dict(enumerate(ext.extract(hrs)))
+    metric = LandmarkError(ext, normalised=False)
+    errs = {}
+    for lr_size in (32, 16, 8):
+        srs = [np.asarray(Image.fromarray(h).resize((lr_size, lr_size), Image.Resampling.BICUBIC)
+                          .resize((64, 64), Image.Resampling.BICUBIC)) for h in hrs]
+        errs[lr_size] = metric.compute(dict(enumerate(ext.extract(srs))), ref)[1][""]
+    assert metric.compute(ref, ref)[1][""] == 0.0
+    assert 0 < errs[32] < errs[16] < errs[8], errs
+    nio = LandmarkError(ext, normalised=True).compute(dict(enumerate(ext.extract(hrs))), ref)[1][""]
+    assert nio == 0.0
+
+
+def test_verification_protocol():
+    from scgan_bench.metrics.identity import IdentityCosine, Verification, derangement
+
+    ids = [f"{i:03d}" for i in range(50)]
+    d = derangement(ids)
+    assert sorted(d) == ids and sorted(d.values()) == ids and all(d[i] != i for i in ids)
+    assert derangement(ids) == d  # seeded
+    rng = np.random.default_rng(1)
+    ref = {i: rng.normal(size=128) for i in ids}
+    ref = {i: v / np.linalg.norm(v) for i, v in ref.items()}
+    per, val = Verification(None, threshold=1.1).compute(ref, ref)
+    assert val[""] == 1.0 and set(per.values()) == {1.0}  # identical embeddings, distinct people
+    noisy = {i: v + rng.normal(scale=0.2, size=128) for i, v in ref.items()}
+    assert Verification(None, threshold=1.1).compute(noisy, ref)[1][""] < 0.9
+    cos = IdentityCosine(None).compute(ref, ref)[1][""]
+    assert abs(cos - 1.0) < 1e-12
+
+
+@pytest.mark.slow
+def test_demo_run_shows_offline_metrics_and_marks_the_rest_unavailable(tmp_path, monkeypatch):
+    from scgan_bench.pipeline import RunConfig, run_benchmark
+
+    monkeypatch.setenv("SCGAN_BENCH_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    res = run_benchmark(RunConfig(
+        datasets=["demo", "demo-real"], methods=["bicubic", "ground-truth"],
+        metrics=["psnr", "hog-detect", "dlib-verif", "fid-dlib", "kid-dlib", "landmark-dlib68", "fid",
+                 "facenet-verif"], out=tmp_path / "r", limit=30, progress=False))
+    cell = {(c.dataset, c.method, c.metric): c for c in res.cells}
+    assert cell[("demo", "ground-truth", "landmark-dlib68")].mean == 0.0
+    assert cell[("demo", "ground-truth", "fid-dlib")].mean < 1e-6
+    assert cell[("demo", "ground-truth", "hog-detect")].mean > cell[("demo", "bicubic", "hog-detect")].mean
+    assert cell[("demo-real", "bicubic", "kid-dlib")].status == "ok"  # vs the demo HR set
+    assert cell[("demo-real", "ground-truth", "psnr")].status == "n/a"
+    for m in ("fid", "facenet-verif"):
+        c = cell[("demo", "bicubic", m)]
+        assert c.status == "unavailable" and "missing" in c.note and "https://" in c.note
+    md = (tmp_path / "r" / "summary.md").read_text()
+    assert "kid-dlib ↓ (x100)" in md and "FID/KID reference: HR of demo" in md
+    again = run_benchmark(RunConfig(
+        datasets=["demo", "demo-real"], methods=["bicubic", "ground-truth"],
+        metrics=["psnr", "hog-detect", "dlib-verif", "fid-dlib", "kid-dlib", "landmark-dlib68", "fid",
+                 "facenet-verif"], out=tmp_path / "r", limit=30, progress=False))
+    assert again.recomputed == {"images_prepared": 0, "images_super_resolved": 0, "metric_values": 0}
