@@ -181,12 +181,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                 status = "available (built in)"
             else:
                 try:
-                    root = spec.create().locate(None)
-                    status = f"available at {root}"
-                except UsageError as exc:
-                    status = f"unavailable: root not found; pass --root {name}=DIR or set " \
-                             f"$SCGAN_BENCH_ROOT_{name.upper().replace('-', '_')}"
-                    del exc
+                    status = f"available at {spec.create().locate(None)}"
+                except UsageError:
+                    status = (f"unavailable: root not found; pass --root {name}=DIR or set "
+                              f"$SCGAN_BENCH_ROOT_{name.upper().replace('-', '_')}")
             rows.append((name, f"{spec.kind}: {spec.summary} [card: {cards / spec.card}]", status))
     elif args.what == "methods":
         for name, spec in METHODS.items():
@@ -209,12 +207,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    """Build the manifest, record every source's sha256 and decode every image once (to report bad
+    files now); the decoded images go to a temporary folder (a run makes its own)."""
+    import tempfile
+
+    from .manifest import data_home
     from .prepare import prepare_dataset
 
     opts = parse_dataset_options([f"{args.dataset}:{o}" for o in args.dataset_opt])
-    from .manifest import data_home
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="scgan-bench-prepare-") as tmp:
         res = prepare_dataset(args.dataset, out=Path(tmp), seed=0, root=args.root,
                               options=opts.get(args.dataset), workers=args.workers,
