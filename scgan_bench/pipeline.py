@@ -166,15 +166,16 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
                                  "convention": spec.convention, "available": avail.ok,
                                  "reason": avail.reason, "backend": spec.backend}
     get_metric = _metric_builder(device)
-    references = _references(cfg, prepared, metric_specs, unavailable, failures)
+    references = _references(cfg, prepared, metric_specs, failures)
+    meta["references"] = {k: v if isinstance(v, str) else v.name for k, v in references.items()}
 
     rows: list[tuple[str, str, str, str, float]] = []
     cells: list[Cell] = []
     for data in prepared:
         for mname in cfg.methods:
             if mname not in methods:
-                cells += [_cell(data, mname, k, status="unavailable",
-                                note=f"method {mname} unavailable: {unavailable[f'method:{mname}']}") for k in cfg.metrics]
+                why = f"method {mname} unavailable: {unavailable[f'method:{mname}']}"
+                cells += [_cell(data, mname, k, status="unavailable", note=why) for k in cfg.metrics]
                 continue
             method = methods[mname]
             if isinstance(method, ReferenceMethod) and data.kind == "real":
@@ -269,7 +270,7 @@ def _metric_builder(device: str):
 
 
 def _references(cfg: RunConfig, prepared: list[PreparedDataset], metric_specs: Mapping[str, Any],
-                unavailable: dict[str, str], failures: list[Failure]) -> dict[str, Any]:
+                failures: list[Failure]) -> dict[str, Any]:
     """The HR set each dataset's FID/KID compare against: its own HR (synthetic sets) or a configured
     HR dataset (real sets; prepared here if it is not part of the run). A reason string when none."""
     out: dict[str, Any] = {}

@@ -33,5 +33,20 @@ def hr_faces(tmp_path) -> Path:
 
 
 @pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    """An empty weights folder, offline mode, a private TORCH_HOME and no pinned hashes."""
+    from scgan_bench import weights as W
+
+    d = tmp_path / "weights"
+    d.mkdir()
+    monkeypatch.setenv("SCGAN_BENCH_WEIGHTS", str(d))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SCGAN_BENCH_OFFLINE", "1")
+    W.clear_sha256_overrides()
+    yield d
+    W.clear_sha256_overrides()
+
+
+@pytest.fixture
 def wider_root(tmp_path) -> Path:
     return wider_layout(tmp_path / "wider")

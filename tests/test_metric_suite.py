@@ -21,18 +21,6 @@ load_plugins()
 NIQE_PARAMS = SHARED / "weights" / "niqe_pris_params.npz"
 
 
-@pytest.fixture
-def weights_dir(tmp_path, monkeypatch):
-    d = tmp_path / "weights"
-    d.mkdir()
-    monkeypatch.setenv("SCGAN_BENCH_WEIGHTS", str(d))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("SCGAN_BENCH_OFFLINE", "1")
-    W.clear_sha256_overrides()
-    yield d
-    W.clear_sha256_overrides()
-
-
 def _pin(name: str, path: Path) -> None:
     W.register_sha256(name, hashlib.sha256(path.read_bytes()).hexdigest())
 
@@ -225,6 +213,29 @@ def test_landmark_error_is_zero_on_hr_and_grows_with_degradation():
     assert 0 < errs[32] < errs[16] < errs[8], errs
     nio = LandmarkError(ext, normalised=True).compute(dict(enumerate(ext.extract(hrs))), ref)[1][""]
     assert nio == 0.0
+
+
+def test_dlib_identity_fid_equals_torch_fidelity_with_the_registered_extractor(tmp_path):
+    import torch_fidelity
+
+    from scgan_bench.metrics.distribution import FID, KID
+    from scgan_bench.metrics.identity import TORCH_FIDELITY_NAME, register_with_torch_fidelity
+
+    register_with_torch_fidelity()
+    hrs, srs = _hr_lr_sr(10)
+    feats = {}
+    m = METRICS.get("fid-dlib").create()
+    for key, images in (("sr", srs), ("hr", hrs)):
+        for k, im in enumerate(images):
+            write_png(tmp_path / key / f"{k:03d}.png", im)
+        feats[key] = dict(enumerate(m.extractor.extract(images)))
+    ref = torch_fidelity.calculate_metrics(
+        input1=str(tmp_path / "sr"), input2=str(tmp_path / "hr"), fid=True, kid=True, kid_subset_size=10,
+        feature_extractor=TORCH_FIDELITY_NAME, cuda=False, verbose=False, cache=False, batch_size=5)
+    ours_fid = FID(m.extractor).compute(feats["sr"], feats["hr"])[1][""]
+    ours_kid = KID(m.extractor).compute(feats["sr"], feats["hr"])[1][""]
+    assert abs(ours_fid - ref["frechet_inception_distance"]) <= 1e-6 * abs(ref["frechet_inception_distance"])
+    assert abs(ours_kid - ref["kernel_inception_distance_mean"]) <= 1e-6 * abs(ref["kernel_inception_distance_mean"]) + 1e-12
 
 
 def test_verification_protocol():

@@ -16,15 +16,8 @@ from sb_testdata import random_inception_state_dict, rgb_face
 
 
 @pytest.fixture(autouse=True)
-def _weights_dir(tmp_path, monkeypatch):
-    d = tmp_path / "weights"
-    d.mkdir()
-    monkeypatch.setenv("SCGAN_BENCH_WEIGHTS", str(d))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("SCGAN_BENCH_OFFLINE", "1")
-    W.clear_sha256_overrides()
-    yield d
-    W.clear_sha256_overrides()
+def _weights_dir(weights_dir):
+    return weights_dir
 
 
 def save_official(name: str, state_dict: dict, folder: Path) -> Path:

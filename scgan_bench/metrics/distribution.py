@@ -85,8 +85,12 @@ def kid_from_features(sr: np.ndarray, ref: np.ndarray) -> tuple[float, float, in
     return out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"], size
 
 
-def _stack(feats: Mapping[str, np.ndarray]) -> np.ndarray:
-    return np.stack([feats[k] for k in sorted(feats)])
+def _matrices(what: str, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrices in id order; both sets need at least 2 images."""
+    if len(sr) < 2 or len(ref) < 2:
+        raise ValueError(f"{what} needs at least 2 images per set (SR {len(sr)}, reference {len(ref)})")
+    return np.stack([sr[k] for k in sorted(sr)]), np.stack([ref[k] for k in sorted(ref)])
 
 
 @dataclass
@@ -94,9 +98,7 @@ class FID:
     extractor: FeatureExtractor
 
     def compute(self, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]):
-        if len(sr) < 2 or len(ref) < 2:
-            raise ValueError(f"FID needs at least 2 images per set (SR {len(sr)}, reference {len(ref)})")
-        return None, {"": fid_from_features(_stack(sr), _stack(ref))}
+        return None, {"": fid_from_features(*_matrices("FID", sr, ref))}
 
 
 @dataclass
@@ -104,15 +106,14 @@ class KID:
     extractor: FeatureExtractor
 
     def compute(self, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]):
-        if len(sr) < 2 or len(ref) < 2:
-            raise ValueError(f"KID needs at least 2 images per set (SR {len(sr)}, reference {len(ref)})")
-        mean, std, size = kid_from_features(_stack(sr), _stack(ref))
+        mean, std, size = kid_from_features(*_matrices("KID", sr, ref))
         return None, {"": mean, "std": std, "subset_size": float(size)}
 
 
 def _dlib_features(device: str = "cpu"):
-    from .identity import DlibDescriptor
+    from .identity import DlibDescriptor, register_with_torch_fidelity
 
+    register_with_torch_fidelity()
     return DlibDescriptor()
 
 

@@ -88,6 +88,47 @@ class DlibDescriptor:
         return np.stack(out)
 
 
+TORCH_FIDELITY_NAME = "dlib-face-descriptor"
+
+
+def register_with_torch_fidelity() -> None:
+    """Register dlib's descriptor as torch-fidelity feature extractor ``dlib-face-descriptor``
+    (feature ``"128"``), so ``torch_fidelity.calculate_metrics(feature_extractor=...)`` computes the
+    same identity-space FID/KID as ``fid-dlib`` / ``kid-dlib``."""
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+    if TORCH_FIDELITY_NAME in FEATURE_EXTRACTORS_REGISTRY:
+        return
+
+    class DlibFidelityExtractor(FeatureExtractorBase):
+        def __init__(self, name, features_list, **kwargs):
+            super().__init__(name, features_list)
+            self.descriptor = DlibDescriptor()
+
+        @staticmethod
+        def get_provided_features_list():
+            return ("128",)
+
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            return "128"
+
+        @staticmethod
+        def can_be_compiled():
+            return False
+
+        @staticmethod
+        def get_dummy_input_for_compile():
+            return torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
+
+        def forward(self, x: torch.Tensor):
+            imgs = list(x.permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8))
+            return (torch.from_numpy(self.descriptor.extract(imgs)),)
+
+    register_feature_extractor(TORCH_FIDELITY_NAME, DlibFidelityExtractor)
+
+
 def derangement(ids: Sequence[str], seed: int = VERIFY_SEED) -> dict[str, str]:
     """Impostor partner of each id: a seeded cyclic shift of a random order (never itself)."""
     order = sorted(ids)
