@@ -81,7 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ls = sub.add_parser("list", help="what exists, and whether it is available here")
-    ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations"))
+    ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations", "variants"))
+
+    t = sub.add_parser("train", help="train SCGAN or one of its ablation variants")
+    t.add_argument("--variant", default="scgan", help="see `scgan-bench list variants`")
+    t.add_argument("--recipe", default="official", choices=("official", "paper"),
+                   help="official = the released train.py (default); paper = the equations as printed")
+    t.add_argument("--hr", required=True, type=Path, help="folder of HR faces (FFHQ; -> 64 px)")
+    t.add_argument("--lr", required=True, type=Path, help="folder of real LR faces (WIDER FACE; -> 16 px)")
+    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<variant>)")
+    t.add_argument("--epochs", type=int, default=200)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--seed", type=int, default=2020)
+    t.add_argument("--width", type=float, default=1.0, help="channel-width factor (1 = the paper's model)")
+    t.add_argument("--amp", default="none", choices=("none", "bf16"))
+    t.add_argument("--channels-last", action="store_true")
+    t.add_argument("--compile", action="store_true", help="torch.compile the generator forward")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke runs)")
+    t.add_argument("--limit-hr", type=int, default=None)
+    t.add_argument("--limit-lr", type=int, default=None)
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    t.add_argument("--quiet", action="store_true")
 
     w = sub.add_parser("weights", help="every pretrained file: status, verification, paths, downloads")
     w.add_argument("action", choices=("list", "verify", "path", "fetch"))
@@ -162,7 +183,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .registries import METHODS, METRICS, load_plugins
 
     load_plugins()
-    cfg = RunConfig(datasets=["demo", "demo-real"], methods=sorted(METHODS), metrics=sorted(METRICS),
+    methods = [n for n, spec in METHODS.items() if spec.availability().ok]
+    cfg = RunConfig(datasets=["demo", "demo-real"], methods=methods, metrics=sorted(METRICS),
                     out=args.out, workers=args.workers, device="cpu", progress=not args.quiet)
     return _report(run_benchmark(cfg))
 
@@ -195,6 +217,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             a = spec.availability()
             desc = f"{spec.arrow} {spec.summary} (v{spec.version}{', needs HR' if spec.needs_hr else ''})"
             rows.append((name, desc, "available" if a.ok else f"unavailable: {a.reason}"))
+    elif args.what == "variants":
+        from .scgan.variants import VARIANTS
+
+        for name, v in VARIANTS.items():
+            rows.append((name, f"{v.paper_name}: {v.description}", f"Table {v.table}" if v.table else "full model"))
     else:
         from .degradations import DEGRADATIONS, make_degradation
 
@@ -223,6 +250,26 @@ def cmd_prepare(args: argparse.Namespace) -> int:
           f"{len(res.failures)} failed; sha256 of every source recorded under {data_home() / 'locks'}")
     for f in res.failures[:20]:
         print(f"  {f.image_id} ({f.source}): {f.reason}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .pipeline import resolve_device
+    from .scgan.train import TrainConfig, run_training
+    from .scgan.variants import VARIANTS
+
+    VARIANTS.get(args.variant)
+    out = args.out or Path("runs") / args.variant
+    cfg = TrainConfig(variant=args.variant, recipe=args.recipe, hr=str(args.hr), lr=str(args.lr), out=str(out),
+                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, width=args.width,
+                      amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                      device=resolve_device(args.device), max_steps=args.max_steps, limit_hr=args.limit_hr,
+                      limit_lr=args.limit_lr, progress=not args.quiet)
+    run = run_training(cfg, resume=args.resume)
+    print(f"trained {args.variant}: checkpoint {run / 'checkpoints'}, SR network {run / 'rls.safetensors'}, "
+          f"log {run / 'log.csv'}, samples {run / 'samples'}")
+    print(f"score it: SCGAN_BENCH_CKPT_{args.variant.upper().replace('-', '_')}={run} "
+          f"scgan-bench run --methods {args.variant} --datasets ...")
     return 0
 
 
@@ -265,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "prepare": cmd_prepare,
-                "weights": cmd_weights}
+                "weights": cmd_weights, "train": cmd_train}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

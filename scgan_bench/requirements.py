@@ -25,9 +25,10 @@ def needs(*, modules: tuple[tuple[str, str], ...] = (), weights: tuple[str, ...]
                 from .weights import ASSETS
 
                 a = ASSETS.get(name)
-                return Availability(False, f"weights '{name}' ({a.filename}) missing: download "
-                                           f"{a.url} into {a.download_target().parent} or set "
-                                           "$SCGAN_BENCH_WEIGHTS (see `scgan-bench weights list`)")
+                how = f"download {a.url}" if a.url.startswith("http") else a.url
+                return Availability(False, f"weights '{name}' ({a.filename}) missing: {how} into "
+                                           f"{a.download_target().parent} or set $SCGAN_BENCH_WEIGHTS "
+                                           "(see `scgan-bench weights list`)")
             if st.state == "mismatch":
                 return Availability(False, f"weights '{name}' at {st.path} fail the sha256 check")
         return Availability.yes()

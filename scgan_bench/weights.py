@@ -67,6 +67,8 @@ class Asset:
     caches: tuple[str, ...] = ("torch-hub",)  # named places, see CACHE_DIRS
     bundled: tuple[str, str] | None = None    # (python package, relative path) that ships the file
     source_note: str = ""
+    #: user-produced files (trained checkpoints): verified against a ``<file>.sha256`` sidecar
+    sidecar: bool = False
 
     def search_paths(self) -> list[tuple[str, Path]]:
         out: list[tuple[str, Path]] = []
@@ -130,6 +132,8 @@ def expected_hash(asset: Asset) -> tuple[str, str]:
         return "sha256", asset.sha256
     if asset.sha256_prefix:
         return "prefix", asset.sha256_prefix
+    if asset.sidecar:
+        return "sidecar", ""
     return "first-use", ""
 
 
@@ -187,6 +191,11 @@ def _verify(asset: Asset, path: Path, origin: str, *, record: bool = True) -> Re
         ok = digest == want
     elif kind == "prefix":
         ok = digest.startswith(want)
+    elif kind == "sidecar":
+        side = path.with_name(path.name + ".sha256")
+        want = side.read_text().split()[0].lower() if side.exists() else ""
+        ok = not want or digest == want
+        kind = "sidecar" if want else "no sidecar (recorded in the run's fingerprint)"
     else:
         lock = _lock()
         want = lock.get(asset.name, "")
@@ -221,7 +230,7 @@ def resolve(name: str, explicit: Path | str | None = None, *, allow_download: bo
             return _verify(asset, p, origin)
     if allow_download is None:
         allow_download = not offline()
-    if not allow_download:
+    if not allow_download or not asset.url.startswith("http"):
         raise WeightsError(missing_message(asset, looked))
     return download(asset)
 
@@ -229,9 +238,11 @@ def resolve(name: str, explicit: Path | str | None = None, *, allow_download: bo
 def missing_message(asset: Asset, looked: list[str]) -> str:
     where = "\n  ".join(looked) if looked else "(no search path)"
     why = "offline mode" if offline() else "downloads not allowed here"
-    return (f"{asset.name}: weight file {asset.filename} not found ({why}). Download it from\n  "
-            f"{asset.url}\nand put it at {asset.download_target()} (or set $SCGAN_BENCH_WEIGHTS to "
-            f"its folder, or pass an explicit path). Looked in:\n  {where}")
+    get = f"Download it from\n  {asset.url}\nand put it" if asset.url.startswith("http") else \
+        f"{asset.url}; put it"
+    return (f"{asset.name}: weight file {asset.filename} not found ({why}). {get} at "
+            f"{asset.download_target()} (or set $SCGAN_BENCH_WEIGHTS to its folder, or pass an "
+            f"explicit path). Looked in:\n  {where}")
 
 
 def download(asset: Asset) -> Resolved:

@@ -98,3 +98,38 @@ def auc(scores, labels) -> float:
     pos, neg = scores[labels], scores[~labels]
     greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     return float(greater / (len(pos) * len(neg)))
+
+
+def dp_steps(trainer, steps: int = 3) -> dict:
+    """Run ``steps`` training steps; return the logged losses, R_LS's first-step gradients (after the
+    cross-rank average) and BatchNorm running statistics, and R_LS's final weights."""
+    import torch
+
+    logs, grads = [], {}
+    for k in range(steps):
+        spe = trainer.steps_per_epoch
+        logs.append(trainer.train_step(*trainer.batch(1 + k // spe, k % spe)))
+        if k == 0:
+            grads = {n: p.grad.clone() for n, p in trainer.model.rls.named_parameters() if p.grad is not None}
+            stats = {n: b.clone() for n, b in trainer.model.rls.named_buffers() if "running" in n}
+    return {"logs": logs, "grads": grads, "stats": stats,
+            "weights": {n: p.detach().clone() for n, p in trainer.model.rls.named_parameters()}}
+
+
+def ddp_train_worker(rank: int, world: int, port: int, tmp: str, hr, lr) -> None:
+    """One rank of a 2-process gloo SCGAN run (module-level so spawned processes can import it)."""
+    import torch
+    import torch.distributed as dist
+
+    from scgan_bench.scgan.train import Trainer, TrainConfig
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    tr = Trainer(TrainConfig(variant="scgan", width=0.125, batch_size=8, epochs=10, seed=3, out=tmp,
+                             progress=False), hr, lr)
+    out = dp_steps(tr)
+    if rank == 0:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
+        torch.save(out, Path(tmp) / "rank0.pt")
+    dist.destroy_process_group()

@@ -1,0 +1,132 @@
+"""SCGAN (and each ablation variant) as an SR method: R_LS from a checkpoint.
+
+Checkpoints are found by the weights manager as ``<method>.safetensors`` (e.g. ``scgan.safetensors``,
+``scgan-wo-dsl.safetensors``; copy a run's ``rls.safetensors`` and its ``.sha256`` sidecar), or given
+explicitly with ``$SCGAN_BENCH_CKPT_<METHOD>`` (a file, or a training run folder). Formats:
+* ours: safetensors with R_LS keys (``rls.safetensors``) or a full training checkpoint (``rls.`` prefix);
+* the released code's: a ``torch.save`` dict with the R_LS state dict under ``"G_RLS"`` (train.py) or
+  ``"G_l2h"`` (test.py), loaded with ``weights_only=True``. The released model was trained on BGR
+  images (cv2), so its input and output channels are swapped around R_LS.
+``minmax=True`` reproduces the released test script's per-image min-max output normalisation (off by
+default: it changes colours).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..errors import UsageError
+from ..interfaces import Availability, MethodSpec
+from ..registries import METHODS
+from ..weights import ASSETS, Asset, register_asset, resolve, status
+from .networks import RestorationNet, released_rls_key
+from .variants import VARIANTS
+
+
+def _env_key(method: str) -> str:
+    return "SCGAN_BENCH_CKPT_" + "".join(c if c.isalnum() else "_" for c in method.upper())
+
+
+def checkpoint_path(method: str) -> Path:
+    """Explicit ``$SCGAN_BENCH_CKPT_<METHOD>`` (file or run folder), else the weights manager."""
+    env = os.environ.get(_env_key(method))
+    if env:
+        p = Path(env).expanduser()
+        if p.is_dir():
+            p = p / "rls.safetensors"
+        if not p.is_file():
+            raise UsageError(f"${_env_key(method)} points to {p}, which does not exist")
+        return resolve(method, p).path
+    return resolve(method, allow_download=False).path
+
+
+def load_rls(path: Path) -> tuple[RestorationNet, str, dict[str, str]]:
+    """R_LS from any supported checkpoint; returns (network, channel order, metadata)."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        sd = load_file(str(path))
+        if any(k.startswith("rls.") for k in sd):
+            sd = {k[4:]: v for k, v in sd.items() if k.startswith("rls.")}
+        order = "rgb"
+    else:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        key = next((k for k in ("G_RLS", "G_l2h") if isinstance(raw, dict) and k in raw), None)
+        if key is None:
+            raise UsageError(f"{path}: not a released SCGAN checkpoint (no 'G_RLS' or 'G_l2h' entry)")
+        sd = {released_rls_key(k.removeprefix("module.")): v for k, v in raw[key].items()}
+        meta, order = {"format": f"released ({key})"}, "bgr"
+    width = sd["layers_in.weight"].shape[0] / 256
+    net = RestorationNet(width)
+    net.load_state_dict(sd, strict=True)
+    return net.eval(), order, meta
+
+
+@dataclass
+class SCGANMethod:
+    name: str
+    device: str = "cpu"
+    minmax: bool = False
+    scale: int = 4
+    path: Path | None = None
+    _net: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.path = self.path or checkpoint_path(self.name)
+        self._sha256 = resolve(self.name, self.path).sha256
+        net, self.order, self.meta = load_rls(self.path)
+        self._net = net.to(self.device)
+
+    def upscale(self, lr: torch.Tensor) -> torch.Tensor:
+        x = lr * 2 - 1
+        if self.order == "bgr":
+            x = x.flip(1)
+        y = self._net(x.to(self.device))
+        if self.order == "bgr":
+            y = y.flip(1)
+        if self.minmax:
+            lo = y.amin(dim=(1, 2, 3), keepdim=True)
+            hi = y.amax(dim=(1, 2, 3), keepdim=True)
+            return (y - lo) / (hi - lo).clamp_min(1e-12)
+        return (y + 1) / 2
+
+    def fingerprint(self) -> Mapping[str, Any]:
+        return {"method": self.name, "checkpoint_sha256": self._sha256, "channel_order": self.order,
+                "minmax": self.minmax, "version": 1}
+
+
+def _availability(name: str):
+    def check() -> Availability:
+        if os.environ.get(_env_key(name)):
+            return Availability.yes()
+        st = status(name)
+        if st.state == "missing":
+            return Availability(False, f"no checkpoint: train one (`scgan-bench train --variant "
+                                       f"{name} ...`) and copy its rls.safetensors (+ .sha256) to "
+                                       f"$SCGAN_BENCH_WEIGHTS/{name}.safetensors, or set "
+                                       f"${_env_key(name)} to the file or run folder")
+        if st.state == "mismatch":
+            return Availability(False, st.detail)
+        return Availability.yes()
+
+    return check
+
+
+for _name, _v in VARIANTS.items():
+    if _name not in ASSETS:
+        register_asset(Asset(
+            _name, f"{_name}.safetensors", f"no public checkpoint: train it with `scgan-bench train "
+            f"--variant {_name}`", used_by=f"SR method {_name} ({_v.paper_name})",
+            license="yours (trained locally)", caches=("scgan-bench",), sidecar=True))
+    METHODS.register(_name, MethodSpec(
+        name=_name, factory=lambda device="cpu", _n=_name: SCGANMethod(_n, device),
+        summary=f"{_v.paper_name}: R_LS of a trained checkpoint"
+                + (f" (Table {_v.table} ablation)" if _v.table else ""),
+        paper="Hou et al., arXiv 2205.03777", availability=_availability(_name)))
