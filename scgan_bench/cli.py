@@ -87,8 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--variant", default="scgan", help="see `scgan-bench list variants`")
     t.add_argument("--recipe", default="official", choices=("official", "paper"),
                    help="official = the released train.py (default); paper = the equations as printed")
-    t.add_argument("--hr", required=True, type=Path, help="folder of HR faces (FFHQ; -> 64 px)")
-    t.add_argument("--lr", required=True, type=Path, help="folder of real LR faces (WIDER FACE; -> 16 px)")
+    t.add_argument("--hr", required=True, help="folder of HR faces (-> 64 px), or dataset:ffhq (its 20,000 "
+                                               "training ids)")
+    t.add_argument("--lr", required=True, help="folder of real LR faces (-> 16 px), or dataset:widerface "
+                                               "(its 4,000 training crops)")
+    t.add_argument("--root", action="append", default=[], metavar="NAME=DIR",
+                   help="where a dataset:NAME source lives")
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<variant>)")
     t.add_argument("--epochs", type=int, default=200)
     t.add_argument("--batch-size", type=int, default=64)
@@ -260,7 +264,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     VARIANTS.get(args.variant)
     out = args.out or Path("runs") / args.variant
-    cfg = TrainConfig(variant=args.variant, recipe=args.recipe, hr=str(args.hr), lr=str(args.lr), out=str(out),
+    cfg = TrainConfig(variant=args.variant, recipe=args.recipe, hr=args.hr, lr=args.lr, out=str(out),
+                      roots=_pairs(args.root, "--root"),
                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, width=args.width,
                       amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                       device=resolve_device(args.device), max_steps=args.max_steps, limit_hr=args.limit_hr,

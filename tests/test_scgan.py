@@ -275,3 +275,21 @@ def test_released_checkpoint_format_loads_with_bgr_channels(tmp_path, monkeypatc
     mm = SCGANMethod("scgan", minmax=True)
     out = mm.upscale(lr)
     assert torch.allclose(out.amin(dim=(1, 2, 3)), torch.zeros(2)) and torch.allclose(out.amax(dim=(1, 2, 3)), torch.ones(2))
+
+
+def test_train_cli_from_dataset_sources_then_score(tmp_path, capsys, monkeypatch):
+    from scgan_bench.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--variant", "scgan-wo-cl", "--hr", "dataset:demo", "--lr", "dataset:demo-real",
+                 "--out", str(out), "--epochs", "1", "--batch-size", "16", "--width", str(WIDTH),
+                 "--device", "cpu", "--max-steps", "2", "--quiet"]) == 0
+    assert "SCGAN_BENCH_CKPT_SCGAN_WO_CL" in capsys.readouterr().out
+    cfg = __import__("json").loads((out / "config.json").read_text())
+    assert cfg["variant_spec"]["cycle"] is False and cfg["recipe_spec"]["name"] == "official"
+    monkeypatch.setenv("SCGAN_BENCH_CKPT_SCGAN_WO_CL", str(out))
+    assert main(["run", "--datasets", "demo", "--methods", "scgan-wo-cl", "--metrics", "psnr", "--limit", "3",
+                 "--out", str(tmp_path / "scores"), "--quiet", "--device", "cpu"]) == 0
+    assert "| scgan-wo-cl |" in capsys.readouterr().out
+    assert main(["train", "--variant", "scgan-w/o-dsl", "--hr", "x", "--lr", "y", "--quiet"]) == 2
+    assert "Did you mean" in capsys.readouterr().err
