@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast demo bench clean chromium
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The HTML-report test opens the page in headless Chromium (Debian's package); installed here when
+# running as root (CI), otherwise that one test skips with the install command.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium not installed (needs root): the HTML report test will skip"
+
+test: $(STAMP) chromium
 	$(BIN)/pytest
 
 test-fast: $(STAMP)

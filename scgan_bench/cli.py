@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="super-resolve test sets with methods and score them")
-    r.add_argument("--datasets", required=True, help="comma-separated dataset names")
+    r.add_argument("--datasets", default=None, help="comma-separated dataset names")
+    r.add_argument("--table", default=None, help="run what the paper's Table N needs (1-7)")
     r.add_argument("--methods", default="bicubic", help="comma-separated method names or 'all'")
     r.add_argument("--metrics", default="psnr,ssim", help="comma-separated metric names or 'all'")
     r.add_argument("--out", type=Path, default=Path("results/latest"),
@@ -107,6 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit-lr", type=int, default=None)
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     t.add_argument("--quiet", action="store_true")
+
+    tb = sub.add_parser("table", help="render the paper's Table N from a run (no recomputation)")
+    tb.add_argument("number", help="1-7")
+    tb.add_argument("run", type=Path, nargs="?", default=None,
+                    help="run folder; omitted with --paper: the paper's own values")
+    tb.add_argument("--out", type=Path, default=None, help="folder for tableN.{csv,md,tex} (default: the run)")
+    tb.add_argument("--paper", action="store_true", help="render the paper's published values")
+    tb.add_argument("--compare-paper", action="store_true", help="also write tableN_vs_paper with deltas")
+    tb.add_argument("--dataset-map", action="append", default=[], metavar="TABLE_DATASET=RUN_DATASET",
+                    help="read a table dataset from another run dataset (stated under the table)")
+    tb.add_argument("--metric-map", action="append", default=[], metavar="TABLE_METRIC=RUN_METRIC",
+                    help="read a table metric from another backend, e.g. fid=fid-dlib (stated under the table)")
+
+    rp = sub.add_parser("report", help="self-contained HTML report of a run")
+    rp.add_argument("run", type=Path)
+    rp.add_argument("--out", type=Path, default=None, help="default RUN/report.html")
+    rp.add_argument("--train-run", type=Path, default=None, help="a training run whose curves to include")
+    rp.add_argument("--images", type=int, default=40, help="images per dataset in the browser")
 
     w = sub.add_parser("weights", help="every pretrained file: status, verification, paths, downloads")
     w.add_argument("action", choices=("list", "verify", "path", "fetch"))
@@ -151,6 +170,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .registries import DATASETS, METHODS, METRICS, load_plugins
 
     load_plugins()
+    if args.table is not None:
+        from .tables.render import table_spec
+
+        spec = table_spec(args.table)
+        if args.datasets is None:
+            args.datasets = ",".join(spec.datasets)
+        if args.methods == "bicubic":
+            missing = [m for m in spec.methods if m not in METHODS]
+            if missing:
+                print(f"Table {spec.number}: not implemented yet, footnoted in the table: {', '.join(missing)}")
+            args.methods = ",".join(m for m in spec.methods if m in METHODS)
+        if args.metrics == "psnr,ssim":
+            args.metrics = ",".join(spec.metrics)
+    if args.datasets is None:
+        raise UsageError("give --datasets (or --table N)")
     if args.max_pixels is not None:
         os.environ["SCGAN_BENCH_MAX_PIXELS"] = str(args.max_pixels)
     if args.offline:
@@ -190,7 +224,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     methods = [n for n, spec in METHODS.items() if spec.availability().ok]
     cfg = RunConfig(datasets=["demo", "demo-real"], methods=methods, metrics=sorted(METRICS),
                     out=args.out, workers=args.workers, device="cpu", progress=not args.quiet)
-    return _report(run_benchmark(cfg))
+    code = _report(run_benchmark(cfg))
+    from .tables.render import write_table
+
+    dmap = {"ls3dw": "demo", "ffhq": "demo", "widerface": "demo-real", "webface": "demo-real"}
+    for n in (5, 6, 7):
+        write_table(n, args.out, args.out / "tables", compare_paper=True, datasets=dmap,
+                    metrics={"fid": "fid-dlib", "kid": "kid-dlib", "facenet-verif": "dlib-verif"})
+    print(f"paper tables 5-7 (demo data, offline backends, stated under each): {args.out / 'tables'}")
+    from .report import build_report
+
+    print(f"HTML report (tables, t-SNE, qualitative grids, landmarks, per-image browser): "
+          f"{build_report(args.out, per_dataset=20)}")
+    return code
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -257,6 +303,31 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    from .tables.render import write_table
+
+    if args.run is None and not args.paper:
+        raise UsageError("give a run folder, or --paper for the paper's own values")
+    out = args.out or (args.run if args.run is not None else Path("."))
+    for p in write_table(args.number, None if args.paper else args.run, out, compare_paper=args.compare_paper,
+                         datasets=_pairs(args.dataset_map, "--dataset-map"),
+                         metrics=_pairs(args.metric_map, "--metric-map")):
+        print(p)
+    md = out / f"table{int(args.number)}.md"
+    if md.exists():
+        print(md.read_text())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    if not (args.run / "run.json").exists():
+        raise UsageError(f"{args.run} is not a scgan-bench run folder (no run.json)")
+    print(build_report(args.run, args.out, train_run=args.train_run, per_dataset=args.images))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import resolve_device
     from .scgan.train import TrainConfig, run_training
@@ -317,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "prepare": cmd_prepare,
-                "weights": cmd_weights, "train": cmd_train}
+                "weights": cmd_weights, "train": cmd_train, "table": cmd_table, "report": cmd_report}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -1,0 +1,268 @@
+"""Render Tables 1-7 from a run's stored results (or from the paper's values) as CSV, Markdown and
+LaTeX, with the paper's best / second / third highlighting and footnoted missing cells; and compare a
+run with the paper, cell by cell."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import UsageError
+from .specs import METRIC_FORMATS, TABLES, Cell, TableSpec
+
+PAPER_VALUES = Path(__file__).resolve().parent / "paper_values.csv"
+
+
+@dataclass(frozen=True)
+class Value:
+    """A printed-unit value (KID x 100, accuracies in %) and its +- std where the paper prints one."""
+
+    value: float
+    std: float | None = None
+
+
+@lru_cache(maxsize=1)
+def _paper_rows() -> tuple[tuple[str, str, str, str, float, float | None], ...]:
+    with open(PAPER_VALUES, newline="") as f:
+        return tuple((r["table"], r["dataset"], r["row"], r["metric"], float(r["value"]),
+                      float(r["std"]) if r["std"] else None) for r in csv.DictReader(f))
+
+
+def paper_values(table: int) -> dict[Cell, Value]:
+    """The values printed in the paper's Table ``table``."""
+    return {Cell(d, m, k): Value(v, s) for t, d, m, k, v, s in _paper_rows() if int(t) == table}
+
+
+def run_values(run: Path) -> tuple[dict[Cell, Value], dict[Cell, str]]:
+    """Raw values and reasons for missing cells, from a run's results.csv / summary.csv:
+    no recomputation. Set metrics use their set value (``image_id == '*'``), others the mean."""
+    results, summary = run / "results.csv", run / "summary.csv"
+    if not results.exists():
+        raise UsageError(f"{run} holds no results.csv: is it a `scgan-bench run` folder?")
+    per: dict[tuple[str, str, str], list[float]] = {}
+    sets: dict[tuple[str, str, str], float] = {}
+    with open(results, newline="") as f:
+        for r in csv.DictReader(f):
+            key = (r["dataset"], r["method"], r["metric"])
+            if r["image_id"] == "*":
+                sets[key] = float(r["value"])
+            else:
+                per.setdefault(key, []).append(float(r["value"]))
+    values: dict[Cell, Value] = {}
+    for key in set(per) | {k for k in sets if ":" not in k[2]}:
+        d, m, k = key
+        v = sets[key] if key in sets else sum(per[key]) / len(per[key])
+        values[Cell(d, m, k)] = Value(v, sets.get((d, m, f"{k}:std")))
+    reasons: dict[Cell, str] = {}
+    if summary.exists():
+        with open(summary, newline="") as f:
+            for r in csv.DictReader(f):
+                if r["status"] != "ok":
+                    reasons[Cell(r["dataset"], r["method"], r["metric"])] = f"{r['status']}: {r['note']}"
+    return values, reasons
+
+
+def missing_reason(cell: Cell, reasons: dict[Cell, str], number: int) -> str:
+    from ..registries import METHODS, load_plugins
+
+    load_plugins()
+    if cell in reasons:
+        return reasons[cell]
+    if cell.method not in METHODS:
+        return f"method {cell.method} is not implemented in scgan-bench yet"
+    avail = METHODS.get(cell.method).availability()
+    if not avail.ok:
+        return f"method {cell.method} unavailable: {avail.reason}"
+    return f"not in this run: `scgan-bench run --table {number}` computes it"
+
+
+def fmt(cell: Cell, v: Value) -> str:
+    f = METRIC_FORMATS.get(cell.metric)
+    d = f.decimals if f else 4
+    txt = f"{v.value:.{d}f}" if math.isfinite(v.value) else str(v.value)
+    if f and f.with_std and v.std is not None:
+        txt += f"±{v.std:.{d}f}"
+    if f and f.percent:
+        txt += "%"
+    return txt
+
+
+def ranks(spec: TableSpec, values: dict[Cell, Value]) -> dict[Cell, int]:
+    """1/2/3 for best/second/third along ``spec.rank_by``; equal values share a rank (dense)."""
+    out: dict[Cell, int] = {}
+    lines = ([[spec.cell(r, c) for r, _ in spec.rows] for c, _ in spec.columns] if spec.rank_by == "column"
+             else [[spec.cell(r, c) for c, _ in spec.columns] for r, _ in spec.rows])
+    if spec.groups and spec.rank_by == "column":  # rank within each dataset block
+        lines = [[spec.cell(r, c) for r in keys] for _, keys in spec.groups for c, _ in spec.columns]
+    for line in lines:
+        got = [(c, values[c].value) for c in line if c in values and c.method not in spec.rank_exclude
+               and math.isfinite(values[c].value)]
+        if not got:
+            continue
+        from ..registries import METRICS, load_plugins
+
+        load_plugins()
+        higher = METRICS.get(got[0][0].metric).higher_is_better if got[0][0].metric in METRICS else False
+        distinct = sorted({v for _, v in got}, reverse=higher)
+        for c, v in got:
+            r = distinct.index(v) + 1
+            if r <= 3:
+                out[c] = r
+    return out
+
+
+@dataclass
+class Rendered:
+    spec: TableSpec
+    header: list[str]
+    rows: list[list[str]]
+    rank: list[list[int]]          # 0 = none
+    notes: dict[str, int]          # reason -> footnote number
+    substitutions: list[str] = field(default_factory=list)
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(self.header)
+        w.writerows(self.rows)
+        for note, k in self.notes.items():
+            w.writerow([f"[{k}]", note])
+        for sub in self.substitutions:
+            w.writerow(["note", sub])
+        return buf.getvalue()
+
+    def markdown(self) -> str:
+        style = {1: "**{}** (1st)", 2: "**{}** (2nd)", 3: "**{}** (3rd)"}
+        out = [f"**Table {self.spec.number}.** {self.spec.title}", "",
+               "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        for row, rk in zip(self.rows, self.rank):
+            out.append("| " + " | ".join(style[r].format(t) if r else t for t, r in zip(row, rk)) + " |")
+        out.append("")
+        out += [f"[{k}] {note}  " for note, k in self.notes.items()]
+        out += [f"Note: {sub}.  " for sub in self.substitutions]
+        if self.spec.metrics and "kid" in self.spec.metrics:
+            out.append("KID is printed x100 (mean ± std over subsets), as in the paper.  ")
+        return "\n".join(out).rstrip() + "\n"
+
+    def latex(self) -> str:
+        def esc(s: str) -> str:
+            return (s.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%")
+                    .replace("&", "\\&").replace("#", "\\#").replace("±", "$\\pm$").replace("↓", "$\\downarrow$")
+                    .replace("↑", "$\\uparrow$").replace("✓", "\\checkmark").replace("✗", "$\\times$")
+                    .replace("—", "--"))
+
+        wrap = {1: "\\textcolor{{red}}{{{}}}", 2: "\\textcolor{{blue}}{{{}}}", 3: "\\textbf{{{}}}"}
+        lines = ["% requires \\usepackage{booktabs,xcolor,amssymb}", "\\begin{table}[t]", "\\centering",
+                 f"\\caption{{Table {self.spec.number}: {esc(self.spec.title)}. The best, second best and "
+                 "third best results are in \\textcolor{red}{red}, \\textcolor{blue}{blue} and \\textbf{bold}.}",
+                 "\\begin{tabular}{" + "l" * (len(self.header) - len(self.rows[0]) + 1)
+                 + "c" * (len(self.rows[0]) - 1) + "}", "\\toprule",
+                 " & ".join(esc(h) for h in self.header) + " \\\\", "\\midrule"]
+        for row, rk in zip(self.rows, self.rank):
+            lines.append(" & ".join(wrap[r].format(esc(t)) if r else esc(t) for t, r in zip(row, rk)) + " \\\\")
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        if self.notes or self.substitutions:
+            lines.append("\\par\\footnotesize " + "; ".join(
+                [f"[{k}] {esc(n)}" for n, k in self.notes.items()] + [esc(x) for x in self.substitutions]))
+        lines.append("\\end{table}")
+        return "\n".join(lines) + "\n"
+
+
+def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] | None = None,
+           paper: dict[Cell, Value] | None = None) -> Rendered:
+    """The grid of ``spec``: values formatted as in the paper, missing cells as ``—[k]`` with a
+    footnote. With ``paper``, each cell also shows the paper's value and the difference."""
+    reasons = reasons or {}
+    rk = ranks(spec, values)
+    notes: dict[str, int] = {}
+    group_of = {r: label for label, keys in spec.groups for r in keys}
+    header = ((["Dataset"] if spec.groups else []) + [spec.row_header] + [lab for lab, _ in spec.extra_columns]
+              + [lab for _, lab in spec.columns])
+    rows, rank_rows = [], []
+    for r, label in spec.rows:
+        lead = ([group_of.get(r, "")] if spec.groups else []) + [label] + [ex[r] for _, ex in spec.extra_columns]
+        cells, rrow = [], [0] * len(lead)
+        for c, _ in spec.columns:
+            cell = spec.cell(r, c)
+            if cell in values:
+                txt = fmt(cell, values[cell])
+                if paper is not None and cell in paper:
+                    p = paper[cell]
+                    f = METRIC_FORMATS.get(cell.metric)
+                    d = f.decimals if f else 4
+                    txt += f" (paper {fmt(cell, p)}, Δ {values[cell].value - p.value:+.{d}f})"
+                cells.append(txt)
+                rrow.append(rk.get(cell, 0))
+            else:
+                why = missing_reason(cell, reasons, spec.number)
+                k = notes.setdefault(why, len(notes) + 1)
+                cells.append(f"—[{k}]")
+                rrow.append(0)
+        rows.append(lead + cells)
+        rank_rows.append(rrow)
+    return Rendered(spec, header, rows, rank_rows, notes)
+
+
+def table_spec(number: int | str) -> TableSpec:
+    return TABLES.get(str(number))
+
+
+def printed(cell: Cell, v: Value) -> Value:
+    """Raw run value -> the paper's printed units for this cell's metric (KID x 100, % accuracies)."""
+    f = METRIC_FORMATS.get(cell.metric)
+    scale = f.scale if f else 1.0
+    return Value(v.value * scale, None if v.std is None else v.std * scale)
+
+
+def remap(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str],
+          datasets: dict[str, str], metrics: dict[str, str]) -> tuple[dict[Cell, Value], dict[Cell, str], list[str]]:
+    """Read the table's cells from other run datasets / metrics (e.g. ``ls3dw -> demo``, ``fid ->
+    fid-dlib``); returns the re-keyed values, reasons and the notes that label every substitution."""
+    out_v, out_r = {}, {}
+    for cell in spec.cells():
+        src = Cell(datasets.get(cell.dataset, cell.dataset), cell.method, metrics.get(cell.metric, cell.metric))
+        if src in values:
+            out_v[cell] = values[src]
+        elif src in reasons:
+            out_r[cell] = reasons[src]
+    labels = [f"column/row '{d}' shows run dataset '{s}'" for d, s in datasets.items()
+              if d != s and d in spec.datasets]
+    labels += [f"'{m}' is computed with the '{s}' backend" for m, s in metrics.items()
+               if m != s and m in spec.metrics]
+    return out_v, out_r, labels
+
+
+def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper: bool = False,
+                datasets: dict[str, str] | None = None, metrics: dict[str, str] | None = None) -> list[Path]:
+    """Write ``tableN.{csv,md,tex}`` for a run (or for the paper's own values when ``run`` is None),
+    plus ``tableN_vs_paper.{csv,md}`` with deltas when asked. ``datasets`` / ``metrics`` map the
+    table's names to the run's (every substitution is stated under the table)."""
+    from ..image_io import atomic_write_text
+
+    spec = table_spec(number)
+    paper = paper_values(spec.number)
+    subs: list[str] = []
+    if run is None:
+        values, reasons = paper, {}
+    else:
+        values, reasons = run_values(run)
+        values, reasons, subs = remap(spec, values, reasons, datasets or {}, metrics or {})
+        values = {c: printed(c, v) for c, v in values.items()}
+    r = render(spec, values, reasons)
+    r.substitutions = subs
+    written = []
+    for ext, text in (("csv", r.csv()), ("md", r.markdown()), ("tex", r.latex())):
+        path = out / f"table{spec.number}.{ext}"
+        atomic_write_text(path, text)
+        written.append(path)
+    if compare_paper and run is not None:
+        cmp = render(spec, values, reasons, paper=paper)
+        cmp.substitutions = subs
+        for ext, text in (("csv", cmp.csv()), ("md", cmp.markdown())):
+            path = out / f"table{spec.number}_vs_paper.{ext}"
+            atomic_write_text(path, text)
+            written.append(path)
+    return written
