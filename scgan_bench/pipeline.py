@@ -165,6 +165,7 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
         meta["metrics"][name] = {"version": spec.version, "higher_is_better": spec.higher_is_better,
                                  "convention": spec.convention, "available": avail.ok,
                                  "reason": avail.reason, "backend": spec.backend}
+    meta["weights"] = _weights_in_use()
     get_metric = _metric_builder(device)
     references = _references(cfg, prepared, metric_specs, failures)
     meta["references"] = {k: v if isinstance(v, str) else v.name for k, v in references.items()}
@@ -221,6 +222,21 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
                 unavailable=unavailable, failures=len(failures))
     atomic_write_text(out / "run.json", json.dumps(meta, indent=1, default=str), durable=True)
     return RunResult(out, cells, failures, recomputed, unavailable, md)
+
+
+def _weights_in_use() -> dict[str, dict[str, str]]:
+    """sha256, path and check of every weight file present here (for the run's provenance)."""
+    from .weights import ASSETS, WeightsError, resolve, status
+
+    out = {}
+    for name in ASSETS:
+        if status(name).state in ("verified", "unverified"):
+            try:
+                r = resolve(name, allow_download=False)
+            except WeightsError:
+                continue
+            out[name] = {"sha256": r.sha256, "path": str(r.path), "check": r.check}
+    return out
 
 
 def _cell(data: PreparedDataset, method: str, metric: str, **kw: Any) -> Cell:

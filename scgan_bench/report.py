@@ -161,10 +161,10 @@ def build_report(run: Path, out: Path | None = None, *, train_run: Path | None =
                    f"<td>{html.escape(str(v.get('version', '')))}</td><td>{html.escape(str(v.get('backend', '')))}</td></tr>"
                    for k, v in meta.get("metrics", {}).items())
     sections.append(f"<h2>Protocol</h2><table><tr><th>metric</th><th>convention</th><th>version</th><th>backend</th></tr>{conv}</table>")
-    sections.append("<h2>Provenance</h2><details open><summary>versions, datasets (manifest sha256), methods "
-                    "(fingerprints incl. weight sha256), references</summary><pre>"
-                    + html.escape(json.dumps({k: meta.get(k) for k in ("versions", "datasets", "methods", "references",
-                                                                        "config")}, indent=1, default=str))
+    sections.append("<h2>Provenance</h2><details open><summary>versions, weight files (sha256), datasets "
+                    "(manifest sha256), methods (fingerprints incl. checkpoint sha256), references</summary><pre>"
+                    + html.escape(json.dumps({k: meta.get(k) for k in ("versions", "weights", "datasets", "methods",
+                                                                        "references", "config")}, indent=1, default=str))
                     + "</pre></details>")
     data = json.dumps(_browser_data(run, per_dataset)).replace("</", "<\\/")
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>scgan-bench report</title>"
