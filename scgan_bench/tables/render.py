@@ -92,6 +92,9 @@ def fmt(cell: Cell, v: Value) -> str:
 
 def ranks(spec: TableSpec, values: dict[Cell, Value]) -> dict[Cell, int]:
     """1/2/3 for best/second/third along ``spec.rank_by``; equal values share a rank (dense)."""
+    from ..registries import METRICS, load_plugins
+
+    load_plugins()
     out: dict[Cell, int] = {}
     lines = ([[spec.cell(r, c) for r, _ in spec.rows] for c, _ in spec.columns] if spec.rank_by == "column"
              else [[spec.cell(r, c) for c, _ in spec.columns] for r, _ in spec.rows])
@@ -102,9 +105,6 @@ def ranks(spec: TableSpec, values: dict[Cell, Value]) -> dict[Cell, int]:
                and math.isfinite(values[c].value)]
         if not got:
             continue
-        from ..registries import METRICS, load_plugins
-
-        load_plugins()
         higher = METRICS.get(got[0][0].metric).higher_is_better if got[0][0].metric in METRICS else False
         distinct = sorted({v for _, v in got}, reverse=higher)
         for c, v in got:
