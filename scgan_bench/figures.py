@@ -24,6 +24,23 @@ def _records(run: Path, dataset: str) -> dict[str, dict]:
     return recs
 
 
+def _features(ext, run: Path, dataset: str, image_set: str, ids: Sequence[str]) -> np.ndarray:
+    """Features of a set's images through the run's feature cache (the metrics' own cache, so what a
+    metric already computed is reused). ``image_set`` is ``hr`` or a method name."""
+    import hashlib
+
+    from .features import cached_features
+
+    recs = _records(run, dataset)
+    if image_set == "hr":
+        imgs = {i: (run / "data" / dataset / recs[i]["hr"], recs[i]["hr_sha256"]) for i in ids}
+    else:
+        paths = {i: run / "sr" / dataset / image_set / f"{i}.png" for i in ids}
+        imgs = {i: (p, hashlib.sha256(p.read_bytes()).hexdigest()) for i, p in paths.items()}
+    feats = cached_features(ext, imgs, run / "features" / dataset / image_set, progress=False)
+    return np.stack([feats[i] for i in ids])
+
+
 def _sr(run: Path, dataset: str, method: str, image_id: str) -> np.ndarray | None:
     p = run / "sr" / dataset / method / f"{image_id}.png"
     return read_image(p) if p.exists() else None
@@ -96,12 +113,11 @@ def tsne_figure(run: Path, dataset: str, methods: Sequence[str] | None = None, *
         ext, label = DlibDescriptor(), "offline backbone: dlib face descriptor (ResNet-101 weights absent)"
     recs = _records(run, dataset)
     ids = [i for i, r in recs.items() if r["hr"]][:200]
-    sets = {"HR": [read_image(run / "data" / dataset / recs[i]["hr"]) for i in ids]}
+    sets = {"HR": "hr"}
     for m in methods or methods_in(run, dataset):
-        imgs = [_sr(run, dataset, m, i) for i in ids]
-        if all(x is not None for x in imgs):
-            sets[m] = imgs
-    feats = np.concatenate([ext.extract(v) for v in sets.values()])
+        if all((run / "sr" / dataset / m / f"{i}.png").exists() for i in ids):
+            sets[m] = m
+    feats = np.concatenate([_features(ext, run, dataset, s, ids) for s in sets.values()])
     perp = max(2.0, min(30.0, (len(feats) - 1) / 3))
     emb = TSNE(n_components=2, perplexity=perp, random_state=seed, init="pca").fit_transform(feats)
     plt = _plt()
@@ -131,15 +147,16 @@ def landmark_figure(run: Path, dataset: str, methods: Sequence[str] | None = Non
     plt = _plt()
     fig, axes = plt.subplots(len(ids), len(methods) + 1, figsize=(1.6 * (len(methods) + 1), 1.7 * len(ids)),
                              squeeze=False)
+    methods = [m for m in methods if all((run / "sr" / dataset / m / f"{i}.png").exists() for i in ids)]
+    hr_pts = _features(ext, run, dataset, "hr", ids)
+    sr_pts = {m: _features(ext, run, dataset, m, ids) for m in methods}
     for i, image_id in enumerate(ids):
         hr = read_image(run / "data" / dataset / recs[image_id]["hr"])
-        ref = ext.extract([hr])[0].reshape(-1, 2)
+        ref = hr_pts[i].reshape(-1, 2)
         tiles = [("HR", hr, ref, None)]
         for m in methods:
-            sr = _sr(run, dataset, m, image_id)
-            if sr is not None:
-                pts = ext.extract([sr])[0].reshape(-1, 2)
-                tiles.append((m, sr, pts, float(np.mean(np.abs(pts - ref).sum(axis=1)))))
+            pts = sr_pts[m][i].reshape(-1, 2)
+            tiles.append((m, _sr(run, dataset, m, image_id), pts, float(np.mean(np.abs(pts - ref).sum(axis=1)))))
         for ax, (name, img, pts, err) in zip(axes[i], tiles):
             ax.imshow(img)
             ax.scatter(pts[:, 0], pts[:, 1], s=2, c="lime" if err is None else "red")

@@ -55,6 +55,16 @@ class FaceNetFeatures:
         return torch.nn.functional.normalize(emb.double(), dim=1).cpu().numpy()
 
 
+def largest_face_or_whole(detector, img: np.ndarray):
+    """The largest dlib HOG detection in ``img``, or the whole image when none is found."""
+    import dlib
+
+    dets = detector(img, 0)
+    if len(dets):
+        return max(dets, key=lambda r: r.area())
+    return dlib.rectangle(0, 0, img.shape[1] - 1, img.shape[0] - 1)
+
+
 class DlibDescriptor:
     """dlib's ResNet face descriptor (128-d). The 64 px face is upsampled to 256 px (Pillow bicubic),
     located with dlib's HOG detector (largest box; the whole image when none is found), aligned by
@@ -67,23 +77,15 @@ class DlibDescriptor:
 
         from ..weights import resolve
 
-        self._dlib = dlib
         self.sp = dlib.shape_predictor(str(resolve("dlib-shape-5").path))
         self.rec = dlib.face_recognition_model_v1(str(resolve("dlib-face-recognition").path))
         self.det = dlib.get_frontal_face_detector()
-
-    def face_box(self, big: np.ndarray):
-        dets = self.det(big, 0)
-        if len(dets):
-            return max(dets, key=lambda r: r.area())
-        h, w = big.shape[:2]
-        return self._dlib.rectangle(0, 0, w - 1, h - 1)
 
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         out = []
         for im in images:
             big = resize_uint8(im, (256, 256), "bicubic")
-            shape = self.sp(big, self.face_box(big))
+            shape = self.sp(big, largest_face_or_whole(self.det, big))
             out.append(np.asarray(self.rec.compute_face_descriptor(big, shape), dtype=np.float64))
         return np.stack(out)
 

@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..interfaces import FeatureExtractor, MetricSpec
+from .identity import largest_face_or_whole
 from ..registries import METRICS
 from ..requirements import needs
 from ..resize import resize_uint8
@@ -71,7 +72,6 @@ class Dlib68Landmarks:
 
         from ..weights import resolve
 
-        self._dlib = dlib
         self.det = dlib.get_frontal_face_detector()
         self.sp = dlib.shape_predictor(str(resolve("dlib-shape-68").path))
 
@@ -80,10 +80,7 @@ class Dlib68Landmarks:
         for k, im in enumerate(images):
             h, w = im.shape[:2]
             big = resize_uint8(im, (h * UPSAMPLE, w * UPSAMPLE), "bicubic")
-            dets = self.det(big, 0)
-            rect = max(dets, key=lambda r: r.area()) if len(dets) else self._dlib.rectangle(
-                0, 0, big.shape[1] - 1, big.shape[0] - 1)
-            shape = self.sp(big, rect)
+            shape = self.sp(big, largest_face_or_whole(self.det, big))
             pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], np.float64)
             out[k] = ((pts + 0.5) / UPSAMPLE - 0.5).reshape(-1)  # pixel-centre convention
         return out
