@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-fast demo bench clean chromium
+.PHONY: install test test-fast demo bench clean chromium mutants
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(STAMP) chromium
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
+
+# one-line mutations of the SCGAN code that the fast tests must catch (about 10 minutes on 2 cores)
+mutants: $(STAMP)
+	$(BIN)/python tests/mutants.py
 
 demo: $(STAMP)
 	$(BIN)/scgan-bench demo

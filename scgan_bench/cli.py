@@ -83,11 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="what exists, and whether it is available here")
     ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations", "variants"))
+    _add_recipe_options(ls, "variants: which of them train the same SR network under this recipe")
 
     t = sub.add_parser("train", help="train SCGAN or one of its ablation variants")
     t.add_argument("--variant", default="scgan", help="see `scgan-bench list variants`")
-    t.add_argument("--recipe", default="official", choices=("official", "paper"),
-                   help="official = the released train.py (default); paper = the equations as printed")
+    _add_recipe_options(t, "official = the released train.py (default); paper = the equations as printed, R_LS "
+                           "regularised by both cycles (README: SCGAN recipes)")
     t.add_argument("--hr", required=True, help="folder of HR faces (-> 64 px), or dataset:ffhq (its 20,000 "
                                                "training ids)")
     t.add_argument("--lr", required=True, help="folder of real LR faces (-> 16 px), or dataset:widerface "
@@ -106,7 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke runs)")
     t.add_argument("--limit-hr", type=int, default=None)
     t.add_argument("--limit-lr", type=int, default=None)
-    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    t.add_argument("--lr-schedule", default="cosine", choices=("cosine", "restarts"),
+                   help="cosine: CosineAnnealingLR(T_max=10) as released, a 20-epoch wave; restarts: 1e-4 -> 1e-5 "
+                        "in every 10-epoch period")
+    t.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA kernels (a resumed run then equals an uninterrupted one on GPU too; "
+                        "CPU runs are deterministic anyway)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly (refused if its "
+                                                         "settings differ)")
     t.add_argument("--quiet", action="store_true")
 
     tb = sub.add_parser("table", help="render the paper's Table N from a run (no recomputation)")
@@ -139,6 +147,24 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--workers", type=int, default=1)
     pr.add_argument("--accept-data-changes", action="store_true")
     return p
+
+
+def _add_recipe_options(p: argparse.ArgumentParser, recipe_help: str) -> None:
+    from .scgan.dataflow import CROSSINGS
+
+    p.add_argument("--recipe", default="official", help=recipe_help)
+    p.add_argument("--cross", action="append", default=[], metavar="CROSSING=WEIGHT",
+                   help=f"override a crossing weight of the recipe (0 = detached): {', '.join(CROSSINGS)}")
+
+
+def _crossings(args: argparse.Namespace) -> dict[str, float]:
+    out = {}
+    for k, v in _pairs(args.cross, "--cross").items():
+        try:
+            out[k] = float(v)
+        except ValueError:
+            raise UsageError(f"--cross {k}: expected a number, got {v!r}") from None
+    return out
 
 
 def _add_run_options(r: argparse.ArgumentParser) -> None:
@@ -268,10 +294,22 @@ def cmd_list(args: argparse.Namespace) -> int:
             desc = f"{spec.arrow} {spec.summary} (v{spec.version}{', needs HR' if spec.needs_hr else ''})"
             rows.append((name, desc, "available" if a.ok else f"unavailable: {a.reason}"))
     elif args.what == "variants":
+        from .scgan.dataflow import equivalence_classes
+        from .scgan.model import get_recipe
         from .scgan.variants import VARIANTS
 
+        recipe = get_recipe(args.recipe, _crossings(args))
+        groups = equivalence_classes(recipe)
+        group_of = {n: g for g in groups for n in g}
         for name, v in VARIANTS.items():
-            rows.append((name, f"{v.paper_name}: {v.description}", f"Table {v.table}" if v.table else "full model"))
+            desc = f"{v.paper_name}: {v.description}"
+            if name in group_of:
+                desc += f"\n  same SR network as: {', '.join(n for n in group_of[name] if n != name)}"
+            rows.append((name, desc, f"Table {v.table}" if v.table else "full model"))
+        notes = [f"{len(groups)} group{'s' if len(groups) != 1 else ''} of variants train the same SR network under "
+                 f"recipe {recipe.name} ({recipe.note or 'custom crossings'}); from the same seed their R_LS is "
+                 "identical, so their table rows can only differ by training seed:"]
+        notes += [f"  {' = '.join(g)}" for g in groups]
     else:
         from .degradations import DEGRADATIONS, make_degradation
 
@@ -279,7 +317,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append((name, str(make_degradation(name).config()), "available"))
     width = max(len(r[0]) for r in rows)
     for name, desc, status in rows:
+        desc = desc.replace("\n", "\n" + " " * (width + 2))
         print(f"{name:<{width}}  {status}\n{'':<{width}}  {desc}")
+    if args.what == "variants":
+        print("\n".join([""] + notes))
     return 0
 
 
@@ -336,7 +377,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     VARIANTS.get(args.variant)
     out = args.out or Path("runs") / args.variant
     cfg = TrainConfig(variant=args.variant, recipe=args.recipe, hr=args.hr, lr=args.lr, out=str(out),
-                      roots=_pairs(args.root, "--root"),
+                      roots=_pairs(args.root, "--root"), crossings=_crossings(args), lr_schedule=args.lr_schedule,
+                      deterministic=args.deterministic,
                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, width=args.width,
                       amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                       device=resolve_device(args.device), max_steps=args.max_steps, limit_hr=args.limit_hr,

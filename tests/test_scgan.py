@@ -12,8 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 from scgan_bench.scgan.model import RECIPES, SCGAN
-from scgan_bench.scgan.networks import (DegradationNet, Discriminator, RestorationNet, count_trainable,
-                                        released_rls_key)
+from scgan_bench.scgan.networks import DegradationNet, Discriminator, RestorationNet, count_trainable
 from scgan_bench.scgan.train import Trainer, TrainConfig, load_faces
 from scgan_bench.scgan.variants import ADV_LOSSES, TABLE4_ROWS, VARIANTS
 
@@ -106,35 +105,24 @@ def test_each_variant_computes_exactly_its_losses(name):
 
 
 def test_removed_losses_contribute_no_gradient():
-    """w/o-PL: D_HL's gradient is exactly that of its adversarial term; the same parameters in the full
-    model get a different gradient (the pixel term is really there)."""
+    """w/o-PL: D_HL's gradient is exactly that of its adversarial term; l_adv-3-4 (only D_L1 kept):
+    R_LS's gradient is exactly that of its l1 terms. The full model's pixel term really moves D_HL."""
     hr, lr, z = _batch()
-    for name, only in (("scgan-wo-pl", "dhl_adv"), ("scgan-ladv-3-4", None)):
+    for name, module, only in (("scgan-wo-pl", "dhl", ["dhl_adv"]), ("scgan-ladv-3-4", "rls", ["rls_cyc", "rls_pix"])):
         m = _model(name)
         fakes = m.generate(hr, lr, z)
         terms = m.generator_loss(hr, lr, fakes)
-        params = list(m.dhl.parameters())
+        params = list(getattr(m, module).parameters())
         total = torch.autograd.grad(sum(terms.values()), params, allow_unused=True, retain_graph=True)
-        if only:
-            alone = torch.autograd.grad(terms[only], params, allow_unused=True)
-            for a, b in zip(total, alone):
-                assert (a is None and b is None) or torch.allclose(a, b)
+        alone = torch.autograd.grad(sum(terms[k] for k in only), params, allow_unused=True)
+        assert sum(a is not None for a in alone) > 0
+        for a, b in zip(total, alone):
+            assert (a is None and b is None) or torch.allclose(a, b), name
     full = _model("scgan")
     fakes = full.generate(hr, lr, z)
     t = full.generator_loss(hr, lr, fakes)
     g_pix = torch.autograd.grad(t["dhl_pix"], full.dhl.in_layer.weight, retain_graph=True)[0]
     assert g_pix.abs().sum() > 0
-
-
-@pytest.mark.parametrize("recipe,reaches", [("paper", True), ("official", False)])
-def test_backward_cycle_reaches_rls_only_in_the_paper_recipe(recipe, reaches):
-    m = _model("scgan", recipe)
-    hr, lr, z = _batch()
-    terms = m.generator_loss(hr, lr, m.generate(hr, lr, z))
-    grads = torch.autograd.grad(terms["dsl_cyc"], list(m.rls.parameters()), allow_unused=True)
-    got = any(g is not None and g.abs().sum() > 0 for g in grads)
-    assert got is reaches
-    assert RECIPES[recipe].l1_weight == (0.05 if recipe == "paper" else 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -159,15 +147,17 @@ def _fall(rows, keys, n=6) -> float:
 
 @pytest.mark.slow
 def test_reduced_width_model_fits_16_real_faces(tmp_path, faces):
-    """48 CPU steps on 16 real faces (lr 1e-3, no cosine restart): the reconstruction losses fall.
-    Measured on the shared faces: full model (width 1/4) R_LS + D_SL l1 terms to ~0.86 of their
-    start; without adversarial losses (width 1/8) D_HL + R_LS l1 terms to ~0.6."""
-    full = Trainer(_cfg(tmp_path / "full", width=0.25, learning_rate=1e-3, lr_period=100, max_steps=48), *faces)
-    rows = full.fit(tmp_path / "full")
-    assert _fall(rows, ("rls_cyc", "rls_pix", "dsl_cyc")) < 0.92
+    """48 CPU steps on 16 real faces (width 1/8, lr 1e-3, no cosine restart). Without adversarial
+    losses the l1 terms fall clearly: to 0.67-0.71 of their start over seeds 3-5 with 1 and 2 threads
+    (threshold 0.8). With them, GAN numerics differ across CPUs and 48 steps show no reliable trend
+    (0.90-1.16 over the same runs), so the full model is only required to stay finite."""
     plain = Trainer(_cfg(tmp_path / "noadv", variant="scgan-wo-al", learning_rate=1e-3, lr_period=100,
                          max_steps=48), *faces)
-    assert _fall(plain.fit(tmp_path / "noadv"), ("dhl_pix", "rls_cyc", "rls_pix")) < 0.75
+    assert _fall(plain.fit(tmp_path / "noadv"), ("dhl_pix", "rls_cyc", "rls_pix", "dsl_cyc")) < 0.8
+    full = Trainer(_cfg(tmp_path / "full", learning_rate=1e-3, lr_period=100, max_steps=16), *faces)
+    rows = full.fit(tmp_path / "full")
+    assert len(rows) == 16 and all(np.isfinite(v) for r in rows for k, v in r.items() if k not in ("epoch", "step"))
+    assert all(torch.isfinite(p).all() for p in full.model.parameters())
     assert (tmp_path / "full" / "samples" / "epoch_001.png").exists() and (tmp_path / "full" / "log.csv").exists()
 
 
@@ -243,38 +233,6 @@ def test_checkpoint_round_trips_into_the_sr_method_and_a_run(tmp_path, faces, mo
     _DIGESTS.clear()
     with pytest.raises(WeightsError, match="sha256"):
         SCGANMethod("scgan-fc")
-
-
-def test_released_checkpoint_format_loads_with_bgr_channels(tmp_path, monkeypatch):
-    from scgan_bench.scgan.method import SCGANMethod
-
-    torch.manual_seed(5)
-    net = RestorationNet(WIDTH).eval()
-    ours_to_released = {}
-    released_names = ["layers_in.weight"] + [f"layers_set_final.0.{i}.conv{j}.weight" for i in range(12) for j in (1, 2)]
-    for k in net.state_dict():
-        ours_to_released[k] = k
-    # invert the key map on every key pattern the released model uses
-    for k in list(net.state_dict()):
-        for cand in (k.replace("group1.", "layers_set_final.0.").replace("group2.", "layers_set_final.1.")
-                     .replace("up1.", "layers_set_final_up.0.").replace("up2.", "layers_set_final_up.1.")
-                     .replace("proj2.", "a1.0.").replace("proj3_unused.", "a2.0.").replace("tail.", "main."),):
-            if released_rls_key(cand) == k:
-                ours_to_released[k] = cand
-    assert all(n in ours_to_released.values() for n in released_names)
-    released = {"G_RLS": {ours_to_released[k]: v for k, v in net.state_dict().items()}}
-    path = tmp_path / "model_epoch_200.pth"
-    torch.save(released, path)
-    monkeypatch.setenv("SCGAN_BENCH_CKPT_SCGAN", str(path))
-    m = SCGANMethod("scgan")
-    assert m.order == "bgr"
-    lr = torch.rand(2, 3, 16, 16)
-    with torch.no_grad():
-        want = ((net((lr * 2 - 1).flip(1)).flip(1)) + 1) / 2
-    torch.testing.assert_close(m.upscale(lr), want)
-    mm = SCGANMethod("scgan", minmax=True)
-    out = mm.upscale(lr)
-    assert torch.allclose(out.amin(dim=(1, 2, 3)), torch.zeros(2)) and torch.allclose(out.amax(dim=(1, 2, 3)), torch.ones(2))
 
 
 def test_train_cli_from_dataset_sources_then_score(tmp_path, capsys, monkeypatch):

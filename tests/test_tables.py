@@ -175,3 +175,40 @@ def test_training_curves_and_grid_figures(tmp_path):
                             progress=False))
     assert qualitative_grid(run, "demo")[:8] == b"\x89PNG\r\n\x1a\n"
     assert TABLES.get("5").rank_by == "row"
+
+
+def test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks(tmp_path):
+    """Table 4 from a run whose SCGAN checkpoints carry their recipe: a Recipe column, and under the
+    released recipe l_adv-1-2 is footnoted as SCGAN's SR network (and vice versa); a checkpoint trained
+    with the paper recipe is not."""
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [("widerface", m, "fid", "*", v) for m, v in
+            (("scgan", 13.5), ("scgan-ladv-1-2", 13.5), ("scgan-ladv-2-1", 14.0), ("scgan-ladv-1-1", 15.0))]
+    with open(run / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["dataset", "method", "metric", "image_id", "value"])
+        w.writerows(rows)
+    from scgan_bench.scgan.model import RECIPES
+
+    def fp(recipe, variant):
+        return {"fingerprint": {"recipe": recipe, "recipe_spec": RECIPES[recipe].spec(), "trained_variant": variant}}
+
+    (run / "run.json").write_text(json.dumps({"methods": {
+        "scgan": fp("official", "scgan"), "scgan-ladv-1-2": fp("official", "scgan-ladv-1-2"),
+        "scgan-ladv-2-1": fp("official", "scgan-ladv-2-1"), "scgan-ladv-1-1": fp("paper", "scgan-ladv-1-1")}}))
+    write_table(4, run, run)
+    table = list(csv.reader(open(run / "table4.csv")))
+    header, body = table[0], {r[0]: r for r in table[1:] if r[0].startswith(("l_adv", "SCGAN"))}
+    col = header.index("Recipe")
+    fid = header.index("Widerface FID ↓")
+    assert body["SCGAN"][col] == body["l_adv-1-2"][col] == "official" and body["l_adv-1-1"][col] == "paper"
+    assert body["l_adv-3-1"][col] == "—"  # not in the run
+    assert re.fullmatch(r"13\.50\[\d+\]", body["SCGAN"][fid]) and re.fullmatch(r"13\.50\[\d+\]", body["l_adv-1-2"][fid])
+    assert body["l_adv-2-1"][fid] == "14.00" and body["l_adv-1-1"][fid] == "15.00"  # different recipes: no mark
+    notes = {r[0]: r[1] for r in table if re.fullmatch(r"\[\d+\]", r[0])}
+    k = body["SCGAN"][fid].split("[")[1].rstrip("]")
+    assert "same SR network as l_adv-1-2's row under recipe official" in notes[f"[{k}]"]
+    assert "dsl_adv" in notes[f"[{k}]"]

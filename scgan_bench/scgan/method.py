@@ -3,16 +3,20 @@
 Checkpoints are found by the weights manager as ``<method>.safetensors`` (e.g. ``scgan.safetensors``,
 ``scgan-wo-dsl.safetensors``; copy a run's ``rls.safetensors`` and its ``.sha256`` sidecar), or given
 explicitly with ``$SCGAN_BENCH_CKPT_<METHOD>`` (a file, or a training run folder). Formats:
-* ours: safetensors with R_LS keys (``rls.safetensors``) or a full training checkpoint (``rls.`` prefix);
+* ours: safetensors with R_LS keys (``rls.safetensors``) or a full training checkpoint (``rls.`` prefix),
+  whose metadata records the channel order (``channel_order``), the variant and the recipe;
 * the released code's: a ``torch.save`` dict with the R_LS state dict under ``"G_RLS"`` (train.py) or
   ``"G_l2h"`` (test.py), loaded with ``weights_only=True``. The released model was trained on BGR
-  images (cv2), so its input and output channels are swapped around R_LS.
+  images (cv2), so its input and output channels are swapped around R_LS. A file whose blocks carry
+  BatchNorm (the LRGAN-fork layout) is refused with that cause.
 ``minmax=True`` reproduces the released test script's per-image min-max output normalisation (off by
 default: it changes colours).
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,6 +27,7 @@ from ..errors import UsageError
 from ..interfaces import Availability, MethodSpec
 from ..registries import METHODS
 from ..weights import ASSETS, Asset, register_asset, resolve, status
+from .model import RECIPES
 from .networks import RestorationNet, released_rls_key
 from .variants import VARIANTS
 
@@ -44,6 +49,31 @@ def checkpoint_path(method: str) -> Path:
     return resolve(method, allow_download=False).path
 
 
+def _released_layout_error(path: Path, keys: list[str]) -> None:
+    """Refuse, with the cause, an R_LS whose residual blocks carry BatchNorm: the LRGAN-fork layout
+    (``BasicBlock_G(nobn=False)``: ``layers_set_final.0.0.bn1.weight``), which SCGAN's released
+    R_LS (``nobn=True``) and this network do not have."""
+    bn = [k for k in keys if re.search(r"\.bn[12]\.", k)]
+    if bn:
+        raise UsageError(
+            f"{path}: its residual blocks carry BatchNorm ({len(bn)} keys such as {bn[0]!r}): this is the "
+            "LRGAN-fork layout (BasicBlock_G with nobn=False, the network of LRGAN's released model.pkl), not "
+            "SCGAN's released R_LS (nobn=True); it cannot be loaded as an SCGAN checkpoint")
+
+
+def _load_strict(net: RestorationNet, sd: dict[str, torch.Tensor], path: Path) -> None:
+    ours = set(net.state_dict())
+    missing, unexpected = sorted(ours - set(sd)), sorted(set(sd) - ours)
+    if missing or unexpected:
+        raise UsageError(f"{path}: not an SCGAN R_LS state dict: {len(missing)} missing keys "
+                         f"({', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}), {len(unexpected)} "
+                         f"unexpected ({', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''})")
+    try:
+        net.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:  # shape mismatches
+        raise UsageError(f"{path}: tensors do not fit SCGAN's R_LS: {str(exc).splitlines()[-1].strip()}") from None
+
+
 def load_rls(path: Path) -> tuple[RestorationNet, str, dict[str, str]]:
     """R_LS from any supported checkpoint; returns (network, channel order, metadata)."""
     if path.suffix == ".safetensors":
@@ -55,17 +85,27 @@ def load_rls(path: Path) -> tuple[RestorationNet, str, dict[str, str]]:
         sd = load_file(str(path))
         if any(k.startswith("rls.") for k in sd):
             sd = {k[4:]: v for k, v in sd.items() if k.startswith("rls.")}
-        order = "rgb"
+        order = meta.get("channel_order")
+        if order not in ("rgb", "bgr"):
+            raise UsageError(
+                f"{path}: its metadata does not record the channel order the network was trained on "
+                f"(channel_order={order!r}; scgan-bench's trainer writes 'rgb'). Re-save it with metadata "
+                "{'channel_order': 'rgb'} or {'channel_order': 'bgr'} (safetensors.torch.save_file(tensors, "
+                "path, metadata=...)); it is never assumed")
     else:
         raw = torch.load(path, map_location="cpu", weights_only=True)
         key = next((k for k in ("G_RLS", "G_l2h") if isinstance(raw, dict) and k in raw), None)
         if key is None:
             raise UsageError(f"{path}: not a released SCGAN checkpoint (no 'G_RLS' or 'G_l2h' entry)")
+        _released_layout_error(path, list(raw[key]))
         sd = {released_rls_key(k.removeprefix("module.")): v for k, v in raw[key].items()}
-        meta, order = {"format": f"released ({key})"}, "bgr"
+        meta, order = {"format": f"released ({key})", "recipe": "official", "variant": "scgan"}, "bgr"
+    _released_layout_error(path, list(sd))
+    if "layers_in.weight" not in sd:
+        raise UsageError(f"{path}: not an SCGAN R_LS state dict (no 'layers_in.weight')")
     width = sd["layers_in.weight"].shape[0] / 256
     net = RestorationNet(width)
-    net.load_state_dict(sd, strict=True)
+    _load_strict(net, sd, path)
     return net.eval(), order, meta
 
 
@@ -99,7 +139,20 @@ class SCGANMethod:
 
     def fingerprint(self) -> Mapping[str, Any]:
         return {"method": self.name, "checkpoint_sha256": self._sha256, "channel_order": self.order,
-                "minmax": self.minmax, "version": 1}
+                "minmax": self.minmax, "version": 2, **checkpoint_provenance(self.meta)}
+
+
+def checkpoint_provenance(meta: Mapping[str, str]) -> dict[str, Any]:
+    """The variant and recipe a checkpoint was trained with, from its metadata (tables state them)."""
+    out: dict[str, Any] = {"trained_variant": meta.get("variant"), "recipe": meta.get("recipe")}
+    if meta.get("recipe_spec"):
+        try:
+            out["recipe_spec"] = json.loads(meta["recipe_spec"])
+        except ValueError:
+            pass
+    elif meta.get("recipe") in RECIPES:
+        out["recipe_spec"] = RECIPES[meta["recipe"]].spec()
+    return out
 
 
 def _availability(name: str):

@@ -2,39 +2,115 @@
 losses of one training step (Eqs. 1-13)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+import hashlib
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from .networks import DegradationNet, Discriminator, RestorationNet
+from ..errors import UsageError
+from .dataflow import CROSSINGS, FAKE_OF, active_images, active_terms
+from .networks import DegradationNet, Discriminator, RestorationNet, kaiming_zero_residual_
 from .variants import ADV_LOSSES, Variant
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How the losses are weighted and wired. ``official`` = the released train.py (it trains);
-    ``paper`` = the equations as printed."""
+    """How the losses are weighted, wired and initialised. ``official`` = the released train.py (it
+    trains); ``paper`` = the equations as printed, with R_LS regularised by both cycles.
+
+    The four crossing weights (see :mod:`.dataflow`) scale a term's gradient where it passes from the
+    branch that owns it into the branch that made its input; 0 detaches (each equation then trains
+    only its own branch, as printed and as released)."""
 
     name: str
     l1_weight: float        # on pixel / cycle l1 terms
     adv_weight: float       # on generator adversarial terms
-    detach_dsl_input: bool  # True: D_SL sees a detached I_rS, so its losses never reach R_LS
-    init: str               # "default" (PyTorch) or "kaiming"
+    init: str               # "default" (PyTorch's) or "kaiming-zero-residual"
     theta: float = 1.0      # R_LS forward-process weight (Eq. 6)
     gamma: float = 0.05     # R_LS backward-process weight (Eq. 6)
+    forward_cycle_to_dhl: float = 0.0   # R_LS's forward cycle l1 (I_sS vs I_rH) into D_HL
+    forward_adv_to_dhl: float = 0.0     # D_H1's term on I_sS into D_HL
+    backward_cycle_to_rls: float = 0.0  # D_SL's cycle l1 (^I_rL vs I_rL) into R_LS
+    backward_adv_to_rls: float = 0.0    # D_L2's term on ^I_rL into R_LS
+    note: str = ""
 
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise UsageError(f"recipe {self.name}: init must be one of {', '.join(INITS)}, got {self.init!r}")
+        for k in CROSSINGS:
+            w = getattr(self, k)
+            if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+                raise UsageError(f"recipe {self.name}: crossing {k} must be a finite number >= 0, got {w!r}")
+
+    def with_crossings(self, overrides: Mapping[str, float]) -> "Recipe":
+        """This recipe with some crossing weights changed; the name records the changes."""
+        bad = set(overrides) - set(CROSSINGS)
+        if bad:
+            raise UsageError(f"unknown crossing(s) {', '.join(sorted(bad))}; allowed: {', '.join(CROSSINGS)}")
+        changed = {k: float(w) for k, w in overrides.items() if float(w) != getattr(self, k)}
+        if not changed:
+            return self
+        label = ",".join(f"{k}={w:g}" for k, w in sorted(changed.items()))
+        return replace(self, name=f"{self.name}[{label}]", note="", **changed)
+
+    def spec(self) -> dict[str, Any]:
+        """Everything that changes training (the note is prose, left out)."""
+        d = asdict(self)
+        d.pop("note")
+        return d
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> "Recipe":
+        kw = {f.name: spec[f.name] for f in fields(cls) if f.name in spec and f.name != "note"}
+        known = RECIPES.get(kw.get("name", ""))
+        return cls(**kw, note=known.note if known is not None and known.spec() == spec else "")
+
+
+INITS = ("default", "kaiming-zero-residual")
 
 RECIPES = {
-    # train.py: loss = alpha * l1 + beta * adv with alpha = 1, beta = 0.05; G_DSL(hr_gen_r.detach())
-    "official": Recipe("official", l1_weight=1.0, adv_weight=0.05, detach_dsl_input=True, init="default"),
-    # Eqs. 2-12: l = alpha * l_adv + beta * l_pix/cyc (alpha = 1, beta = 0.05); R_LS is regularised by
-    # both cycles; Kaiming initialisation (Sec. 3.6)
-    "paper": Recipe("paper", l1_weight=0.05, adv_weight=1.0, detach_dsl_input=False, init="kaiming"),
+    # train.py: loss = alpha * l1 + beta * adv with alpha = 1, beta = 0.05; G_RLS(lr_gen.detach()) and
+    # G_DSL(hr_gen_r.detach()): no crossings; PyTorch's default initialisation
+    "official": Recipe("official", l1_weight=1.0, adv_weight=0.05, init="default",
+                       note="as released, D_SL sees a detached I_rS and R_LS a detached I_sL"),
+    # Eqs. 2-12 as printed: alpha = 1 on the adversarial terms, beta = 0.05 on l1/cycle; R_LS
+    # "regularized by both the forward and backward cycle-consistent learning processes" (abstract):
+    # the backward cycle l1 reaches R_LS weighted like R_LS's backward process (gamma, Eq. 6); D_L2's
+    # term is not among R_LS's losses (Eqs. 6-8) and stays in D_SL; D_HL keeps its own Eq. 2.
+    # Kaiming initialisation (Sec. 3.6), made trainable (see networks.kaiming_zero_residual_).
+    "paper": Recipe("paper", l1_weight=0.05, adv_weight=1.0, init="kaiming-zero-residual",
+                    backward_cycle_to_rls=0.05,
+                    note="D_SL's cycle l1 reaches R_LS at gamma; D_L2's term and R_LS's forward terms "
+                         "stay in their own branch"),
 }
+
+
+def get_recipe(name: str, crossings: Mapping[str, float] | None = None) -> Recipe:
+    if name not in RECIPES:
+        raise UsageError(f"unknown recipe {name!r}; allowed: {', '.join(RECIPES)}")
+    return RECIPES[name].with_crossings(crossings or {})
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; the gradient passing back is multiplied by ``scale`` (a crossing weight)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.scale, None
+
+
+def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    return _ScaleGrad.apply(x, scale)
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -89,34 +165,39 @@ def _syncable(module: nn.Module) -> nn.Module:
     return module
 
 
-def _kaiming(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            w = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
-            nn.init.kaiming_normal_(w, nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+def network_seed(seed: int, name: str) -> int:
+    """The seed a network is built from: each network's initial weights depend only on the run seed
+    and its own name, never on which other networks a variant has."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:8], "big") >> 1
 
 
 class SCGAN(nn.Module):
-    """D_HL, D_SL (with the variant's sharing), R_LS and the active discriminators."""
+    """D_HL, D_SL (with the variant's sharing), R_LS and the active discriminators; the step's images
+    and terms come from :mod:`.dataflow`."""
 
-    def __init__(self, variant: Variant, recipe: Recipe, width: float = 1.0) -> None:
+    def __init__(self, variant: Variant, recipe: Recipe, width: float = 1.0, seed: int = 0) -> None:
         super().__init__()
-        self.variant, self.recipe = variant, recipe
-        self.rls = _syncable(RestorationNet(width))
-        self.dhl = DegradationNet(width) if variant.has_dhl else None
+        self.variant, self.recipe, self.seed = variant, recipe, seed
+        self.rls = self._build("rls", lambda: _syncable(RestorationNet(width)))
+        self.dhl = self._build("dhl", lambda: DegradationNet(width)) if variant.has_dhl else None
         self.dsl = self._build_dsl(width) if variant.has_dsl else None
-        self.disc = nn.ModuleDict({k: Discriminator(16 if k[0] == "L" else 64, width)
+        self.disc = nn.ModuleDict({k: self._build(f"disc.{k}", lambda k=k: Discriminator(16 if k[0] == "L" else 64,
+                                                                                      width))
                                    for k in ADV_LOSSES if variant.uses(k)})
-        if recipe.init == "kaiming":
-            _kaiming(self)
 
-    def _build_dsl(self, width: float) -> DegradationNet | None:
+    def _build(self, name: str, make):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(network_seed(self.seed, name))
+            net = make()
+            if self.recipe.init == "kaiming-zero-residual":
+                kaiming_zero_residual_(net)
+        return net
+
+    def _build_dsl(self, width: float) -> DegradationNet:
         share = set(self.variant.share)
         if "all" in share and self.dhl is not None:
             return self.dhl
-        dsl = DegradationNet(width)
+        dsl = self._build("dsl", lambda: DegradationNet(width))
         if self.dhl is None:
             return dsl
         if "in" in share:
@@ -144,20 +225,30 @@ class SCGAN(nn.Module):
 
     # -------------------------------------------------------------------------------- one step
     def generate(self, hr: torch.Tensor, lr: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every image the step needs, each computed once: I_sL, I_sS, I_rS, I^_rL."""
-        v, out = self.variant, {}
-        if self.dhl is not None:
-            out["lr_gen"] = self.dhl(hr, z)
-        if v.forward_cycle:
-            out["hr_gen"] = self.rls(out["lr_gen"].detach())
-        if v.backward_restoration or v.has_dsl:
-            out["hr_gen_r"] = self.rls(lr)
-        if self.dsl is not None:
-            src = out["hr_gen_r"].detach() if self.recipe.detach_dsl_input else out["hr_gen_r"]
-            out["lr_real_2"] = self.dsl(src, z)
+        """Every image the step needs, each computed once (see :func:`.dataflow.active_images`). Where
+        a recipe weights the terms reading an image differently, the image is computed from a detached
+        leaf ``fakes["_leaf:<image>"]`` and :meth:`generator_backward` routes each term's gradient."""
+        out: dict[str, torch.Tensor] = {}
+        terms = active_terms(self.variant, self.recipe)
+        nets = {"dhl": self.dhl, "rls": self.rls, "dsl": self.dsl}
+        for name, spec in active_images(self.variant).items():
+            if spec.source is None:
+                x = hr if spec.network == "dhl" else lr
+            else:
+                x = self._crossing_input(out, name, out[spec.source], terms)
+            out[name] = nets[spec.network](x) if spec.network == "rls" else nets[spec.network](x, z)
         return out
 
-    _FAKE = {"L1": "lr_gen", "L2": "lr_real_2", "H1": "hr_gen", "H2": "hr_gen_r"}
+    def _crossing_input(self, out: dict[str, torch.Tensor], name: str, src: torch.Tensor, terms) -> torch.Tensor:
+        weights = {t.route(self.recipe) for t in terms.values() if t.image == name}
+        if not weights or weights == {0.0}:
+            return src.detach()
+        if len(weights) == 1:
+            w = weights.pop()
+            return src if w == 1.0 else scale_grad(src, w)
+        leaf = src.detach().requires_grad_(True)
+        out["_leaf:" + name] = leaf
+        return leaf
 
     def discriminator_loss(self, hr: torch.Tensor, lr: torch.Tensor, fakes: Mapping[str, torch.Tensor]
                            ) -> dict[str, torch.Tensor]:
@@ -165,39 +256,38 @@ class SCGAN(nn.Module):
         terms = {}
         for k, d in self.disc.items():
             real = lr if k[0] == "L" else hr
-            terms[f"D_{k}"] = F.relu(1.0 - d(real)).mean() + F.relu(1.0 + d(fakes[self._FAKE[k]].detach())).mean()
+            terms[f"D_{k}"] = F.relu(1.0 - d(real)).mean() + F.relu(1.0 + d(fakes[FAKE_OF[k]].detach())).mean()
         return terms
 
     def generator_loss(self, hr: torch.Tensor, lr: torch.Tensor, fakes: Mapping[str, torch.Tensor]
                        ) -> dict[str, torch.Tensor]:
         """The weighted generator terms of Eqs. 2-12 that this variant keeps (removed terms are never
         computed)."""
-        v, r, t = self.variant, self.recipe, {}
-
-        def adv(k: str) -> torch.Tensor:
-            return -self.disc[k](fakes[self._FAKE[k]]).mean()
-
-        if self.dhl is not None:
-            if v.pixel:
-                t["dhl_pix"] = r.l1_weight * F.l1_loss(fakes["lr_gen"], F.avg_pool2d(hr, 4))
-            if v.uses("L1"):
-                t["dhl_adv"] = r.adv_weight * adv("L1")
-        if v.forward_cycle:
-            if v.cycle:
-                t["rls_cyc"] = r.theta * r.l1_weight * F.l1_loss(fakes["hr_gen"], hr)
-            if v.uses("H1"):
-                t["rls_adv1"] = r.theta * r.adv_weight * adv("H1")
-        if v.backward_restoration:
-            if v.pixel:
-                ups = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=True)
-                t["rls_pix"] = r.gamma * r.l1_weight * F.l1_loss(fakes["hr_gen_r"], ups)
-            if v.uses("H2"):
-                t["rls_adv2"] = r.gamma * r.adv_weight * adv("H2")
-        if self.dsl is not None:
-            if v.cycle:
-                t["dsl_cyc"] = r.l1_weight * F.l1_loss(fakes["lr_real_2"], lr)
-            if v.uses("L2"):
-                t["dsl_adv"] = r.adv_weight * adv("L2")
+        targets = {"dhl_pix": lambda: F.avg_pool2d(hr, 4), "rls_cyc": lambda: hr,
+                   "rls_pix": lambda: F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=True),
+                   "dsl_cyc": lambda: lr}
+        t: dict[str, torch.Tensor] = {}
+        for name, spec in active_terms(self.variant, self.recipe).items():
+            img = fakes[spec.image]
+            raw = -self.disc[spec.disc](img).mean() if spec.disc else F.l1_loss(img, targets[name]())
+            t[name] = spec.weight * raw
         if not t:
-            raise ValueError(f"variant {v.name} leaves no generator loss")
+            raise ValueError(f"variant {self.variant.name} leaves no generator loss")
         return t
+
+    def generator_backward(self, terms: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> None:
+        """One backward of the generator terms. An image computed from a crossing leaf gets each
+        reading term's gradient times that term's crossing weight (one extra input-gradient pass)."""
+        total = sum(terms.values())
+        specs = active_terms(self.variant, self.recipe)
+        for name, img in active_images(self.variant).items():
+            leaf = fakes.get("_leaf:" + name)
+            if leaf is None:
+                continue
+            routed = [spec.route(self.recipe) * terms[n] for n, spec in specs.items()
+                      if spec.image == name and n in terms and spec.route(self.recipe)]
+            if not routed:
+                continue
+            (g,) = torch.autograd.grad(sum(routed), leaf, retain_graph=True)
+            total = total + (fakes[img.source] * g.detach()).sum()
+        total.backward()

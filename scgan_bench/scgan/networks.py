@@ -104,10 +104,39 @@ class DegradationNet(nn.Module):
         return self.out_layer(self.decoder(self.encoder(self.in_layer(torch.cat([x, noise], 1)))))
 
 
+class BilinearUp2x(nn.Module):
+    """x2 bilinear up-sampling with ``align_corners=True`` (the released ``nn.Upsample``). With
+    ``matmul=True`` it is computed as ``A x A^T`` with the interpolation matrix A: the same map, whose
+    CUDA backward is deterministic (``F.interpolate``'s bilinear backward has no deterministic CUDA
+    kernel), used by ``train --deterministic``."""
+
+    def __init__(self, matmul: bool = False) -> None:
+        super().__init__()
+        self.matmul = matmul
+
+    @staticmethod
+    def matrix(n: int, device=None, dtype=None) -> torch.Tensor:
+        src = torch.arange(2 * n, dtype=torch.float64) * (n - 1) / max(2 * n - 1, 1)
+        lo = src.floor().clamp(max=n - 1).long()
+        hi = (lo + 1).clamp(max=n - 1)
+        frac = src - lo
+        a = torch.zeros(2 * n, n, dtype=torch.float64)
+        a[torch.arange(2 * n), lo] += 1 - frac
+        a[torch.arange(2 * n), hi] += frac
+        return a.to(device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.matmul:
+            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        ah = self.matrix(x.shape[-2], x.device, x.dtype)
+        aw = ah if x.shape[-1] == x.shape[-2] else self.matrix(x.shape[-1], x.device, x.dtype)
+        return torch.matmul(torch.matmul(ah, x), aw.t())
+
+
 class _Up(nn.Sequential):
     def __init__(self, ch: int) -> None:
-        super().__init__(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), nn.BatchNorm2d(ch),
-                         nn.ReLU(), nn.ConvTranspose2d(ch, ch, kernel_size=1, stride=1))
+        super().__init__(BilinearUp2x(), nn.BatchNorm2d(ch), nn.ReLU(),
+                         nn.ConvTranspose2d(ch, ch, kernel_size=1, stride=1))
 
 
 class RestorationNet(nn.Module):
@@ -127,6 +156,13 @@ class RestorationNet(nn.Module):
         self.proj3_unused = nn.Conv2d(c2, c3, 1, 1)
         self.tail = nn.Sequential(conv3x3(c2, c3), nn.ReLU(), nn.Conv2d(c3, c3, 1, 1), nn.ReLU(),
                                   nn.Conv2d(c3, 3, 1, 1), nn.Tanh())
+
+    def set_deterministic_upsampling(self, on: bool = True) -> "RestorationNet":
+        """Use the matmul form of the x2 bilinear up-sampling (deterministic CUDA backward)."""
+        for m in self.modules():
+            if isinstance(m, BilinearUp2x):
+                m.matmul = on
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.layers_in(x))
@@ -153,6 +189,62 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(x).flatten(1))
+
+
+# ------------------------------------------------------------------------------------ initialisation
+@torch.no_grad()
+def refresh_spectral_norm(module: nn.Module, iterations: int = 100) -> None:
+    """Re-run the power iteration of every spectral-norm parametrisation on its current weight (from
+    fresh random vectors), so the first forward after a re-initialisation divides by the true largest
+    singular value, not by an estimate made for the weights that were replaced."""
+    for m in module.modules():
+        plist = getattr(getattr(m, "parametrizations", None), "weight", None)
+        if plist is None:
+            continue
+        w = plist.original
+        for p in plist:
+            if not (hasattr(p, "_u") and hasattr(p, "_v")):
+                continue
+            mat = w.movedim(getattr(p, "dim", 0), 0).flatten(1)
+            v = F.normalize(torch.randn(mat.shape[1], dtype=mat.dtype, device=mat.device), dim=0)
+            u = F.normalize(mat @ v, dim=0)
+            for _ in range(iterations):
+                v = F.normalize(mat.t() @ u, dim=0)
+                u = F.normalize(mat @ v, dim=0)
+            p._u.copy_(u)
+            p._v.copy_(v)
+
+
+TANH_INPUT_GAIN = 0.25
+
+
+@torch.no_grad()
+def kaiming_zero_residual_(module: nn.Module) -> nn.Module:
+    """The paper's Kaiming initialisation (Sec. 3.6), made trainable for the released generators,
+    whose residual blocks have no normalisation: Kaiming-normal (fan-in, ReLU gain) on every conv and
+    linear weight, zero biases; the last conv of every generator residual branch zero-initialised, so
+    each block starts as its skip path (plain Kaiming stacks 8-12 un-normalised blocks and saturates
+    D_HL's tanh); the conv feeding each output tanh gets the linear gain times ``TANH_INPUT_GAIN``
+    (1/4), which keeps the first outputs in tanh's linear range (R_LS on real faces: 1-10 % of pixels
+    past |0.99| at gain 1, none at 1/4, over 6 seeds). Spectral-norm power iterations are then re-run
+    on the new weights (:func:`refresh_spectral_norm`)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            plist = getattr(getattr(m, "parametrizations", None), "weight", None)
+            w = plist.original if plist is not None else m.weight
+            nn.init.kaiming_normal_(w, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    for m in module.modules():
+        if isinstance(m, ResBlock):
+            last = m.conv2[-1] if isinstance(m.conv2, nn.Sequential) else m.conv2
+            nn.init.zeros_(last.weight)
+        if isinstance(m, nn.Sequential) and len(m) and isinstance(m[-1], nn.Tanh):
+            convs = [c for c in m if isinstance(c, nn.Conv2d)]
+            nn.init.kaiming_normal_(convs[-1].weight, nonlinearity="linear")
+            convs[-1].weight.mul_(TANH_INPUT_GAIN)
+    refresh_spectral_norm(module)
+    return module
 
 
 def count_trainable(module: nn.Module) -> int:

@@ -9,15 +9,24 @@
   discriminators take a hinge step on detached fakes; then one backward of the variant's generator
   terms updates D_HL, D_SL and R_LS (Adam over their unique parameters: identical to the released
   per-branch optimisers, and shared modules get one update from both cycles).
-* Schedule: Adam(0.9, 0.999), lr 1e-4 cosine to 1e-5 over a 10-epoch period (CosineAnnealingLR
-  T_max=10, stepped per epoch, as released), 200 epochs, batch 64.
+* Schedule: Adam(0.9, 0.999), lr 1e-4 -> 1e-5, batch 64, 200 epochs; stepped per epoch.
+  ``cosine`` (default, as released): ``CosineAnnealingLR(T_max=10)``, a 20-epoch wave (down for 10
+  epochs, back up for 10); ``restarts``: ``CosineAnnealingWarmRestarts(T_0=10)``, 1e-4 -> 1e-5 in every
+  10-epoch period (the other reading of the paper's "cosine annealing scheme at every 10 epochs").
 * Speed: ``--amp bf16`` autocast, ``--channels-last``, ``--compile``, fused Adam on CUDA.
-* Distributed: under ``torchrun`` each rank takes its slice of the global batch, gradients are averaged
-  over ranks (one coalesced all-reduce per optimiser step) and R_LS's BatchNorm statistics span all
-  ranks, so N processes equal one process over the whole batch.
-* Outputs: ``checkpoints/last.safetensors`` (+ ``last-state.pt``: optimisers, schedulers, counters,
-  RNG states; loads with ``weights_only=True``), ``rls.safetensors`` (the SR network) and
+* Distributed: under ``torchrun`` each rank runs on ``cuda:LOCAL_RANK`` (NCCL; gloo on CPU), takes its
+  slice of the global batch, gradients are averaged over ranks (one coalesced all-reduce per optimiser
+  step) and R_LS's BatchNorm statistics span all ranks, so N processes equal one process over the whole
+  batch.
+* Outputs: ``checkpoints/step-<N>-<tag>/`` holds ``model.safetensors`` and ``state.pt`` (optimisers,
+  schedulers, counters, RNG states; loads with ``weights_only=True``); ``checkpoints/latest.json``,
+  replaced atomically after both are on disk, names that pair with both files' sha256 and the run's
+  identity (variant, recipe, seed, batch, learning rate, width, data digest), so a crash never pairs new
+  weights with old optimiser state and ``--resume`` refuses a run with other settings.
+  ``rls.safetensors`` (the SR network; channel order, variant and recipe in its metadata) and
   ``config.json``; ``log.csv`` (and TensorBoard when installed); ``samples/epoch_NNN.png``.
+* Determinism: ``--resume`` continues bit for bit on CPU. On CUDA only with ``--deterministic``
+  (deterministic algorithms, cuDNN/cuBLAS settings, R_LS's up-sampling as a matmul).
 """
 from __future__ import annotations
 
@@ -27,10 +36,13 @@ import io
 import json
 import os
 import random
+import secrets
+import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -40,10 +52,13 @@ from tqdm import tqdm
 from ..errors import ImageDecodeError, UsageError
 from ..image_io import atomic_write_bytes, atomic_write_text, list_images, read_image, write_png
 from ..resize import resize_uint8, to_square
-from .model import RECIPES, SCGAN
+from .model import RECIPES, SCGAN, Recipe, get_recipe
 from .variants import VARIANTS
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+# what a resume must share with the run it continues (data: digest of the decoded training faces)
+IDENTITY_KEYS = ("variant", "recipe", "seed", "batch_size", "learning_rate", "lr_min", "lr_period", "lr_schedule",
+                 "betas", "width", "data")
 
 
 @dataclass
@@ -58,6 +73,9 @@ class TrainConfig:
     learning_rate: float = 1e-4
     lr_min: float = 1e-5
     lr_period: int = 10
+    lr_schedule: str = "cosine"  # cosine (released: a 2 * lr_period wave) | restarts (every lr_period)
+    crossings: dict[str, float] = field(default_factory=dict)  # recipe crossing overrides
+    deterministic: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     seed: int = 2020
     width: float = 1.0
@@ -75,12 +93,29 @@ class TrainConfig:
 
     def check(self) -> None:
         VARIANTS.get(self.variant)
-        if self.recipe not in RECIPES:
-            raise UsageError(f"unknown recipe {self.recipe!r}; allowed: {', '.join(RECIPES)}")
+        self.recipe_spec()
+        if self.lr_schedule not in SCHEDULES:
+            raise UsageError(f"--lr-schedule must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}")
         if self.amp not in ("none", "bf16"):
             raise UsageError(f"--amp must be none or bf16, got {self.amp!r}")
         if self.batch_size < 1 or self.epochs < 1:
             raise UsageError("--batch-size and --epochs must be >= 1")
+
+    def recipe_spec(self) -> Recipe:
+        """The recipe with this run's crossing overrides."""
+        return get_recipe(self.recipe, self.crossings)
+
+
+SCHEDULES = ("cosine", "restarts")
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    """Per-epoch learning-rate schedule: ``cosine`` = ``CosineAnnealingLR(T_max=lr_period)`` (as
+    released: lr_max at epochs 0, 2P, 4P..., lr_min at P, 3P...); ``restarts`` =
+    ``CosineAnnealingWarmRestarts(T_0=lr_period)`` (lr_max -> lr_min within every period)."""
+    if cfg.lr_schedule == "restarts":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=cfg.lr_period, eta_min=cfg.lr_min)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.lr_period, eta_min=cfg.lr_min)
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -149,25 +184,55 @@ def _dedup_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[
     return tensors, aliases
 
 
-def save_checkpoint(out: Path, model: SCGAN, state: dict[str, Any], cfg: TrainConfig) -> None:
+def safetensors_metadata(blob: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes (an 8-byte little-endian header length, then JSON)."""
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(blob[8:8 + n]).get("__metadata__", {}) or {}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def rls_metadata(cfg: TrainConfig, step: int) -> dict[str, str]:
+    """What ``rls.safetensors`` says about itself: channel order, variant, recipe, width, seed, step."""
+    return {"format": str(CHECKPOINT_FORMAT), "channel_order": "rgb", "variant": cfg.variant,
+            "recipe": cfg.recipe_spec().name, "recipe_spec": json.dumps(cfg.recipe_spec().spec(), sort_keys=True),
+            "width": str(cfg.width), "seed": str(cfg.seed), "step": str(step)}
+
+
+def save_checkpoint(out: Path, model: SCGAN, state: dict[str, Any], cfg: TrainConfig,
+                    identity: dict[str, Any]) -> Path:
+    """Write weights + optimiser state into a new ``checkpoints/step-*`` folder, then point
+    ``latest.json`` at it (atomic rename) with both files' sha256, then drop older folders."""
     from safetensors.torch import save
 
     ckpt = out / "checkpoints"
+    step = int(state["global_step"])
+    folder = ckpt / f"step-{step:09d}-{secrets.token_hex(3)}"
     tensors, aliases = _dedup_state(model)
     meta = {"format": str(CHECKPOINT_FORMAT), "aliases": json.dumps(aliases), "variant": cfg.variant,
-            "recipe": cfg.recipe, "width": str(cfg.width)}
-    atomic_write_bytes(ckpt / "last.safetensors", save(tensors, metadata=meta), durable=True)
+            "recipe": cfg.recipe_spec().name, "width": str(cfg.width)}
+    weights = save(tensors, metadata=meta)
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(ckpt / "last-state.pt", buf.getvalue(), durable=True)
+    atomic_write_bytes(folder / "model.safetensors", weights, durable=True)
+    atomic_write_bytes(folder / "state.pt", buf.getvalue(), durable=True)
+    latest = {"format": CHECKPOINT_FORMAT, "folder": folder.name, "global_step": step,
+              "sha256": {"model.safetensors": _sha256(weights), "state.pt": _sha256(buf.getvalue())},
+              "identity": identity}
+    atomic_write_text(ckpt / "latest.json", json.dumps(latest, indent=1, default=str), durable=True)
+    for old in ckpt.glob("step-*"):
+        if old.is_dir() and old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
     rls = {k: v.detach().cpu().contiguous() for k, v in model.rls.state_dict().items()}
-    data = save(rls, metadata={**meta, "aliases": "{}"})
+    data = save(rls, metadata=rls_metadata(cfg, step))
     atomic_write_bytes(out / "rls.safetensors", data, durable=True)
-    atomic_write_text(out / "rls.safetensors.sha256", hashlib.sha256(data).hexdigest() + "  rls.safetensors\n",
-                      durable=True)
+    atomic_write_text(out / "rls.safetensors.sha256", _sha256(data) + "  rls.safetensors\n", durable=True)
     atomic_write_text(out / "config.json", json.dumps(
-        {**asdict(cfg), "variant_spec": _variant_json(cfg.variant), "recipe_spec": asdict(RECIPES[cfg.recipe])},
+        {**asdict(cfg), "variant_spec": _variant_json(cfg.variant), "recipe_spec": cfg.recipe_spec().spec()},
         indent=1, default=str), durable=True)
+    return folder
 
 
 def _variant_json(name: str) -> dict[str, Any]:
@@ -176,18 +241,67 @@ def _variant_json(name: str) -> dict[str, Any]:
     return v
 
 
-def load_checkpoint(out: Path, model: SCGAN) -> dict[str, Any]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+def _describe(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else repr(v)
+
+
+def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Human-readable differences between a checkpoint's run identity and this run's."""
+    def same(a: Any, b: Any) -> bool:
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+    diffs = []
+    for k in IDENTITY_KEYS:
+        a, b = stored.get(k), current.get(k)
+        if same(a, b):
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += [f"{k}.{f}: checkpoint {_describe(a.get(f))}, now {_describe(b.get(f))}"
+                      for f in sorted(set(a) | set(b)) if not same(a.get(f), b.get(f))]
+        else:
+            diffs.append(f"{k}: checkpoint {_describe(a)}, now {_describe(b)}")
+    return diffs
+
+
+def load_checkpoint(out: Path, model: SCGAN, identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Verify and load the checkpoint ``latest.json`` names: both files' sha256, then (when given) the
+    run identity, then the weights (strict) and the optimiser state (``weights_only=True``)."""
+    from safetensors.torch import load as st_load
 
     ckpt = out / "checkpoints"
-    with safe_open(str(ckpt / "last.safetensors"), "pt") as f:
-        meta = f.metadata()
-    tensors = load_file(str(ckpt / "last.safetensors"))
-    for alias, orig in json.loads(meta["aliases"]).items():
+    latest_path = ckpt / "latest.json"
+    if not latest_path.exists():
+        if (ckpt / "last.safetensors").exists():
+            raise UsageError(f"{ckpt} holds a checkpoint of an older scgan-bench (last.safetensors without "
+                             "latest.json) whose weights and optimiser state cannot be verified as a pair; "
+                             "start a new run")
+        raise UsageError(f"--resume: no checkpoint under {ckpt} (no latest.json)")
+    try:
+        latest = json.loads(latest_path.read_text())
+        folder = ckpt / latest["folder"]
+        recorded = latest["sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{latest_path} is not a scgan-bench checkpoint pointer: {exc}") from None
+    blobs = {}
+    for name in ("model.safetensors", "state.pt"):
+        path = folder / name
+        if not path.is_file():
+            raise UsageError(f"checkpoint file {path} named by {latest_path} is missing")
+        blobs[name] = path.read_bytes()
+        if _sha256(blobs[name]) != recorded.get(name):
+            raise UsageError(f"checkpoint file {path} is damaged: its sha256 {_sha256(blobs[name])} differs from "
+                             f"the {recorded.get(name)} recorded in {latest_path}")
+    if identity is not None:
+        diffs = identity_differences(latest.get("identity", {}), identity)
+        if diffs:
+            raise UsageError(f"--resume: {out} was trained with other settings, so this would not continue "
+                             "that run:\n  " + "\n  ".join(diffs) + "\nuse the original settings, or a new --out")
+    meta = safetensors_metadata(blobs["model.safetensors"])
+    tensors = st_load(blobs["model.safetensors"])
+    for alias, orig in json.loads(meta.get("aliases", "{}")).items():
         tensors[alias] = tensors[orig]
     model.load_state_dict(tensors, strict=True)
-    return torch.load(ckpt / "last-state.pt", map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(blobs["state.pt"]), map_location="cpu", weights_only=True)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -212,21 +326,82 @@ def _set_rng_state(st: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def rank_device(requested: str, env: Mapping[str, str] | None = None, cuda_count: int | None = None
+                ) -> torch.device:
+    """This process's device. ``cuda`` under torchrun is ``cuda:LOCAL_RANK`` (one GPU per rank); an
+    explicit ``cuda:N`` is refused when several ranks share the node (they would all use GPU N)."""
+    env = os.environ if env is None else env
+    local = int(env.get("LOCAL_RANK", "0"))
+    local_world = int(env.get("LOCAL_WORLD_SIZE", env.get("WORLD_SIZE", "1")))
+    if requested == "cpu":
+        return torch.device("cpu")
+    if not requested.startswith("cuda"):
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, got {requested!r}")
+    n = torch.cuda.device_count() if cuda_count is None else cuda_count
+    if n == 0:
+        raise UsageError(f"--device {requested}: no CUDA device is visible")
+    if requested == "cuda":
+        if local >= n:
+            raise UsageError(f"LOCAL_RANK is {local} but this node has {n} visible GPU(s): start at most {n} "
+                             f"processes per node (torchrun --nproc_per_node {n})")
+        return torch.device("cuda", local)
+    try:
+        idx = int(requested.split(":", 1)[1])
+    except ValueError:
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, got {requested!r}") from None
+    if local_world > 1:
+        raise UsageError(f"--device {requested} with {local_world} processes on this node would put every rank "
+                         "on the same GPU; use --device cuda (each rank takes cuda:LOCAL_RANK)")
+    if not 0 <= idx < n:
+        raise UsageError(f"--device {requested}: this node has {n} visible GPU(s)")
+    return torch.device("cuda", idx)
+
+
+def process_group_backend(device: torch.device) -> str:
+    """NCCL between GPUs, gloo between CPU processes."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def set_deterministic(on: bool) -> None:
+    """Deterministic kernels everywhere (what ``--deterministic`` promises on CUDA); CPU training is
+    deterministic without it."""
+    if not on:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """sha256 over the shapes and bytes of CPU tensors (the decoded training faces)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(json.dumps(list(t.shape)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 class Trainer:
     """Builds the model, optimisers and schedulers for a config; ``fit()`` trains (resumable)."""
 
     def __init__(self, cfg: TrainConfig, hr: torch.Tensor, lr: torch.Tensor) -> None:
         cfg.check()
         self.cfg = cfg
+        self.recipe = cfg.recipe_spec()
         self.rank, self.world = _rank_world()
         if cfg.batch_size % self.world:
             raise UsageError(f"batch size {cfg.batch_size} is not divisible by {self.world} processes")
+        set_deterministic(cfg.deterministic)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         random.seed(cfg.seed)
         self.device = torch.device(cfg.device)
         self.hr, self.lr = hr, lr
-        model = SCGAN(VARIANTS.get(cfg.variant), RECIPES[cfg.recipe], cfg.width).to(self.device)
+        self._identity: dict[str, Any] | None = None
+        model = SCGAN(VARIANTS.get(cfg.variant), self.recipe, cfg.width, seed=cfg.seed).to(self.device)
+        if cfg.deterministic:
+            model.rls.set_deterministic_upsampling(True)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -235,14 +410,23 @@ class Trainer:
                                       fused=fused)
         self.d_opt = (torch.optim.Adam(model.disc.parameters(), lr=cfg.learning_rate, betas=cfg.betas,
                                        fused=fused) if len(model.disc) else None)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR
-        self.g_sched = sched(self.g_opt, T_max=cfg.lr_period, eta_min=cfg.lr_min)
-        self.d_sched = sched(self.d_opt, T_max=cfg.lr_period, eta_min=cfg.lr_min) if self.d_opt else None
+        self.g_sched = make_scheduler(self.g_opt, cfg)
+        self.d_sched = make_scheduler(self.d_opt, cfg) if self.d_opt else None
         self.epoch, self.step_in_epoch, self.global_step = 1, 0, 0
         self._gen = torch.compile(model.generate) if cfg.compile else model.generate
         if self.world > 1:  # every rank starts from rank 0's weights
             for t in list(model.parameters()) + list(model.buffers()):
                 dist.broadcast(t.data, 0)
+
+    def identity(self) -> dict[str, Any]:
+        """What a resume must share with this run (:data:`IDENTITY_KEYS`)."""
+        if self._identity is None:
+            c = self.cfg
+            self._identity = {"variant": c.variant, "recipe": self.recipe.spec(), "seed": c.seed,
+                              "batch_size": c.batch_size, "learning_rate": c.learning_rate, "lr_min": c.lr_min,
+                              "lr_period": c.lr_period, "lr_schedule": c.lr_schedule, "betas": list(c.betas),
+                              "width": c.width, "data": tensor_digest(self.hr, self.lr)}
+        return self._identity
 
     @property
     def steps_per_epoch(self) -> int:
@@ -299,7 +483,7 @@ class Trainer:
         with self._autocast():
             g_terms = m.generator_loss(hr, lr, fakes)
         self.g_opt.zero_grad(set_to_none=True)
-        sum(g_terms.values()).backward()
+        m.generator_backward(g_terms, fakes)
         self._average_grads(m.generator_parameters())
         self.g_opt.step()
         m.disc.requires_grad_(True)
@@ -314,7 +498,7 @@ class Trainer:
                 "rng": _rng_state()}
 
     def load(self, out: Path) -> None:
-        st = load_checkpoint(out, self.model)
+        st = load_checkpoint(out, self.model, self.identity())
         self.g_opt.load_state_dict(st["g_opt"])
         if self.d_opt:
             self.d_opt.load_state_dict(st["d_opt"])
@@ -328,8 +512,6 @@ class Trainer:
         cfg = self.cfg
         out.mkdir(parents=True, exist_ok=True)
         if resume:
-            if not (out / "checkpoints" / "last.safetensors").exists():
-                raise UsageError(f"--resume: no checkpoint under {out / 'checkpoints'}")
             self.load(out)
         writer = _tensorboard(out) if self.rank == 0 else None
         rows: list[dict[str, Any]] = []
@@ -355,7 +537,7 @@ class Trainer:
                         for k, v in logs.items():
                             writer.add_scalar(f"train/{k}", v, self.global_step)
                 if checkpoint_every and self.global_step % checkpoint_every == 0 and self.rank == 0:
-                    save_checkpoint(out, self.model, self.state(), cfg)
+                    save_checkpoint(out, self.model, self.state(), cfg, self.identity())
                 if cfg.max_steps and self.global_step >= cfg.max_steps:
                     done = True
                     break
@@ -368,7 +550,7 @@ class Trainer:
                 self.epoch += 1
                 self.step_in_epoch = 0
             if self.rank == 0:
-                save_checkpoint(out, self.model, self.state(), cfg)
+                save_checkpoint(out, self.model, self.state(), cfg, self.identity())
                 if writer:
                     writer.add_scalar("train/epoch_seconds", time.perf_counter() - t0, self.epoch)
         bar.close()
@@ -431,17 +613,43 @@ def training_faces(source: str, size: int, cfg: TrainConfig, out: Path, limit: i
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous(), bad
 
 
+def equivalence_warning(cfg: TrainConfig) -> str | None:
+    """A warning when the variant trains the same SR network as other variants under this recipe."""
+    from .dataflow import explain, same_network_as
+
+    recipe = cfg.recipe_spec()
+    same = same_network_as(cfg.variant, recipe)
+    if not same:
+        return None
+    return (f"warning: under recipe {recipe.name}, {cfg.variant} trains the same SR network as "
+            f"{', '.join(same)}: from the same seed its R_LS is identical to theirs. "
+            f"{explain(cfg.variant, same[0], recipe)}. `scgan-bench list variants --recipe {cfg.recipe}` "
+            "lists every such group")
+
+
 def run_training(cfg: TrainConfig, *, resume: bool = False) -> Path:
-    """Load the data, build a :class:`Trainer` and fit; returns the run folder."""
+    """Check the device, load the data, build a :class:`Trainer` and fit; returns the run folder."""
     cfg.check()
     out = Path(cfg.out)
+    device = rank_device(cfg.device)
+    cfg.device = str(device)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    warning = equivalence_warning(cfg)
+    if warning and rank0:
+        print(warning, file=sys.stderr)
     hr, bad_hr = training_faces(cfg.hr, 64, cfg, out, cfg.limit_hr)
     lr, bad_lr = training_faces(cfg.lr, 16, cfg, out, cfg.limit_lr)
     cfg.failures = bad_hr + bad_lr
-    if cfg.failures:
+    if cfg.failures and rank0:
         print(f"{len(cfg.failures)} unreadable training image(s) skipped, e.g. {cfg.failures[0]}")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if dist.is_available() and "RANK" in os.environ and not dist.is_initialized():
-        dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+        backend = process_group_backend(device)
+        try:
+            dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+        except TypeError:  # torch < 2.3 has no device_id
+            dist.init_process_group(backend)
     trainer = Trainer(cfg, hr, lr)
     trainer.fit(out, resume=resume)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -172,10 +173,11 @@ class Rendered:
 
 
 def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] | None = None,
-           paper: dict[Cell, Value] | None = None) -> Rendered:
+           paper: dict[Cell, Value] | None = None, marks: dict[Cell, str] | None = None) -> Rendered:
     """The grid of ``spec``: values formatted as in the paper, missing cells as ``—[k]`` with a
-    footnote. With ``paper``, each cell also shows the paper's value and the difference."""
-    reasons = reasons or {}
+    footnote. With ``paper``, each cell also shows the paper's value and the difference; ``marks``
+    footnote cells that have a value (e.g. two rows that are the same SR network)."""
+    reasons, marks = reasons or {}, marks or {}
     rk = ranks(spec, values)
     notes: dict[str, int] = {}
     group_of = {r: label for label, keys in spec.groups for r in keys}
@@ -194,6 +196,8 @@ def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] 
                     f = METRIC_FORMATS.get(cell.metric)
                     d = f.decimals if f else 4
                     txt += f" (paper {fmt(cell, p)}, Δ {values[cell].value - p.value:+.{d}f})"
+                if cell in marks:
+                    txt += f"[{notes.setdefault(marks[cell], len(notes) + 1)}]"
                 cells.append(txt)
                 rrow.append(rk.get(cell, 0))
             else:
@@ -235,6 +239,63 @@ def remap(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str],
     return out_v, out_r, labels
 
 
+def scgan_provenance(run: Path) -> dict[str, dict]:
+    """SCGAN-variant methods of a run -> their checkpoint's fingerprint (recipe, trained variant)."""
+    from ..scgan.variants import VARIANTS
+
+    path = run / "run.json"
+    if not path.exists():
+        return {}
+    try:
+        methods = json.loads(path.read_text()).get("methods", {})
+    except ValueError:
+        return {}
+    return {m: dict(info.get("fingerprint", {})) for m, info in methods.items() if m in VARIANTS}
+
+
+def with_recipes(spec: TableSpec, provenance: dict[str, dict]) -> tuple[TableSpec, dict[Cell, str]]:
+    """For tables whose rows are SCGAN variants: a Recipe column (each checkpoint's recipe, and the
+    variant it was trained as when that is not the row's), and a footnote on every value of a row
+    whose checkpoint is the same SR network as another row's under their common recipe."""
+    from dataclasses import replace as dc_replace
+
+    from ..scgan.dataflow import equivalence_classes, explain
+    from ..scgan.model import Recipe
+    from ..scgan.variants import VARIANTS
+
+    if spec.row_header != "Variant":
+        return spec, {}
+    first_col = spec.columns[0][0]
+    method_of = {r: spec.cell(r, first_col).method for r, _ in spec.rows}
+    label = {}
+    for r, m in method_of.items():
+        fp = provenance.get(m)
+        if fp is None:
+            label[r] = "—"
+            continue
+        label[r] = fp.get("recipe") or "unknown"
+        if fp.get("trained_variant") and fp["trained_variant"] != m:
+            label[r] += f" (trained as {fp['trained_variant']})"
+    marks: dict[Cell, str] = {}
+    by_recipe: dict[str, list[str]] = {}
+    for m in dict.fromkeys(method_of.values()):
+        fp = provenance.get(m, {})
+        if m in VARIANTS and fp.get("recipe_spec") and fp.get("trained_variant", m) in (m, None):
+            by_recipe.setdefault(json.dumps(fp["recipe_spec"], sort_keys=True), []).append(m)
+    for key, members in by_recipe.items():
+        recipe = Recipe.from_spec(json.loads(key))
+        for group in equivalence_classes(recipe, members):
+            for m in group:
+                other = next(o for o in group if o != m)
+                note = (f"same SR network as {VARIANTS.get(other).paper_name}'s row under recipe {recipe.name}: "
+                        f"{explain(m, other, recipe)}; from one seed the two checkpoints are identical")
+                for r, mm in method_of.items():
+                    if mm == m:
+                        for c, _ in spec.columns:
+                            marks[spec.cell(r, c)] = note
+    return dc_replace(spec, extra_columns=spec.extra_columns + (("Recipe", label),)), marks
+
+
 def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper: bool = False,
                 datasets: dict[str, str] | None = None, metrics: dict[str, str] | None = None) -> list[Path]:
     """Write ``tableN.{csv,md,tex}`` for a run (or for the paper's own values when ``run`` is None),
@@ -245,13 +306,15 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
     spec = table_spec(number)
     paper = paper_values(spec.number)
     subs: list[str] = []
+    marks: dict[Cell, str] = {}
     if run is None:
         values, reasons = paper, {}
     else:
         values, reasons = run_values(run)
         values, reasons, subs = remap(spec, values, reasons, datasets or {}, metrics or {})
         values = {c: printed(c, v) for c, v in values.items()}
-    r = render(spec, values, reasons)
+        spec, marks = with_recipes(spec, scgan_provenance(run))
+    r = render(spec, values, reasons, marks=marks)
     r.substitutions = subs
     written = []
     for ext, text in (("csv", r.csv()), ("md", r.markdown()), ("tex", r.latex())):
@@ -259,7 +322,7 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
         atomic_write_text(path, text)
         written.append(path)
     if compare_paper and run is not None:
-        cmp = render(spec, values, reasons, paper=paper)
+        cmp = render(spec, values, reasons, paper=paper, marks=marks)
         cmp.substitutions = subs
         for ext, text in (("csv", cmp.csv()), ("md", cmp.markdown())):
             path = out / f"table{spec.number}_vs_paper.{ext}"

@@ -1,0 +1,173 @@
+"""One-line mutations of the SCGAN code, each of which a fast test must catch (``make mutants``).
+
+Each mutant is applied to a copy of the package in a temporary folder (the repository is never
+touched), and the fast SCGAN tests run against that copy (``PYTHONPATH`` puts it before the editable
+install); a mutant that no test kills is reported and the script exits 1.
+
+    python tests/mutants.py [--list] [--only NAME ...] [--jobs 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
+         "tests/test_scgan.py",
+         "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks"]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str   # relative to the repository
+    old: str    # must occur exactly once
+    new: str
+    why: str
+
+
+MUTANTS = [
+    Mutant("hinge-real-sign", "scgan_bench/scgan/model.py",
+           "F.relu(1.0 - d(real)).mean()", "F.relu(1.0 + d(real)).mean()",
+           "discriminator hinge on real images with the wrong sign"),
+    Mutant("rls-pix-weight", "scgan_bench/scgan/dataflow.py",
+           'TermSpec("rls_pix", "hr_gen_r", r.gamma * r.l1_weight)', 'TermSpec("rls_pix", "hr_gen_r", r.theta * r.l1_weight)',
+           "R_LS's backward pixel term weighted by theta instead of gamma"),
+    Mutant("sn-skip-wrong-tensor", "scgan_bench/scgan/networks.py",
+           "        return out + (self.skip(x) if self.skip is not None else x)\n\n\nclass DegradationNet",
+           "        return out + (self.skip(F.relu(x)) if self.skip is not None else x)\n\n\nclass DegradationNet",
+           "discriminator block skip on relu(x) instead of x"),
+    Mutant("table4-rows-swapped", "scgan_bench/scgan/variants.py",
+           '(3, 1): ("H2",), (3, 2): ("H1",)', '(3, 1): ("H1",), (3, 2): ("H2",)',
+           "two Table 4 rows swapped"),
+    Mutant("keymap-rule-deleted", "scgan_bench/scgan/networks.py",
+           '        (r"^main\\.2\\.", "tail.2."),\n', "",
+           "a released R_LS key-map rule deleted"),
+    Mutant("pixel-target-bilinear", "scgan_bench/scgan/model.py",
+           '"dhl_pix": lambda: F.avg_pool2d(hr, 4)',
+           '"dhl_pix": lambda: F.interpolate(hr, scale_factor=0.25, mode="bilinear")',
+           "D_HL's pixel target bilinear instead of average-pooled"),
+    Mutant("identity-skip-removed", "scgan_bench/scgan/networks.py",
+           "x = self.up1(x + self.group1(x))", "x = self.up1(self.group1(x))",
+           "R_LS's identity skip around the 12-block group removed"),
+    Mutant("align-corners-flipped", "scgan_bench/scgan/networks.py",
+           'F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)',
+           'F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)',
+           "R_LS's bilinear up-sampling with align_corners=False"),
+    Mutant("bicubic-align-corners", "scgan_bench/scgan/model.py",
+           'mode="bicubic", align_corners=True)', 'mode="bicubic", align_corners=False)',
+           "R_LS's pixel target with align_corners=False"),
+    Mutant("crossing-scale-ignored", "scgan_bench/scgan/model.py",
+           "return grad * ctx.scale, None", "return grad, None",
+           "a uniform crossing passes the full gradient"),
+    Mutant("crossing-route-ignored", "scgan_bench/scgan/model.py",
+           "routed = [spec.route(self.recipe) * terms[n]", "routed = [terms[n]",
+           "per-term crossing weights ignored"),
+    Mutant("dsl-reads-wrong-image", "scgan_bench/scgan/dataflow.py",
+           'ImageSpec("lr_real_2", "dsl", "hr_gen_r")', 'ImageSpec("lr_real_2", "dsl", "hr_gen")',
+           "D_SL degrades I_sS instead of I_rS"),
+    Mutant("zero-residual-missing", "scgan_bench/scgan/networks.py",
+           "            nn.init.zeros_(last.weight)", "            pass",
+           "paper init without zero-initialised residual branches"),
+    Mutant("sn-not-refreshed", "scgan_bench/scgan/networks.py",
+           "            for _ in range(iterations):", "            for _ in range(0):",
+           "spectral-norm power iterations not re-run after re-initialisation"),
+    Mutant("analysis-ignores-crossings", "scgan_bench/scgan/dataflow.py",
+           "mult *= term.route(r) if img.name == term.image else 1.0", "mult *= 0.0",
+           "the equivalence analysis treats every crossing as detached"),
+    Mutant("analysis-ignores-sharing", "scgan_bench/scgan/dataflow.py",
+           "shared = {p for s in v.share for p in SHARED_PARTS[s]} if v.has_dhl else set()", "shared = set()",
+           "the equivalence analysis ignores D_SL's shared parts"),
+    Mutant("every-rank-on-cuda0", "scgan_bench/scgan/train.py",
+           'return torch.device("cuda", local)', 'return torch.device("cuda", 0)',
+           "every torchrun rank on cuda:0"),
+    Mutant("resume-ignores-seed", "scgan_bench/scgan/train.py",
+           'IDENTITY_KEYS = ("variant", "recipe", "seed", ', 'IDENTITY_KEYS = ("variant", "recipe", ',
+           "resume does not compare the seed"),
+    Mutant("restarts-period", "scgan_bench/scgan/train.py",
+           "CosineAnnealingWarmRestarts(opt, T_0=cfg.lr_period", "CosineAnnealingWarmRestarts(opt, T_0=2 * cfg.lr_period",
+           "warm restarts every 20 epochs"),
+    Mutant("encoder-pools-odd-blocks", "scgan_bench/scgan/networks.py",
+           "enc.append(ResBlock(cin, b[i], downsample=i % 2 == 0))", "enc.append(ResBlock(cin, b[i], downsample=i % 2 == 1))",
+           "D_HL's encoder pools in the other blocks"),
+]
+
+
+def check_applies(m: Mutant, root: Path = REPO) -> None:
+    text = (root / m.path).read_text()
+    n = text.count(m.old)
+    if n != 1:
+        raise ValueError(f"mutant {m.name}: its text occurs {n} times in {m.path} (must be once)")
+
+
+def make_copy(dst: Path) -> None:
+    shutil.copytree(REPO / "scgan_bench", dst / "scgan_bench", ignore=shutil.ignore_patterns("__pycache__"))
+    for sub in ("datasets", "baselines"):
+        shutil.copytree(REPO / sub, dst / "scgan_bench" / sub, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def run_tests(copy: Path, extra: list[str] | None = None) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+    # run from the copy: `python -m` puts the working directory first on sys.path
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider",
+           "-c", str(REPO / "setup.cfg"), "--rootdir", str(REPO), *[str(REPO / t) for t in TESTS], *(extra or [])]
+    p = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("FAILED") or ln.startswith("ERROR")]
+    return p.returncode, (lines[0] if lines else p.stdout.strip().splitlines()[-1] if p.stdout.strip() else "")
+
+
+def run_mutant(m: Mutant) -> tuple[Mutant, bool, str, float]:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"mutant-{m.name}-") as tmp:
+        copy = Path(tmp)
+        make_copy(copy)
+        target = copy / m.path  # scgan_bench/... is laid out the same in the copy
+        target.write_text(target.read_text().replace(m.old, m.new, 1))
+        probe = subprocess.run([sys.executable, "-c", "import scgan_bench; print(scgan_bench.__file__)"],
+                               env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True,
+                               cwd=copy)
+        if not probe.stdout.strip().startswith(str(copy)):
+            raise RuntimeError(f"the mutated copy is not the one imported: {probe.stdout} {probe.stderr}")
+        rc, detail = run_tests(copy)
+    return m, rc != 0, detail, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--only", nargs="*", default=None, help="run only these mutants")
+    ap.add_argument("--jobs", type=int, default=2, help="mutants tested in parallel")
+    args = ap.parse_args(argv)
+    chosen = [m for m in MUTANTS if args.only is None or m.name in args.only]
+    for m in chosen:
+        check_applies(m)
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:28} {m.path}: {m.why}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="mutant-none-") as tmp:
+        make_copy(Path(tmp))
+        rc, detail = run_tests(Path(tmp))
+        if rc != 0:
+            print(f"the unmutated copy fails the fast tests ({detail}): fix that first")
+            return 2
+    survivors = 0
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for m, killed, detail, secs in pool.map(run_mutant, chosen):
+            survivors += not killed
+            print(f"{'killed ' if killed else 'SURVIVED'} {m.name:28} {secs:5.0f} s  {m.why}"
+                  + (f"\n         by {detail}" if killed else ""), flush=True)
+    print(f"{len(chosen) - survivors} of {len(chosen)} mutants killed by the fast tests")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
