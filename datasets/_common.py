@@ -1,6 +1,7 @@
 """Helpers shared by the dataset modules: root resolution, face cropping to the protocol sizes."""
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import fields
 from pathlib import Path
@@ -43,9 +44,34 @@ def resolve_root(name: str, root: Path | str | None, default_subdir: str) -> Pat
         f"it at $SCGAN_BENCH_DATA/{default_subdir}. See `scgan-bench list datasets` for its card.")
 
 
-def file_digest(root: Path, item: SourceItem) -> str:
-    """sha256 of the item's source file; a missing or unreadable file raises ImageDecodeError."""
+def follow_links() -> bool:
+    """``--follow-links`` / ``$SCGAN_BENCH_FOLLOW_LINKS=1``: read sources that resolve outside the
+    dataset root (symbolic links to other disks); off by default."""
+    return os.environ.get("SCGAN_BENCH_FOLLOW_LINKS", "") not in ("", "0")
+
+
+def source_path(root: Path, item: SourceItem) -> Path:
+    """The item's file under ``root``. A source that resolves outside the root (an absolute path,
+    ``..``, a symbolic link elsewhere) is refused unless :func:`follow_links`; a broken link is named."""
     path = root / item.source
+    if path.is_symlink() and not path.exists():
+        raise ImageDecodeError(path, f"broken symbolic link (to {os.readlink(path)})")
+    if follow_links():
+        return path
+    try:
+        base, real = root.resolve(), path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ImageDecodeError(path, f"cannot resolve the path: {exc}") from None
+    if real != base and base not in real.parents:
+        raise ImageDecodeError(path, f"resolves outside the dataset root {base}; refused (pass --follow-links "
+                                     "to read files that links point to elsewhere)")
+    return path
+
+
+def file_digest(root: Path, item: SourceItem) -> str:
+    """sha256 of the item's source file; a missing, unreadable or out-of-root file raises
+    ImageDecodeError."""
+    path = source_path(root, item)
     try:
         return sha256_file(path)
     except FileNotFoundError:
@@ -67,13 +93,32 @@ def face_crop(img: np.ndarray, box: tuple[int, int, int, int] | None, size: int)
 
 def load_face(root: Path, item: SourceItem, size: int) -> np.ndarray:
     """Decode the item's file and crop/resize it to a ``size`` square face."""
-    return face_crop(read_image(root / item.source), item.box, size)
+    return face_crop(read_image(source_path(root, item)), item.box, size)
 
 
 def id_from_relpath(rel: str) -> str:
     """A filename-safe id from a relative path: ``a/b/c.png`` -> ``a__b__c``."""
     stem = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
-    return stem.replace("/", "__").replace(" ", "_")
+    return stem.replace("/", "__").replace("\\", "__").replace(" ", "_")
+
+
+def unique_ids(rels: list[str]) -> list[str]:
+    """Ids for relative paths, one per path and distinct even on a case-insensitive file system:
+    :func:`id_from_relpath`, plus ``-<8 hex of sha256(path)>`` for every path whose id would collide
+    with another's (``dup.png`` / ``dup.PNG``, ``sp ace.png`` / ``sp_ace.png``, ``sub/x.png`` /
+    ``sub__x.png``)."""
+    base = [id_from_relpath(r) for r in rels]
+    count: dict[str, int] = {}
+    for b in base:
+        count[b.lower()] = count.get(b.lower(), 0) + 1
+    ids = [b if count[b.lower()] == 1 else f"{b}-{hashlib.sha256(r.encode()).hexdigest()[:8]}"
+           for b, r in zip(base, rels)]
+    seen: dict[str, str] = {}
+    for i, r in zip(ids, rels):
+        if i.lower() in seen:
+            raise UsageError(f"files {seen[i.lower()]!r} and {r!r} map to the same image id {i!r}; rename one")
+        seen[i.lower()] = r
+    return ids
 
 
 def options_of(obj: Any, exclude: tuple[str, ...] = ("name", "kind", "default_degradation")

@@ -14,7 +14,7 @@ from scgan_bench.interfaces import DatasetSpec, SourceItem
 from scgan_bench.manifest import Manifest
 from scgan_bench.registries import DATASETS
 
-from ._common import HR_SIZE, LR_SIZE, file_digest, id_from_relpath, load_face, options_of, resolve_root
+from ._common import HR_SIZE, LR_SIZE, file_digest, load_face, options_of, resolve_root, unique_ids
 
 
 def folder_manifest(name: str, root: Path, split: str) -> Manifest:
@@ -22,14 +22,7 @@ def folder_manifest(name: str, root: Path, split: str) -> Manifest:
     files = [p.relative_to(root).as_posix() for p in list_images(root)]
     if not files:
         raise UsageError(f"dataset {name!r}: no image files under {root}")
-    ids: dict[str, list[str]] = {}
-    for rel in files:
-        ids.setdefault(id_from_relpath(rel), []).append(rel)
-    items = []
-    for rel in files:
-        base = id_from_relpath(rel)
-        uid = base if len(ids[base]) == 1 else f"{base}_{rel.rsplit('.', 1)[-1].lower()}"
-        items.append(SourceItem(uid, rel))
+    items = [SourceItem(uid, rel) for uid, rel in zip(unique_ids(files), files)]
     header = {"dataset": name, "split": split, "selection": "all image files, sorted by path",
               "root": str(root)}
     return Manifest(name, split, tuple(items), header)

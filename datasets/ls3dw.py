@@ -19,7 +19,7 @@ from scgan_bench.interfaces import DatasetSpec, SourceItem
 from scgan_bench.manifest import Manifest, generated_manifest, seeded_selection
 from scgan_bench.registries import DATASETS
 
-from ._common import HR_SIZE, file_digest, id_from_relpath, load_face, options_of, resolve_root
+from ._common import HR_SIZE, file_digest, load_face, options_of, resolve_root, unique_ids
 
 
 @dataclass
@@ -43,9 +43,7 @@ class LS3DW:
             files = [p.relative_to(root).as_posix() for p in list_images(root)]
             if not files:
                 raise UsageError(f"dataset 'ls3dw': no image files under {root}")
-            by_id = {id_from_relpath(f): f for f in files}
-            if len(by_id) != len(files):
-                raise UsageError(f"dataset 'ls3dw': two files under {root} share a name stem")
+            by_id = dict(zip(unique_ids(files), files))
             chosen = seeded_selection(list(by_id), self.n, self.seed)
             header = {"dataset": "ls3dw", "split": "test",
                       "candidates": f"{len(files)} image files",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import UsageError
+from .errors import TrainingDiverged, UsageError, describe_os_error
 from .image_io import DEFAULT_MAX_PIXELS
 
 EXIT_USAGE = 2
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPU runs are deterministic anyway)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly (refused if its "
                                                          "settings differ)")
+    t.add_argument("--overwrite", action="store_true", help="replace the training run already in --out")
     t.add_argument("--quiet", action="store_true")
 
     tb = sub.add_parser("table", help="render the paper's Table N from a run (no recomputation)")
@@ -189,6 +190,11 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
                         "(defaults: widerface=ffhq, webface=ffhq, demo-real=demo)")
     r.add_argument("--offline", action="store_true", help="never download weights")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--follow-links", action="store_true",
+                   help="read dataset files that symbolic links point to outside the dataset root (refused by "
+                        "default; also $SCGAN_BENCH_FOLLOW_LINKS=1)")
+    r.add_argument("--wait", action="store_true",
+                   help="if another scgan-bench process is using --out, wait for it instead of stopping")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -215,6 +221,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["SCGAN_BENCH_MAX_PIXELS"] = str(args.max_pixels)
     if args.offline:
         os.environ["SCGAN_BENCH_OFFLINE"] = "1"
+    if args.follow_links:
+        os.environ["SCGAN_BENCH_FOLLOW_LINKS"] = "1"
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise UsageError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
     cfg = RunConfig(
         datasets=DATASETS.resolve_list(args.datasets), methods=METHODS.resolve_list(args.methods),
         metrics=METRICS.resolve_list(args.metrics), out=args.out, seed=args.seed,
@@ -223,7 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         degradations=_pairs(args.degradation, "--degradation"),
         references=_pairs(args.reference, "--reference"),
         dataset_options=parse_dataset_options(args.dataset_opt),
-        accept_data_changes=args.accept_data_changes, progress=not args.quiet)
+        accept_data_changes=args.accept_data_changes, progress=not args.quiet, wait=args.wait)
     return _report(run_benchmark(cfg))
 
 
@@ -378,7 +388,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / args.variant
     cfg = TrainConfig(variant=args.variant, recipe=args.recipe, hr=args.hr, lr=args.lr, out=str(out),
                       roots=_pairs(args.root, "--root"), crossings=_crossings(args), lr_schedule=args.lr_schedule,
-                      deterministic=args.deterministic,
+                      deterministic=args.deterministic, overwrite=args.overwrite,
                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, width=args.width,
                       amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                       device=resolve_device(args.device), max_steps=args.max_steps, limit_hr=args.limit_hr,
@@ -436,6 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"scgan-bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except TrainingDiverged as exc:
+        print(f"scgan-bench: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the environment, not the input: full or read-only disk, permissions
+        print(f"scgan-bench: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("scgan-bench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

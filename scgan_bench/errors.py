@@ -30,3 +30,35 @@ class DataIntegrityError(UsageError):
 
 class DatasetUnavailableError(UsageError):
     """A dataset's files cannot be found; the message says where they were looked for."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced non-finite losses or weights; the last good checkpoint is left intact."""
+
+
+_OS_ADVICE = {
+    "ENOSPC": "the disk is full: free space or choose a folder on another disk",
+    "EDQUOT": "the disk quota is exceeded: free space or choose a folder on another disk",
+    "EROFS": "the file system is read-only: choose a writable folder",
+    "EACCES": "permission denied: choose a folder you can write to, or fix its permissions",
+    "EPERM": "operation not permitted: choose a folder you can write to, or fix its permissions",
+    "ENAMETOOLONG": "a path component is too long for the file system: use shorter names",
+    "ENOTDIR": "a component of the path is a file, not a folder",
+    "EISDIR": "a folder is in the way of a file of the same name",
+    "EEXIST": "a file is in the way of a folder of the same name",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``<path>: <what the OS said> (<what to do>)`` for an OSError from a file operation."""
+    import errno as _errno
+
+    code = _errno.errorcode.get(exc.errno or 0, "")
+    where = exc.filename if exc.filename is not None else "?"
+    advice = _OS_ADVICE.get(code)
+    from .manifest import data_home
+
+    if str(where).startswith(str(data_home())) and code in ("EACCES", "EROFS", "EPERM", "ENOSPC"):
+        advice = (f"the data home {data_home()} (manifests, integrity locks) is not writable: set "
+                  "$SCGAN_BENCH_HOME to a writable folder")
+    return f"{where}: {exc.strerror or exc}" + (f" ({advice})" if advice else "")

@@ -8,6 +8,7 @@ features are computed once per dataset, whatever the number of methods.
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 from typing import Mapping
 
@@ -20,10 +21,13 @@ from .manifest import iter_chunks, stable_hash
 
 
 def _load(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    """The cached rows; a damaged cache file counts as empty (its rows are recomputed)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             return {i: (s, f) for i, s, f in zip(z["ids"].tolist(), z["shas"].tolist(), z["feats"])}
     except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return {}
 
 

@@ -9,6 +9,7 @@ import io
 import os
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +25,21 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".pnm
                   ".tif", ".tiff", ".gif")
 
 
-def _describe_head(data: bytes) -> str:
-    head = data[:8]
-    printable = "".join(chr(b) if 32 <= b < 127 else "." for b in head)
-    return f"first bytes {head.hex(' ')} ({printable!r})"
-
-
 def max_pixels_limit() -> int:
-    """The decompression-bomb guard: ``$SCGAN_BENCH_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`."""
+    """The decompression-bomb guard: ``$SCGAN_BENCH_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`
+    (a positive integer; anything else is a usage error)."""
     env = os.environ.get("SCGAN_BENCH_MAX_PIXELS")
-    return int(env) if env else DEFAULT_MAX_PIXELS
+    if not env:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value < 1:
+        from .errors import UsageError
+
+        raise UsageError(f"--max-pixels / $SCGAN_BENCH_MAX_PIXELS must be a positive integer, got {env!r}")
+    return value
 
 
 def read_image(path: Path | str, *, max_pixels: int | None = None) -> np.ndarray:
@@ -43,31 +49,41 @@ def read_image(path: Path | str, *, max_pixels: int | None = None) -> np.ndarray
     (16-bit values are scaled, not clipped: ``v8 = round(v16 / 257)``); transparent pixels are
     composited onto white. Raises :class:`ImageDecodeError` for a missing, empty, non-image,
     truncated, corrupt or oversized (more than ``max_pixels``, default :func:`max_pixels_limit`)
-    file.
+    file. The file is decoded as it is read: its header (and so the pixel count) is checked before
+    any pixel data is loaded, and it is never read whole first.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")
     except FileNotFoundError:
         raise ImageDecodeError(path, "file not found") from None
     except IsADirectoryError:
         raise ImageDecodeError(path, "is a directory, not an image file") from None
     except OSError as exc:
         raise ImageDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
-    return decode_image(data, path, max_pixels=max_pixels)
+    with f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+        except OSError as exc:
+            raise ImageDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+        return _decode(f, size, path, max_pixels)
 
 
 def decode_image(data: bytes, path: Path | str = "<bytes>", *,
                  max_pixels: int | None = None) -> np.ndarray:
     """Decode encoded image bytes (see :func:`read_image`); ``path`` is used in error messages."""
+    return _decode(io.BytesIO(data), len(data), path, max_pixels)
+
+
+def _decode(f, size: int, path: Path | str, max_pixels: int | None) -> np.ndarray:
     if max_pixels is None:
         max_pixels = max_pixels_limit()
-    if len(data) == 0:
+    if size == 0:
         raise ImageDecodeError(path, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_guard(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(f)
             w, h = im.size
             if w <= 0 or h <= 0:
                 raise ImageDecodeError(path, f"invalid image size {w}x{h}")
@@ -82,17 +98,30 @@ def decode_image(data: bytes, path: Path | str = "<bytes>", *,
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError(path, f"not a recognised image format ({_describe_head(data)}, "
-                                     f"{len(data)} bytes)") from None
+        # never echo the file's bytes: a link to a private file must not leak into failures.csv
+        raise ImageDecodeError(path, f"not a recognised image format ({size:,} bytes)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(path, f"decompression-bomb guard: {exc}") from None
     except OSError as exc:
         msg = str(exc)
         if "truncated" in msg or "end of file" in msg.lower() or "premature" in msg.lower():
-            raise ImageDecodeError(path, f"truncated image data ({msg}; {len(data)} bytes)") from None
+            raise ImageDecodeError(path, f"truncated image data ({msg}; {size:,} bytes)") from None
         raise ImageDecodeError(path, f"corrupt image data ({msg})") from None
     except (SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as exc:
         raise ImageDecodeError(path, f"corrupt image data ({type(exc).__name__}: {exc})") from None
+
+
+@contextmanager
+def _pillow_guard(max_pixels: int):
+    """Make Pillow's own bomb guard agree with ours (Pillow refuses past its ~89 Mpx default even
+    when --max-pixels allows more); restored afterwards."""
+    old = Image.MAX_IMAGE_PIXELS
+    if old is not None:
+        Image.MAX_IMAGE_PIXELS = max(max_pixels, old)
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
 
 
 def _to_rgb_uint8(im: Image.Image, path: Path | str) -> np.ndarray:
@@ -192,10 +221,12 @@ def write_png(path: Path | str, img: np.ndarray) -> None:
 
 
 def list_images(folder: Path | str, *, recursive: bool = True) -> list[Path]:
-    """Image-suffixed files under ``folder`` (sorted by relative path, hidden files skipped)."""
+    """Image-suffixed files under ``folder`` (sorted by relative path, hidden files skipped). Broken
+    symbolic links are listed too, so that they are reported, not silently left out."""
     folder = Path(folder)
     pattern = "**/*" if recursive else "*"
     out = [p for p in folder.glob(pattern)
            if p.suffix.lower() in IMAGE_SUFFIXES and not any(
-               part.startswith(".") for part in p.relative_to(folder).parts) and p.is_file()]
+               part.startswith(".") for part in p.relative_to(folder).parts)
+           and (p.is_file() or (p.is_symlink() and not p.exists()))]
     return sorted(out, key=lambda p: p.relative_to(folder).as_posix())

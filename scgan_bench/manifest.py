@@ -68,6 +68,7 @@ class Manifest:
     split: str
     items: tuple  # tuple[SourceItem, ...]
     header: Mapping[str, str] = field(default_factory=dict)
+    rejected: tuple = ()  # (source, reason) of annotated faces dropped while building (reported per run)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -82,10 +83,11 @@ class Manifest:
     def head(self, n: int | None) -> "Manifest":
         if n is None or n >= len(self.items):
             return self
-        return Manifest(self.dataset, self.split, tuple(self.items[:n]), dict(self.header))
+        return Manifest(self.dataset, self.split, tuple(self.items[:n]), dict(self.header), self.rejected)
 
     def to_tsv(self) -> str:
         lines = [f"# {k}: {v}" for k, v in self.header.items()]
+        lines += [f"#!rejected\t{src}\t{why}" for src, why in self.rejected]
         for it in self.items:
             row = [it.id, it.source]
             if it.box is not None:
@@ -99,10 +101,15 @@ class Manifest:
 
         header: dict[str, str] = {}
         items = []
+        rejected = []
         seen: set[str] = set()
         for lineno, raw in enumerate(text.splitlines(), 1):
             line = raw.rstrip("\n")
             if not line.strip():
+                continue
+            if line.startswith("#!rejected\t"):
+                _, src, why = (line.split("\t", 2) + ["", ""])[:3]
+                rejected.append((src, why))
                 continue
             if line.startswith("#"):
                 key, _, val = line[1:].partition(":")
@@ -122,7 +129,7 @@ class Manifest:
                 raise UsageError(f"{origin}:{lineno}: duplicate id {cols[0]!r}")
             seen.add(cols[0])
             items.append(SourceItem(cols[0], cols[1], box))
-        return cls(dataset, split, tuple(items), header)
+        return cls(dataset, split, tuple(items), header, tuple(rejected))
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, self.to_tsv())
@@ -148,8 +155,17 @@ def generated_manifest(dataset: str, split: str, root: Path | None, key: Mapping
     tag = stable_hash({"root": str(root.resolve()) if root else None, **key})
     path = data_home() / "manifests" / f"{dataset}-{split}-{tag}.tsv"
     if path.exists():
-        return Manifest.load(path, dataset, split)
+        try:
+            cached = Manifest.load(path, dataset, split)
+            if cached.header.get("items_sha256", cached.digest()) == cached.digest():
+                return cached  # (a manifest cached before digests were recorded is taken as it is)
+        except (UsageError, OSError, UnicodeDecodeError):
+            pass
+        # edited or damaged: the cache is ours to rebuild (the selection is deterministic, so the same
+        # files give the same manifest), and its sources are checked against the root anyway
     manifest = build()
+    manifest = Manifest(manifest.dataset, manifest.split, manifest.items,
+                        {**manifest.header, "items_sha256": manifest.digest()}, manifest.rejected)
     manifest.save(path)
     return manifest
 

@@ -26,11 +26,13 @@ from typing import Any, Mapping
 
 from . import __version__
 from .errors import UsageError
-from .image_io import atomic_write_text
+from .image_io import atomic_write_text, max_pixels_limit
 from .prepare import Failure, PreparedDataset, prepare_dataset
 from .registries import DATASETS, METHODS, METRICS, load_plugins
+from .runlock import run_lock
+from .store import remove_temp_files
 from .interfaces import NoReferenceMetric, PairedMetric, ReferenceMethod, SetMetric
-from .scoring import score_method, score_set
+from .scoring import MetricUnavailable, score_method, score_set
 from .summary import Cell, results_csv, summary_csv, summary_markdown
 from .superres import run_method
 
@@ -54,6 +56,7 @@ class RunConfig:
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     accept_data_changes: bool = False
     progress: bool = True
+    wait: bool = False  # wait for another process's lock on ``out`` instead of stopping
 
 
 @dataclass
@@ -115,14 +118,21 @@ def validate(cfg: RunConfig) -> None:
         raise UsageError("--workers and --batch-size must be >= 1")
     if cfg.limit is not None and cfg.limit < 1:
         raise UsageError("--limit must be >= 1")
+    max_pixels_limit()  # a bad $SCGAN_BENCH_MAX_PIXELS is a usage error now, not a failure per image
 
 
 def run_benchmark(cfg: RunConfig) -> RunResult:
-    """Run the whole benchmark; an identical second call recomputes nothing."""
+    """Run the whole benchmark; an identical second call recomputes nothing. The run folder is
+    locked for the duration (:mod:`.runlock`): a second run on it stops (or waits, ``cfg.wait``)."""
     validate(cfg)
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out, wait=cfg.wait):
+        remove_temp_files(out)  # what interrupted atomic writes left (we hold the folder alone)
+        return _run_locked(cfg, out, device)
+
+
+def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
     started = time.time()
     meta: dict[str, Any] = {"status": "running", "config": _jsonable(asdict(cfg)),
                             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -152,8 +162,12 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
         if not avail.ok:
             unavailable[f"method:{name}"] = avail.reason
             continue
-        methods[name] = spec.create(device=device)
-        meta["methods"][name] = {"summary": spec.summary, "fingerprint": dict(methods[name].fingerprint())}
+        try:
+            methods[name] = spec.create(device=device)
+            meta["methods"][name] = {"summary": spec.summary, "fingerprint": dict(methods[name].fingerprint())}
+        except Exception as exc:  # noqa: BLE001 (a checkpoint that fails to load: the method, not the run)
+            methods.pop(name, None)
+            unavailable[f"method:{name}"] = f"could not be loaded: {type(exc).__name__}: {exc}"
     metric_specs = {}
     for name in cfg.metrics:
         spec = METRICS.get(name)
@@ -199,6 +213,9 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
                 elif k not in applicable:
                     cells.append(_cell(data, mname, k, status="n/a",
                                        note="full-reference metric; this set has no ground truth"))
+                elif spec.kind == "image" and values[k].unavailable:
+                    unavailable[f"metric:{k}"] = values[k].unavailable
+                    cells.append(_cell(data, mname, k, status="unavailable", note=values[k].unavailable))
                 elif spec.kind == "image":
                     mv = values[k]
                     recomputed["metric_values"] += mv.recomputed
@@ -251,6 +268,8 @@ def _score_set_cell(data: PreparedDataset, srr, name: str, spec, out: Path, get_
         return _cell(data, srr.method, name, status="unavailable", note=ref)
     try:
         sv, sfail = score_set(data, srr, name, spec, out, get_metric, ref, progress=progress)
+    except MetricUnavailable as exc:
+        return _cell(data, srr.method, name, status="unavailable", note=str(exc))
     except (ValueError, RuntimeError) as exc:
         failures.append(Failure("metric", data.name, srr.method, "*", name, f"{type(exc).__name__}: {exc}"))
         return _cell(data, srr.method, name, status="failed", note=f"{name}: {exc}")
@@ -269,10 +288,18 @@ def _metric_builder(device: str):
     built: dict[str, Any] = {}
     extractors: dict[str, Any] = {}
 
+    failed: dict[str, str] = {}
+
     def get(name: str) -> Any:
+        if name in failed:
+            raise MetricUnavailable(failed[name])
         if name not in built:
             spec = METRICS.get(name)
-            m = spec.create(device=device)
+            try:
+                m = spec.create(device=device)
+            except Exception as exc:  # noqa: BLE001 (weights that fail to load: the metric, not the run)
+                failed[name] = f"{name} could not be loaded: {type(exc).__name__}: {exc}"
+                raise MetricUnavailable(failed[name]) from exc
             expected = SetMetric if spec.kind == "set" else (PairedMetric, NoReferenceMetric)
             if not isinstance(m, expected):
                 raise TypeError(f"metric {name!r} ({type(m).__name__}) does not implement the "

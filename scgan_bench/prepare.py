@@ -21,7 +21,7 @@ from .image_io import atomic_write_bytes, encode_png
 from .interfaces import Dataset, SourceItem
 from .manifest import Manifest, check_integrity, sha256_bytes
 from .registries import DATASETS, load_plugins
-from .store import prepare_stage_dir, read_record, safe_name, write_record
+from .store import files_intact, prepare_stage_dir, read_record, safe_name, write_record
 
 PREP_VERSION = 1
 
@@ -110,8 +110,10 @@ def _process_safe(job: DatasetJob, item: SourceItem, source_sha: str
         return item.id, _process_one(job, item, source_sha), ""
     except ImageDecodeError as exc:
         return item.id, None, exc.reason
-    except (ValueError, OSError) as exc:  # e.g. an image too small to crop, a full disk
+    except ValueError as exc:  # e.g. an image too small to crop
         return item.id, None, f"{type(exc).__name__}: {exc}"
+    # an OSError here comes from writing the run folder (reads raise ImageDecodeError): a full or
+    # read-only disk is the run's problem, not this image's, so it propagates
 
 
 #: Below this many images per worker, starting processes (each imports torch, ~1.5 s) costs more
@@ -167,6 +169,7 @@ def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None
     key, _ = prepare_stage_dir(ddir, key_obj)
     job = DatasetJob(name, dict(ds.options()), str(root) if root else None, deg_name, seed, str(ddir))
     result = PreparedDataset(name, ds.kind, ddir, key, manifest, degradation=deg_cfg)
+    result.failures += [Failure("annotation", name, "", "-", src, why) for src, why in manifest.rejected]
 
     sources = list(dict.fromkeys(it.source for it in manifest.items))
     digests: dict[str, str | None] = {}
@@ -184,7 +187,8 @@ def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None
             result.failures.append(Failure("load", name, "", it.id, it.source, errors[it.source]))
             continue
         rec = read_record(ddir / "records" / f"{safe_name(it.id)}.json")
-        if rec is not None and rec.get("source_sha256") == digests[it.source] and rec.get("source") == it.source:
+        if (rec is not None and rec.get("source_sha256") == digests[it.source] and rec.get("source") == it.source
+                and files_intact(ddir, rec, ("lr", "hr"))):
             result.records[it.id] = rec
         else:
             todo.append((job, it, digests[it.source]))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .image_io import atomic_write_text
+from .errors import UsageError
 from .registries import METRICS, load_plugins
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -128,7 +129,13 @@ def build_report(run: Path, out: Path | None = None, *, train_run: Path | None =
     from . import figures as F
 
     load_plugins()
-    meta = json.loads((run / "run.json").read_text())
+    try:
+        meta = json.loads((run / "run.json").read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{run / 'run.json'} is damaged ({exc}); rerun the same `scgan-bench run` command on "
+                         f"{run} to rewrite it (nothing cached is recomputed)") from None
     sections = [f"<h1>scgan-bench report: {html.escape(str(run))}</h1>",
                 f"<p>status {html.escape(meta.get('status', '?'))}, started {html.escape(meta.get('started', '?'))}, "
                 f"{meta.get('seconds', '?')} s; failures: {meta.get('failures', 0)} (see failures.csv)</p>",

@@ -23,19 +23,61 @@ from .prepare import Failure, PreparedDataset
 from .superres import SRResult
 
 
+class MetricUnavailable(RuntimeError):
+    """A metric could not be built here (its weights fail to load, ...): the reason, for its cells."""
+
+
 @dataclass
 class MetricValues:
     metric: str
     values: dict[str, float] = field(default_factory=dict)  # id -> value, dataset order
     recomputed: int = 0
+    unavailable: str = ""  # why the metric could not run at all
 
 
 def _load_stored(path: Path, version: str) -> dict[str, list]:
+    """Stored per-image values; a damaged or foreign file counts as empty (everything recomputes)."""
     try:
         data = json.loads(path.read_text())
+        values = data["values"] if data.get("version") == version else {}
+        if not isinstance(values, dict) or not all(isinstance(v, list) and len(v) == 3 for v in values.values()):
+            return {}
+        return values
     except FileNotFoundError:
         return {}
-    return data["values"] if data.get("version") == version else {}
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        return {}
+
+
+def _score_batch(metric: Any, name: str, ids: list[str], srs: Mapping[str, Any], hrs: Mapping[str, Any]) -> list[float]:
+    if isinstance(metric, PairedMetric):
+        vals = metric.score_pairs([srs[i] for i in ids], [hrs[i] for i in ids])
+    elif isinstance(metric, NoReferenceMetric):
+        vals = metric.score_images([srs[i] for i in ids])
+    else:
+        raise TypeError(f"metric {name!r} implements neither PairedMetric nor NoReferenceMetric")
+    vals = [float(v) for v in vals]
+    if len(vals) != len(ids):
+        raise ValueError(f"metric {name!r} returned {len(vals)} values for {len(ids)} images")
+    return vals
+
+
+def _score_isolated(metric: Any, name: str, ids: list[str], srs: Mapping[str, Any], hrs: Mapping[str, Any]
+                    ) -> dict[str, float | str]:
+    """Score a batch; if it fails, score its images one by one, so one bad image (e.g. a flat face
+    whose NIQE statistics are singular) fails alone. Values, or the error text per image."""
+    try:
+        return dict(zip(ids, _score_batch(metric, name, ids, srs, hrs)))
+    except Exception as exc:  # noqa: BLE001 (isolated below, reported per image)
+        if len(ids) == 1:
+            return {ids[0]: f"{type(exc).__name__}: {exc}"}
+    out: dict[str, float | str] = {}
+    for i in ids:
+        try:
+            out[i] = _score_batch(metric, name, [i], srs, hrs)[0]
+        except Exception as exc:  # noqa: BLE001
+            out[i] = f"{type(exc).__name__}: {exc}"
+    return out
 
 
 def _encode(v: float) -> float | str:
@@ -66,6 +108,7 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
                 continue
             need[name].append(image_id)
     failures: list[Failure] = []
+    broken: dict[str, str] = {}
     need_sets = {k: set(v) for k, v in need.items()}
     todo = [i for i in sr.records if any(i in s for s in need_sets.values())]
     bar = tqdm(total=len(todo), desc=f"{data.name}: {sr.method}: metrics", disable=None if progress else True,
@@ -77,29 +120,31 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
             ids = [i for i in chunk if i in need_sets[name]]
             if not ids:
                 continue
-            metric = get_metric(name)
-            try:
-                if isinstance(metric, PairedMetric):
-                    for i in ids:
-                        if i not in hrs:
-                            hrs[i] = read_image(data.dir / data.records[i]["hr"])
-                    vals = metric.score_pairs([srs[i] for i in ids], [hrs[i] for i in ids])
-                elif isinstance(metric, NoReferenceMetric):
-                    vals = metric.score_images([srs[i] for i in ids])
-                else:
-                    raise TypeError(f"metric {name!r} implements neither PairedMetric nor "
-                                    "NoReferenceMetric")
-            except (ValueError, RuntimeError) as exc:
-                failures.extend(Failure("metric", data.name, sr.method, i, name,
-                                        f"{type(exc).__name__}: {exc}") for i in ids)
+            if name in broken:
                 continue
-            for i, v in zip(ids, vals, strict=True):
+            try:
+                metric = get_metric(name)
+            except MetricUnavailable as exc:
+                broken[name] = str(exc)
+                continue
+            if isinstance(metric, PairedMetric):
+                for i in ids:
+                    if i not in hrs:
+                        hrs[i] = read_image(data.dir / data.records[i]["hr"])
+            scored = _score_isolated(metric, name, ids, srs, hrs)
+            for i, v in scored.items():
+                if isinstance(v, str):
+                    failures.append(Failure("metric", data.name, sr.method, i, name, v))
+                    continue
                 hr_sha = data.records[i]["hr_sha256"] if spec.needs_hr else None
-                stored[name][i] = [_encode(float(v)), sr.records[i]["sr_sha256"], hr_sha]
+                stored[name][i] = [_encode(v), sr.records[i]["sr_sha256"], hr_sha]
                 results[name].recomputed += 1
         bar.update(len(chunk))
     bar.close()
     for name, spec in metrics.items():
+        if name in broken:
+            results[name].unavailable = broken[name]
+            continue
         keep = {i: stored[name][i] for i in sr.records if i in stored[name]}
         if results[name].recomputed or keep.keys() != stored[name].keys():
             atomic_write_text(mdir / f"{name}.json", json.dumps(
@@ -144,6 +189,8 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
                              {k: _decode(v) for k, v in old["values"].items()}), []
     except FileNotFoundError:
         pass
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        pass  # a damaged file: recompute
     metric = get_metric(name)
     feats_sr = cached_features(metric.extractor, sr_imgs, out / "features" / data.name / sr.method,
                                desc=f"{data.name}: {sr.method}: {name} features", progress=progress)

@@ -59,11 +59,34 @@ def remove_temp_files(path: Path) -> None:
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
-    """A per-image record, or ``None`` if absent (records are written atomically, never torn)."""
+    """A per-image record, or ``None`` if absent or damaged (empty after a power loss, edited,
+    truncated): the item is then recomputed, never trusted."""
     try:
-        return json.loads(path.read_text())
+        rec = json.loads(path.read_text())
     except FileNotFoundError:
         return None
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def files_intact(base: Path, rec: Mapping[str, Any], fields: tuple[str, ...]) -> bool:
+    """Whether each file a record names (``rec[field]``, relative to ``base``) still has the sha256
+    the record holds (``rec[field + '_sha256']``); a field set to None is skipped."""
+    from .manifest import sha256_file
+
+    for f in fields:
+        rel, want = rec.get(f), rec.get(f"{f}_sha256")
+        if rel is None and want is None:
+            continue
+        if not isinstance(rel, str) or not isinstance(want, str):
+            return False
+        try:
+            if sha256_file(base / rel) != want:
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def write_record(path: Path, record: Mapping[str, Any]) -> None:

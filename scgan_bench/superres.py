@@ -20,7 +20,7 @@ from .image_io import atomic_write_bytes, encode_png, read_image
 from .interfaces import ReferenceMethod, SRMethod
 from .manifest import iter_chunks, sha256_bytes
 from .prepare import Failure, PreparedDataset
-from .store import prepare_stage_dir, read_record, safe_name, write_record
+from .store import files_intact, prepare_stage_dir, read_record, safe_name, write_record
 
 
 @dataclass
@@ -68,7 +68,7 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
     todo: list[str] = []
     for image_id, drec in data.records.items():
         rec = read_record(sdir / "records" / f"{safe_name(image_id)}.json")
-        if rec is not None and rec.get("lr_sha256") == drec["lr_sha256"]:
+        if rec is not None and rec.get("lr_sha256") == drec["lr_sha256"] and files_intact(sdir, rec, ("sr",)):
             res.records[image_id] = rec
         else:
             todo.append(image_id)

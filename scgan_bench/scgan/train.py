@@ -34,6 +34,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import random
 import secrets
@@ -49,8 +50,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..errors import ImageDecodeError, UsageError
+from ..errors import ImageDecodeError, TrainingDiverged, UsageError
 from ..image_io import atomic_write_bytes, atomic_write_text, list_images, read_image, write_png
+from ..store import remove_temp_files
 from ..resize import resize_uint8, to_square
 from .model import RECIPES, SCGAN, Recipe, get_recipe
 from .variants import VARIANTS
@@ -87,6 +89,7 @@ class TrainConfig:
     limit_hr: int | None = None
     limit_lr: int | None = None
     sample_count: int = 8
+    overwrite: bool = False     # train into a folder that holds another run's checkpoint
     roots: dict[str, str] = field(default_factory=dict)  # for dataset:NAME sources
     progress: bool = True
     failures: list[str] = field(default_factory=list)
@@ -100,6 +103,11 @@ class TrainConfig:
             raise UsageError(f"--amp must be none or bf16, got {self.amp!r}")
         if self.batch_size < 1 or self.epochs < 1:
             raise UsageError("--batch-size and --epochs must be >= 1")
+        if not (MIN_WIDTH <= self.width <= MAX_WIDTH):
+            raise UsageError(f"--width must be between {MIN_WIDTH} and {MAX_WIDTH} (1 = the released model), "
+                             f"got {self.width}")
+        if not (self.learning_rate > 0 and self.lr_min >= 0 and self.lr_period >= 1):
+            raise UsageError("the learning rate must be > 0, its minimum >= 0 and its period >= 1 epoch")
 
     def recipe_spec(self) -> Recipe:
         """The recipe with this run's crossing overrides."""
@@ -107,6 +115,9 @@ class TrainConfig:
 
 
 SCHEDULES = ("cosine", "restarts")
+# the narrowest network whose thinnest layer (D_HL's last decoder blocks, 512 * width / 16 channels)
+# keeps one channel; the widest that is still a sensible experiment
+MIN_WIDTH, MAX_WIDTH = 1 / 32, 4.0
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
@@ -211,6 +222,10 @@ def save_checkpoint(out: Path, model: SCGAN, state: dict[str, Any], cfg: TrainCo
     step = int(state["global_step"])
     folder = ckpt / f"step-{step:09d}-{secrets.token_hex(3)}"
     tensors, aliases = _dedup_state(model)
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise TrainingDiverged(f"step {step}: non-finite weights in {len(bad)} tensor(s) (e.g. {bad[0]}); "
+                               f"nothing was saved: {_last_good(ckpt)}")
     meta = {"format": str(CHECKPOINT_FORMAT), "aliases": json.dumps(aliases), "variant": cfg.variant,
             "recipe": cfg.recipe_spec().name, "width": str(cfg.width)}
     weights = save(tensors, metadata=meta)
@@ -233,6 +248,15 @@ def save_checkpoint(out: Path, model: SCGAN, state: dict[str, Any], cfg: TrainCo
         {**asdict(cfg), "variant_spec": _variant_json(cfg.variant), "recipe_spec": cfg.recipe_spec().spec()},
         indent=1, default=str), durable=True)
     return folder
+
+
+def _last_good(ckpt: Path) -> str:
+    try:
+        latest = json.loads((ckpt / "latest.json").read_text())
+        return (f"the last good checkpoint (step {latest['global_step']}, {ckpt / latest['folder']}) and "
+                "rls.safetensors are intact")
+    except (OSError, ValueError, KeyError):
+        return "no earlier checkpoint exists"
 
 
 def _variant_json(name: str) -> dict[str, Any]:
@@ -513,6 +537,10 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         if resume:
             self.load(out)
+            if self.rank == 0:
+                _truncate_log(out / "log.csv", self.global_step)
+        elif self.rank == 0:
+            _start_fresh(out, cfg.overwrite)
         writer = _tensorboard(out) if self.rank == 0 else None
         rows: list[dict[str, Any]] = []
         spe = self.steps_per_epoch
@@ -526,6 +554,13 @@ class Trainer:
             t0 = time.perf_counter()
             while self.step_in_epoch < spe:
                 logs = self.train_step(*self.batch(self.epoch, self.step_in_epoch))
+                bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
+                if bad:
+                    raise TrainingDiverged(
+                        f"step {self.global_step + 1} (epoch {self.epoch}): non-finite loss(es) "
+                        f"{', '.join(f'{k}={v}' for k, v in bad.items())}; training stopped, nothing was saved: "
+                        f"{_last_good(out / 'checkpoints')}. Check the training images, or start a new run "
+                        "with a lower --learning-rate or --amp none")
                 self.step_in_epoch += 1
                 self.global_step += 1
                 row = {"epoch": self.epoch, "step": self.global_step, "lr": self.g_opt.param_groups[0]["lr"], **logs}
@@ -571,6 +606,43 @@ class Trainer:
         grid = torch.cat([torch.cat(list(up), 2), torch.cat(list(sr), 2)], 1)
         img = ((grid + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
         write_png(out / "samples" / f"epoch_{epoch:03d}.png", np.ascontiguousarray(img))
+
+
+RUN_OUTPUTS = ("checkpoints", "log.csv", "rls.safetensors", "rls.safetensors.sha256", "config.json", "samples",
+               "tensorboard")
+
+
+def _start_fresh(out: Path, overwrite: bool) -> None:
+    """A new run in ``out``: refuse to replace another run's checkpoint unless ``overwrite``."""
+    ckpt = out / "checkpoints"
+    if (ckpt / "latest.json").exists() or (ckpt / "last.safetensors").exists():
+        if not overwrite:
+            raise UsageError(f"{out} already holds a training run (checkpoint in {ckpt}): continue it with "
+                             "--resume, or replace it with --overwrite, or choose another --out")
+    if overwrite or (out / "log.csv").exists():
+        for name in RUN_OUTPUTS:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """After a resume: drop log rows past the checkpoint's step (they are about to be redone)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    head, body = rows[0], rows[1:]
+    step_col = head.index("step") if "step" in head else None
+    keep = [r for r in body if step_col is None or (r[step_col].isdigit() and int(r[step_col]) <= last_step)]
+    if len(keep) != len(body):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([head, *keep])
+        atomic_write_text(path, buf.getvalue())
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
@@ -628,28 +700,38 @@ def equivalence_warning(cfg: TrainConfig) -> str | None:
 
 
 def run_training(cfg: TrainConfig, *, resume: bool = False) -> Path:
-    """Check the device, load the data, build a :class:`Trainer` and fit; returns the run folder."""
+    """Check the settings and the device, lock the run folder (rank 0), load the data, build a
+    :class:`Trainer` and fit; returns the run folder."""
+    from contextlib import nullcontext
+
+    from ..runlock import run_lock
+
     cfg.check()
     out = Path(cfg.out)
     device = rank_device(cfg.device)
     cfg.device = str(device)
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    warning = equivalence_warning(cfg)
-    if warning and rank0:
-        print(warning, file=sys.stderr)
-    hr, bad_hr = training_faces(cfg.hr, 64, cfg, out, cfg.limit_hr)
-    lr, bad_lr = training_faces(cfg.lr, 16, cfg, out, cfg.limit_lr)
-    cfg.failures = bad_hr + bad_lr
-    if cfg.failures and rank0:
-        print(f"{len(cfg.failures)} unreadable training image(s) skipped, e.g. {cfg.failures[0]}")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if dist.is_available() and "RANK" in os.environ and not dist.is_initialized():
-        backend = process_group_backend(device)
-        try:
-            dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
-        except TypeError:  # torch < 2.3 has no device_id
-            dist.init_process_group(backend)
-    trainer = Trainer(cfg, hr, lr)
-    trainer.fit(out, resume=resume)
+    with run_lock(out) if rank0 else nullcontext():
+        if rank0:
+            if not resume:
+                _start_fresh(out, cfg.overwrite)  # refuses another run's checkpoint before loading data
+            remove_temp_files(out)
+            warning = equivalence_warning(cfg)
+            if warning:
+                print(warning, file=sys.stderr)
+        hr, bad_hr = training_faces(cfg.hr, 64, cfg, out, cfg.limit_hr)
+        lr, bad_lr = training_faces(cfg.lr, 16, cfg, out, cfg.limit_lr)
+        cfg.failures = bad_hr + bad_lr
+        if cfg.failures and rank0:
+            print(f"{len(cfg.failures)} unreadable training image(s) skipped, e.g. {cfg.failures[0]}")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if dist.is_available() and "RANK" in os.environ and not dist.is_initialized():
+            backend = process_group_backend(device)
+            try:
+                dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+            except TypeError:  # torch < 2.3 has no device_id
+                dist.init_process_group(backend)
+        trainer = Trainer(cfg, hr, lr)
+        trainer.fit(out, resume=resume)
     return out
