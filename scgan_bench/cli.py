@@ -218,13 +218,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.datasets is None:
         raise UsageError("give --datasets (or --table N)")
     if args.max_pixels is not None:
+        if args.max_pixels < 1:
+            raise UsageError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
         os.environ["SCGAN_BENCH_MAX_PIXELS"] = str(args.max_pixels)
     if args.offline:
         os.environ["SCGAN_BENCH_OFFLINE"] = "1"
     if args.follow_links:
         os.environ["SCGAN_BENCH_FOLLOW_LINKS"] = "1"
-    if args.max_pixels is not None and args.max_pixels < 1:
-        raise UsageError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
     cfg = RunConfig(
         datasets=DATASETS.resolve_list(args.datasets), methods=METHODS.resolve_list(args.methods),
         metrics=METRICS.resolve_list(args.metrics), out=args.out, seed=args.seed,

@@ -58,7 +58,8 @@ def describe_os_error(exc: OSError) -> str:
     advice = _OS_ADVICE.get(code)
     from .manifest import data_home
 
-    if str(where).startswith(str(data_home())) and code in ("EACCES", "EROFS", "EPERM", "ENOSPC"):
+    if str(where).startswith(str(data_home())) and code in ("EACCES", "EROFS", "EPERM", "ENOSPC", "ENOTDIR",
+                                                              "EEXIST"):
         advice = (f"the data home {data_home()} (manifests, integrity locks) is not writable: set "
                   "$SCGAN_BENCH_HOME to a writable folder")
     return f"{where}: {exc.strerror or exc}" + (f" ({advice})" if advice else "")

@@ -113,11 +113,11 @@ def _decode(f, size: int, path: Path | str, max_pixels: int | None) -> np.ndarra
 
 @contextmanager
 def _pillow_guard(max_pixels: int):
-    """Make Pillow's own bomb guard agree with ours (Pillow refuses past its ~89 Mpx default even
-    when --max-pixels allows more); restored afterwards."""
+    """Our pixel limit replaces Pillow's own bomb guard while we decode (Pillow refuses past its ~89 Mpx
+    default even when --max-pixels allows more): ours is checked on the header right after
+    ``Image.open``, before any pixel is decoded. Pillow's setting is restored afterwards."""
     old = Image.MAX_IMAGE_PIXELS
-    if old is not None:
-        Image.MAX_IMAGE_PIXELS = max(max_pixels, old)
+    Image.MAX_IMAGE_PIXELS = None
     try:
         yield
     finally:

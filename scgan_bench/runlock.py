@@ -29,16 +29,16 @@ class RunLockedError(UsageError):
 
 def ensure_folder(path: Path, what: str = "--out") -> Path:
     """Create ``path`` (and parents) or raise a UsageError saying why it cannot be used."""
+    from .errors import describe_os_error
+
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{what} {path} exists and is a file, not a folder: choose another path")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
+        raise UsageError(f"{what} {path} exists and is a file, not a folder: choose another path") from None
+    except NotADirectoryError:
         raise UsageError(f"{what} {path}: a component of the path is a file, not a folder") from None
     except OSError as exc:
-        from .errors import describe_os_error
-
         raise UsageError(f"{what} {path} cannot be created: {describe_os_error(exc)}") from None
     return path
 

@@ -17,7 +17,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SCGAN_BENCH_HOME", str(tmp_path_factory.mktemp("home")))
     for k in list(os.environ):
         if k.startswith("SCGAN_BENCH_ROOT_") or k in ("SCGAN_BENCH_DATA", "SCGAN_BENCH_MAX_PIXELS",
-                                                      "SCGAN_BENCH_KILL_AFTER_WRITES"):
+                                                      "SCGAN_BENCH_KILL_AFTER_WRITES", "SCGAN_BENCH_FOLLOW_LINKS"):
             monkeypatch.delenv(k)
 
 

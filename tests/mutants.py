@@ -1,4 +1,5 @@
-"""One-line mutations of the SCGAN code, each of which a fast test must catch (``make mutants``).
+"""One-line mutations of the SCGAN code and of the reliability guarantees, each of which a fast test
+must catch (``make mutants``).
 
 Each mutant is applied to a copy of the package in a temporary folder (the repository is never
 touched), and the fast SCGAN tests run against that copy (``PYTHONPATH`` puts it before the editable
@@ -21,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
-         "tests/test_scgan.py",
+         "tests/test_scgan.py", "tests/test_reliability.py",
          "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks"]
 
 
@@ -39,7 +40,8 @@ MUTANTS = [
            "F.relu(1.0 - d(real)).mean()", "F.relu(1.0 + d(real)).mean()",
            "discriminator hinge on real images with the wrong sign"),
     Mutant("rls-pix-weight", "scgan_bench/scgan/dataflow.py",
-           'TermSpec("rls_pix", "hr_gen_r", r.gamma * r.l1_weight)', 'TermSpec("rls_pix", "hr_gen_r", r.theta * r.l1_weight)',
+           'TermSpec("rls_pix", "hr_gen_r", r.gamma * r.l1_weight)',
+           'TermSpec("rls_pix", "hr_gen_r", r.theta * r.l1_weight)',
            "R_LS's backward pixel term weighted by theta instead of gamma"),
     Mutant("sn-skip-wrong-tensor", "scgan_bench/scgan/networks.py",
            "        return out + (self.skip(x) if self.skip is not None else x)\n\n\nclass DegradationNet",
@@ -95,6 +97,23 @@ MUTANTS = [
     Mutant("restarts-period", "scgan_bench/scgan/train.py",
            "CosineAnnealingWarmRestarts(opt, T_0=cfg.lr_period", "CosineAnnealingWarmRestarts(opt, T_0=2 * cfg.lr_period",
            "warm restarts every 20 epochs"),
+    # reliability (tests/test_reliability.py)
+    Mutant("no-run-lock", "scgan_bench/runlock.py",
+           "fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))", "pass",
+           "a second run may use a folder in use"),
+    Mutant("cached-png-trusted", "scgan_bench/store.py",
+           "if sha256_file(base / rel) != want:", "if False:",
+           "a damaged cached PNG is trusted"),
+    Mutant("links-followed", "datasets/_common.py",
+           "    if follow_links():", "    if True:",
+           "sources outside the dataset root are read"),
+    Mutant("metric-batch-not-isolated", "scgan_bench/scoring.py",
+           "        if len(ids) == 1:", "        if True:",
+           "one image's metric error fails its whole batch"),
+    Mutant("colliding-ids", "datasets/_common.py",
+           'ids = [b if count[b.lower()] == 1 else f"{b}-{hashlib.sha256(r.encode()).hexdigest()[:8]}"',
+           'ids = [b if True else f"{b}-{hashlib.sha256(r.encode()).hexdigest()[:8]}"',
+           "files whose ids collide are not told apart"),
     Mutant("encoder-pools-odd-blocks", "scgan_bench/scgan/networks.py",
            "enc.append(ResBlock(cin, b[i], downsample=i % 2 == 0))", "enc.append(ResBlock(cin, b[i], downsample=i % 2 == 1))",
            "D_HL's encoder pools in the other blocks"),
@@ -129,7 +148,8 @@ def run_mutant(m: Mutant) -> tuple[Mutant, bool, str, float]:
     with tempfile.TemporaryDirectory(prefix=f"mutant-{m.name}-") as tmp:
         copy = Path(tmp)
         make_copy(copy)
-        target = copy / m.path  # scgan_bench/... is laid out the same in the copy
+        # scgan_bench/... is laid out the same in the copy; datasets/ and baselines/ sit inside it
+        target = copy / ("scgan_bench/" + m.path if m.path.startswith(("datasets/", "baselines/")) else m.path)
         target.write_text(target.read_text().replace(m.old, m.new, 1))
         probe = subprocess.run([sys.executable, "-c", "import scgan_bench; print(scgan_bench.__file__)"],
                                env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True,
