@@ -133,3 +133,14 @@ def ddp_train_worker(rank: int, world: int, port: int, tmp: str, hr, lr) -> None
         Path(tmp).mkdir(parents=True, exist_ok=True)
         torch.save(out, Path(tmp) / "rank0.pt")
     dist.destroy_process_group()
+
+
+def unpaired_faces(n: int = 16):
+    """Training tensors from the shared faces: ``n`` HR faces (64 px) and ``n`` LR faces (16 px) of
+    other people (the LR list reversed), uint8 NCHW as the trainer keeps them."""
+    from scgan_bench.scgan.train import load_faces
+
+    need(HR_FACES)
+    hr, _ = load_faces(HR_FACES, 64, limit=n)
+    lr, _ = load_faces(HR_FACES, 16, limit=n)
+    return hr, lr.flip(0)

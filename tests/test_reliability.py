@@ -21,7 +21,7 @@ from PIL import Image
 
 from scgan_bench.cli import main
 
-from sb_testdata import HR_FACES, SHARED, WILD, need
+from sb_testdata import HR_FACES, SHARED, WILD, need, unpaired_faces
 
 NIQE_WEIGHTS = SHARED / "weights"
 
@@ -113,12 +113,7 @@ def _train_cfg(out: Path, **kw):
 
 @pytest.fixture(scope="module")
 def train_faces():
-    from scgan_bench.scgan.train import load_faces
-
-    need(HR_FACES)
-    hr, _ = load_faces(HR_FACES, 64, limit=8)
-    lr, _ = load_faces(HR_FACES, 16, limit=8)
-    return hr, lr.flip(0)
+    return unpaired_faces(8)
 
 
 def _sha(path: Path) -> str:

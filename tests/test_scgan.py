@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +12,10 @@ import torch.multiprocessing as mp
 
 from scgan_bench.scgan.model import RECIPES, SCGAN
 from scgan_bench.scgan.networks import DegradationNet, Discriminator, RestorationNet, count_trainable
-from scgan_bench.scgan.train import Trainer, TrainConfig, load_faces
+from scgan_bench.scgan.train import Trainer, TrainConfig
 from scgan_bench.scgan.variants import ADV_LOSSES, TABLE4_ROWS, VARIANTS
 
-from sb_testdata import HR_FACES, ddp_train_worker, dp_steps, need
+from sb_testdata import ddp_train_worker, dp_steps, unpaired_faces
 
 WIDTH = 0.125  # CPU tests use 1/8 of the channels; the released widths are checked by the counts
 
@@ -127,10 +126,7 @@ def test_removed_losses_contribute_no_gradient():
 
 @pytest.fixture(scope="module")
 def faces():
-    need(HR_FACES)
-    hr, _ = load_faces(HR_FACES, 64, limit=16)
-    lr, _ = load_faces(HR_FACES, 16, limit=16)
-    return hr, lr.flip(0)  # unpaired: LR faces are other people's
+    return unpaired_faces(16)  # unpaired: LR faces are other people's
 
 
 def _cfg(tmp_path, **kw) -> TrainConfig:

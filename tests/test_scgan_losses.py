@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from scgan_bench.scgan.model import RECIPES, SCGAN, Recipe
-from scgan_bench.scgan.networks import DegradationNet, Discriminator, RestorationNet, kaiming_zero_residual_
+from scgan_bench.scgan.networks import DegradationNet, RestorationNet, kaiming_zero_residual_
 from scgan_bench.scgan.variants import VARIANTS
 
 from sb_testdata import HR_FACES, need

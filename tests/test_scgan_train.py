@@ -13,10 +13,10 @@ import torch
 from scgan_bench.errors import UsageError
 from scgan_bench.scgan.dataflow import equivalence_classes, rls_influence, same_network_as
 from scgan_bench.scgan.model import RECIPES
-from scgan_bench.scgan.train import (Trainer, TrainConfig, load_faces, process_group_backend, rank_device)
+from scgan_bench.scgan.train import Trainer, TrainConfig, process_group_backend, rank_device
 from scgan_bench.scgan.variants import VARIANTS
 
-from sb_testdata import HR_FACES, need
+from sb_testdata import unpaired_faces
 
 WIDTH = 0.125
 
@@ -55,10 +55,7 @@ def test_equivalent_variants_are_derived_per_recipe():
 
 @pytest.fixture(scope="module")
 def faces():
-    need(HR_FACES)
-    hr, _ = load_faces(HR_FACES, 64, limit=16)
-    lr, _ = load_faces(HR_FACES, 16, limit=16)
-    return hr, lr.flip(0)
+    return unpaired_faces(16)
 
 
 def _cfg(tmp_path: Path, **kw) -> TrainConfig:

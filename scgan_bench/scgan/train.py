@@ -54,7 +54,7 @@ from ..errors import ImageDecodeError, TrainingDiverged, UsageError
 from ..image_io import atomic_write_bytes, atomic_write_text, list_images, read_image, write_png
 from ..store import remove_temp_files
 from ..resize import resize_uint8, to_square
-from .model import RECIPES, SCGAN, Recipe, get_recipe
+from .model import SCGAN, Recipe, get_recipe
 from .variants import VARIANTS
 
 CHECKPOINT_FORMAT = 2
