@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .requirements import needs
 from .resize import resize_uint8
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -18,6 +19,7 @@ class ResNet101Features:
     resized to 224 px (Pillow bicubic) and normalised with ImageNet statistics."""
 
     key = "resnet101-imagenet1k-v1-avgpool/224/v1"
+    requirements = needs(modules=(("torchvision", "pip install torchvision"),), weights=("resnet101",))
 
     def __init__(self, device: str = "cpu", weights_path: Path | str | None = None) -> None:
         from torchvision.models import resnet101

@@ -1,9 +1,10 @@
 """Per-image feature cache for set metrics: ``<run>/features/<dataset>/<set>/<extractor>.npz``.
 
 Each row is stored with the sha256 of the PNG it came from; a row is recomputed only when its image
-changed. One extractor's features serve every metric that uses it (FID and KID share Inception
-features; verification and identity cosine share FaceNet embeddings), and the HR reference set's
-features are computed once per dataset, whatever the number of methods.
+changed, and the file is keyed by the extractor and the sha256 of the weights it loaded. One
+extractor's features serve every metric that uses it (FID and KID share Inception features;
+verification and identity cosine share FaceNet embeddings), and the HR reference set's features are
+computed once per dataset, whatever the number of methods.
 """
 from __future__ import annotations
 
@@ -31,11 +32,20 @@ def _load(path: Path) -> dict[str, tuple[str, np.ndarray]]:
         return {}
 
 
+def cache_name(extractor: FeatureExtractor) -> str:
+    """The cache file of an extractor's features: its key, plus (when it declares ``requirements``)
+    the sha256 of every weight file and the version of every package it uses: other weights, other
+    file. Every reader of the cache (metrics, figures) gets the same name."""
+    req = getattr(extractor, "requirements", None)
+    loaded = req.fingerprint() if req is not None else None
+    return f"{stable_hash(extractor.key if not loaded else {'extractor': extractor.key, **loaded})}.npz"
+
+
 def cached_features(extractor: FeatureExtractor, images: Mapping[str, tuple[Path, str]], cache_dir: Path,
-                    *, batch_size: int = 32, desc: str = "", progress: bool = True
-                    ) -> dict[str, np.ndarray]:
-    """Features for ``images`` (``id -> (png path, png sha256)``), computing only missing rows."""
-    path = cache_dir / f"{stable_hash(extractor.key)}.npz"
+                    *, batch_size: int = 32, desc: str = "", progress: bool = True) -> dict[str, np.ndarray]:
+    """Features for ``images`` (``id -> (png path, png sha256)``), computing only missing rows (the
+    file is :func:`cache_name`)."""
+    path = cache_dir / cache_name(extractor)
     stored = _load(path)
     todo = [i for i, (_, sha) in images.items() if i not in stored or stored[i][0] != sha]
     bar = tqdm(total=len(todo), desc=desc, disable=None if progress else True, unit="img", leave=False)

@@ -160,7 +160,8 @@ def landmark_figure(run: Path, dataset: str, methods: Sequence[str] | None = Non
         for ax, (name, img, pts, err) in zip(axes[i], tiles):
             ax.imshow(img)
             ax.scatter(pts[:, 0], pts[:, 1], s=2, c="lime" if err is None else "red")
-            ax.set_title(name if err is None else f"{name}\nl1 {err:.2f}px", fontsize=6)
+            what = name if err is None else f"{name}\n" + ("no face" if np.isnan(err) else f"l1 {err:.2f}px")
+            ax.set_title(what, fontsize=6)
             ax.axis("off")
     fig.suptitle("landmarks (dlib 68-point, offline backend)", fontsize=8)
     return _png(fig)

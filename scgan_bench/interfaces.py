@@ -137,6 +137,12 @@ class MetricSpec:
     def create(self, device: str = "cpu") -> PairedMetric | NoReferenceMetric | SetMetric:
         return self.factory(device=device)
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What determines this metric's values here: its version, and the sha256 of every weight file
+        and the version of every package it declares (cache keys include it)."""
+        fp = getattr(self.availability, "fingerprint", None)
+        return {"version": self.version, **(fp() if callable(fp) else {"weights": {}, "packages": {}})}
+
 
 # --------------------------------------------------------------------------------- datasets
 @dataclass(frozen=True)

@@ -2,24 +2,30 @@
 user can act on, shown by `scgan-bench list` and in every table cell it affects."""
 from __future__ import annotations
 
+import importlib
 import importlib.util
-from typing import Callable
+from dataclasses import dataclass
+from functools import lru_cache
 
 from .interfaces import Availability
 
 
-def needs(*, modules: tuple[tuple[str, str], ...] = (), weights: tuple[str, ...] = ()
-          ) -> Callable[[], Availability]:
-    """An availability check: each ``(module, install hint)`` must import, each weight asset must be
-    present and verify (see :mod:`scgan_bench.weights`)."""
+@dataclass(frozen=True)
+class Requirements:
+    """What a plug-in needs: Python modules (with an install hint) and weight assets. Calling it
+    checks availability; :meth:`fingerprint` names the exact weights (sha256) and package versions in
+    use, so that cached results follow them."""
 
-    def check() -> Availability:
-        for mod, hint in modules:
+    modules: tuple[tuple[str, str], ...] = ()
+    weights: tuple[str, ...] = ()
+
+    def __call__(self) -> Availability:
+        for mod, hint in self.modules:
             if importlib.util.find_spec(mod) is None:
                 return Availability(False, f"Python package '{mod}' is not installed ({hint})")
         from .weights import status
 
-        for name in weights:
+        for name in self.weights:
             st = status(name)
             if st.state == "missing":
                 from .weights import ASSETS
@@ -33,4 +39,34 @@ def needs(*, modules: tuple[tuple[str, str], ...] = (), weights: tuple[str, ...]
                 return Availability(False, f"weights '{name}' at {st.path} fail the sha256 check")
         return Availability.yes()
 
-    return check
+    def fingerprint(self) -> dict[str, dict[str, str]]:
+        """``{"weights": {asset: sha256}, "packages": {module: version}}`` of what is installed here."""
+        from .weights import resolve
+
+        return {"weights": {w: resolve(w, allow_download=False).sha256 for w in self.weights},
+                "packages": {m: module_version(m) for m, _ in self.modules}}
+
+
+@lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    from importlib import metadata
+
+    return metadata.packages_distributions()
+
+
+def module_version(module: str) -> str:
+    """Version of the distribution that provides ``module`` (``?`` when it cannot be told)."""
+    from importlib import metadata
+
+    dists = _distributions().get(module.split(".")[0], [])
+    versions = sorted({metadata.version(d) for d in dists})
+    if versions:
+        return ",".join(versions)
+    mod = importlib.import_module(module)
+    return str(getattr(mod, "__version__", "?"))
+
+
+def needs(*, modules: tuple[tuple[str, str], ...] = (), weights: tuple[str, ...] = ()) -> Requirements:
+    """An availability check: each ``(module, install hint)`` must import, each weight asset must be
+    present and verify (see :mod:`scgan_bench.weights`)."""
+    return Requirements(tuple(modules), tuple(weights))

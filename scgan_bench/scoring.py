@@ -35,11 +35,12 @@ class MetricValues:
     unavailable: str = ""  # why the metric could not run at all
 
 
-def _load_stored(path: Path, version: str) -> dict[str, list]:
-    """Stored per-image values; a damaged or foreign file counts as empty (everything recomputes)."""
+def _load_stored(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, list]:
+    """Stored per-image values, if they were computed with this metric fingerprint (version, weights
+    sha256, package versions); a damaged, foreign or stale file counts as empty (all recompute)."""
     try:
         data = json.loads(path.read_text())
-        values = data["values"] if data.get("version") == version else {}
+        values = data["values"] if data.get("fingerprint") == json.loads(json.dumps(fingerprint)) else {}
         if not isinstance(values, dict) or not all(isinstance(v, list) and len(v) == 3 for v in values.values()):
             return {}
         return values
@@ -97,10 +98,18 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
     stored: dict[str, dict[str, list]] = {}
     need: dict[str, list[str]] = {}
     results: dict[str, MetricValues] = {}
+    fingerprints: dict[str, dict[str, Any]] = {}
+    broken: dict[str, str] = {}
     for name, spec in metrics.items():
-        stored[name] = _load_stored(mdir / f"{name}.json", spec.version)
         results[name] = MetricValues(name)
         need[name] = []
+        try:
+            fingerprints[name] = spec.fingerprint()
+        except Exception as exc:  # noqa: BLE001 (its weights vanished or changed since the availability check)
+            broken[name] = f"{name}: {type(exc).__name__}: {exc}"
+            stored[name] = {}
+            continue
+        stored[name] = _load_stored(mdir / f"{name}.json", fingerprints[name])
         for image_id, srec in sr.records.items():
             hr_sha = data.records[image_id]["hr_sha256"] if spec.needs_hr else None
             old = stored[name].get(image_id)
@@ -108,7 +117,6 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
                 continue
             need[name].append(image_id)
     failures: list[Failure] = []
-    broken: dict[str, str] = {}
     need_sets = {k: set(v) for k, v in need.items()}
     todo = [i for i in sr.records if any(i in s for s in need_sets.values())]
     bar = tqdm(total=len(todo), desc=f"{data.name}: {sr.method}: metrics", disable=None if progress else True,
@@ -148,8 +156,9 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
         keep = {i: stored[name][i] for i in sr.records if i in stored[name]}
         if results[name].recomputed or keep.keys() != stored[name].keys():
             atomic_write_text(mdir / f"{name}.json", json.dumps(
-                {"metric": name, "version": spec.version, "higher_is_better": spec.higher_is_better,
-                 "convention": spec.convention, "values": keep}, sort_keys=True))
+                {"metric": name, "version": spec.version, "fingerprint": fingerprints[name],
+                 "higher_is_better": spec.higher_is_better, "convention": spec.convention, "values": keep},
+                sort_keys=True))
         results[name].values = {i: _decode(v[0]) for i, v in keep.items()}
     return results, failures
 
@@ -178,7 +187,11 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
         if reference is None:
             raise ValueError(f"{name}: no HR reference set for {data.name}")
         ref_imgs, ref_name = _images(reference, reference.records, "hr"), reference.name
-    key = stable_hash({"metric": name, "version": spec.version, "ref": ref_name,
+    try:
+        fingerprint = spec.fingerprint()
+    except Exception as exc:  # noqa: BLE001 (its weights vanished or changed since the availability check)
+        raise MetricUnavailable(f"{name}: {type(exc).__name__}: {exc}") from exc
+    key = stable_hash({"metric": name, "fingerprint": fingerprint, "ref": ref_name,
                        "sr": sorted((i, s) for i, (_, s) in sr_imgs.items()),
                        "hr": sorted((i, s) for i, (_, s) in ref_imgs.items())}, 32)
     path = out / "metrics" / data.name / sr.method / f"{name}.json"
@@ -201,7 +214,7 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
     failures = [Failure("metric", data.name, sr.method, i, name, "no value (e.g. no face detected)")
                 for i in sr.records if per and i not in per]
     atomic_write_text(path, json.dumps(
-        {"metric": name, "version": spec.version, "key": key, "reference": ref_name,
+        {"metric": name, "version": spec.version, "fingerprint": fingerprint, "key": key, "reference": ref_name,
          "higher_is_better": spec.higher_is_better, "convention": spec.convention,
          "per_image": {i: _encode(v) for i, v in per.items()},
          "values": {k: _encode(v) for k, v in values.items()}}, sort_keys=True))

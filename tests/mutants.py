@@ -1,5 +1,5 @@
-"""One-line mutations of the SCGAN code and of the reliability guarantees, each of which a fast test
-must catch (``make mutants``).
+"""One-line mutations of the SCGAN code, the reliability guarantees and the metrics, each of which a
+fast test must catch (``make mutants``).
 
 Each mutant is applied to a copy of the package in a temporary folder (the repository is never
 touched), and the fast SCGAN tests run against that copy (``PYTHONPATH`` puts it before the editable
@@ -22,7 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
-         "tests/test_scgan.py", "tests/test_reliability.py",
+         "tests/test_scgan.py", "tests/test_reliability.py", "tests/test_metric_references.py",
+         "tests/test_metric_suite.py",
          "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks"]
 
 
@@ -95,7 +96,8 @@ MUTANTS = [
            'IDENTITY_KEYS = ("variant", "recipe", "seed", ', 'IDENTITY_KEYS = ("variant", "recipe", ',
            "resume does not compare the seed"),
     Mutant("restarts-period", "scgan_bench/scgan/train.py",
-           "CosineAnnealingWarmRestarts(opt, T_0=cfg.lr_period", "CosineAnnealingWarmRestarts(opt, T_0=2 * cfg.lr_period",
+           "CosineAnnealingWarmRestarts(opt, T_0=cfg.lr_period",
+           "CosineAnnealingWarmRestarts(opt, T_0=2 * cfg.lr_period",
            "warm restarts every 20 epochs"),
     # reliability (tests/test_reliability.py)
     Mutant("no-run-lock", "scgan_bench/runlock.py",
@@ -114,8 +116,44 @@ MUTANTS = [
            'ids = [b if count[b.lower()] == 1 else f"{b}-{hashlib.sha256(r.encode()).hexdigest()[:8]}"',
            'ids = [b if True else f"{b}-{hashlib.sha256(r.encode()).hexdigest()[:8]}"',
            "files whose ids collide are not told apart"),
+    # metrics against their references (tests/test_metric_references.py, test_metric_suite.py)
+    Mutant("kid-doubled", "scgan_bench/metrics/distribution.py",
+           'return None, {"": mean, "std": std, "subset_size": float(size)}',
+           'return None, {"": 2 * mean, "std": std, "subset_size": float(size)}',
+           "KID reported twice too large"),
+    Mutant("retina-variances-swapped", "scgan_bench/networks/retinaface.py",
+           "VARIANCES = (0.1, 0.2)", "VARIANCES = (0.2, 0.1)", "RetinaFace decoding variances swapped"),
+    Mutant("retina-mean-rgb", "scgan_bench/networks/retinaface.py",
+           "BGR_MEAN = (104.0, 117.0, 123.0)", "BGR_MEAN = (123.0, 117.0, 104.0)",
+           "RetinaFace input mean in RGB order"),
+    Mutant("retina-anchor-sizes", "scgan_bench/networks/retinaface.py",
+           "MIN_SIZES = ((16, 32), (64, 128), (256, 512))", "MIN_SIZES = ((16, 32), (32, 64), (64, 128))",
+           "RetinaFace anchor sizes"),
+    Mutant("eye-indices", "scgan_bench/metrics/landmarks.py",
+           "return points[36:42].mean(axis=0), points[42:48].mean(axis=0)", "return points[36], points[45]",
+           "dlib68 inter-ocular distance from the outer eye corners"),
+    Mutant("facenet-preprocessing", "scgan_bench/metrics/identity.py",
+           "(x - 127.5) / 128.0", "x / 255.0", "FaceNet input not standardised like facenet-pytorch"),
+    Mutant("dlib-threshold", "scgan_bench/metrics/identity.py",
+           "DLIB_THRESHOLD = 0.6 ", "DLIB_THRESHOLD = 0.65 ", "another dlib threshold"),
+    Mutant("facenet-threshold", "scgan_bench/metrics/identity.py",
+           "FACENET_THRESHOLD = 1.1 ", "FACENET_THRESHOLD = 1.2 ", "another FaceNet threshold"),
+    Mutant("table7-balanced", "scgan_bench/metrics/identity.py",
+           '("facenet-verif", lambda f: Verification(f, FACENET_THRESHOLD, "squared-l2-unit", "genuine"),',
+           '("facenet-verif", lambda f: Verification(f, FACENET_THRESHOLD, "squared-l2-unit", "balanced"),',
+           "Table 7's facenet-verif as balanced accuracy"),
+    Mutant("landmarks-whole-image", "scgan_bench/metrics/landmarks.py",
+           "            if not len(dets):", "            if False:",
+           "dlib68 landmarks without a detected face"),
+    Mutant("metric-cache-ignores-weights", "scgan_bench/scoring.py",
+           'values = data["values"] if data.get("fingerprint") == json.loads(json.dumps(fingerprint)) else {}',
+           'values = data["values"]', "per-image metric values kept after the weights changed"),
+    Mutant("feature-cache-ignores-weights", "scgan_bench/features.py",
+           "loaded = req.fingerprint() if req is not None else None", "loaded = None",
+           "cached features kept after the extractor's weights changed"),
     Mutant("encoder-pools-odd-blocks", "scgan_bench/scgan/networks.py",
-           "enc.append(ResBlock(cin, b[i], downsample=i % 2 == 0))", "enc.append(ResBlock(cin, b[i], downsample=i % 2 == 1))",
+           "enc.append(ResBlock(cin, b[i], downsample=i % 2 == 0))",
+           "enc.append(ResBlock(cin, b[i], downsample=i % 2 == 1))",
            "D_HL's encoder pools in the other blocks"),
 ]
 
@@ -133,11 +171,26 @@ def make_copy(dst: Path) -> None:
         shutil.copytree(REPO / sub, dst / "scgan_bench" / sub, ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def run_tests(copy: Path, extra: list[str] | None = None) -> tuple[int, str]:
+# the tests most likely to catch a mutation of a file run first (-x stops at the first failure)
+FIRST = (("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/test_metric_suite.py")),
+         ("scgan_bench/features.py", ("tests/test_metric_references.py",)),
+         ("scgan_bench/networks/", ("tests/test_metric_references.py",)),
+         ("scgan_bench/scoring.py", ("tests/test_metric_references.py", "tests/test_reliability.py")),
+         ("scgan_bench/runlock.py", ("tests/test_reliability.py",)),
+         ("scgan_bench/store.py", ("tests/test_reliability.py",)),
+         ("datasets/", ("tests/test_reliability.py",)))
+
+
+def ordered_tests(path: str | None) -> list[str]:
+    first = [t for prefix, tests in FIRST if path and path.startswith(prefix) for t in tests]
+    return list(dict.fromkeys([*first, *TESTS]))
+
+
+def run_tests(copy: Path, path: str | None = None) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
     # run from the copy: `python -m` puts the working directory first on sys.path
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider",
-           "-c", str(REPO / "setup.cfg"), "--rootdir", str(REPO), *[str(REPO / t) for t in TESTS], *(extra or [])]
+           "-c", str(REPO / "setup.cfg"), "--rootdir", str(REPO), *[str(REPO / t) for t in ordered_tests(path)]]
     p = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("FAILED") or ln.startswith("ERROR")]
     return p.returncode, (lines[0] if lines else p.stdout.strip().splitlines()[-1] if p.stdout.strip() else "")
@@ -156,7 +209,7 @@ def run_mutant(m: Mutant) -> tuple[Mutant, bool, str, float]:
                                cwd=copy)
         if not probe.stdout.strip().startswith(str(copy)):
             raise RuntimeError(f"the mutated copy is not the one imported: {probe.stdout} {probe.stderr}")
-        rc, detail = run_tests(copy)
+        rc, detail = run_tests(copy, m.path)
     return m, rc != 0, detail, time.perf_counter() - t0
 
 

@@ -89,7 +89,17 @@ def random_inception_state_dict() -> dict:
             return None
 
     with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}):
-        return Skeleton("skeleton", ["2048"]).state_dict()
+        sd = Skeleton("skeleton", ["2048"]).state_dict()
+    # Kaiming-scaled convolutions (seeded): the default init shrinks activations through the ~100
+    # layers to ~1e-7, which makes every feature, FID and KID degenerate (zero)
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    for k, v in sd.items():
+        if k.endswith("conv.weight") or k == "fc.weight":
+            fan_in = v[0].numel()
+            sd[k] = torch.randn(v.shape, generator=g) * (2.0 / fan_in) ** 0.5
+    return sd
 
 
 def auc(scores, labels) -> float:

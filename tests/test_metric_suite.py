@@ -48,12 +48,16 @@ def test_fid_kid_equal_torch_fidelity_functions_on_identical_features():
                                        fid_features_to_statistics(torch.from_numpy(b)), False)
     assert abs(fid_from_features(a, b) - ref_fid["frechet_inception_distance"]) <= 1e-6 * ref_fid[
         "frechet_inception_distance"]
-    ref_kid = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subset_size=250,
-                                     verbose=False)
+    # the documented protocol, written out: 100 subsets of half the smaller set (250 // 2), seed 2020,
+    # polynomial kernel of degree 3, gamma 1/d, coef 1
+    ref_kid = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subsets=100, kid_subset_size=125,
+                                     rng_seed=2020, kid_kernel="poly", kid_kernel_poly_degree=3,
+                                     kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1, verbose=False)
     mean, std, size = kid_from_features(a, b)
-    assert size == 250  # capped at the smaller set
-    assert abs(mean - ref_kid["kernel_inception_distance_mean"]) <= 1e-6 * abs(ref_kid["kernel_inception_distance_mean"])
-    assert abs(std - ref_kid["kernel_inception_distance_std"]) <= 1e-6 * ref_kid["kernel_inception_distance_std"]
+    assert size == 125
+    want_mean, want_std = ref_kid["kernel_inception_distance_mean"], ref_kid["kernel_inception_distance_std"]
+    assert want_mean > 0.01 and want_std > 1e-4  # values large enough for a relative check to mean something
+    assert abs(mean - want_mean) <= 1e-9 * want_mean and abs(std - want_std) <= 1e-9 * want_std
     assert kid_from_features(a, b) == (mean, std, size)  # same seed, same value
 
 
@@ -84,10 +88,15 @@ def test_fid_kid_of_a_run_equal_torch_fidelity_calculate_metrics(weights_dir, tm
     ours_fid = FID(ext).compute(f_sr, f_hr)[1][""]
     ours_kid = KID(ext).compute(f_sr, f_hr)[1]
     ref = torch_fidelity.calculate_metrics(
-        input1=str(dirs["sr"]), input2=str(dirs["hr"]), fid=True, kid=True, kid_subset_size=12,
+        input1=str(dirs["sr"]), input2=str(dirs["hr"]), fid=True, kid=True, kid_subset_size=6,  # 12 // 2
         feature_extractor_weights_path=str(path), cuda=False, verbose=False, cache=False)
-    assert abs(ours_fid - ref["frechet_inception_distance"]) <= 1e-6 * abs(ref["frechet_inception_distance"])
-    assert abs(ours_kid[""] - ref["kernel_inception_distance_mean"]) <= 1e-6 * abs(ref["kernel_inception_distance_mean"]) + 1e-12
+    want_fid, want_kid = ref["frechet_inception_distance"], ref["kernel_inception_distance_mean"]
+    assert abs(want_kid) > 1e-9 and want_fid > 1e-6  # the relative tolerances below are not vacuous
+    assert abs(ours_fid - want_fid) <= 1e-6 * want_fid
+    assert abs(ours_kid[""] - want_kid) <= 1e-6 * abs(want_kid)
+    # the std is a spread of nearly equal subset values: float32 feature rounding in torch-fidelity's
+    # own pipeline shows at ~2e-5 of it (measured), so 1e-4
+    assert abs(ours_kid["std"] - ref["kernel_inception_distance_std"]) <= 1e-4 * ref["kernel_inception_distance_std"]
     # the cache is reused: no image is recomputed on a second call
     calls = []
     orig = ext.extract
@@ -230,12 +239,14 @@ def test_dlib_identity_fid_equals_torch_fidelity_with_the_registered_extractor(t
             write_png(tmp_path / key / f"{k:03d}.png", im)
         feats[key] = dict(enumerate(m.extractor.extract(images)))
     ref = torch_fidelity.calculate_metrics(
-        input1=str(tmp_path / "sr"), input2=str(tmp_path / "hr"), fid=True, kid=True, kid_subset_size=10,
+        input1=str(tmp_path / "sr"), input2=str(tmp_path / "hr"), fid=True, kid=True, kid_subset_size=5,  # 10 // 2
         feature_extractor=TORCH_FIDELITY_NAME, cuda=False, verbose=False, cache=False, batch_size=5)
     ours_fid = FID(m.extractor).compute(feats["sr"], feats["hr"])[1][""]
     ours_kid = KID(m.extractor).compute(feats["sr"], feats["hr"])[1][""]
-    assert abs(ours_fid - ref["frechet_inception_distance"]) <= 1e-6 * abs(ref["frechet_inception_distance"])
-    assert abs(ours_kid - ref["kernel_inception_distance_mean"]) <= 1e-6 * abs(ref["kernel_inception_distance_mean"]) + 1e-12
+    want_fid, want_kid = ref["frechet_inception_distance"], ref["kernel_inception_distance_mean"]
+    assert want_fid > 1e-3 and abs(want_kid) > 1e-7
+    assert abs(ours_fid - want_fid) <= 1e-6 * want_fid
+    assert abs(ours_kid - want_kid) <= 1e-6 * abs(want_kid)
 
 
 def test_verification_protocol():
@@ -249,9 +260,11 @@ def test_verification_protocol():
     ref = {i: rng.normal(size=128) for i in ids}
     ref = {i: v / np.linalg.norm(v) for i, v in ref.items()}
     per, val = Verification(None, threshold=1.1).compute(ref, ref)
-    assert val[""] == 1.0 and set(per.values()) == {1.0}  # identical embeddings, distinct people
+    assert val[""] == 1.0 and set(per.values()) == {1.0}
+    per, val = Verification(None, threshold=1.1, rate="balanced").compute(ref, ref)
+    assert val[""] == 1.0  # identical embeddings of distinct people: genuine accepted, impostors rejected
     noisy = {i: v + rng.normal(scale=0.2, size=128) for i, v in ref.items()}
-    assert Verification(None, threshold=1.1).compute(noisy, ref)[1][""] < 0.9
+    assert Verification(None, threshold=1.1, rate="balanced").compute(noisy, ref)[1][""] < 0.9
     cos = IdentityCosine(None).compute(ref, ref)[1][""]
     assert abs(cos - 1.0) < 1e-12
 

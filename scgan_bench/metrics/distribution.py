@@ -4,9 +4,13 @@ Features: torch-fidelity's TF-compatible InceptionV3 (pool3, 2048-d; it resizes 
 internally), its weights resolved and sha256-checked by the weights manager and loaded with
 ``weights_only=True``. An offline identity-space variant uses dlib's 128-d face descriptor
 (``fid-dlib`` / ``kid-dlib``; labelled as such). Features are cached per image and shared by FID and
-KID. KID: ``kid_subsets=100`` subsets of ``min(1000, |SR|, |ref|)`` images, torch-fidelity's
-polynomial kernel (degree 3, gamma 1/d, coef 1) and its fixed seed 2020; reported as mean and std,
-printed x100 in tables (like the paper).
+KID. KID: ``kid_subsets=100`` subsets of :func:`kid_subset_size` = ``min(1000, max(2, n // 2))``
+images (``n`` the smaller set), torch-fidelity's polynomial kernel (degree 3, gamma 1/d, coef 1) and
+its fixed seed 2020; reported as mean and std, printed x100 in tables (like the paper). Subsets are
+drawn without replacement, so torch-fidelity's default size (1000) would make every subset the whole
+set for the paper's 1,000-image LS3D-W and print +-0.00 where the paper prints +-0.06..0.16; half
+the smaller set (at most 1000) keeps the subsets different and the std meaningful for every set size
+of the paper (LS3D-W 500, FFHQ 1000, Widerface 1000, WebFace 514).
 """
 from __future__ import annotations
 
@@ -40,10 +44,14 @@ def _verified_inception_weights(state_dict: dict[str, Any]):
         fe.load_state_dict_from_url = original
 
 
+_INCEPTION = needs(modules=(("torch_fidelity", "pip install torch-fidelity"),), weights=("inception-fid",))
+
+
 class InceptionFeatures:
     """torch-fidelity's InceptionV3 pool3 features (2048-d) of uint8 RGB images."""
 
     key = "inception-v3-compat-2048/tf-fidelity"
+    requirements = _INCEPTION
 
     def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -72,11 +80,16 @@ def fid_from_features(sr: np.ndarray, ref: np.ndarray) -> float:
     return float(fid_statistics_to_metric(s1, s2, verbose=False)["frechet_inception_distance"])
 
 
+def kid_subset_size(n_sr: int, n_ref: int) -> int:
+    """Images per KID subset: half the smaller set, at least 2, at most 1000 (see the module doc)."""
+    return min(KID_MAX_SUBSET, max(2, min(n_sr, n_ref) // 2))
+
+
 def kid_from_features(sr: np.ndarray, ref: np.ndarray) -> tuple[float, float, int]:
     """torch-fidelity's KID (mean, std, subset size used) with the documented subset protocol."""
     from torch_fidelity.metric_kid import kid_features_to_metric
 
-    size = min(KID_MAX_SUBSET, len(sr), len(ref))
+    size = kid_subset_size(len(sr), len(ref))
     out = kid_features_to_metric(torch.from_numpy(np.ascontiguousarray(sr, np.float64)),
                                  torch.from_numpy(np.ascontiguousarray(ref, np.float64)),
                                  kid_subsets=KID_SUBSETS, kid_subset_size=size, rng_seed=KID_SEED,
@@ -117,10 +130,9 @@ def _dlib_features(device: str = "cpu"):
     return DlibDescriptor()
 
 
-_INCEPTION = needs(modules=(("torch_fidelity", "pip install torch-fidelity"),), weights=("inception-fid",))
 _DLIB = needs(modules=(("dlib", "pip install dlib-bin"),), weights=("dlib-face-recognition", "dlib-shape-5"))
-_CONV_KID = (f"KID: {KID_SUBSETS} subsets of min({KID_MAX_SUBSET}, n) images, poly kernel d=3, "
-             f"seed {KID_SEED}; tables print KID x100")
+_CONV_KID = (f"KID: {KID_SUBSETS} subsets of min({KID_MAX_SUBSET}, max(2, n // 2)) images (n: the smaller "
+             f"set), poly kernel d=3, seed {KID_SEED}; tables print KID x100")
 for _name, _cls, _feat, _avail, _summary, _scale, _backend in (
         ("fid", FID, lambda device="cpu": InceptionFeatures(device), _INCEPTION,
          "FID (torch-fidelity InceptionV3 pool3) vs the HR reference set", 1.0, "inception"),
@@ -132,6 +144,7 @@ for _name, _cls, _feat, _avail, _summary, _scale, _backend in (
          "KID in dlib's 128-d face-descriptor space (offline identity-space backend)", 100.0, "dlib")):
     METRICS.register(_name, MetricSpec(
         name=_name, factory=lambda device="cpu", _c=_cls, _f=_feat: _c(_f(device)),
-        summary=_summary, higher_is_better=False, version="1", needs_hr=False, kind="set", reference="hr-set",
+        summary=_summary, higher_is_better=False, version="2" if _cls is KID else "1", needs_hr=False, kind="set",
+        reference="hr-set",
         availability=_avail, display_scale=_scale, backend=_backend,
         convention=_CONV_KID if _cls is KID else "FID on float64 features (torch-fidelity)"))

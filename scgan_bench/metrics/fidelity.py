@@ -17,6 +17,9 @@ from skimage.metrics import structural_similarity
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
+from ..requirements import needs
+
+_SKIMAGE = needs(modules=(("skimage", "pip install scikit-image"),))  # its SSIM; its version is in the cache key
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
@@ -64,5 +67,5 @@ for _name, _fn, _y, _summary in (
         ("ssim-y", "ssim", True, "SSIM on BT.601 luma Y, no border crop")):
     METRICS.register(_name, MetricSpec(
         name=_name, factory=lambda device="cpu", _f=_fn, _yy=_y: Fidelity(_f, _yy), summary=_summary,
-        higher_is_better=True, version="1", needs_hr=True,
+        higher_is_better=True, version="1", needs_hr=True, availability=_SKIMAGE,
         convention=("Y (BT.601)" if _y else "RGB") + ", uint8, data range 255, no border crop"))

@@ -3,12 +3,14 @@
 Landmarks are detected independently on the SR image and on its HR image, each upsampled x4 to
 256 px (Pillow bicubic) so the detectors see a normal-sized face, and mapped back to 64 px
 coordinates. Per image: the mean over landmarks of ``|dx| + |dy|`` (l1, pixels at 64 px), and the same
-divided by the HR inter-ocular distance (``-nio``). Backends:
+divided by the HR inter-ocular distance (``-nio``), defined for both backends as the distance between
+the two eye centres. Backends:
 * ``retinaface``: RetinaFace (biubug6 mobilenet0.25 weights) 5 points, the highest-scoring face
-  above confidence 0.5; eye centres give the inter-ocular distance;
-* ``dlib68`` (offline): dlib's 68-point shape predictor on the largest HOG detection (the whole
-  image when none); outer eye corners (36, 45) give the inter-ocular distance.
-An image whose SR (or HR) has no detectable face gets no value and is listed in failures.csv.
+  above confidence 0.5; its points 0 and 1 are the eye centres;
+* ``dlib68`` (offline): dlib's 68-point shape predictor on the largest HOG detection; the eye
+  centres are the means of points 36-41 and 42-47 (the iBUG eye contours).
+An image whose SR (or HR) has no detectable face (no RetinaFace box above 0.5; no HOG detection)
+gets no value and is listed in failures.csv: neither backend falls back to the whole image.
 
 Detection accuracy: dlib's frontal HOG+SVM detector on the 64 px SR image, upsampled once by dlib
 (``upsample_num_times=1``, score threshold 0.0); an image counts as a hit when at least one face is
@@ -22,7 +24,6 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..interfaces import FeatureExtractor, MetricSpec
-from .identity import largest_face_or_whole
 from ..registries import METRICS
 from ..requirements import needs
 from ..resize import resize_uint8
@@ -37,7 +38,12 @@ class RetinaFaceLandmarks:
     """5 RetinaFace landmarks (10 numbers, 64 px coordinates; NaN when no face is found)."""
 
     key = "retinaface-mobilenet0.25-5pt/up4/v1"
-    eyes = (0, 1)
+    requirements = needs(modules=(("torchvision", "pip install torchvision"),), weights=("retinaface-mobilenet0.25",))
+
+    @staticmethod
+    def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """RetinaFace's points 0 and 1 are the eye centres."""
+        return points[0], points[1]
 
     def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
         from ..networks.retinaface import RetinaFace
@@ -64,8 +70,13 @@ class RetinaFaceLandmarks:
 class Dlib68Landmarks:
     """dlib's 68 landmarks (136 numbers, 64 px coordinates)."""
 
-    key = "dlib-68pt/up4/v1"
-    eyes = (36, 45)
+    key = "dlib-68pt/up4/v2"
+    requirements = needs(modules=(("dlib", "pip install dlib-bin"),), weights=("dlib-shape-68",))
+
+    @staticmethod
+    def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Means of the two iBUG eye contours (points 36-41 and 42-47)."""
+        return points[36:42].mean(axis=0), points[42:48].mean(axis=0)
 
     def __init__(self) -> None:
         import dlib
@@ -76,11 +87,14 @@ class Dlib68Landmarks:
         self.sp = dlib.shape_predictor(str(resolve("dlib-shape-68").path))
 
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.empty((len(images), 136))
+        out = np.full((len(images), 136), np.nan)
         for k, im in enumerate(images):
             h, w = im.shape[:2]
             big = resize_uint8(im, (h * UPSAMPLE, w * UPSAMPLE), "bicubic")
-            shape = self.sp(big, largest_face_or_whole(self.det, big))
+            dets = self.det(big, 0)
+            if not len(dets):
+                continue  # no face: no landmarks (NaN), reported as a missing value
+            shape = self.sp(big, max(dets, key=lambda r: r.area()))
             pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], np.float64)
             out[k] = ((pts + 0.5) / UPSAMPLE - 0.5).reshape(-1)  # pixel-centre convention
         return out
@@ -99,8 +113,8 @@ class LandmarkError:
                 continue  # no face detected: reported by the runner as a missing value
             err = float(np.mean(np.abs(a - b).sum(axis=1)))
             if self.normalised:
-                e0, e1 = self.extractor.eyes
-                err /= max(float(np.linalg.norm(b[e0] - b[e1])), 1e-6)
+                left, right = self.extractor.eye_centres(b)
+                err /= max(float(np.linalg.norm(left - right)), 1e-6)
             per[i] = err
         if not per:
             raise ValueError("no image had a detectable face in both SR and HR")
@@ -121,8 +135,8 @@ class HogDetection:
         return [1.0 if len(self.det.run(im, self.upsample, self.threshold)[0]) else 0.0 for im in sr]
 
 
-_RETINA = needs(modules=(("torchvision", "pip install torchvision"),), weights=("retinaface-mobilenet0.25",))
-_DLIB68 = needs(modules=(("dlib", "pip install dlib-bin"),), weights=("dlib-shape-68",))
+_RETINA = RetinaFaceLandmarks.requirements
+_DLIB68 = Dlib68Landmarks.requirements
 _CONV = "l1 = mean over landmarks of |dx|+|dy|"
 for _name, _feat, _norm, _avail, _summary, _backend in (
         ("landmark-retinaface", lambda device="cpu": RetinaFaceLandmarks(device), False, _RETINA,
@@ -135,9 +149,10 @@ for _name, _feat, _norm, _avail, _summary, _backend in (
          "dlib 68-point landmark l1 error / HR inter-ocular distance (offline backend)", "dlib")):
     METRICS.register(_name, MetricSpec(
         name=_name, factory=lambda device="cpu", _f=_feat, _n=_norm: LandmarkError(_f(device), _n),
-        summary=_summary, higher_is_better=False, version="1", needs_hr=True, kind="set", reference="paired",
+        summary=_summary, higher_is_better=False, version="2", needs_hr=True, kind="set", reference="paired",
         availability=_avail, backend=_backend,
-        convention=_CONV + (", / inter-ocular distance" if _norm else ", pixels at 64 px")))
+        convention=_CONV + (", / distance between the HR eye centres" if _norm else ", pixels at 64 px")
+        + "; no face detected: no value"))
 
 METRICS.register("hog-detect", MetricSpec(
     name="hog-detect", factory=lambda device="cpu": HogDetection(), higher_is_better=True, version="1",

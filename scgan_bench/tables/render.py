@@ -146,6 +146,9 @@ class Rendered:
         out += [f"Note: {sub}.  " for sub in self.substitutions]
         if self.spec.metrics and "kid" in self.spec.metrics:
             out.append("KID is printed x100 (mean ± std over subsets), as in the paper.  ")
+        if self.spec.metrics and "facenet-verif" in self.spec.metrics:
+            out.append("Accuracy = share of SR images verified as the same person as their HR image (the reading "
+                       "the paper's values need), FaceNet: squared L2 of unit embeddings < 1.1.  ")
         return "\n".join(out).rstrip() + "\n"
 
     def latex(self) -> str:
