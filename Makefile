@@ -34,7 +34,7 @@ test: $(STAMP) chromium
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 
-# one-line mutations (SCGAN, reliability) that the fast tests must catch (a few minutes on 2 cores)
+# one-line mutations (SCGAN, reliability, metrics) that the fast tests must catch (~15 minutes on 2 cores)
 mutants: $(STAMP)
 	$(BIN)/python tests/mutants.py
 
