@@ -159,13 +159,7 @@ def _add_recipe_options(p: argparse.ArgumentParser, recipe_help: str) -> None:
 
 
 def _crossings(args: argparse.Namespace) -> dict[str, float]:
-    out = {}
-    for k, v in _pairs(args.cross, "--cross").items():
-        try:
-            out[k] = float(v)
-        except ValueError:
-            raise UsageError(f"--cross {k}: expected a number, got {v!r}") from None
-    return out
+    return {k: _convert(0.0, v, f"--cross {k}") for k, v in _pairs(args.cross, "--cross").items()}
 
 
 def _add_run_options(r: argparse.ArgumentParser) -> None:

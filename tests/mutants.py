@@ -93,7 +93,7 @@ MUTANTS = [
            'return torch.device("cuda", local)', 'return torch.device("cuda", 0)',
            "every torchrun rank on cuda:0"),
     Mutant("resume-ignores-seed", "scgan_bench/scgan/train.py",
-           'IDENTITY_KEYS = ("variant", "recipe", "seed", ', 'IDENTITY_KEYS = ("variant", "recipe", ',
+           '"recipe": self.recipe.spec(), "seed": c.seed,', '"recipe": self.recipe.spec(),',
            "resume does not compare the seed"),
     Mutant("restarts-period", "scgan_bench/scgan/train.py",
            "CosineAnnealingWarmRestarts(opt, T_0=cfg.lr_period",

@@ -187,7 +187,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, faces):
     for p in procs:
         p.start()
     for p in procs:
-        p.join(timeout=180)
+        p.join()  # no wall-clock limit: a slow or loaded machine is not a failure
         assert p.exitcode == 0
     ddp = torch.load(tmp_path / "d" / "rank0.pt", weights_only=True)
     for k, g in single["grads"].items():

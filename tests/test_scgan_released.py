@@ -5,7 +5,6 @@ in safetensors metadata)."""
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from pathlib import Path
 
@@ -65,16 +64,18 @@ def digest(x: torch.Tensor) -> dict:
             "samples": [float(v) for v in flat[idx]]}
 
 
+def write_golden() -> None:
+    """Regenerate the stored digest, only for an intended architecture change:
+    ``python tests/test_scgan_released.py --write-golden``."""
+    GOLDEN.parent.mkdir(exist_ok=True)
+    GOLDEN.write_text(json.dumps({k: digest(v) for k, v in forward_outputs().items()}, indent=1) + "\n")
+
+
 def test_released_architecture_forward_matches_the_golden_digest():
     """Stored digest (mean, std and 24 values per output; the discriminators' block features too) of
     every network at the released widths with name-seeded weights; tolerance rtol 1e-4 and atol 1e-4 x
-    the output's std (float32 across CPUs). Regenerate only for an intended architecture change:
-    SCGAN_BENCH_WRITE_GOLDEN=1 pytest tests/test_scgan_released.py."""
+    the output's std (float32 across CPUs). See :func:`write_golden`."""
     got = {k: digest(v) for k, v in forward_outputs().items()}
-    if os.environ.get("SCGAN_BENCH_WRITE_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
-        pytest.skip(f"wrote {GOLDEN}")
     want = json.loads(GOLDEN.read_text())
     assert set(got) == set(want)
     for k in want:
@@ -253,3 +254,11 @@ def test_the_mutation_list_still_applies_to_the_code():
     assert len(mutants.MUTANTS) >= 10 and len({m.name for m in mutants.MUTANTS}) == len(mutants.MUTANTS)
     for m in mutants.MUTANTS:
         mutants.check_applies(m)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--write-golden"]:
+        write_golden()
+        print(f"wrote {GOLDEN}")

@@ -119,7 +119,6 @@ class Influence:
     rls_calls: tuple[str, ...]
     stores: tuple[str, ...]
     ignored_terms: tuple[str, ...]            # active terms that never reach R_LS
-    ignored_discriminators: tuple[str, ...]
 
     def key(self) -> tuple[Any, ...]:
         return (self.terms, self.discriminators, self.rls_calls, self.stores)
@@ -178,7 +177,7 @@ def rls_influence(v: Variant, r: "Recipe") -> Influence:
         v.name,
         tuple(sorted((n, terms[n].weight, tuple(sorted(routes[n].items()))) for n in used_terms)),
         tuple(sorted(used_discs)), tuple(rls_calls), tuple(sorted(relevant)),
-        tuple(n for n in terms if n not in used_terms), tuple(k for k in discs if k not in used_discs))
+        tuple(n for n in terms if n not in used_terms))
 
 
 def equivalence_classes(r: "Recipe", names: list[str] | None = None) -> list[list[str]]:

@@ -97,7 +97,6 @@ def load_rls(path: Path) -> tuple[RestorationNet, str, dict[str, str]]:
         key = next((k for k in ("G_RLS", "G_l2h") if isinstance(raw, dict) and k in raw), None)
         if key is None:
             raise UsageError(f"{path}: not a released SCGAN checkpoint (no 'G_RLS' or 'G_l2h' entry)")
-        _released_layout_error(path, list(raw[key]))
         sd = {released_rls_key(k.removeprefix("module.")): v for k, v in raw[key].items()}
         meta, order = {"format": f"released ({key})", "recipe": "official", "variant": "scgan"}, "bgr"
     _released_layout_error(path, list(sd))

@@ -192,13 +192,18 @@ class Discriminator(nn.Module):
 
 
 # ------------------------------------------------------------------------------------ initialisation
+def weight_parametrizations(m: nn.Module):
+    """The parametrisation list of ``m.weight`` (spectral norm), or None when it has none."""
+    return getattr(getattr(m, "parametrizations", None), "weight", None)
+
+
 @torch.no_grad()
 def refresh_spectral_norm(module: nn.Module, iterations: int = 100) -> None:
     """Re-run the power iteration of every spectral-norm parametrisation on its current weight (from
     fresh random vectors), so the first forward after a re-initialisation divides by the true largest
     singular value, not by an estimate made for the weights that were replaced."""
     for m in module.modules():
-        plist = getattr(getattr(m, "parametrizations", None), "weight", None)
+        plist = weight_parametrizations(m)
         if plist is None:
             continue
         w = plist.original
@@ -230,7 +235,7 @@ def kaiming_zero_residual_(module: nn.Module) -> nn.Module:
     on the new weights (:func:`refresh_spectral_norm`)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            plist = getattr(getattr(m, "parametrizations", None), "weight", None)
+            plist = weight_parametrizations(m)
             w = plist.original if plist is not None else m.weight
             nn.init.kaiming_normal_(w, nonlinearity="relu")
             if m.bias is not None:

@@ -52,15 +52,13 @@ from tqdm import tqdm
 
 from ..errors import ImageDecodeError, TrainingDiverged, UsageError
 from ..image_io import atomic_write_bytes, atomic_write_text, list_images, read_image, write_png
+from ..manifest import sha256_bytes
 from ..store import remove_temp_files
 from ..resize import resize_uint8, to_square
 from .model import SCGAN, Recipe, get_recipe
 from .variants import VARIANTS
 
 CHECKPOINT_FORMAT = 2
-# what a resume must share with the run it continues (data: digest of the decoded training faces)
-IDENTITY_KEYS = ("variant", "recipe", "seed", "batch_size", "learning_rate", "lr_min", "lr_period", "lr_schedule",
-                 "betas", "width", "data")
 
 
 @dataclass
@@ -201,10 +199,6 @@ def safetensors_metadata(blob: bytes) -> dict[str, str]:
     return json.loads(blob[8:8 + n]).get("__metadata__", {}) or {}
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def rls_metadata(cfg: TrainConfig, step: int) -> dict[str, str]:
     """What ``rls.safetensors`` says about itself: channel order, variant, recipe, width, seed, step."""
     return {"format": str(CHECKPOINT_FORMAT), "channel_order": "rgb", "variant": cfg.variant,
@@ -234,7 +228,7 @@ def save_checkpoint(out: Path, model: SCGAN, state: dict[str, Any], cfg: TrainCo
     atomic_write_bytes(folder / "model.safetensors", weights, durable=True)
     atomic_write_bytes(folder / "state.pt", buf.getvalue(), durable=True)
     latest = {"format": CHECKPOINT_FORMAT, "folder": folder.name, "global_step": step,
-              "sha256": {"model.safetensors": _sha256(weights), "state.pt": _sha256(buf.getvalue())},
+              "sha256": {"model.safetensors": sha256_bytes(weights), "state.pt": sha256_bytes(buf.getvalue())},
               "identity": identity}
     atomic_write_text(ckpt / "latest.json", json.dumps(latest, indent=1, default=str), durable=True)
     for old in ckpt.glob("step-*"):
@@ -243,7 +237,7 @@ def save_checkpoint(out: Path, model: SCGAN, state: dict[str, Any], cfg: TrainCo
     rls = {k: v.detach().cpu().contiguous() for k, v in model.rls.state_dict().items()}
     data = save(rls, metadata=rls_metadata(cfg, step))
     atomic_write_bytes(out / "rls.safetensors", data, durable=True)
-    atomic_write_text(out / "rls.safetensors.sha256", _sha256(data) + "  rls.safetensors\n", durable=True)
+    atomic_write_text(out / "rls.safetensors.sha256", sha256_bytes(data) + "  rls.safetensors\n", durable=True)
     atomic_write_text(out / "config.json", json.dumps(
         {**asdict(cfg), "variant_spec": _variant_json(cfg.variant), "recipe_spec": cfg.recipe_spec().spec()},
         indent=1, default=str), durable=True)
@@ -275,7 +269,7 @@ def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> lis
         return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
     diffs = []
-    for k in IDENTITY_KEYS:
+    for k in sorted(set(stored) | set(current)):
         a, b = stored.get(k), current.get(k)
         if same(a, b):
             continue
@@ -312,8 +306,8 @@ def load_checkpoint(out: Path, model: SCGAN, identity: dict[str, Any] | None = N
         if not path.is_file():
             raise UsageError(f"checkpoint file {path} named by {latest_path} is missing")
         blobs[name] = path.read_bytes()
-        if _sha256(blobs[name]) != recorded.get(name):
-            raise UsageError(f"checkpoint file {path} is damaged: its sha256 {_sha256(blobs[name])} differs from "
+        if sha256_bytes(blobs[name]) != recorded.get(name):
+            raise UsageError(f"checkpoint file {path} is damaged: its sha256 {sha256_bytes(blobs[name])} differs from "
                              f"the {recorded.get(name)} recorded in {latest_path}")
     if identity is not None:
         diffs = identity_differences(latest.get("identity", {}), identity)
@@ -443,7 +437,8 @@ class Trainer:
                 dist.broadcast(t.data, 0)
 
     def identity(self) -> dict[str, Any]:
-        """What a resume must share with this run (:data:`IDENTITY_KEYS`)."""
+        """What a resume must share with the run it continues (``data``: a digest of the decoded
+        training faces); recorded in every checkpoint."""
         if self._identity is None:
             c = self.cfg
             self._identity = {"variant": c.variant, "recipe": self.recipe.spec(), "seed": c.seed,
@@ -540,7 +535,8 @@ class Trainer:
             if self.rank == 0:
                 _truncate_log(out / "log.csv", self.global_step)
         elif self.rank == 0:
-            _start_fresh(out, cfg.overwrite)
+            _refuse_existing_run(out, cfg.overwrite)
+            _clear_run_outputs(out)
         writer = _tensorboard(out) if self.rank == 0 else None
         rows: list[dict[str, Any]] = []
         spe = self.steps_per_epoch
@@ -612,20 +608,22 @@ RUN_OUTPUTS = ("checkpoints", "log.csv", "rls.safetensors", "rls.safetensors.sha
                "tensorboard")
 
 
-def _start_fresh(out: Path, overwrite: bool) -> None:
-    """A new run in ``out``: refuse to replace another run's checkpoint unless ``overwrite``."""
+def _refuse_existing_run(out: Path, overwrite: bool) -> None:
+    """A new run in ``out`` may not replace another run's checkpoint unless ``overwrite``."""
     ckpt = out / "checkpoints"
-    if (ckpt / "latest.json").exists() or (ckpt / "last.safetensors").exists():
-        if not overwrite:
-            raise UsageError(f"{out} already holds a training run (checkpoint in {ckpt}): continue it with "
-                             "--resume, or replace it with --overwrite, or choose another --out")
-    if overwrite or (out / "log.csv").exists():
-        for name in RUN_OUTPUTS:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+    if not overwrite and ((ckpt / "latest.json").exists() or (ckpt / "last.safetensors").exists()):
+        raise UsageError(f"{out} already holds a training run (checkpoint in {ckpt}): continue it with "
+                         "--resume, or replace it with --overwrite, or choose another --out")
+
+
+def _clear_run_outputs(out: Path) -> None:
+    """Remove an earlier run's outputs (not the decoded-data cache) before a new run starts."""
+    for name in RUN_OUTPUTS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
 
 def _truncate_log(path: Path, last_step: int) -> None:
@@ -714,7 +712,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> Path:
     with run_lock(out) if rank0 else nullcontext():
         if rank0:
             if not resume:
-                _start_fresh(out, cfg.overwrite)  # refuses another run's checkpoint before loading data
+                _refuse_existing_run(out, cfg.overwrite)  # before any data is loaded
             remove_temp_files(out)
             warning = equivalence_warning(cfg)
             if warning:
