@@ -44,6 +44,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_throughput.py
 	$(BIN)/python benchmarks/metrics_throughput.py
+	$(BIN)/python benchmarks/baselines_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info results/demo results/latest

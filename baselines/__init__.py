@@ -1,3 +1,27 @@
-"""Third-party SR methods (installed as ``scgan_bench.baselines``): one module and one card per
-method. Learned baselines land here with the weights manager; the interpolation baselines are
-built in (``scgan_bench.methods.interpolation``)."""
+"""Third-party SR methods (installed as ``scgan_bench.baselines``): one module and one card per method,
+each loading the authors' released weight files through the weights manager.
+
+* ``realesrgan`` (Real-ESRGAN x4plus), ``gfpgan-v1`` / ``gfpgan-v1.3`` / ``gfpgan-v1.4`` (``gfpgan`` =
+  v1.3), ``lrgan`` (the released model.pkl), ``codeformer``, ``restoreformer``, ``restoreformer++``;
+* :mod:`.bridge` (16 px <-> a restorer's input size), :mod:`.loading` (verified, strict loading),
+  :mod:`.adapter` (the one SR adapter).
+
+Methods of the paper's Tables 5-7 that are not implemented yet are listed in :data:`PLANNED`, so that
+``scgan-bench list methods`` and the tables can say so.
+"""
+from scgan_bench.registries import METHODS
+
+from . import codeformer, gfpgan, lrgan, realesrgan, restoreformer  # noqa: F401  (registration)
+
+#: the names the paper's tables use -> the method that fills them by default
+METHODS.alias("gfpgan", "gfpgan-v1.3")
+METHODS.alias("real-esrgan", "realesrgan")
+
+#: Table 5-7 methods without an implementation yet -> what is missing
+PLANNED = {
+    "dfdnet": "needs an in-project UNetDictFace network and its 16 component dictionaries (DFDNet; ECCV 2020)",
+    "hifacegan": "needs an in-project LIP-SPADE generator (HiFaceGAN; ACM MM 2020)",
+    "pulse": "needs an in-project StyleGAN v1 synthesis network and its latent search (PULSE; CVPR 2020; "
+             "GPU only in practice)",
+    "cyclegan": "no released face model: needs the CycleGAN training recipe on SCGAN's data",
+}

@@ -6,7 +6,7 @@ import difflib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import TrainingDiverged, UsageError, describe_os_error
 from .image_io import DEFAULT_MAX_PIXELS
@@ -41,25 +41,43 @@ def _convert(default: Any, raw: str, what: str) -> Any:
     return raw
 
 
-def parse_dataset_options(values: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``NAME:KEY=VALUE`` -> ``{NAME: {KEY: typed value}}``, checked against the dataset's options."""
-    from .registries import DATASETS, load_plugins
-
-    load_plugins()
+def _parse_options(values: Sequence[str], flag: str, kind: str,
+                   lookup: Callable[[str], tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """``NAME:KEY=VALUE`` -> ``{NAME: {KEY: typed value}}``; ``lookup(name)`` gives the canonical name
+    and the option defaults (their types convert the values)."""
     out: dict[str, dict[str, Any]] = {}
     for v in values:
         name, sep, rest = v.partition(":")
         key, sep2, raw = rest.partition("=")
         if not sep or not sep2 or not key:
-            raise UsageError(f"--dataset-opt expects NAME:KEY=VALUE, got {v!r}")
-        defaults = dict(DATASETS.get(name).create().options())
+            raise UsageError(f"{flag} expects NAME:KEY=VALUE, got {v!r}")
+        name, defaults = lookup(name)
         if key not in defaults:
             close = difflib.get_close_matches(key, list(defaults), n=2)
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise UsageError(f"dataset {name!r} has no option {key!r}.{hint} "
-                             f"Options: {', '.join(sorted(defaults))}.")
+            raise UsageError(f"{kind} {name!r} has no option {key!r}.{hint} "
+                             f"Options: {', '.join(sorted(defaults)) or 'none'}.")
         out.setdefault(name, {})[key] = _convert(defaults[key], raw, f"{name}:{key}")
     return out
+
+
+def parse_dataset_options(values: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``NAME:KEY=VALUE`` -> ``{NAME: {KEY: typed value}}``, checked against the dataset's options."""
+    from .registries import DATASETS, load_plugins
+
+    load_plugins()
+    return _parse_options(values, "--dataset-opt", "dataset",
+                          lambda n: (n, dict(DATASETS.get(n).create().options())))
+
+
+def parse_method_options(values: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The same for methods (``scgan-bench list methods`` shows their options, e.g. ``codeformer:w=0.7``);
+    aliases resolve to their method."""
+    from .registries import METHODS, load_plugins
+
+    load_plugins()
+    return _parse_options(values, "--method-opt", "method",
+                          lambda n: (METHODS.get(n).name, METHODS.get(n).defaults()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="read a table dataset from another run dataset (stated under the table)")
     tb.add_argument("--metric-map", action="append", default=[], metavar="TABLE_METRIC=RUN_METRIC",
                     help="read a table metric from another backend, e.g. fid=fid-dlib (stated under the table)")
+    tb.add_argument("--method-map", action="append", default=[], metavar="TABLE_METHOD=RUN_METHOD",
+                    help="fill a table column from another run method, e.g. gfpgan=gfpgan-v1 (default: gfpgan -> "
+                         "gfpgan-v1.3, real-esrgan -> realesrgan; stated under the table)")
 
     rp = sub.add_parser("report", help="self-contained HTML report of a run")
     rp.add_argument("run", type=Path)
@@ -170,6 +191,9 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
                         "simple-bicubic, complex)")
     r.add_argument("--dataset-opt", action="append", default=[], metavar="NAME:KEY=VALUE",
                    help="dataset option, e.g. widerface:max_size=48")
+    r.add_argument("--method-opt", action="append", default=[], metavar="NAME:KEY=VALUE",
+                   help="method option, e.g. codeformer:w=0.7 or gfpgan-v1.3:bridge=official "
+                        "(`scgan-bench list methods` shows each method's options)")
     r.add_argument("--seed", type=int, default=0, help="global degradation seed (default 0)")
     r.add_argument("--workers", type=int, default=1, help="processes for decoding and degrading")
     r.add_argument("--batch-size", type=int, default=32)
@@ -227,14 +251,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         degradations=_pairs(args.degradation, "--degradation"),
         references=_pairs(args.reference, "--reference"),
         dataset_options=parse_dataset_options(args.dataset_opt),
+        method_options=parse_method_options(args.method_opt),
         accept_data_changes=args.accept_data_changes, progress=not args.quiet, wait=args.wait)
     return _report(run_benchmark(cfg))
+
+
+def _restricted_licences(run: Path) -> list[str]:
+    """Methods of a run whose code or weights carry a non-commercial / academic-only licence."""
+    import json
+
+    try:
+        methods = json.loads((run / "run.json").read_text()).get("methods", {})
+    except (OSError, ValueError):
+        return []
+    flags = ("non-commercial", "academic", "research")
+    return [f"{m}: {info['license']}" for m, info in methods.items()
+            if any(f in str(info.get("license", "")).lower() for f in flags)]
 
 
 def _report(res) -> int:
     print(res.summary_md)
     for k, why in res.unavailable.items():
         print(f"unavailable {k}: {why}")
+    for line in _restricted_licences(res.out):
+        print(f"licence (restricted use): {line}")
     if res.failures:
         print(f"{len(res.failures)} image(s) failed; reasons in {res.out / 'failures.csv'}:")
         for f in res.failures[:10]:
@@ -289,9 +329,24 @@ def cmd_list(args: argparse.Namespace) -> int:
                               f"$SCGAN_BENCH_ROOT_{name.upper().replace('-', '_')}")
             rows.append((name, f"{spec.kind}: {spec.summary} [card: {cards / spec.card}]", status))
     elif args.what == "methods":
+        import scgan_bench.baselines as bpkg
+
+        cards = Path(bpkg.__file__).resolve().parent
+        aliases: dict[str, list[str]] = {}
+        for alias, target in METHODS.aliases().items():
+            aliases.setdefault(target, []).append(alias)
         for name, spec in METHODS.items():
             a = spec.availability()
-            rows.append((name, spec.summary, "available" if a.ok else f"unavailable: {a.reason}"))
+            desc = spec.summary + (f" (also: {', '.join(aliases[name])})" if name in aliases else "")
+            if spec.license:
+                desc += f"\nlicence: {spec.license}"
+            if spec.options:
+                desc += "\noptions: " + "; ".join(f"{k}={v!r}" for k, v, _ in spec.options)
+            if spec.card:
+                desc += f"\ncard: {cards / spec.card}"
+            rows.append((name, desc, "available" if a.ok else f"unavailable: {a.reason}"))
+        for name, why in bpkg.PLANNED.items():
+            rows.append((name, f"a method of the paper's Tables 5-7: {why}", "not implemented yet"))
     elif args.what == "metrics":
         for name, spec in METRICS.items():
             a = spec.availability()
@@ -356,7 +411,8 @@ def cmd_table(args: argparse.Namespace) -> int:
     out = args.out or (args.run if args.run is not None else Path("."))
     for p in write_table(args.number, None if args.paper else args.run, out, compare_paper=args.compare_paper,
                          datasets=_pairs(args.dataset_map, "--dataset-map"),
-                         metrics=_pairs(args.metric_map, "--metric-map")):
+                         metrics=_pairs(args.metric_map, "--metric-map"),
+                         methods=_pairs(args.method_map, "--method-map")):
         print(p)
     md = out / f"table{int(args.number)}.md"
     if md.exists():
@@ -397,7 +453,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_weights(args: argparse.Namespace) -> int:
     from . import weights as W
+    from .registries import load_plugins
 
+    load_plugins()  # plug-ins register their assets (the baselines' weight files)
     if args.offline:
         os.environ["SCGAN_BENCH_OFFLINE"] = "1"
     names = args.names or list(W.ASSETS)
@@ -407,6 +465,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
         for n in names:
             a, st = W.ASSETS.get(n), W.status(n)
             kind, want = W.expected_hash(a)
+            if kind == "first-use" and a.git_blob:
+                kind, want = "git blob (published), then sha256 on first use", a.git_blob
             print(f"{n}: {st.state}{f' at {st.path}' if st.path else ''}\n"
                   f"  file {a.filename}; check: {kind} {want[:16]}{'...' if len(want) > 16 else ''}\n"
                   f"  url {a.url}\n  used by {a.used_by}; licence {a.license}"

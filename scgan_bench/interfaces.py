@@ -61,16 +61,33 @@ class ReferenceMethod(Protocol):
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """Registry entry for an SR method; ``factory(device=...)`` builds it on a torch device."""
+    """Registry entry for an SR method; ``factory(device=..., **options)`` builds it on a torch device.
+
+    ``options`` are ``(name, default, help)`` triples (``run --method-opt NAME:KEY=VALUE``); ``license``
+    is the licence of the code and weights a user takes on by picking the method, ``card`` the file of
+    its method card, ``weights`` the assets it reads (``scgan-bench weights list``)."""
 
     name: str
     factory: Callable[..., SRMethod]
     summary: str
     paper: str = ""
     availability: Callable[[], Availability] = Availability.yes
+    license: str = ""
+    card: str = ""
+    options: tuple[tuple[str, Any, str], ...] = ()
+    weights: tuple[str, ...] = ()
 
-    def create(self, device: str = "cpu") -> SRMethod | ReferenceMethod:
-        return self.factory(device=device)
+    def defaults(self) -> dict[str, Any]:
+        return {k: v for k, v, _ in self.options}
+
+    def create(self, device: str = "cpu", **options: Any) -> SRMethod | ReferenceMethod:
+        unknown = sorted(set(options) - set(self.defaults()))
+        if unknown:
+            from .errors import UsageError
+
+            allowed = ", ".join(sorted(self.defaults())) or "none"
+            raise UsageError(f"method {self.name!r} has no option {unknown[0]!r}; options: {allowed}")
+        return self.factory(device=device, **options)
 
 
 # --------------------------------------------------------------------------------- metrics

@@ -54,6 +54,7 @@ class RunConfig:
     degradations: dict[str, str] = field(default_factory=dict)
     references: dict[str, str] = field(default_factory=dict)
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     accept_data_changes: bool = False
     progress: bool = True
     wait: bool = False  # wait for another process's lock on ``out`` instead of stopping
@@ -101,6 +102,9 @@ def validate(cfg: RunConfig) -> None:
         DATASETS.get(n)
     for n in cfg.methods:
         METHODS.get(n)
+    for n in cfg.method_options:
+        if METHODS.canonical(n) not in [METHODS.canonical(m) for m in cfg.methods]:
+            raise UsageError(f"an option names method {n!r}, which is not in --methods ({','.join(cfg.methods)})")
     for n in cfg.metrics:
         METRICS.get(n)
     for n in cfg.references.values():
@@ -163,8 +167,9 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
             unavailable[f"method:{name}"] = avail.reason
             continue
         try:
-            methods[name] = spec.create(device=device)
-            meta["methods"][name] = {"summary": spec.summary, "fingerprint": dict(methods[name].fingerprint())}
+            methods[name] = spec.create(device=device, **cfg.method_options.get(name, {}))
+            meta["methods"][name] = {"summary": spec.summary, "license": spec.license,
+                                     "fingerprint": dict(methods[name].fingerprint())}
         except Exception as exc:  # noqa: BLE001 (a checkpoint that fails to load: the method, not the run)
             methods.pop(name, None)
             unavailable[f"method:{name}"] = f"could not be loaded: {type(exc).__name__}: {exc}"

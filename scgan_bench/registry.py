@@ -20,6 +20,21 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
+
+    def alias(self, name: str, target: str) -> None:
+        """Another name for ``target`` (e.g. ``gfpgan`` -> ``gfpgan-v1.3``): accepted everywhere a
+        name is, resolved to ``target``, never listed or run twice."""
+        if name in self._entries or name in self._aliases:
+            raise ValueError(f"duplicate {self.kind} name {name!r}: already registered")
+        self._aliases[name] = target
+
+    def canonical(self, name: str) -> str:
+        """``name`` with an alias resolved (unknown names are returned unchanged)."""
+        return self._aliases.get(name, name)
+
+    def aliases(self) -> dict[str, str]:
+        return dict(self._aliases)
 
     def register(self, name: str, entry: T | None = None) -> Callable[[T], T] | T:
         """Register ``entry`` under ``name``; without ``entry`` returns a decorator."""
@@ -36,19 +51,19 @@ class Registry(Generic[T]):
     def _add(self, name: str, entry: T) -> None:
         if not name or name != name.strip() or "," in name:
             raise ValueError(f"invalid {self.kind} name {name!r}: no commas or surrounding spaces")
-        if name in self._entries:
+        if name in self._entries or name in self._aliases:
             raise ValueError(f"duplicate {self.kind} name {name!r}: already registered")
         self._entries[name] = entry
 
     def get(self, name: str) -> T:
         """Return the entry for ``name`` or raise :class:`UnknownNameError` with suggestions."""
         try:
-            return self._entries[name]
+            return self._entries[self._aliases.get(name, name)]
         except KeyError:
             raise UnknownNameError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, list(self._entries) + list(self._aliases), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown {self.kind} {name!r}.{hint} Allowed: {', '.join(sorted(self._entries))}."
 
@@ -62,10 +77,10 @@ class Registry(Generic[T]):
             return sorted(self._entries)
         for n in names:
             self.get(n)
-        return list(dict.fromkeys(names))
+        return list(dict.fromkeys(self.canonical(n) for n in names))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries))

@@ -69,6 +69,9 @@ class Asset:
     source_note: str = ""
     #: user-produced files (trained checkpoints): verified against a ``<file>.sha256`` sidecar
     sidecar: bool = False
+    #: git blob SHA-1 of a file committed to the official repository (``git hash-object FILE``): a
+    #: published content hash, checked before the sha256 is recorded on first use
+    git_blob: str | None = None
 
     def search_paths(self) -> list[tuple[str, Path]]:
         out: list[tuple[str, Path]] = []
@@ -184,9 +187,28 @@ def _digest(path: Path) -> str:
     return _DIGESTS[key]
 
 
+def git_blob_sha1(path: Path) -> str:
+    """``git hash-object``: SHA-1 of ``b"blob <size>\\0" + content``."""
+    import hashlib
+
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _verify(asset: Asset, path: Path, origin: str, *, record: bool = True) -> Resolved:
     digest = _digest(path)
     kind, want = expected_hash(asset)
+    if kind == "first-use" and asset.git_blob:
+        blob = git_blob_sha1(path)
+        if blob != asset.git_blob:
+            raise WeightsError(
+                f"{asset.name}: {path} has git blob id {blob}, but the file committed to the official "
+                f"repository has {asset.git_blob} (`git hash-object {path.name}`): corrupt, tampered with "
+                f"or another file. Get the official one from {asset.url}, or pin this file with "
+                f"{_env_key(asset.name)}=<sha256> if you trust it.")
     if kind in ("override", "sha256"):
         ok = digest == want
     elif kind == "prefix":
@@ -206,6 +228,8 @@ def _verify(asset: Asset, path: Path, origin: str, *, record: bool = True) -> Re
             kind = "first-use (recorded now)"
         elif want:
             kind = "first-use (recorded earlier)"
+        if asset.git_blob:
+            kind = f"git blob {asset.git_blob[:12]} (published) + sha256 " + kind
     if not ok:
         raise WeightsError(
             f"{asset.name}: {path} has sha256 {digest}, expected {kind} {want}: the file is "

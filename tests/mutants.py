@@ -1,5 +1,5 @@
-"""One-line mutations of the SCGAN code, the reliability guarantees and the metrics, each of which a
-fast test must catch (``make mutants``).
+"""One-line mutations of the SCGAN code, the pretrained baselines, the reliability guarantees and the
+metrics, each of which a fast test must catch (``make mutants``).
 
 Each mutant is applied to a copy of the package in a temporary folder (the repository is never
 touched), and the fast SCGAN tests run against that copy (``PYTHONPATH`` puts it before the editable
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
+TESTS = ["tests/test_baselines.py", "tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
          "tests/test_scgan.py", "tests/test_reliability.py", "tests/test_metric_references.py",
          "tests/test_metric_suite.py",
          "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks"]
@@ -37,6 +37,55 @@ class Mutant:
 
 
 MUTANTS = [
+    # pretrained baselines (tests/test_baselines.py)
+    Mutant("baseline-range-0-1", "baselines/adapter.py",
+           'RANGES = {"[-1,1]": (lambda x: x * 2 - 1,', 'RANGES = {"[-1,1]": (lambda x: x,',
+           "[0, 1] fed to the [-1, 1] networks (the spandrel descriptor trap)"),
+    Mutant("bridge-bilinear", "baselines/bridge.py",
+           'out = [resize_uint8(im, (size, size), "bicubic") for im in imgs]',
+           'out = [resize_uint8(im, (size, size), "bilinear") for im in imgs]',
+           "the default bridge upsamples bilinearly instead of bicubically"),
+    Mutant("bridge-down-bilinear", "baselines/bridge.py",
+           "return F.avg_pool2d(y, k) if k > 1 else y",
+           'return F.interpolate(y, scale_factor=1 / k, mode="bilinear") if k > 1 else y',
+           "512 -> 64 by bilinear interpolation instead of the exact area average"),
+    Mutant("lrgan-skip-rectified", "baselines/lrgan.py",
+           "return out + (self.skip(x) if self.skip is not None else x)\n\n\nclass _Upsample",
+           "return out + (self.skip(F.relu(x)) if self.skip is not None else x)\n\n\nclass _Upsample",
+           "LRGAN blocks' skip on relu(x) (SCGAN's in-place semantics) instead of x"),
+    Mutant("lrgan-bgr", "baselines/lrgan.py", "        y = net(x)\n", "        y = net(x.flip(1)).flip(1)\n",
+           "LRGAN fed BGR (like SCGAN's released model) instead of RGB"),
+    Mutant("gfpgan-v1-slope", "baselines/gfpganv1_arch.py",
+           "return F.leaky_relu(x + bias.view(shape), 0.2) * SQRT2",
+           "return F.leaky_relu(x + bias.view(shape), 0.1) * SQRT2",
+           "GFPGAN v1 fused leaky ReLU with the wrong slope"),
+    Mutant("gfpgan-v1-sft-full", "baselines/gfpganv1_arch.py",
+           "out = torch.cat([same, sft * conditions[i - 1] + conditions[i]], dim=1)",
+           "out = torch.cat([same * conditions[i - 1] + conditions[i], sft], dim=1)",
+           "GFPGAN v1 SFT applied to the wrong half of the channels"),
+    Mutant("gfpgan-noise-by-position", "baselines/gfpgan.py",
+           "[n.to(x) for n in seeded_noise(k, shapes)]", "[n.to(x) for n in seeded_noise(f'{i:015x}', shapes)]",
+           "GFPGAN noise seeded by batch position instead of by the image"),
+    Mutant("rfpp-self-attention", "baselines/restoreformer_arch.py",
+           "y = h_ if y is None else self.norm2(y)", "y = h_",
+           "RestoreFormer++ decoder attention ignores the encoder's queries"),
+    Mutant("rfpp-one-scale", "baselines/restoreformer_arch.py",
+           "decoder_attn: tuple[int, ...] = (16, 32)", "decoder_attn: tuple[int, ...] = (16,)",
+           "RestoreFormer++ without its 32 px cross-attention"),
+    Mutant("codeformer-w-name", "baselines/codeformer.py", "return net(x, weight=w, adain=True)[0]",
+           "return net(x, w=w, adain=True)[0]", "CodeFormer's fidelity passed as w= (silently ignored by spandrel)"),
+    Mutant("strict-unexpected-ignored", "baselines/loading.py",
+           "unexpected = got - expected - set(allow_unexpected)", "unexpected = set()",
+           "unexpected keys accepted silently"),
+    Mutant("family-check-off", "baselines/loading.py",
+           "    families = (family,) if isinstance(family, str) else family\n",
+           "    return\n", "a file of another method is not recognised"),
+    Mutant("rrdb-key-check-off", "baselines/realesrgan.py",
+           "    check_keys(rrdb_keys(blocks), sd, path, what)\n", "",
+           "Real-ESRGAN keys not checked (spandrel drops unknown keys)"),
+    Mutant("git-blob-unchecked", "scgan_bench/weights.py",
+           'if kind == "first-use" and asset.git_blob:', 'if False and asset.git_blob:',
+           "LRGAN's model.pkl not checked against its published git blob id"),
     Mutant("hinge-real-sign", "scgan_bench/scgan/model.py",
            "F.relu(1.0 - d(real)).mean()", "F.relu(1.0 + d(real)).mean()",
            "discriminator hinge on real images with the wrong sign"),
@@ -178,7 +227,9 @@ FIRST = (("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/tes
          ("scgan_bench/scoring.py", ("tests/test_metric_references.py", "tests/test_reliability.py")),
          ("scgan_bench/runlock.py", ("tests/test_reliability.py",)),
          ("scgan_bench/store.py", ("tests/test_reliability.py",)),
-         ("datasets/", ("tests/test_reliability.py",)))
+         ("datasets/", ("tests/test_reliability.py",)),
+         ("baselines/", ("tests/test_baselines.py",)),
+         ("scgan_bench/weights.py", ("tests/test_baselines.py", "tests/test_weights.py")))
 
 
 def ordered_tests(path: str | None) -> list[str]:

@@ -40,7 +40,8 @@ def test_golden_csv_and_latex_with_ties_and_footnotes():
         "Nearest,40.00%,30.00%\n"
         "GT,30.00%,40.00%\n"
         "DFDNet,—[1],—[1]\n"
-        "[1],method dfdnet is not implemented in scgan-bench yet\n")
+        "[1],method dfdnet is not implemented in scgan-bench yet: needs an in-project UNetDictFace network and its "
+        "16 component dictionaries (DFDNet; ECCV 2020)\n")
     # ties share a rank (both 50.00% red), the next distinct value is second (blue), then third (bold)
     assert r.rank == [[0, 1, 0], [0, 1, 3], [0, 2, 2], [0, 3, 1], [0, 0, 0]]
     tex = r.latex()

@@ -73,7 +73,10 @@ def missing_reason(cell: Cell, reasons: dict[Cell, str], number: int) -> str:
     if cell in reasons:
         return reasons[cell]
     if cell.method not in METHODS:
-        return f"method {cell.method} is not implemented in scgan-bench yet"
+        from ..baselines import PLANNED
+
+        why = PLANNED.get(cell.method)
+        return f"method {cell.method} is not implemented in scgan-bench yet" + (f": {why}" if why else "")
     avail = METHODS.get(cell.method).availability()
     if not avail.ok:
         return f"method {cell.method} unavailable: {avail.reason}"
@@ -224,13 +227,30 @@ def printed(cell: Cell, v: Value) -> Value:
     return Value(v.value * scale, None if v.std is None else v.std * scale)
 
 
+def method_sources(spec: TableSpec, methods: dict[str, str] | None = None) -> dict[str, str]:
+    """Table method key -> the run method that fills it: ``methods`` first, else the registry's alias
+    (``gfpgan`` -> ``gfpgan-v1.3``, ``real-esrgan`` -> ``realesrgan``), else the key itself."""
+    from ..registries import METHODS, load_plugins
+
+    load_plugins()
+    methods = methods or {}
+    for k, v in methods.items():
+        if k not in spec.methods:
+            raise UsageError(f"--method-map {k}={v}: Table {spec.number} has no method {k!r} "
+                             f"(its methods: {', '.join(spec.methods)})")
+    return {m: methods.get(m, METHODS.canonical(m)) for m in spec.methods}
+
+
 def remap(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str],
-          datasets: dict[str, str], metrics: dict[str, str]) -> tuple[dict[Cell, Value], dict[Cell, str], list[str]]:
-    """Read the table's cells from other run datasets / metrics (e.g. ``ls3dw -> demo``, ``fid ->
-    fid-dlib``); returns the re-keyed values, reasons and the notes that label every substitution."""
+          datasets: dict[str, str], metrics: dict[str, str], methods: dict[str, str] | None = None
+          ) -> tuple[dict[Cell, Value], dict[Cell, str], list[str]]:
+    """Read the table's cells from other run datasets / metrics / methods (e.g. ``ls3dw -> demo``,
+    ``fid -> fid-dlib``, ``gfpgan -> gfpgan-v1.3``); returns the re-keyed values, reasons and the notes
+    that label every substitution."""
     out_v, out_r = {}, {}
+    msrc = method_sources(spec, methods)
     for cell in spec.cells():
-        src = Cell(datasets.get(cell.dataset, cell.dataset), cell.method, metrics.get(cell.metric, cell.metric))
+        src = Cell(datasets.get(cell.dataset, cell.dataset), msrc[cell.method], metrics.get(cell.metric, cell.metric))
         if src in values:
             out_v[cell] = values[src]
         elif src in reasons:
@@ -240,6 +260,27 @@ def remap(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str],
     labels += [f"'{m}' is computed with the '{s}' backend" for m, s in metrics.items()
                if m != s and m in spec.metrics]
     return out_v, out_r, labels
+
+
+def pretrained_notes(spec: TableSpec, run: Path, msrc: dict[str, str], shown: set[str]) -> list[str]:
+    """One note per column filled by a pretrained baseline: which method, weights and resolution
+    bridge produced it (the paper says all baselines were retrained; these cells are official weights)."""
+    path = run / "run.json"
+    try:
+        methods = json.loads(path.read_text()).get("methods", {}) if path.exists() else {}
+    except ValueError:
+        return []
+    notes = []
+    for key, src in msrc.items():
+        fp = methods.get(src, {}).get("fingerprint", {})
+        if src not in shown or "weights" not in fp or "bridge" not in fp:
+            continue
+        label = dict(spec.columns).get(key) or dict(spec.rows).get(key) or key
+        bridge = fp["bridge"] if isinstance(fp["bridge"], str) else f"{fp['bridge'].get('up')}, {fp['bridge'].get('down')}"
+        notes.append(f"{label}: method {src}, official pretrained weights (sha256 "
+                     f"{', '.join(str(h)[:12] for h in fp['weights'].values())}), not retrained on SCGAN's data; "
+                     f"bridge {bridge}")
+    return notes
 
 
 def scgan_provenance(run: Path) -> dict[str, dict]:
@@ -300,7 +341,8 @@ def with_recipes(spec: TableSpec, provenance: dict[str, dict]) -> tuple[TableSpe
 
 
 def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper: bool = False,
-                datasets: dict[str, str] | None = None, metrics: dict[str, str] | None = None) -> list[Path]:
+                datasets: dict[str, str] | None = None, metrics: dict[str, str] | None = None,
+                methods: dict[str, str] | None = None) -> list[Path]:
     """Write ``tableN.{csv,md,tex}`` for a run (or for the paper's own values when ``run`` is None),
     plus ``tableN_vs_paper.{csv,md}`` with deltas when asked. ``datasets`` / ``metrics`` map the
     table's names to the run's (every substitution is stated under the table)."""
@@ -314,7 +356,12 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
         values, reasons = paper, {}
     else:
         values, reasons = run_values(run)
-        values, reasons, subs = remap(spec, values, reasons, datasets or {}, metrics or {})
+        msrc = method_sources(spec, methods)
+        shown = {c.method for c in values}
+        values, reasons, subs = remap(spec, values, reasons, datasets or {}, metrics or {}, methods)
+        subs += [f"column '{k}' shows run method '{v}'" for k, v in msrc.items()
+                 if k != v and v in shown]
+        subs += pretrained_notes(spec, run, msrc, shown)
         values = {c: printed(c, v) for c, v in values.items()}
         spec, marks = with_recipes(spec, scgan_provenance(run))
     r = render(spec, values, reasons, marks=marks)

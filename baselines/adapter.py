@@ -1,0 +1,95 @@
+"""One SR adapter for every pretrained baseline: bridge in, the network on the range it was trained on,
+bridge out. Each method module supplies the loaded network and a ``forward`` that calls it exactly as the
+official inference script does (never a library descriptor's ``__call__``: spandrel's GFPGAN and
+CodeFormer descriptors feed [0, 1] into [-1, 1] networks)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from scgan_bench.interfaces import MethodSpec
+from scgan_bench.registries import METHODS
+
+from .bridge import Bridge
+
+#: forward(net, x, keys) -> y: ``x`` on the network's input range, ``keys`` one sha256 per image (of
+#: its 8-bit LR pixels) for methods that seed per-image randomness from the input
+Forward = Callable[[nn.Module, torch.Tensor, Sequence[str]], torch.Tensor]
+
+RANGES = {"[-1,1]": (lambda x: x * 2 - 1, lambda y: (y.clamp(-1, 1) + 1) / 2),
+          "[0,1]": (lambda x: x, lambda y: y.clamp(0, 1))}
+
+
+def image_keys(lr: torch.Tensor) -> list[str]:
+    """sha256 of each image's 8-bit pixels (shape included): a seed source that does not depend on
+    the batch an image lands in."""
+    u8 = lr.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+    return [hashlib.sha256(str(tuple(im.shape)).encode() + im.contiguous().numpy().tobytes()).hexdigest()
+            for im in u8]
+
+
+@dataclass
+class PretrainedSR:
+    """An SR method around a pretrained network (see the module docstring).
+
+    ``input_range`` is the range the network was trained on (``"[-1,1]"`` or ``"[0,1]"``); its output is
+    read on the same range, clamped and mapped to [0, 1]. ``bridge`` is None for native 16 -> 64
+    networks. ``provenance`` (weights sha256, container, configuration, options) enters the fingerprint.
+    """
+
+    name: str
+    net: nn.Module
+    forward: Forward
+    input_range: str
+    bridge: Bridge | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    scale: int = 4
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.input_range not in RANGES:
+            raise ValueError(f"{self.name}: input_range must be one of {', '.join(RANGES)}")
+        self.net = self.net.to(self.device).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def upscale(self, lr: torch.Tensor) -> torch.Tensor:
+        if lr.ndim != 4 or lr.shape[1] != 3:
+            raise ValueError(f"{self.name}: expected an Nx3xHxW tensor, got {tuple(lr.shape)}")
+        out_size = lr.shape[-1] * self.scale
+        keys = image_keys(lr)
+        x = self.bridge.up(lr) if self.bridge is not None else lr.float()
+        to_net, from_net = RANGES[self.input_range]
+        with torch.inference_mode():
+            y = self.forward(self.net, to_net(x.to(self.device)).contiguous(), keys)
+        y = from_net(y.float())
+        return self.bridge.down(y, out_size) if self.bridge is not None else y
+
+    def fingerprint(self) -> Mapping[str, Any]:
+        return {"method": self.name, "version": self.version, "input_range": self.input_range,
+                "bridge": self.bridge.describe() if self.bridge is not None else "native 16->64 (none)",
+                **self.provenance}
+
+
+@dataclass(frozen=True)
+class Card:
+    """What ``list methods`` and the tables say about a method."""
+
+    summary: str
+    paper: str
+    license: str
+    card: str          # file name of the method card in baselines/
+    weights: tuple[str, ...] = ()
+
+
+def register(name: str, card: Card, factory: Callable[..., PretrainedSR], availability: Callable,
+             options: tuple[tuple[str, Any, str], ...] = ()) -> None:
+    """Register a pretrained baseline (options: ``(name, default, help)``)."""
+    METHODS.register(name, MethodSpec(name=name, factory=factory, summary=card.summary, paper=card.paper,
+                                      availability=availability, license=card.license, card=card.card,
+                                      options=options, weights=card.weights))

@@ -1,0 +1,117 @@
+"""LRGAN's released Low-to-High generator (``model.pkl`` of jingyang2017/Face-and-Image-super-resolution)
+as an SR method: native 16 -> 64 px, RGB in [-1, 1], BatchNorm in eval mode. Card: lrgan.md.
+
+The network is the official ``GEN_DEEP`` with the official module names (so the raw state dict loads
+strictly): pre-activation residual blocks with BatchNorm, 12 at 16 px (identity skip around the group),
+bilinear x2 + BN + ReLU + 1x1 transposed conv, 3 blocks to 128 channels with a 1x1 projection skip
+(``a1``), the same up-sampling, then conv3x3 128->96, ReLU, 1x1, ReLU, 1x1 -> 3, tanh. ``a2`` is built but
+unused, as released. Unlike SCGAN's R_LS (its BatchNorm-free fork), the blocks' ReLU acts on the BN
+output, so the block input itself is never rectified.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from scgan_bench.requirements import needs
+from scgan_bench.weights import Asset, register_asset
+
+from .adapter import Card, PretrainedSR, register
+from .loading import Container, expect_family, load_strict, read_official
+
+ASSET = "lrgan-released"
+PARAMS = 15_490_403
+GIT_BLOB = "f55203fc9213e6f6824c1bf0a728f912814f9542"
+CONTAINER = Container((), ("module.",), "raw GEN_DEEP state dict (torch.save of PyTorch 0.4.1, legacy format)")
+
+register_asset(Asset(
+    ASSET, "lrgan-model.pkl",
+    "https://github.com/jingyang2017/Face-and-Image-super-resolution/raw/master/model.pkl (save it as "
+    "lrgan-model.pkl)", used_by="lrgan (the released Low-to-High generator)", license="MIT",
+    git_blob=GIT_BLOB, caches=("scgan-bench",),
+    source_note="committed to the official repository: verified by its git blob id, then its sha256 is "
+                "recorded on first use"))
+
+
+class Block(nn.Module):
+    """Pre-activation residual block with BatchNorm: ``conv2(relu(bn2(conv1(relu(bn1(x)))))) + skip(x)``."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
+        return out + (self.skip(x) if self.skip is not None else x)
+
+
+class _Upsample(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+
+
+def _up(c: int) -> nn.Sequential:
+    return nn.Sequential(_Upsample(), nn.BatchNorm2d(c), nn.ReLU(), nn.ConvTranspose2d(c, c, 1, 1))
+
+
+class LRGANGenerator(nn.Module):
+    """``GEN_DEEP``: 16 px RGB in [-1, 1] -> 64 px, tanh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers_in = nn.Conv2d(3, 256, 3, 1, 1, bias=False)
+        self.layers_set_final = nn.ModuleList([
+            nn.Sequential(*[Block(256, 256) for _ in range(12)]),
+            nn.Sequential(Block(256, 128), Block(128, 128), Block(128, 128))])
+        self.layers_set_final_up = nn.ModuleList([_up(256), _up(128)])
+        self.a1 = nn.Sequential(nn.Conv2d(256, 128, 1))
+        self.a2 = nn.Sequential(nn.Conv2d(128, 96, 1))  # built, never used (as released)
+        self.main = nn.Sequential(nn.Conv2d(128, 96, 3, 1, 1, bias=False), nn.ReLU(), nn.Conv2d(96, 96, 1), nn.ReLU(),
+                                  nn.Conv2d(96, 3, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers_in(x)
+        x = self.layers_set_final_up[0](x + self.layers_set_final[0](x))
+        x = self.layers_set_final_up[1](self.layers_set_final[1](x) + self.a1(x))
+        return self.main(x)
+
+
+def load_network(sd: dict[str, torch.Tensor], path: Path | str) -> nn.Module:
+    """Strict load; BatchNorm's ``num_batches_tracked`` counters (unused in eval) may be absent."""
+    expect_family(sd, "lrgan", path, "lrgan")
+    net = LRGANGenerator()
+    counters = [k for k in net.state_dict() if k.endswith("num_batches_tracked")]
+    return load_strict(net, sd, path, "lrgan", allow_missing=counters)
+
+
+def make_forward(minmax: bool):
+    def forward(net: nn.Module, x: torch.Tensor, keys) -> torch.Tensor:
+        y = net(x)
+        if not minmax:
+            return y
+        # the released script saves with save_image(normalize=True): each image stretched to [-1, 1] here
+        lo, hi = y.amin(dim=(1, 2, 3), keepdim=True), y.amax(dim=(1, 2, 3), keepdim=True)
+        return (y - lo) / (hi - lo).clamp_min(1e-12) * 2 - 1
+
+    return forward
+
+
+def create(device: str = "cpu", minmax: bool = False, weights: str = "") -> PretrainedSR:
+    sd, r = read_official(ASSET, CONTAINER, "lrgan", Path(weights) if weights else None)
+    net = load_network(sd, r.path)
+    return PretrainedSR("lrgan", net, make_forward(minmax), "[-1,1]", None, device=device, provenance={
+        "weights": {ASSET: r.sha256}, "container": CONTAINER.label, "params": PARAMS, "channel_order": "rgb",
+        "batchnorm": "eval (running statistics)", "minmax": minmax})
+
+
+register("lrgan", Card(
+    "LRGAN (Bulat et al.): the released Low-to-High generator model.pkl, native 16 -> 64 px",
+    "Bulat, Yang, Tzimiropoulos, ECCV 2018", "MIT (code and model.pkl)", "lrgan.md", (ASSET,)),
+    create, needs(weights=(ASSET,)),
+    options=(("minmax", False, "per-image min-max output stretch, as the released test script saves"),
+             ("weights", "", "explicit weight file (still verified)")))

@@ -1,0 +1,162 @@
+"""Random-weight state dicts in the official key layouts of the pretrained baselines, written without
+the project's loaders (formulas from the official sources, or the reference classes spandrel ships), at
+reduced sizes where the architecture allows; saved in each method's official container."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sb_testdata import rgb_face
+
+
+def lr_faces(n: int = 4) -> torch.Tensor:
+    """n real 16 px faces as an NCHW float batch with exact 8-bit values."""
+    from PIL import Image
+
+    ims = [np.asarray(Image.fromarray(rgb_face(i, 128)).resize((16, 16), Image.Resampling.BICUBIC)) for i in range(n)]
+    return torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float() / 255
+
+
+def rrdb_state_dict(num_block: int = 2, nf: int = 16, gc: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    """BasicSR RRDBNet (Real-ESRGAN release layout): conv_first, body.i.rdbR.convC, conv_body, conv_up1/2,
+    conv_hr, conv_last; the 5 convs of a dense block read nf + (c-1)*gc channels."""
+    g = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+
+    def conv(name: str, cin: int, cout: int) -> None:
+        sd[f"{name}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (0.5 / (cin * 9) ** 0.5)
+        sd[f"{name}.bias"] = torch.randn(cout, generator=g) * 0.01
+
+    conv("conv_first", 3, nf)
+    for i in range(num_block):
+        for r in (1, 2, 3):
+            for c in range(1, 6):
+                conv(f"body.{i}.rdb{r}.conv{c}", nf + (c - 1) * gc, gc if c < 5 else nf)
+    for name in ("conv_body", "conv_up1", "conv_up2", "conv_hr"):
+        conv(name, nf, nf)
+    conv("conv_last", nf, 3)
+    sd["conv_last.bias"] += 0.5  # outputs mid-range, not clamped away
+    return sd
+
+
+def lrgan_state_dict(seed: int = 0, counters: bool = True) -> dict[str, torch.Tensor]:
+    """GEN_DEEP (model.py of jingyang2017/Face-and-Image-super-resolution), written from its source: 206
+    entries with the BatchNorm counters."""
+    g = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+
+    def w(name: str, *shape: int) -> None:
+        fan = int(np.prod(shape[1:])) or 1
+        sd[name] = torch.randn(*shape, generator=g) / fan ** 0.5
+
+    def bn(name: str, c: int) -> None:
+        sd[f"{name}.weight"] = 1 + 0.1 * torch.randn(c, generator=g)
+        sd[f"{name}.bias"] = 0.1 * torch.randn(c, generator=g)
+        sd[f"{name}.running_mean"] = 0.1 * torch.randn(c, generator=g)
+        sd[f"{name}.running_var"] = 0.5 + torch.rand(c, generator=g)
+        if counters:
+            sd[f"{name}.num_batches_tracked"] = torch.tensor(1000)
+
+    def block(name: str, cin: int, cout: int) -> None:
+        bn(f"{name}.bn1", cin)
+        w(f"{name}.conv1.weight", cout, cin, 3, 3)
+        bn(f"{name}.bn2", cout)
+        w(f"{name}.conv2.weight", cout, cout, 3, 3)
+        if cin != cout:
+            w(f"{name}.skip.weight", cout, cin, 1, 1)
+            sd[f"{name}.skip.bias"] = torch.zeros(cout)
+
+    w("layers_in.weight", 256, 3, 3, 3)
+    for j in range(12):
+        block(f"layers_set_final.0.{j}", 256, 256)
+    for j, (cin, cout) in enumerate(((256, 128), (128, 128), (128, 128))):
+        block(f"layers_set_final.1.{j}", cin, cout)
+    for i, c in enumerate((256, 128)):
+        bn(f"layers_set_final_up.{i}.1", c)
+        w(f"layers_set_final_up.{i}.3.weight", c, c, 1, 1)
+        sd[f"layers_set_final_up.{i}.3.bias"] = 0.01 * torch.randn(c, generator=g)
+    w("a1.0.weight", 128, 256, 1, 1)
+    sd["a1.0.bias"] = torch.zeros(128)
+    w("a2.0.weight", 96, 128, 1, 1)
+    sd["a2.0.bias"] = torch.zeros(96)
+    w("main.0.weight", 96, 128, 3, 3)
+    w("main.2.weight", 96, 96, 1, 1)
+    sd["main.2.bias"] = torch.zeros(96)
+    w("main.4.weight", 3, 96, 1, 1)
+    sd["main.4.bias"] = torch.zeros(3)
+    return sd
+
+
+def _perturbed(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """The module's state dict with every float tensor nudged, so that biases are not all zero."""
+    g = torch.Generator().manual_seed(seed)
+    return {k: (v + 0.02 * torch.randn(v.shape, generator=g)) if v.is_floating_point() else v
+            for k, v in module.state_dict().items()}
+
+
+def gfpgan_clean_state_dict(seed: int = 0, out_size: int = 128, narrow: float = 0.25) -> dict[str, torch.Tensor]:
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    torch.manual_seed(seed)
+    net = GFPGAN(out_size=out_size, num_style_feat=64, channel_multiplier=2, decoder_load_path=None,
+                 fix_decoder=False, num_mlp=2, input_is_latent=True, different_w=True, narrow=narrow, sft_half=True)
+    return _perturbed(net, seed)
+
+
+def gfpgan_v1_state_dict(seed: int = 0, out_size: int = 128, narrow: float = 0.25) -> dict[str, torch.Tensor]:
+    from spandrel.architectures.GFPGAN.__arch.gfpganv1_arch import GFPGANv1
+
+    torch.manual_seed(seed)
+    net = GFPGANv1(out_size=out_size, num_style_feat=64, channel_multiplier=1, decoder_load_path=None,
+                   fix_decoder=True, num_mlp=2, input_is_latent=True, different_w=True, narrow=narrow, sft_half=True)
+    return _perturbed(net, seed)
+
+
+def restoreformer_state_dict(seed: int = 0, plus: bool = False) -> dict[str, torch.Tensor]:
+    """spandrel's RestoreFormer at reduced width (ch 32); ``plus`` adds RF++'s cross-attention blocks at the
+    decoder's 32 px level (``decoder.up.4.attn.{0,1,2}``: GroupNorms, 1x1 q/k/v/proj_out), from the official
+    layout."""
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    torch.manual_seed(seed)
+    sd = _perturbed(RestoreFormer(n_embed=64, embed_dim=32, ch=32, ch_mult=(1, 2, 2, 4, 4, 8), z_channels=32), seed)
+    if plus:
+        g = torch.Generator().manual_seed(seed + 1)
+        c = 32 * 4
+        for j in range(3):
+            p = f"decoder.up.4.attn.{j}"
+            for norm in ("norm1", "norm2"):
+                sd[f"{p}.{norm}.weight"] = 1 + 0.02 * torch.randn(c, generator=g)
+                sd[f"{p}.{norm}.bias"] = 0.02 * torch.randn(c, generator=g)
+            for conv in ("q", "k", "v", "proj_out"):
+                sd[f"{p}.{conv}.weight"] = torch.randn(c, c, 1, 1, generator=g) / c ** 0.5
+                sd[f"{p}.{conv}.bias"] = 0.02 * torch.randn(c, generator=g)
+    return sd
+
+
+def codeformer_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """spandrel-extra-arches' CodeFormer with a 1-layer, 64-wide transformer (its VQ autoencoder and the
+    16x16 latent grid are fixed by the architecture)."""
+    import spandrel_extra_arches  # noqa: F401
+    from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+    torch.manual_seed(seed)
+    return _perturbed(CodeFormer(dim_embd=64, n_head=8, n_layers=1, codebook_size=64), seed)
+
+
+def lightning(sd: dict[str, torch.Tensor], extra: bool = True) -> dict:
+    """A Lightning checkpoint of RF/RF++: ``state_dict`` with ``vqvae.`` keys (+ a training-only loss
+    module and the utility counter some checkpoints carry) and the usual top-level entries."""
+    inner = {f"vqvae.{k}": v for k, v in sd.items()}
+    if extra:
+        inner["loss.discriminator.main.0.weight"] = torch.zeros(4, 3, 4, 4)
+        inner["vqvae.quantize.utility_counter"] = torch.zeros(sd["quantize.embedding.weight"].shape[0])
+    return {"epoch": 1, "global_step": 10, "state_dict": inner}
+
+
+def save(obj, path: Path, legacy: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
+    return path

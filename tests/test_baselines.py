@@ -1,0 +1,504 @@
+"""The pretrained baselines behind the SR interface: official key layouts and containers (random weights,
+reduced sizes where the architecture allows), strict loading, file verification, the resolution bridge,
+input ranges, determinism, and their place in runs and Table 5."""
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from baseline_weights import (codeformer_state_dict, gfpgan_clean_state_dict, gfpgan_v1_state_dict, lightning,
+                              lr_faces, lrgan_state_dict, restoreformer_state_dict, rrdb_state_dict, save)
+from scgan_bench import weights as W
+from scgan_bench.manifest import sha256_file
+from scgan_bench.registries import METHODS, load_plugins
+
+load_plugins()
+
+
+def install(asset: str, obj, legacy: bool = False, pin: bool = True) -> Path:
+    """Save ``obj`` as asset's file in $SCGAN_BENCH_WEIGHTS and pin its sha256 (as a user pins a file)."""
+    import os
+
+    a = W.ASSETS.get(asset)
+    path = save(obj, Path(os.environ["SCGAN_BENCH_WEIGHTS"]) / a.filename, legacy=legacy)
+    if pin:
+        W.register_sha256(asset, sha256_file(path))
+    return path
+
+
+# method -> (asset, container object maker); reduced sizes need any_config=True
+CASES = {
+    "realesrgan": ("realesrgan-x4plus", lambda: {"params_ema": rrdb_state_dict()}),
+    "lrgan": ("lrgan-released", lambda: lrgan_state_dict()),
+    "gfpgan-v1": ("gfpgan-v1", lambda: {"params_ema": gfpgan_v1_state_dict()}),
+    "gfpgan-v1.3": ("gfpgan-v1.3", lambda: {"params_ema": gfpgan_clean_state_dict()}),
+    "gfpgan-v1.4": ("gfpgan-v1.4", lambda: {"params": gfpgan_clean_state_dict(1)}),
+    "restoreformer": ("restoreformer-pth", lambda: {"params_ema": restoreformer_state_dict()}),
+    "restoreformer++": ("restoreformer++", lambda: lightning(restoreformer_state_dict(plus=True))),
+}
+FULL_SIZE = {"lrgan"}  # the others are reduced-size files of the official layout
+
+
+def make(method: str, **opts):
+    if method not in FULL_SIZE:
+        opts.setdefault("any_config", True)
+    if method.startswith("restoreformer"):
+        opts.setdefault("input_size", 128)  # fully convolutional: a smaller bridge keeps the test fast
+    return METHODS.get(method).create(**opts)
+
+
+# ---------------------------------------------------------------------------------- sizes, layouts
+def test_parameter_counts_of_the_official_configurations_are_pinned():
+    """The numbers of shared/baselines.md, from the classes each loader builds (on the meta device)."""
+    from spandrel.architectures.GFPGAN import GFPGAN
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+    from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+    from scgan_bench.baselines import gfpganv1_arch, lrgan, restoreformer_arch
+    from scgan_bench.baselines.gfpgan import clean_config
+
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    assert sum(v.numel() for v in rrdb_state_dict(23, 64, 32).values()) == 16_697_987
+    assert len(rrdb_state_dict(23, 64, 32)) == 702
+    lr_sd = lrgan_state_dict()
+    assert len(lr_sd) == 206
+    assert sum(v.numel() for k, v in lr_sd.items() if not k.split(".")[-1].startswith(("running", "num_"))) == 15_490_403
+    assert count(lrgan.LRGANGenerator()) == 15_490_403
+    with torch.device("meta"):
+        official_clean = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
+                                fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
+                                sft_half=True)
+        assert count(official_clean) == 86_444_252 and len(official_clean.state_dict()) == 285
+        # the loader reads back exactly the official configuration from a full-size file's shapes
+        assert clean_config(official_clean.state_dict()) == dict(
+            out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
+            num_mlp=8, input_is_latent=True, different_w=True, narrow=1.0, sft_half=True)
+        v1 = gfpganv1_arch.GFPGANv1()
+        assert count(v1) == 76_207_244 and len(v1.state_dict()) == 285
+        assert gfpganv1_arch.config_from_state_dict(v1.state_dict()) == gfpganv1_arch.OFFICIAL_CONFIG
+        assert count(CodeFormer()) == 94_112_707 and len(CodeFormer().state_dict()) == 515
+        assert count(RestoreFormer()) == 72_680_003
+        rfpp = restoreformer_arch.RestoreFormerNet(restoreformer_arch.RFPP_CONFIG)
+        assert count(rfpp) == 73_472_579 and len(rfpp.state_dict()) == 441
+        assert restoreformer_arch.config_from_state_dict(rfpp.state_dict(), 4) == restoreformer_arch.RFPP_CONFIG
+        rf = restoreformer_arch.RestoreFormerNet(restoreformer_arch.RF_CONFIG)
+        assert count(rf) == 72_680_003 and len(rf.state_dict()) == 405
+
+
+def _lrgan_reference(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    """GEN_DEEP's forward written from model.py, on the raw official state dict (eval-mode BatchNorm)."""
+    def bn(p, t):
+        return F.batch_norm(t, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"], sd[f"{p}.bias"],
+                            False, 0.0, 1e-5)
+
+    def block(p, t):
+        out = F.conv2d(F.relu(bn(f"{p}.bn1", t)), sd[f"{p}.conv1.weight"], padding=1)
+        out = F.conv2d(F.relu(bn(f"{p}.bn2", out)), sd[f"{p}.conv2.weight"], padding=1)
+        res = F.conv2d(t, sd[f"{p}.skip.weight"], sd[f"{p}.skip.bias"]) if f"{p}.skip.weight" in sd else t
+        return out + res
+
+    def up(i, t):
+        t = F.relu(bn(f"layers_set_final_up.{i}.1", F.interpolate(t, scale_factor=2, mode="bilinear",
+                                                                  align_corners=True)))
+        return F.conv_transpose2d(t, sd[f"layers_set_final_up.{i}.3.weight"], sd[f"layers_set_final_up.{i}.3.bias"])
+
+    h = F.conv2d(x, sd["layers_in.weight"], padding=1)
+    t = h
+    for j in range(12):
+        t = block(f"layers_set_final.0.{j}", t)
+    h = up(0, h + t)
+    t = h
+    for j in range(3):
+        t = block(f"layers_set_final.1.{j}", t)
+    h = up(1, t + F.conv2d(h, sd["a1.0.weight"], sd["a1.0.bias"]))
+    h = F.relu(F.conv2d(h, sd["main.0.weight"], padding=1))
+    h = F.relu(F.conv2d(h, sd["main.2.weight"], sd["main.2.bias"]))
+    return torch.tanh(F.conv2d(h, sd["main.4.weight"], sd["main.4.bias"]))
+
+
+def test_lrgan_adapter_equals_the_released_forward_on_rgb_in_minus1_1(weights_dir):
+    """The released model.pkl (legacy torch.save format, raw state dict) loads with weights_only=True; the
+    adapter feeds RGB in [-1, 1] and returns (y + 1) / 2 of the released forward."""
+    sd = lrgan_state_dict(3)
+    install("lrgan-released", sd, legacy=True)
+    m = make("lrgan")
+    lr = lr_faces(2)
+    with torch.no_grad():
+        want = (_lrgan_reference(sd, lr * 2 - 1).clamp(-1, 1) + 1) / 2
+        wrong = (_lrgan_reference(sd, lr).clamp(-1, 1) + 1) / 2       # [0, 1] fed to the network
+        bgr = (_lrgan_reference(sd, lr.flip(1) * 2 - 1).flip(1).clamp(-1, 1) + 1) / 2
+        got = m.upscale(lr)
+    assert (got - want).abs().max() < 1e-5
+    assert (got - wrong).abs().max() > 1e-2 and (got - bgr).abs().max() > 1e-2  # the comparison can fail
+    assert m.fingerprint()["channel_order"] == "rgb"
+    mm = make("lrgan", minmax=True)
+    y = mm.upscale(lr)
+    assert torch.allclose(y.amin(dim=(1, 2, 3)), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(y.amax(dim=(1, 2, 3)), torch.ones(2), atol=1e-6)
+
+
+# ------------------------------------------------------------------------ every adapter, end to end
+@pytest.mark.parametrize("method", list(CASES))
+def test_adapter_output_is_64px_in_range_deterministic_and_batch_independent(weights_dir, method):
+    asset, obj = CASES[method]
+    install(asset, obj())
+    lr = lr_faces(4)
+    first = make(method)
+    out4 = first.upscale(lr)
+    assert out4.shape == (4, 3, 64, 64) and out4.dtype == torch.float32
+    assert out4.min() >= 0 and out4.max() <= 1 and torch.isfinite(out4).all()
+    assert out4.std() > 1e-3                                   # not a constant image
+    second = make(method)                                      # a fresh load: another run
+    out1 = second.upscale(lr[2:3])
+    assert (out1[0] - out4[2]).abs().max() <= 1e-5   # batch size changes only the float summation order
+    fp = first.fingerprint()
+    assert fp == second.fingerprint()
+    assert set(fp["weights"]) == {asset} and len(fp["weights"][asset]) == 64
+    assert "bridge" in fp and fp["input_range"] in ("[-1,1]", "[0,1]")
+
+
+def _bicubic512(lr: torch.Tensor, size: int) -> torch.Tensor:
+    ims = [np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BICUBIC))
+           for im in (lr * 255).round().byte().permute(0, 2, 3, 1).numpy()]
+    return torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).contiguous().float() / 255
+
+
+def _area(y: torch.Tensor, out: int = 64) -> torch.Tensor:
+    n, c, h, w = y.shape
+    k = h // out
+    return y.reshape(n, c, out, k, out, k).mean(dim=(3, 5))
+
+
+# direct calls, as each official inference script calls its network
+DIRECT = {
+    "realesrgan": (lambda net, x: net(x), "[0,1]"),
+    "gfpgan-v1": (lambda net, x: net(x), "[-1,1]"),
+    "gfpgan-v1.3": (lambda net, x: net(x, return_rgb=False, randomize_noise=False)[0], "[-1,1]"),
+    "restoreformer": (lambda net, x: net(x)[0], "[-1,1]"),
+    "restoreformer++": (lambda net, x: net(x), "[-1,1]"),
+}
+
+
+@pytest.mark.parametrize("method", list(DIRECT))
+def test_adapter_feeds_the_network_the_range_it_was_trained_on(weights_dir, method):
+    """Adapter output == the loaded network called directly on its training range through the bridge
+    written here (Pillow bicubic to the input size, 8-bit; exact area average back); feeding [0, 1] to
+    a [-1, 1] network gives a clearly different image, so this comparison catches it."""
+    asset, obj = CASES[method]
+    install(asset, obj())
+    opts = {"noise": "stored"} if method.startswith("gfpgan") else {}
+    m = make(method, **opts)
+    lr = lr_faces(2)
+    call, rng = DIRECT[method]
+    size = getattr(m.bridge, "input_size", 16)
+    x = _bicubic512(lr, size) if m.bridge is not None else lr
+    with torch.no_grad():
+        if rng == "[-1,1]":
+            want, wrong = (call(m.net, x * 2 - 1).clamp(-1, 1) + 1) / 2, (call(m.net, x).clamp(-1, 1) + 1) / 2
+        else:
+            want, wrong = call(m.net, x).clamp(0, 1), call(m.net, x * 2 - 1).clamp(0, 1)
+    if m.bridge is not None:
+        want, wrong = _area(want), _area(wrong)
+    got = m.upscale(lr)
+    assert (got - want).abs().max() <= 1e-5
+    assert (got - wrong).abs().max() > 1e-2
+
+
+# ------------------------------------------------------------------------------ refusing bad files
+def test_tampered_file_is_refused(weights_dir):
+    path = install("realesrgan-x4plus", {"params_ema": rrdb_state_dict()})
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(W.WeightsError, match="sha256.*tampered"):
+        make("realesrgan")
+    assert not METHODS.get("realesrgan").availability().ok
+
+
+def test_lrgan_file_is_checked_against_the_published_git_blob_id(weights_dir):
+    """model.pkl has no published sha256 but a git blob id: a file with another blob id is refused
+    (naming both ids) before trust-on-first-use could record it."""
+    from scgan_bench.baselines.lrgan import GIT_BLOB
+
+    path = install("lrgan-released", lrgan_state_dict(), legacy=True, pin=False)
+    with pytest.raises(W.WeightsError) as e:
+        make("lrgan")
+    assert GIT_BLOB in str(e.value) and W.git_blob_sha1(path) in str(e.value)
+    out = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True)
+    if out.returncode == 0:                       # the same id as git's own
+        assert out.stdout.strip() == W.git_blob_sha1(path)
+    assert not (W.data_home() / "weights-lock.json").exists() or "lrgan-released" not in (
+        W.data_home() / "weights-lock.json").read_text()
+
+
+@pytest.mark.parametrize("method,wrong_asset_of,obj,named", [
+    ("codeformer", "codeformer", lambda: {"params_ema": rrdb_state_dict()}, "Real-ESRGAN"),
+    ("gfpgan-v1.3", "gfpgan-v1.3", lambda: {"params_ema": gfpgan_v1_state_dict()}, "GFPGAN v1, paper model"),
+    ("gfpgan-v1", "gfpgan-v1", lambda: {"params": gfpgan_clean_state_dict()}, "GFPGANv1Clean"),
+    ("realesrgan", "realesrgan-x4plus", lambda: lrgan_state_dict(), "LRGAN generator"),
+    ("lrgan", "lrgan-released", lambda: {"G_l2h": {}}, "SCGAN R_LS"),
+    ("restoreformer", "restoreformer-pth", lambda: {"params_ema": restoreformer_state_dict(plus=True)},
+     "RestoreFormer++"),
+    ("restoreformer++", "restoreformer++", lambda: lightning(restoreformer_state_dict()), "RestoreFormer weights"),
+])
+def test_a_file_of_another_method_is_named(weights_dir, method, wrong_asset_of, obj, named):
+    install(wrong_asset_of, obj())
+    with pytest.raises(W.WeightsError) as e:
+        make(method)
+    msg = str(e.value)
+    assert named in msg and f"not {method}" in msg, msg
+
+
+def test_strict_loading_names_missing_unexpected_and_resized_keys(weights_dir):
+    sd = rrdb_state_dict()
+    sd["body.0.rdb1.conv1.extra"] = torch.zeros(1)   # spandrel's key conversion would drop it silently
+    install("realesrgan-x4plus", {"params_ema": sd})
+    with pytest.raises(W.WeightsError, match=r"1 unexpected \(body\.0\.rdb1\.conv1\.extra\)"):
+        make("realesrgan")
+    sd = lrgan_state_dict()
+    del sd["layers_set_final.1.0.skip.bias"]
+    install("lrgan-released", sd)
+    with pytest.raises(W.WeightsError, match=r"1 missing \(layers_set_final\.1\.0\.skip\.bias\)"):
+        make("lrgan")
+    sd = lrgan_state_dict(counters=False)                 # 0.4.1-era files may lack BN counters: allowed
+    install("lrgan-released", sd)
+    make("lrgan")
+    sd = lrgan_state_dict()
+    sd["main.4.weight"] = torch.zeros(3, 64, 1, 1)
+    install("lrgan-released", sd)
+    with pytest.raises(W.WeightsError, match=r"main\.4\.weight has shape \(3, 64, 1, 1\).*\(3, 96, 1, 1\)"):
+        make("lrgan")
+    sd = lightning(restoreformer_state_dict(plus=True))
+    del sd["state_dict"]["vqvae.decoder.up.4.attn.2.q.bias"]
+    install("restoreformer++", sd)
+    with pytest.raises(W.WeightsError, match=r"missing \(decoder\.up\.4\.attn\.2\.q\.bias\)"):
+        make("restoreformer++")
+
+
+def test_another_configuration_is_refused_unless_asked(weights_dir):
+    install("realesrgan-x4plus", {"params_ema": rrdb_state_dict()})
+    with pytest.raises(W.WeightsError, match=r"577,811 parameters; the official model has 16,697,987"):
+        METHODS.get("realesrgan").create()
+    m = METHODS.get("realesrgan").create(any_config=True)
+    assert m.fingerprint()["params"] == 577_811
+
+
+# ------------------------------------------------------------------------------------ GFPGAN noise
+def test_gfpgan_v1_in_project_network_equals_the_original_with_native_ops(monkeypatch):
+    """Our pure-PyTorch GFPGANv1 against the original class (spandrel's copy) whose fused bias +
+    leaky-ReLU, missing a CUDA extension here, is replaced by its definition written in this test."""
+    import spandrel.architectures.GFPGAN.__arch.fused_act as fa
+    import spandrel.architectures.GFPGAN.__arch.stylegan2_arch as sa
+    from spandrel.architectures.GFPGAN.__arch.gfpganv1_arch import GFPGANv1 as Original
+
+    from scgan_bench.baselines import gfpganv1_arch
+
+    def fused(x, bias, negative_slope=0.2, scale=2 ** 0.5):
+        return F.leaky_relu(x + bias.reshape((1, -1) + (1,) * (x.ndim - 2)), negative_slope) * scale
+
+    monkeypatch.setattr(fa, "fused_leaky_relu", fused)
+    monkeypatch.setattr(sa, "fused_leaky_relu", fused)
+    torch.manual_seed(0)
+    ref = Original(out_size=64, num_style_feat=32, channel_multiplier=1, decoder_load_path=None, fix_decoder=True,
+                   num_mlp=1, input_is_latent=True, different_w=True, narrow=0.125, sft_half=True).eval()
+    sd = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in ref.state_dict().items()}
+    ref.load_state_dict(sd)
+    ours = gfpganv1_arch.GFPGANv1(gfpganv1_arch.config_from_state_dict(sd)).eval()
+    ours.load_state_dict(sd, strict=True)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        want = ref(x, return_rgb=False, randomize_noise=False)[0]
+        assert (ours(x) - want).abs().max() <= 1e-5 * max(1.0, want.abs().max().item())
+
+
+def test_gfpgan_noise_is_seeded_per_image_or_stored(weights_dir):
+    install("gfpgan-v1.3", {"params_ema": gfpgan_clean_state_dict()})
+    lr = lr_faces(3)
+    seeded = make("gfpgan-v1.3")
+    a = seeded.upscale(lr)
+    b = make("gfpgan-v1.3").upscale(lr.flip(0))                 # other batch order, another load
+    assert (a - b.flip(0)).abs().max() <= 1e-5
+    stored = make("gfpgan-v1.3", noise="stored").upscale(lr)
+    assert (a - stored).abs().max() > 1e-3                       # the noise reaches the output
+    assert seeded.fingerprint() != make("gfpgan-v1.3", noise="stored").fingerprint()
+    # the same picture gets the same noise, different pictures different noise
+    from scgan_bench.baselines.adapter import image_keys
+    from scgan_bench.baselines.gfpgan import seeded_noise
+
+    k = image_keys(torch.cat([lr[:1], lr[:1], lr[1:2]]))
+    assert k[0] == k[1] != k[2]
+    n0, n2 = seeded_noise(k[0], [torch.Size([1, 1, 8, 8])]), seeded_noise(k[2], [torch.Size([1, 1, 8, 8])])
+    assert not torch.equal(n0[0], n2[0])
+
+
+# ------------------------------------------------------------------------------------ RestoreFormer
+def test_restoreformer_layouts_give_the_same_network_and_rfpp_code_matches_spandrels_rf(weights_dir):
+    sd = restoreformer_state_dict(5)
+    install("restoreformer-pth", {"params": sd})
+    install("restoreformer-ckpt", lightning(sd))
+    lr = lr_faces(2)
+    a = make("restoreformer", layout="pth").upscale(lr)
+    m = make("restoreformer", layout="ckpt")
+    assert m.fingerprint()["training_entries_ignored"] == 1          # loss.* left out, by name
+    assert (a - m.upscale(lr)).abs().max() == 0
+    # the in-project RF++ class, configured as RestoreFormer, is spandrel's RestoreFormer to the bit
+    from scgan_bench.baselines import restoreformer_arch as A
+
+    ours = A.RestoreFormerNet(A.config_from_state_dict(sd, 8)).eval()
+    ours.load_state_dict(sd, strict=True)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert (ours(x) - m.net(x)[0]).abs().max() <= 1e-6
+
+
+# ------------------------------------------------------------------------------------ the bridge
+def test_bridge_modes_are_the_stated_resizers_and_area_is_exact():
+    import cv2
+
+    from scgan_bench.baselines.bridge import Bridge
+
+    lr = lr_faces(2)
+    u8 = (lr * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    up = Bridge(128).up(lr)
+    assert torch.equal(up, _bicubic512(lr, 128))
+    off = Bridge(128, "official").up(lr)
+    cv = np.stack([cv2.resize(im, (128, 128), interpolation=cv2.INTER_LINEAR) for im in u8])
+    assert torch.equal(off, torch.from_numpy(cv).permute(0, 3, 1, 2).float() / 255)
+    assert (up - off).abs().max() > 0.01                          # the two modes differ
+    y = torch.rand(2, 3, 512, 512)
+    assert torch.allclose(Bridge(512).down(y, 64), _area(y), atol=1e-6)
+    assert "bicubic" in Bridge(512).describe()["up"] and "cv2" in Bridge(512, "official").describe()["up"]
+
+
+# ------------------------------------------------------------------------------------ CodeFormer
+def test_codeformer_call_convention_on_a_recording_network():
+    """The forward CodeFormer's adapter uses: [-1, 1] input at 512 px, fidelity passed as ``weight=``
+    (spandrel's name; ``w=`` would be swallowed by its **kwargs), first output taken."""
+    from scgan_bench.baselines.adapter import PretrainedSR
+    from scgan_bench.baselines.bridge import Bridge
+    from scgan_bench.baselines.codeformer import make_forward
+
+    calls = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x, weight=0.5, **kw):
+            calls.append((x.clone(), weight, kw))
+            return torch.tanh(x * 3) * 0.9, None
+
+    m = PretrainedSR("codeformer", Recorder(), make_forward(0.7), "[-1,1]", Bridge(512))
+    lr = lr_faces(2)
+    got = m.upscale(lr)
+    (x, weight, kw), = calls
+    assert weight == 0.7 and "w" not in kw
+    assert torch.allclose(x, _bicubic512(lr, 512) * 2 - 1, atol=1e-6)
+    assert (got - _area((torch.tanh(x * 3) * 0.9 + 1) / 2)).abs().max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_codeformer_gets_minus1_1_and_the_fidelity_weight_by_its_real_name(weights_dir):
+    """At 512 px (CodeFormer's latent grid is fixed at 16 x 16): the network receives the bridged image in
+    [-1, 1] and weight=w (spandrel swallows a misspelt w=); its output comes back as (y + 1) / 2 area-
+    averaged; a batch of 2 and a single image give the same result."""
+    install("codeformer", {"params_ema": codeformer_state_dict()})
+    m = make("codeformer", w=0.7)
+    seen = []
+    inner = m.net
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, **kw):
+            out = self.inner(x, **kw)
+            seen.append((x.clone(), kw, out[0].clone()))
+            return out
+
+    m.net = Recorder()
+    lr = lr_faces(2)
+    got = m.upscale(lr)
+    (x, kw, y), = seen
+    assert kw.get("weight") == 0.7 and "w" not in kw
+    assert torch.allclose(x, _bicubic512(lr, 512) * 2 - 1, atol=1e-6)
+    assert (got - _area((y.clamp(-1, 1) + 1) / 2)).abs().max() <= 1e-5
+    assert got.shape == (2, 3, 64, 64) and got.min() >= 0 and got.max() <= 1
+    single = make("codeformer", w=0.7).upscale(lr[1:])
+    assert (single[0] - got[1]).abs().max() <= 1e-5
+    assert m.fingerprint()["w"] == 0.7
+
+
+# ------------------------------------------------------------------------------------ CLI and tables
+def test_method_options_parse_validate_and_resolve_aliases():
+    from scgan_bench.cli import parse_method_options
+    from scgan_bench.errors import UsageError
+
+    assert parse_method_options(["gfpgan:noise=stored", "codeformer:w=0.7"]) == {
+        "gfpgan-v1.3": {"noise": "stored"}, "codeformer": {"w": 0.7}}
+    with pytest.raises(UsageError, match="no option 'fidelity'"):
+        parse_method_options(["codeformer:fidelity=1"])
+    with pytest.raises(UsageError, match="expected float"):
+        parse_method_options(["codeformer:w=high"])
+    assert METHODS.resolve_list("gfpgan,gfpgan-v1.3,real-esrgan") == ["gfpgan-v1.3", "realesrgan"]
+
+
+def test_list_methods_shows_every_table_method_licences_and_cards(weights_dir, capsys):
+    from scgan_bench.baselines import PLANNED
+    from scgan_bench.cli import main
+    from scgan_bench.tables.specs import TABLES
+
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    for n in ("5", "6", "7"):
+        for m in TABLES.get(n).methods:
+            assert METHODS.canonical(m) in out or m in PLANNED, m
+    for m in PLANNED:
+        assert f"{m}" in out and "not implemented yet" in out
+    assert "NON-COMMERCIAL" in out and "unavailable: weights 'codeformer' (codeformer.pth) missing" in out
+    root = Path(__file__).resolve().parents[1] / "baselines"
+    for name, spec in METHODS.items():
+        if spec.card:
+            text = (root / spec.card).read_text()
+            for needed in ("Licence", "Weights", "Input protocol", "sha256"):
+                assert needed.lower() in text.lower(), (spec.card, needed)
+
+
+@pytest.mark.slow
+def test_methods_all_runs_what_is_available_and_table5_shows_it(weights_dir, tmp_path, capsys):
+    from scgan_bench.cli import main
+
+    import shutil
+
+    from sb_testdata import SHARED, need
+
+    shutil.copy(need(SHARED / "weights" / "niqe_pris_params.npz"), weights_dir)   # NIQE's pristine model
+    install("realesrgan-x4plus", {"params_ema": rrdb_state_dict()})
+    install("lrgan-released", lrgan_state_dict())
+    out = tmp_path / "run"
+    assert main(["run", "--datasets", "demo-real", "--methods", "all", "--metrics", "niqe", "--limit", "3",
+                 "--out", str(out), "--quiet", "--method-opt", "realesrgan:any_config=true"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("unavailable method:codeformer: weights 'codeformer'") for line in lines)
+    assert sum(line.startswith("unavailable method:gfpgan-v1") for line in lines) == 3
+    import csv
+
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert {r["method"] for r in rows} >= {"realesrgan", "lrgan", "bicubic"}
+    assert main(["table", "5", str(out), "--dataset-map", "widerface=demo-real"]) == 0
+    md = (out / "table5.md").read_text()
+    niqe_row = next(line for line in md.splitlines() if line.startswith("| Widerface | NIQE"))
+    cells = [c.strip() for c in niqe_row.strip("|").split("|")]
+    header = [c.strip() for c in md.splitlines()[2].strip("|").split("|")]
+    for label in ("Real-ESRGAN", "LRGAN", "Bicubic Interpolation"):
+        assert math.isfinite(float(cells[header.index(label)].split("[")[0].split(" ")[0].strip("*"))), label
+    assert "column 'real-esrgan' shows run method 'realesrgan'" in md
+    assert "official pretrained weights" in md and "not retrained" in md
+    assert "method dfdnet is not implemented in scgan-bench yet: needs" in md
