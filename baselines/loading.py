@@ -51,11 +51,17 @@ KNOWN_PREFIXES = ("module.", "vqvae.", "netG.")
 
 
 def identify(sd: Mapping[str, Any]) -> str | None:
-    """The family whose signature keys ``sd`` holds (known wrapper prefixes ignored), or None."""
+    """The family whose signature keys ``sd`` holds, or None. Looks inside the usual containers
+    (``params_ema``, ``params``, ``state_dict``) and ignores known wrapper prefixes."""
+    for inner in ("params_ema", "params", "state_dict"):
+        if isinstance(sd.get(inner), Mapping):
+            found = identify(sd[inner])
+            if found is not None:
+                return found
     keys = set(sd)
     for prefix in KNOWN_PREFIXES:
-        if keys and all(k.startswith(prefix) for k in keys):
-            keys = {k[len(prefix):] for k in keys}
+        if any(k.startswith(prefix) for k in keys):
+            keys |= {k[len(prefix):] for k in keys if k.startswith(prefix)}
     for family, (_, present, absent) in SIGNATURES.items():
         if all(k in keys for k in present) and not any(k in keys for k in absent):
             return family

@@ -249,6 +249,7 @@ def test_lrgan_file_is_checked_against_the_published_git_blob_id(weights_dir):
     ("restoreformer", "restoreformer-pth", lambda: {"params_ema": restoreformer_state_dict(plus=True)},
      "RestoreFormer++"),
     ("restoreformer++", "restoreformer++", lambda: lightning(restoreformer_state_dict()), "RestoreFormer weights"),
+    ("codeformer", "codeformer", lambda: lightning(restoreformer_state_dict(plus=True)), "RestoreFormer++"),
 ])
 def test_a_file_of_another_method_is_named(weights_dir, method, wrong_asset_of, obj, named):
     install(wrong_asset_of, obj())
