@@ -2,7 +2,8 @@
 each loading the authors' released weight files through the weights manager.
 
 * ``realesrgan`` (Real-ESRGAN x4plus), ``gfpgan-v1`` / ``gfpgan-v1.3`` / ``gfpgan-v1.4`` (``gfpgan`` =
-  v1.3), ``lrgan`` (the released model.pkl), ``codeformer``, ``restoreformer``, ``restoreformer++``;
+  v1.3), ``lrgan`` (the released model.pkl), ``hifacegan`` (the released LIP-SPADE generator),
+  ``pulse`` (latent search in the released StyleGAN synthesis), ``codeformer``, ``restoreformer``, ``restoreformer++``;
 * :mod:`.bridge` (16 px <-> a restorer's input size), :mod:`.loading` (verified, strict loading),
   :mod:`.adapter` (the one SR adapter).
 
@@ -11,7 +12,7 @@ Methods of the paper's Tables 5-7 that are not implemented yet are listed in :da
 """
 from scgan_bench.registries import METHODS
 
-from . import codeformer, gfpgan, lrgan, realesrgan, restoreformer  # noqa: F401  (registration)
+from . import codeformer, gfpgan, hifacegan, lrgan, pulse, realesrgan, restoreformer  # noqa: F401  (registration)
 
 #: the names the paper's tables use -> the method that fills them by default
 METHODS.alias("gfpgan", "gfpgan-v1.3")
@@ -20,8 +21,5 @@ METHODS.alias("real-esrgan", "realesrgan")
 #: Table 5-7 methods without an implementation yet -> what is missing
 PLANNED = {
     "dfdnet": "needs an in-project UNetDictFace network and its 16 component dictionaries (DFDNet; ECCV 2020)",
-    "hifacegan": "needs an in-project LIP-SPADE generator (HiFaceGAN; ACM MM 2020)",
-    "pulse": "needs an in-project StyleGAN v1 synthesis network and its latent search (PULSE; CVPR 2020; "
-             "GPU only in practice)",
     "cyclegan": "no released face model: needs the CycleGAN training recipe on SCGAN's data",
 }

@@ -47,6 +47,20 @@ class SRMethod(Protocol):
 
 
 @runtime_checkable
+class AnnotatingMethod(Protocol):
+    """An SR method that also reports per-image notes (e.g. PULSE's convergence, DFDNet's fallback part
+    boxes): one flat dict of str -> bool / number / str per image, stored beside the SR record, counted in
+    the summary and shown in the report. The runner calls this instead of ``upscale``."""
+
+    name: str
+    scale: int
+
+    def upscale_with_notes(self, lr: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, Any]]]: ...
+
+    def fingerprint(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
 class ReferenceMethod(Protocol):
     """A pseudo-method that needs the HR image (the ``ground-truth`` row of Table 7): the runner
     hands it the HR batch too, and skips it on real-world sets, which have none."""
@@ -79,6 +93,19 @@ class MethodSpec:
 
     def defaults(self) -> dict[str, Any]:
         return {k: v for k, v, _ in self.options}
+
+    def check(self, **options: Any) -> Availability:
+        """Availability under the given options (an availability check that takes ``**options`` sees
+        them, e.g. PULSE's ``allow_cpu``)."""
+        import inspect
+
+        try:
+            params = inspect.signature(self.availability).parameters.values()
+        except (TypeError, ValueError):
+            params = []
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return self.availability(**options)
+        return self.availability()
 
     def create(self, device: str = "cpu", **options: Any) -> SRMethod | ReferenceMethod:
         unknown = sorted(set(options) - set(self.defaults()))

@@ -33,7 +33,7 @@ from .runlock import run_lock
 from .store import remove_temp_files
 from .interfaces import NoReferenceMetric, PairedMetric, ReferenceMethod, SetMetric
 from .scoring import MetricUnavailable, score_method, score_set
-from .summary import Cell, results_csv, summary_csv, summary_markdown
+from .summary import Cell, count_notes, notes_csv, results_csv, summary_csv, summary_markdown
 from .superres import run_method
 
 
@@ -162,7 +162,7 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
     methods = {}
     for name in cfg.methods:
         spec = METHODS.get(name)
-        avail = spec.availability()
+        avail = spec.check(**cfg.method_options.get(name, {}))
         if not avail.ok:
             unavailable[f"method:{name}"] = avail.reason
             continue
@@ -191,6 +191,8 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
 
     rows: list[tuple[str, str, str, str, float]] = []
     cells: list[Cell] = []
+    note_rows: list[tuple[str, str, str, dict]] = []
+    note_counts: dict[tuple[str, str], str] = {}
     for data in prepared:
         for mname in cfg.methods:
             if mname not in methods:
@@ -206,6 +208,9 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                              batch_size=cfg.batch_size, device=device, progress=cfg.progress)
             failures += srr.failures
             recomputed["images_super_resolved"] += srr.recomputed
+            if srr.notes():
+                note_rows += [(data.name, mname, i, n) for i, n in srr.notes().items()]
+                note_counts[(data.name, mname)] = count_notes(srr.notes())
             applicable = {n: s for n, s in metric_specs.items() if data.kind == "synthetic" or not s.needs_hr}
             per_image = {n: s for n, s in applicable.items() if s.kind == "image"}
             values, mfail = score_method(data, srr, per_image, out, get_metric, progress=cfg.progress)
@@ -234,7 +239,8 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                                                  rows, failures, recomputed, cfg.progress))
 
     conventions = {k: METRICS.get(k).convention for k in cfg.metrics if METRICS.get(k).convention}
-    md = summary_markdown(cells, conventions, {p.name: len(p.records) for p in prepared})
+    md = summary_markdown(cells, conventions, {p.name: len(p.records) for p in prepared}, note_counts)
+    atomic_write_text(out / "method_notes.csv", notes_csv(note_rows), durable=True)
     atomic_write_text(out / "results.csv", results_csv(rows), durable=True)
     atomic_write_text(out / "summary.csv", summary_csv(cells), durable=True)
     atomic_write_text(out / "summary.md", md, durable=True)

@@ -107,6 +107,11 @@ def _browser_data(run: Path, per_dataset: int) -> dict[str, Any]:
             if r["image_id"] != "*":
                 scores.setdefault((r["dataset"], r["method"]), {}).setdefault(r["image_id"], {})[r["metric"]] = \
                     f"{float(r['value']):.4g}"
+    if (run / "method_notes.csv").exists():  # per-image method notes (PULSE convergence, fallback boxes ...)
+        with open(run / "method_notes.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                scores.setdefault((r["dataset"], r["method"]), {}).setdefault(r["image_id"], {})[
+                    f"note:{r['key']}"] = r["value"]
     data = {}
     for ds_dir in sorted((run / "data").iterdir()):
         ds = ds_dir.name

@@ -5,7 +5,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -93,10 +93,36 @@ def _cell_text(c: Cell, marks: dict[str, int]) -> str:
     return f"— [{mark}]"
 
 
+def count_notes(notes: dict[str, dict[str, Any]]) -> str:
+    """``{image id: {key: value}}`` -> ``"key: value n, value n; ..."`` (counts per distinct value)."""
+    counts: dict[str, dict[str, int]] = {}
+    for note in notes.values():
+        for k, v in note.items():
+            if isinstance(v, float):
+                continue  # per-image numbers (losses, seconds) are in method_notes.csv, not counted
+            counts.setdefault(k, {}).setdefault(str(v).lower(), 0)
+            counts[k][str(v).lower()] += 1
+    return "; ".join(f"{k}: " + ", ".join(f"{v} {n}" for v, n in sorted(vals.items()))
+                     for k, vals in sorted(counts.items()))
+
+
+def notes_csv(rows: Iterable[tuple[str, str, str, dict[str, Any]]]) -> str:
+    """dataset, method, image_id, key, value: every per-image method note."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["dataset", "method", "image_id", "key", "value"])
+    for d, m, i, note in rows:
+        for k, v in sorted(note.items()):
+            w.writerow([d, m, i, k, v])
+    return buf.getvalue()
+
+
 def summary_markdown(cells: Sequence[Cell], conventions: dict[str, str],
-                     n_images: dict[str, int] | None = None) -> str:
+                     n_images: dict[str, int] | None = None,
+                     notes: dict[tuple[str, str], str] | None = None) -> str:
     """One Markdown table per dataset: rows are methods, columns metrics (with direction arrows).
-    Cells that are not computed show a mark and a footnote with the reason, never a blank."""
+    Cells that are not computed show a mark and a footnote with the reason, never a blank. ``notes``:
+    counted per-image method notes of (dataset, method), listed under the dataset's table."""
     out: list[str] = []
     datasets = list(dict.fromkeys(c.dataset for c in cells))
     for d in datasets:
@@ -123,6 +149,9 @@ def summary_markdown(cells: Sequence[Cell], conventions: dict[str, str],
             out.append(f"FID/KID reference: {r[3:]}  ")
         if any(c.status == "n/a" for c in dc):
             out.append("n/a: full-reference metric on a real-world set (no ground truth)  ")
+        for (nd, nm), text in sorted((notes or {}).items()):
+            if nd == d and text:
+                out.append(f"Method notes, {nm} (per image in method_notes.csv): {text}  ")
         out.append("")
     if conventions:
         out.append("Conventions: " + "; ".join(f"{k}: {v}" for k, v in conventions.items()))

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .image_io import atomic_write_bytes, encode_png, read_image
-from .interfaces import ReferenceMethod, SRMethod
+from .interfaces import AnnotatingMethod, ReferenceMethod, SRMethod
 from .manifest import iter_chunks, sha256_bytes
 from .prepare import Failure, PreparedDataset
 from .store import files_intact, prepare_stage_dir, read_record, safe_name, write_record
@@ -33,6 +33,10 @@ class SRResult:
     failures: list[Failure] = field(default_factory=list)
     recomputed: int = 0
 
+    def notes(self) -> dict[str, dict[str, Any]]:
+        """Per-image method notes (cached images included), by image id."""
+        return {i: r["notes"] for i, r in self.records.items() if r.get("notes")}
+
 
 def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     """uint8 HxWx3 images -> float32 NCHW in [0, 1]."""
@@ -45,17 +49,34 @@ def quantise(sr: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _upscale_checked(method: SRMethod | ReferenceMethod, lr: torch.Tensor,
-                     hr: torch.Tensor | None = None) -> np.ndarray:
+def _notes_checked(method, notes: Any, n: int) -> list[dict[str, Any]]:
+    if not isinstance(notes, list) or len(notes) != n or not all(isinstance(x, dict) for x in notes):
+        raise ValueError(f"method {method.name!r} returned notes that are not one dict per image")
+    for note in notes:
+        for k, v in note.items():
+            if not isinstance(k, str) or not isinstance(v, (bool, int, float, str)):
+                raise ValueError(f"method {method.name!r}: note {k!r}={v!r} is not a str -> bool/number/str pair")
+    return notes
+
+
+def _upscale_checked(method: SRMethod | ReferenceMethod | AnnotatingMethod, lr: torch.Tensor,
+                     hr: torch.Tensor | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    notes: list[dict[str, Any]] = [{} for _ in range(lr.shape[0])]
     with torch.inference_mode():
-        sr = method.upscale_reference(lr, hr) if hr is not None else method.upscale(lr)
+        if hr is not None:
+            sr = method.upscale_reference(lr, hr)
+        elif isinstance(method, AnnotatingMethod):
+            sr, raw = method.upscale_with_notes(lr)
+            notes = _notes_checked(method, raw, lr.shape[0])
+        else:
+            sr = method.upscale(lr)
     n, _, h, w = lr.shape
     want = (n, 3, h * method.scale, w * method.scale)
     if tuple(sr.shape) != want:
         raise ValueError(f"method {method.name!r} returned shape {tuple(sr.shape)}, expected {want}")
     if not torch.isfinite(sr).all():
         raise ValueError(f"method {method.name!r} returned NaN or inf values")
-    return quantise(sr)
+    return quantise(sr), notes
 
 
 def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: Path, *, fingerprint: Mapping[str, Any],
@@ -83,21 +104,24 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
             return to_tensor(items).to(device) if oracle else None
 
         try:
-            outs = list(_upscale_checked(method, to_tensor(lrs).to(device), hr_batch(hrs)))
-            errs = [""] * len(chunk)
+            srs, notes = _upscale_checked(method, to_tensor(lrs).to(device), hr_batch(hrs))
+            outs, errs = list(srs), [""] * len(chunk)
         except Exception as exc:  # isolate the failing image(s): retry one by one
             if len(chunk) == 1:
-                outs, errs = [None], [f"{type(exc).__name__}: {exc}"]
+                outs, errs, notes = [None], [f"{type(exc).__name__}: {exc}"], [{}]
             else:
-                outs, errs = [], []
+                outs, errs, notes = [], [], []
                 for lr, hr in zip(lrs, hrs):
                     try:
-                        outs.append(_upscale_checked(method, to_tensor([lr]).to(device), hr_batch([hr]))[0])
+                        one, note = _upscale_checked(method, to_tensor([lr]).to(device), hr_batch([hr]))
+                        outs.append(one[0])
+                        notes.append(note[0])
                         errs.append("")
                     except Exception as exc1:  # noqa: BLE001 (reported per image)
                         outs.append(None)
+                        notes.append({})
                         errs.append(f"{type(exc1).__name__}: {exc1}")
-        for image_id, sr, err in zip(chunk, outs, errs):
+        for image_id, sr, err, note in zip(chunk, outs, errs, notes):
             if sr is None:
                 res.failures.append(Failure("sr", data.name, method.name, image_id,
                                             data.records[image_id]["lr"], err))
@@ -107,6 +131,8 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
             atomic_write_bytes(sdir / f"{name}.png", png)
             rec = {"id": image_id, "lr_sha256": data.records[image_id]["lr_sha256"],
                    "sr": f"{name}.png", "sr_sha256": sha256_bytes(png)}
+            if note:
+                rec["notes"] = note
             write_record(sdir / "records" / f"{name}.json", rec)
             res.records[image_id] = rec
             res.recomputed += 1

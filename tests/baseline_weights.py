@@ -114,6 +114,58 @@ def gfpgan_v1_state_dict(seed: int = 0, out_size: int = 128, narrow: float = 0.2
     return _perturbed(net, seed)
 
 
+def hifacegan_state_dict(seed: int = 0, ngf: int = 4, module_prefix: bool = False) -> dict[str, torch.Tensor]:
+    """LIP-SPADE generator keys at a reduced width. No reference class ships offline, so the layout comes
+    from the project's network; the full-size key count (230) and parameter count (72,223,660, measured
+    on the official class by shared/baselines.md) are pinned separately."""
+    from scgan_bench.baselines.hifacegan_arch import LIPSPADEConfig, LIPSPADEGenerator
+
+    torch.manual_seed(seed)
+    sd = _perturbed(LIPSPADEGenerator(LIPSPADEConfig(ngf=ngf)), seed)
+    return {f"module.{k}" if module_prefix else k: v for k, v in sd.items()}
+
+
+def pulse_synthesis_state_dict(seed: int = 0, resolution: int = 64, fmap_base: int = 128, fmap_max: int = 32,
+                               dlatent: int = 32) -> dict[str, torch.Tensor]:
+    """PULSE's G_synthesis layout (``blocks.{R}x{R}.{const, bias, conv, conv0_up, conv1, epi1, epi2}``,
+    ``conv0_up.intermediate.kernel`` blur buffers, ``torgb``) at a reduced resolution and width, written
+    from stylegan.py: channels(r) = min(fmap_base / 2^(r-1), fmap_max)."""
+    g = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+    ch = [min(int(fmap_base / 2 ** (r - 1)), fmap_max) for r in range(11)]
+    blur = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]])[None, None] / 16
+
+    def epi(p: str, c: int) -> None:
+        sd[f"{p}.noise.weight"] = 0.1 * torch.randn(c, generator=g)
+        sd[f"{p}.style_mod.lin.weight"] = torch.randn(2 * c, dlatent, generator=g)
+        sd[f"{p}.style_mod.lin.bias"] = 0.1 * torch.randn(2 * c, generator=g)
+
+    r_log2 = int(np.log2(resolution))
+    sd["blocks.4x4.const"] = torch.randn(1, ch[2], 4, 4, generator=g)
+    sd["blocks.4x4.bias"] = torch.ones(ch[2])
+    epi("blocks.4x4.epi1", ch[2])
+    sd["blocks.4x4.conv.weight"] = torch.randn(ch[2], ch[2], 3, 3, generator=g)
+    sd["blocks.4x4.conv.bias"] = torch.zeros(ch[2])
+    epi("blocks.4x4.epi2", ch[2])
+    for r in range(3, r_log2 + 1):
+        p = f"blocks.{2 ** r}x{2 ** r}"
+        sd[f"{p}.conv0_up.weight"] = torch.randn(ch[r], ch[r - 1], 3, 3, generator=g)
+        sd[f"{p}.conv0_up.bias"] = torch.zeros(ch[r])
+        sd[f"{p}.conv0_up.intermediate.kernel"] = blur.clone()
+        epi(f"{p}.epi1", ch[r])
+        sd[f"{p}.conv1.weight"] = torch.randn(ch[r], ch[r], 3, 3, generator=g)
+        sd[f"{p}.conv1.bias"] = torch.zeros(ch[r])
+        epi(f"{p}.epi2", ch[r])
+    sd["torgb.weight"] = torch.randn(3, ch[r_log2], 1, 1, generator=g)
+    sd["torgb.bias"] = torch.zeros(3)
+    return sd
+
+
+def gaussian_fit(dlatent: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"mean": 0.1 * torch.randn(dlatent, generator=g), "std": 0.5 + torch.rand(dlatent, generator=g)}
+
+
 def restoreformer_state_dict(seed: int = 0, plus: bool = False) -> dict[str, torch.Tensor]:
     """spandrel's RestoreFormer at reduced width (ch 32); ``plus`` adds RF++'s cross-attention blocks at the
     decoder's 32 px level (``decoder.up.4.attn.{0,1,2}``: GroupNorms, 1x1 q/k/v/proj_out), from the official

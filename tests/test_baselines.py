@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from baseline_weights import (codeformer_state_dict, gfpgan_clean_state_dict, gfpgan_v1_state_dict, lightning,
-                              lr_faces, lrgan_state_dict, restoreformer_state_dict, rrdb_state_dict, save)
+from baseline_weights import (codeformer_state_dict, gfpgan_clean_state_dict, gfpgan_v1_state_dict,
+                              gaussian_fit, hifacegan_state_dict, lightning, lr_faces, lrgan_state_dict,
+                              pulse_synthesis_state_dict, restoreformer_state_dict, rrdb_state_dict, save)
 from scgan_bench import weights as W
 from scgan_bench.manifest import sha256_file
 from scgan_bench.registries import METHODS, load_plugins
@@ -42,6 +43,7 @@ CASES = {
     "gfpgan-v1.4": ("gfpgan-v1.4", lambda: {"params": gfpgan_clean_state_dict(1)}),
     "restoreformer": ("restoreformer-pth", lambda: {"params_ema": restoreformer_state_dict()}),
     "restoreformer++": ("restoreformer++", lambda: lightning(restoreformer_state_dict(plus=True))),
+    "hifacegan": ("hifacegan-x16", lambda: hifacegan_state_dict(module_prefix=True)),
 }
 FULL_SIZE = {"lrgan"}  # the others are reduced-size files of the official layout
 
@@ -61,7 +63,7 @@ def test_parameter_counts_of_the_official_configurations_are_pinned():
     from spandrel.architectures.RestoreFormer import RestoreFormer
     from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
 
-    from scgan_bench.baselines import gfpganv1_arch, lrgan, restoreformer_arch
+    from scgan_bench.baselines import gfpganv1_arch, hifacegan_arch, lrgan, pulse_arch, restoreformer_arch
     from scgan_bench.baselines.gfpgan import clean_config
 
     def count(m):
@@ -92,6 +94,16 @@ def test_parameter_counts_of_the_official_configurations_are_pinned():
         assert restoreformer_arch.config_from_state_dict(rfpp.state_dict(), 4) == restoreformer_arch.RFPP_CONFIG
         rf = restoreformer_arch.RestoreFormerNet(restoreformer_arch.RF_CONFIG)
         assert count(rf) == 72_680_003 and len(rf.state_dict()) == 405
+        synth = pulse_arch.Synthesis()
+        assert len(synth.state_dict()) == 100 and sum(v.numel() for v in synth.state_dict().values()) == 24_110_843
+        assert pulse_arch.config_from_state_dict(synth.state_dict()) == pulse_arch.OFFICIAL_CONFIG
+        lip = hifacegan_arch.LIPSPADEGenerator()
+        assert count(lip) == 72_223_660 and len(lip.state_dict()) == 230
+        # shapes reported for the released checkpoints (Face-Renovation issue #41): to_rgbs at ngf 48
+        assert [tuple(lip.state_dict()[f"to_rgbs.{i}.weight"].shape) for i in range(4)] == [
+            (3, 384, 3, 3), (3, 192, 3, 3), (3, 96, 3, 3), (3, 48, 3, 3)]
+        assert {"head_0.norm_0.param_free_norm.running_mean", "head_0.conv_0.weight_orig", "head_0.conv_0.weight_u",
+                "lip_encoder.model.3.logit.1.weight", "ups.0.conv_s.weight_orig", "fc.weight"} <= set(lip.state_dict())
 
 
 def _lrgan_reference(sd: dict, x: torch.Tensor) -> torch.Tensor:
@@ -185,6 +197,7 @@ DIRECT = {
     "gfpgan-v1.3": (lambda net, x: net(x, return_rgb=False, randomize_noise=False)[0], "[-1,1]"),
     "restoreformer": (lambda net, x: net(x)[0], "[-1,1]"),
     "restoreformer++": (lambda net, x: net(x), "[-1,1]"),
+    "hifacegan": (lambda net, x: net(x), "[0,1]"),
 }
 
 
@@ -250,6 +263,8 @@ def test_lrgan_file_is_checked_against_the_published_git_blob_id(weights_dir):
      "RestoreFormer++"),
     ("restoreformer++", "restoreformer++", lambda: lightning(restoreformer_state_dict()), "RestoreFormer weights"),
     ("codeformer", "codeformer", lambda: lightning(restoreformer_state_dict(plus=True)), "RestoreFormer++"),
+    ("hifacegan", "hifacegan-x16", lambda: {"params_ema": rrdb_state_dict()}, "Real-ESRGAN"),
+    ("gfpgan-v1.4", "gfpgan-v1.4", lambda: {"params": hifacegan_state_dict()}, "HiFaceGAN"),
 ])
 def test_a_file_of_another_method_is_named(weights_dir, method, wrong_asset_of, obj, named):
     install(wrong_asset_of, obj())
@@ -339,6 +354,172 @@ def test_gfpgan_noise_is_seeded_per_image_or_stored(weights_dir):
     assert k[0] == k[1] != k[2]
     n0, n2 = seeded_noise(k[0], [torch.Size([1, 1, 8, 8])]), seeded_noise(k[2], [torch.Size([1, 1, 8, 8])])
     assert not torch.equal(n0[0], n2[0])
+
+
+# ------------------------------------------------------------------------------------ HiFaceGAN
+def test_hifacegan_normalises_each_image_alone_and_spectral_norm_modes_differ(weights_dir):
+    """Per-sample statistics: an image's output does not depend on its batch neighbours (train-mode
+    BatchNorm's would); ``sn=iterate`` (one power iteration from the stored vectors) is a different,
+    equally deterministic network; a released checkpoint name outside the list is refused."""
+    from scgan_bench.errors import UsageError
+
+    install("hifacegan-x16", hifacegan_state_dict())
+    lr = lr_faces(2)
+    a = make("hifacegan")
+    both = a.upscale(lr)
+    dark = a.upscale(torch.stack([lr[0], lr[1] * 0.1]))
+    assert (both[0] - dark[0]).abs().max() <= 1e-5
+    it1, it2 = make("hifacegan", sn="iterate").upscale(lr[:1]), make("hifacegan", sn="iterate").upscale(lr[:1])
+    assert torch.equal(it1, it2) and (it1 - both[:1]).abs().max() > 1e-4
+    with pytest.raises(UsageError, match="x4sr is a plain SPADE generator"):
+        make("hifacegan", checkpoint="x4sr")
+    with pytest.raises(W.WeightsError, match="hifacegan_face_renov_latest_net_G.pth not found"):
+        make("hifacegan", checkpoint="face_renov")
+
+
+def test_hifacegan_blocks_follow_their_formulas():
+    """One SPADE residual block and one LIP pooling written here with F ops on the module's tensors:
+    SPADE = instance_norm(x) * gamma(seg) + beta(seg) with seg nearest-resized, spectral norm with the
+    stored u, v; LIP = avgpool(x e^l) / avgpool(e^l) with l = 12 sigmoid(IN(conv x))."""
+    from scgan_bench.baselines.hifacegan_arch import SimplifiedLIP, SPADEResnetBlock
+
+    torch.manual_seed(0)
+    blk = SPADEResnetBlock(8, 4).eval()
+    sd = {k: v + 0.1 * torch.randn_like(v) if v.is_floating_point() and "weight_" not in k else v
+          for k, v in blk.state_dict().items()}
+    blk.load_state_dict(sd)
+    x, seg = torch.randn(2, 8, 8, 8), torch.rand(2, 3, 32, 32)
+
+    def sn(p):
+        w = sd[f"{p}.weight_orig"]
+        sigma = sd[f"{p}.weight_u"] @ (w.flatten(1) @ sd[f"{p}.weight_v"])
+        return w / sigma
+
+    def spade(p, t):
+        s = F.interpolate(seg, size=t.shape[2:], mode="nearest")
+        a = F.relu(F.conv2d(s, sd[f"{p}.mlp_shared.0.weight"], sd[f"{p}.mlp_shared.0.bias"], padding=1))
+        mean, var = t.mean((2, 3), keepdim=True), t.var((2, 3), unbiased=False, keepdim=True)
+        return ((t - mean) / (var + 1e-5).sqrt() * F.conv2d(a, sd[f"{p}.mlp_gamma.weight"], padding=1)
+                + F.conv2d(a, sd[f"{p}.mlp_beta.weight"], padding=1))
+
+    xs = F.conv2d(spade("norm_s", x), sn("conv_s"))
+    dx = F.conv2d(F.leaky_relu(spade("norm_0", x), 0.2), sn("conv_0"), sd["conv_0.bias"], padding=1)
+    dx = F.conv2d(F.leaky_relu(spade("norm_1", dx), 0.2), sn("conv_1"), sd["conv_1.bias"], padding=1)
+    with torch.no_grad():
+        assert (blk(x, seg) - (xs + dx)).abs().max() < 1e-4
+        lip = SimplifiedLIP(8).eval()
+        c = lip.logit[0].weight
+        logit = 12 * torch.sigmoid(F.instance_norm(F.conv2d(x, c, padding=1), weight=lip.logit[1].weight,
+                                                   bias=lip.logit[1].bias, eps=1e-5))
+        e = logit.exp()
+        assert (lip(x) - F.avg_pool2d(x * e, 3, 2, 1) / F.avg_pool2d(e, 3, 2, 1)).abs().max() < 1e-5
+
+
+# ------------------------------------------------------------------------------------ PULSE
+def _pulse(weights_dir, **opts):
+    install("pulse-synthesis", pulse_synthesis_state_dict())
+    install("pulse-gaussian-fit", gaussian_fit())
+    return make("pulse", allow_cpu=True, **opts)
+
+
+def test_pulse_search_lowers_its_loss_and_reports_each_image(weights_dir):
+    """A reduced 64 px synthesis (32-d latents): 5 CPU steps lower every image's loss; every image gets an
+    output and notes; a fresh search of one image alone equals its result in the batch."""
+    m = _pulse(weights_dir, steps=5)
+    lr = lr_faces(2)
+    out, notes = m.upscale_with_notes(lr)
+    assert out.shape == (2, 3, 64, 64) and out.min() >= 0 and out.max() <= 1
+    for n in notes:
+        assert n["pulse_steps"] == 5 and n["pulse_loss_last"] < n["pulse_loss_first"]
+        assert isinstance(n["pulse_converged"], bool) and n["pulse_min_l2"] >= 2e-3
+    alone, n1 = _pulse(weights_dir, steps=5).upscale_with_notes(lr[1:])
+    assert (alone[0] - out[1]).abs().max() <= 1e-4 and n1[0]["pulse_steps"] == 5
+    assert m.fingerprint()["steps"] == 5 and m.fingerprint()["loss"] == "100*L2+0.05*GEOCROSS"
+
+
+def test_pulse_convergence_flag_time_budget_and_gpu_only_marking(weights_dir):
+    from scgan_bench.baselines.pulse import PulseMethod, PulseSettings
+    from scgan_bench.errors import UsageError
+
+    m = _pulse(weights_dir, steps=2)
+    lr = lr_faces(1)
+    loose = PulseMethod(m.synthesis, m.mean, m.std, PulseSettings(steps=2, eps=10.0))
+    strict = PulseMethod(m.synthesis, m.mean, m.std, PulseSettings(steps=2, eps=1e-12))
+    assert loose.upscale_with_notes(lr)[1][0]["pulse_converged"] is True
+    assert strict.upscale_with_notes(lr)[1][0]["pulse_converged"] is False
+    budget = _pulse(weights_dir, steps=50, time_budget_s=1e-9)        # always exceeded after the first step
+    assert budget.upscale_with_notes(lr)[1][0]["pulse_steps"] == 1
+    assert budget.fingerprint()["time_budget_s"] == 1e-9
+    spec = METHODS.get("pulse")
+    if not torch.cuda.is_available():
+        assert "GPU only" in spec.check().reason and spec.check(allow_cpu=True).ok
+        with pytest.raises(UsageError, match="GPU only"):
+            spec.create()
+
+
+def test_pulse_pieces_follow_the_released_definitions():
+    """The bicubic down-sampler, the geodesic cross loss, the schedule and the spherical projection,
+    against formulas written here."""
+    from scgan_bench.baselines import pulse_arch as A
+
+    def cubic(x, a=-0.5):
+        x = abs(x)
+        return (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1 if x <= 1 else (a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a
+                                                                      if x < 2 else 0.0)
+
+    k = np.array([cubic((i - 8 + 0.5) / 4) for i in range(16)])
+    k /= k.sum()
+    x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
+    xp = np.pad(x.numpy(), ((0, 0), (0, 0), (6, 6), (6, 6)), mode="reflect")
+    d = A.BicubicDownSample(4)
+    got = d(x.float()).double().numpy()
+    ref = np.zeros((1, 3, 8, 8))
+    for oy in range(8):
+        for ox in range(8):
+            ref[0, :, oy, ox] = np.einsum("cij,i,j->c", xp[0, :, oy * 4:oy * 4 + 16, ox * 4:ox * 4 + 16], k, k)
+    assert np.abs(got - ref).max() < 1e-5
+    lat = torch.randn(2, 4, 8, dtype=torch.float64)
+    want = []
+    for b in range(2):       # loss.py: D_ij = 2 atan2(|x_i - x_j|, |x_i + x_j|); mean(D^2 * dim) / 8
+        d = [[2 * math.atan2(math.sqrt(float(((lat[b, i] - lat[b, j]) ** 2).sum()) + 1e-9),
+                             math.sqrt(float(((lat[b, i] + lat[b, j]) ** 2).sum()) + 1e-9)) for j in range(4)]
+             for i in range(4)]
+        want.append(sum(x ** 2 * 8 for row in d for x in row) / 16 / 8)
+    assert torch.allclose(A.geocross(lat), torch.tensor(want, dtype=torch.float64), atol=1e-9)
+    assert A.one_cycle_drop(0, 100) == pytest.approx(0.1) and A.one_cycle_drop(45, 100) == pytest.approx(1.0)
+    assert A.one_cycle_drop(99, 100) == pytest.approx(0.1 + 0.9 * (0.001 - 0.1))
+    p = torch.randn(2, 3, 5, requires_grad=True)
+    r0 = p.detach().norm(dim=2)
+    opt = A.SphericalAdam([p], lr=0.5)
+    (p ** 3).sum().backward()
+    opt.step()
+    assert torch.allclose(p.detach().norm(dim=2), r0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_method_notes_reach_the_records_summary_csv_and_report(weights_dir, tmp_path, capsys):
+    from scgan_bench.cli import main
+
+    install("pulse-synthesis", pulse_synthesis_state_dict())
+    install("pulse-gaussian-fit", gaussian_fit())
+    out = tmp_path / "run"
+    assert main(["run", "--datasets", "demo-real", "--methods", "pulse", "--metrics", "psnr", "--limit", "2",
+                 "--out", str(out), "--quiet", "--method-opt", "pulse:allow_cpu=true", "--method-opt", "pulse:steps=2",
+                 "--method-opt", "pulse:any_config=true"]) == 0
+    import csv
+    import json
+
+    rows = list(csv.DictReader(open(out / "method_notes.csv")))
+    assert {r["key"] for r in rows} >= {"pulse_converged", "pulse_steps"} and {r["image_id"] for r in rows}
+    rec = json.loads(next((out / "sr" / "demo-real" / "pulse" / "records").glob("*.json")).read_text())
+    assert rec["notes"]["pulse_steps"] == 2
+    summary = (out / "summary.md").read_text()
+    assert "Method notes, pulse" in summary and "pulse_converged:" in summary and "pulse_steps: 2 2" in summary
+    from scgan_bench.report import build_report
+
+    page = build_report(out, per_dataset=2, figures=False).read_text()
+    assert "note:pulse_converged" in page
+    assert "PULSE code: no licence" in capsys.readouterr().out    # the restricted licence is named
 
 
 # ------------------------------------------------------------------------------------ RestoreFormer
