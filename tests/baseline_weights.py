@@ -166,6 +166,31 @@ def gaussian_fit(dlatent: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
     return {"mean": 0.1 * torch.randn(dlatent, generator=g), "std": 0.5 + torch.rand(dlatent, generator=g)}
 
 
+def dfdnet_state_dict(seed: int = 0, width: float = 0.125) -> dict[str, torch.Tensor]:
+    """UNetDictFace keys at a reduced width (the project's network: no reference class ships offline; the
+    full-size count, 240,117,181, and BasicSR's documented key names are pinned separately)."""
+    from scgan_bench.baselines.dfdnet_arch import UNetDictFace
+
+    torch.manual_seed(seed)
+    net = UNetDictFace(width)
+    g = torch.Generator().manual_seed(seed)
+    sd = {k: v + 0.02 * torch.randn(v.shape, generator=g) if v.is_floating_point() and "conv1.0.weight" not in k
+          else v for k, v in net.state_dict().items()}
+    for k in sd:   # the VGG slices name the same tensors as model.features (official: shared modules)
+        if k.startswith("VggExtract.features."):
+            sd[k] = sd["VggExtract.model.features." + k.split(".", 3)[3]]
+    return sd
+
+
+def dfdnet_dictionaries(width: float = 0.125, atoms: int = 3, seed: int = 0) -> dict[tuple[str, int], np.ndarray]:
+    """The 16 DictionaryCenter512 arrays, flattened per atom as (K, C * s * s) float32."""
+    from scgan_bench.baselines.dfdnet_arch import FEATURE_SIZES, PARTS, dictionary_shape
+
+    rng = np.random.default_rng(seed)
+    return {(p, f): rng.standard_normal((atoms, int(np.prod(dictionary_shape(p, f, atoms, width)[1:]))))
+            .astype(np.float32) for p in PARTS for f in FEATURE_SIZES}
+
+
 def restoreformer_state_dict(seed: int = 0, plus: bool = False) -> dict[str, torch.Tensor]:
     """spandrel's RestoreFormer at reduced width (ch 32); ``plus`` adds RF++'s cross-attention blocks at the
     decoder's 32 px level (``decoder.up.4.attn.{0,1,2}``: GroupNorms, 1x1 q/k/v/proj_out), from the official

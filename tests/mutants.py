@@ -83,6 +83,25 @@ MUTANTS = [
     Mutant("rrdb-key-check-off", "baselines/realesrgan.py",
            "    check_keys(rrdb_keys(blocks), sd, path, what)\n", "",
            "Real-ESRGAN keys not checked (spandrel drops unknown keys)"),
+    Mutant("hifacegan-spade-one-plus-gamma", "baselines/hifacegan_arch.py",
+           "return self.param_free_norm(x) * self.mlp_gamma(actv) + self.mlp_beta(actv)",
+           "return self.param_free_norm(x) * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)",
+           "HiFaceGAN SPADE as NVIDIA's 1 + gamma instead of the released gamma"),
+    Mutant("hifacegan-batch-statistics", "baselines/hifacegan_arch.py",
+           "return F.instance_norm(x, eps=1e-5)", "return F.batch_norm(x, None, None, training=True, eps=1e-5)",
+           "HiFaceGAN normalised with batch statistics (outputs depend on batch neighbours)"),
+    Mutant("pulse-geocross-half-angle", "baselines/pulse_arch.py", "dist = 2 * torch.atan2(a, b)",
+           "dist = torch.atan2(a, b)", "PULSE's geodesic distance without its factor 2"),
+    Mutant("pulse-one-seed", "baselines/pulse.py", "manual_seed(int(k[:15], 16) ^ SEED_SALT)",
+           "manual_seed(SEED_SALT)", "PULSE: every image starts from the same latent draw"),
+    Mutant("pulse-converged-inverted", "baselines/pulse.py", '"pulse_converged": bool(m <= s.eps)',
+           '"pulse_converged": bool(m > s.eps)', "PULSE's convergence flag inverted"),
+    Mutant("dfdnet-box-offset", "baselines/dfdnet.py", "box = np.hstack((mean - half + 1, mean + half)).astype(int)",
+           "box = np.hstack((mean - half, mean + half)).astype(int)", "DFDNet part boxes without the official +1"),
+    Mutant("dfdnet-input-0-1", "baselines/dfdnet.py", "y = self.net((x[i:i + 1] * 2 - 1).to(self.device), boxes)",
+           "y = self.net(x[i:i + 1].to(self.device), boxes)", "DFDNet fed [0, 1] instead of [-1, 1]"),
+    Mutant("method-notes-dropped", "scgan_bench/superres.py", "            if note:\n                rec[\"notes\"] = note",
+           "            if False:\n                rec[\"notes\"] = note", "per-image method notes not stored"),
     Mutant("git-blob-unchecked", "scgan_bench/weights.py",
            'if kind == "first-use" and asset.git_blob:', 'if False and asset.git_blob:',
            "LRGAN's model.pkl not checked against its published git blob id"),
@@ -229,7 +248,8 @@ FIRST = (("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/tes
          ("scgan_bench/store.py", ("tests/test_reliability.py",)),
          ("datasets/", ("tests/test_reliability.py",)),
          ("baselines/", ("tests/test_baselines.py",)),
-         ("scgan_bench/weights.py", ("tests/test_baselines.py", "tests/test_weights.py")))
+         ("scgan_bench/weights.py", ("tests/test_baselines.py", "tests/test_weights.py")),
+         ("scgan_bench/superres.py", ("tests/test_baselines.py",)))
 
 
 def ordered_tests(path: str | None) -> list[str]:

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from baseline_weights import (codeformer_state_dict, gfpgan_clean_state_dict, gfpgan_v1_state_dict,
+from baseline_weights import (codeformer_state_dict, dfdnet_dictionaries, dfdnet_state_dict, gfpgan_clean_state_dict,
+                              gfpgan_v1_state_dict,
                               gaussian_fit, hifacegan_state_dict, lightning, lr_faces, lrgan_state_dict,
                               pulse_synthesis_state_dict, restoreformer_state_dict, rrdb_state_dict, save)
 from scgan_bench import weights as W
@@ -63,7 +64,7 @@ def test_parameter_counts_of_the_official_configurations_are_pinned():
     from spandrel.architectures.RestoreFormer import RestoreFormer
     from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
 
-    from scgan_bench.baselines import gfpganv1_arch, hifacegan_arch, lrgan, pulse_arch, restoreformer_arch
+    from scgan_bench.baselines import dfdnet_arch, gfpganv1_arch, hifacegan_arch, lrgan, pulse_arch, restoreformer_arch
     from scgan_bench.baselines.gfpgan import clean_config
 
     def count(m):
@@ -97,6 +98,17 @@ def test_parameter_counts_of_the_official_configurations_are_pinned():
         synth = pulse_arch.Synthesis()
         assert len(synth.state_dict()) == 100 and sum(v.numel() for v in synth.state_dict().values()) == 24_110_843
         assert pulse_arch.config_from_state_dict(synth.state_dict()) == pulse_arch.OFFICIAL_CONFIG
+        dfd = dfdnet_arch.UNetDictFace()
+        dsd = dfd.state_dict()
+        assert count(dfd) == 240_117_181
+        # 394 entries as built: baselines.md counted 386; the 8 more are the four up-blocks' blur buffers
+        # (weight, weight_flip), which the loader also accepts absent
+        assert len(dsd) == 394 and len([k for k in dsd if ".conv1.0.weight" in k and k.startswith("up")]) == 8
+        # key names of BasicSR's convert_dfdnet.py mapping (the official checkpoint's side)
+        assert {"VggExtract.model.features.0.weight", "VggExtract.RGB_mean", "VggExtract.RGB_std", "le_256.0.weight_orig",
+                "mo_32.2.weight_v", "MSDilate.conv1.0.weight_orig", "MSDilate.convi.weight_orig",
+                "up0.ScaleModel1.0.weight_orig", "up3.ShiftModel1.2.bias", "up4.2.Model.0.weight_orig", "up4.4.weight",
+                "to_rgb0.0.weight_orig", "VggExtract.model.classifier.6.weight"} <= set(dsd)
         lip = hifacegan_arch.LIPSPADEGenerator()
         assert count(lip) == 72_223_660 and len(lip.state_dict()) == 230
         # shapes reported for the released checkpoints (Face-Renovation issue #41): to_rgbs at ngf 48
@@ -415,6 +427,127 @@ def test_hifacegan_blocks_follow_their_formulas():
         assert (lip(x) - F.avg_pool2d(x * e, 3, 2, 1) / F.avg_pool2d(e, 3, 2, 1)).abs().max() < 1e-5
 
 
+# ------------------------------------------------------------------------------------ DFDNet
+def _install_dfdnet(weights_dir, sd=None, dicts=None):
+    import os
+
+    from scgan_bench.baselines.dfdnet import dict_asset
+
+    install("dfdnet", sd if sd is not None else dfdnet_state_dict())
+    for (part, f), arr in (dicts or dfdnet_dictionaries()).items():
+        path = Path(os.environ["SCGAN_BENCH_WEIGHTS"]) / "DictionaryCenter512" / f"{part}_{f}_center.npy"
+        path.parent.mkdir(exist_ok=True)
+        np.save(path, arr, allow_pickle=not isinstance(arr, np.ndarray) or arr.dtype == object)
+        W.register_sha256(dict_asset(part, f), sha256_file(path))
+
+
+def _official_boxes(landmarks):
+    """test_FaceDict.py's recipe, written again here."""
+    groups = {"left_eye": [*range(17, 22), *range(36, 42)], "right_eye": [*range(22, 27), *range(42, 48)],
+              "nose": list(range(29, 36)), "mouth": list(range(48, 68))}
+    out = {}
+    for name, idx in groups.items():
+        p = np.asarray(landmarks, float)[idx]
+        m, half = p.mean(0), max(np.max(p.max(0) - p.min(0)) / 2, 16)
+        out[name] = tuple(int(v) for v in np.hstack((m - half + 1, m + half)).astype(int))
+    return out
+
+
+@pytest.fixture(scope="module")
+def dlib68():
+    import dlib
+
+    det = dlib.get_frontal_face_detector()
+    sp = dlib.shape_predictor(str(W.resolve("dlib-shape-68", allow_download=False).path))
+
+    def landmarks(img):
+        faces = det(img, 0)
+        return None if not len(faces) else np.array([(p.x, p.y) for p in sp(img, max(faces, key=lambda r: r.area()))
+                                                      .parts()])
+
+    return landmarks
+
+
+def test_dfdnet_part_boxes_follow_the_official_recipe_on_real_faces(dlib68):
+    """On the shared FFHQ-aligned faces at 512 px: boxes from dlib's 68 landmarks equal the official
+    recipe computed here; the stored fallback boxes are that recipe on the mean landmarks of all of them."""
+    from sb_testdata import HR_FACES, need
+
+    from scgan_bench.baselines.dfdnet import CANONICAL_BOXES, LandmarkBoxes, part_boxes
+
+    files = sorted(need(HR_FACES).glob("*.png"))
+    boxes = LandmarkBoxes()
+    all_pts = []
+    for f in files:
+        img = np.asarray(Image.open(f).convert("RGB").resize((512, 512), Image.Resampling.BICUBIC))
+        pts = dlib68(img)
+        assert pts is not None, f
+        all_pts.append(pts)
+        if len(all_pts) <= 5:
+            got, source = boxes(img)
+            assert source == "dlib68" and got == _official_boxes(pts) == part_boxes(pts)
+    assert _official_boxes(np.mean(np.array(all_pts, float), 0)) == CANONICAL_BOXES
+    flat = np.full((512, 512, 3), 128, np.uint8)
+    got, source = boxes(flat)
+    assert source.startswith("canonical") and got == CANONICAL_BOXES
+
+
+def test_dfdnet_runs_per_image_with_notes_and_equals_the_network_called_directly(weights_dir, dlib68):
+    from scgan_bench.baselines.dfdnet import CANONICAL_BOXES
+
+    _install_dfdnet(weights_dir)
+    m = make("dfdnet")
+    lr = torch.cat([lr_faces(2), torch.full((1, 3, 16, 16), 0.5)])
+    out, notes = m.upscale_with_notes(lr)
+    assert out.shape == (3, 3, 64, 64) and out.min() >= 0 and out.max() <= 1
+    assert [n["dfdnet_boxes"] for n in notes][2].startswith("canonical")
+    alone, _ = make("dfdnet").upscale_with_notes(lr[1:2])
+    assert (alone[0] - out[1]).abs().max() <= 1e-5
+    x = _bicubic512(lr[:1], 512)
+    u8 = (x * 255).round().byte().permute(0, 2, 3, 1).numpy()[0]
+    pts = dlib68(u8)
+    b = _official_boxes(pts) if pts is not None else CANONICAL_BOXES
+    with torch.no_grad():
+        want = _area((m.net(x * 2 - 1, b).clamp(-1, 1) + 1) / 2)
+        wrong = _area((m.net(x, b).clamp(-1, 1) + 1) / 2)
+    assert (out[:1] - want).abs().max() <= 1e-5 and (out[:1] - wrong).abs().max() > 1e-2
+    fp = m.fingerprint()
+    assert len(fp["weights"]) == 17 and fp["fallback_boxes"]["provenance"].startswith("official part-box recipe")
+
+
+def test_dfdnet_loading_is_strict_reads_dictionaries_without_unpickling(weights_dir):
+    sd = dfdnet_state_dict()
+    lean = {k: v for k, v in sd.items() if not k.startswith("VggExtract.features.")
+            and not (k.startswith("up") and ".conv1.0.weight" in k)}
+    _install_dfdnet(weights_dir, lean)
+    a = make("dfdnet").upscale(lr_faces(1))
+    _install_dfdnet(weights_dir, sd)
+    assert torch.equal(a, make("dfdnet").upscale(lr_faces(1)))      # the second names were the same tensors
+    bad = dict(sd)
+    bad["VggExtract.features.0.0.weight"] = bad["VggExtract.features.0.0.weight"] + 1
+    _install_dfdnet(weights_dir, bad)
+    with pytest.raises(W.WeightsError, match="differs from VggExtract.model.features.0.weight"):
+        make("dfdnet")
+    bad = dict(sd)
+    del bad["MSDilate.convi.bias"]
+    _install_dfdnet(weights_dir, bad)
+    with pytest.raises(W.WeightsError, match=r"1 missing \(MSDilate\.convi\.bias\)"):
+        make("dfdnet")
+    dicts = dfdnet_dictionaries()
+    dicts[("nose", 64)] = np.array([{"atoms": 1}], dtype=object)
+    _install_dfdnet(weights_dir, sd, dicts)
+    with pytest.raises(W.WeightsError, match="nose_64_center.npy holds pickled objects"):
+        make("dfdnet")
+    dicts = dfdnet_dictionaries()
+    dicts[("mouth", 32)] = dicts[("mouth", 32)][:, :-1]
+    _install_dfdnet(weights_dir, sd, dicts)
+    with pytest.raises(W.WeightsError, match="mouth_32_center.npy has shape"):
+        make("dfdnet")
+    _install_dfdnet(weights_dir, hifacegan_state_dict())
+    with pytest.raises(W.WeightsError, match="holds HiFaceGAN / LIP-SPADE generator weights, not dfdnet"):
+        make("dfdnet")
+
+
 # ------------------------------------------------------------------------------------ PULSE
 def _pulse(weights_dir, **opts):
     install("pulse-synthesis", pulse_synthesis_state_dict())
@@ -433,7 +566,12 @@ def test_pulse_search_lowers_its_loss_and_reports_each_image(weights_dir):
         assert n["pulse_steps"] == 5 and n["pulse_loss_last"] < n["pulse_loss_first"]
         assert isinstance(n["pulse_converged"], bool) and n["pulse_min_l2"] >= 2e-3
     alone, n1 = _pulse(weights_dir, steps=5).upscale_with_notes(lr[1:])
-    assert (alone[0] - out[1]).abs().max() <= 1e-4 and n1[0]["pulse_steps"] == 5
+    assert torch.equal(alone[0], out[1]) and n1[0] == notes[1]
+    from scgan_bench.baselines.adapter import image_keys
+
+    lat, _, _ = m._initial(image_keys(lr))                 # each image starts from its own draw
+    lat2, _, _ = m._initial(image_keys(lr.flip(0)))
+    assert not torch.equal(lat[0], lat[1]) and torch.equal(lat[0], lat2[1])
     assert m.fingerprint()["steps"] == 5 and m.fingerprint()["loss"] == "100*L2+0.05*GEOCROSS"
 
 
@@ -496,7 +634,6 @@ def test_pulse_pieces_follow_the_released_definitions():
     assert torch.allclose(p.detach().norm(dim=2), r0, atol=1e-4)
 
 
-@pytest.mark.slow
 def test_method_notes_reach_the_records_summary_csv_and_report(weights_dir, tmp_path, capsys):
     from scgan_bench.cli import main
 
@@ -520,6 +657,17 @@ def test_method_notes_reach_the_records_summary_csv_and_report(weights_dir, tmp_
     page = build_report(out, per_dataset=2, figures=False).read_text()
     assert "note:pulse_converged" in page
     assert "PULSE code: no licence" in capsys.readouterr().out    # the restricted licence is named
+
+
+def test_trust_on_first_use_files_are_recorded_then_a_changed_file_is_refused(weights_dir):
+    """HiFaceGAN, DFDNet and PULSE publish no hash: the first file seen is recorded; a later, different
+    file under the same name is refused (named, with how to pin it)."""
+    path = install("hifacegan-x16", hifacegan_state_dict(), pin=False)
+    make("hifacegan")
+    assert "hifacegan-x16" in (W.data_home() / "weights-lock.json").read_text()
+    save(hifacegan_state_dict(seed=1), path)
+    with pytest.raises(W.WeightsError, match="expected first-use .*SCGAN_BENCH_SHA256_HIFACEGAN_X16"):
+        make("hifacegan")
 
 
 # ------------------------------------------------------------------------------------ RestoreFormer
@@ -683,4 +831,4 @@ def test_methods_all_runs_what_is_available_and_table5_shows_it(weights_dir, tmp
         assert math.isfinite(float(cells[header.index(label)].split("[")[0].split(" ")[0].strip("*"))), label
     assert "column 'real-esrgan' shows run method 'realesrgan'" in md
     assert "official pretrained weights" in md and "not retrained" in md
-    assert "method dfdnet is not implemented in scgan-bench yet: needs" in md
+    assert "method cyclegan is not implemented in scgan-bench yet: no released face model" in md
