@@ -28,12 +28,10 @@ GIT_BLOB = "f55203fc9213e6f6824c1bf0a728f912814f9542"
 CONTAINER = Container((), ("module.",), "raw GEN_DEEP state dict (torch.save of PyTorch 0.4.1, legacy format)")
 
 register_asset(Asset(
-    ASSET, "lrgan-model.pkl",
-    "https://github.com/jingyang2017/Face-and-Image-super-resolution/raw/master/model.pkl (save it as "
-    "lrgan-model.pkl)", used_by="lrgan (the released Low-to-High generator)", license="MIT",
-    git_blob=GIT_BLOB, caches=("scgan-bench",),
-    source_note="committed to the official repository: verified by its git blob id, then its sha256 is "
-                "recorded on first use"))
+    ASSET, "lrgan-model.pkl", "https://github.com/jingyang2017/Face-and-Image-super-resolution/raw/master/model.pkl",
+    used_by="lrgan (the released Low-to-High generator)", license="MIT", git_blob=GIT_BLOB, caches=("scgan-bench",),
+    source_note="the repository's model.pkl, saved as lrgan-model.pkl; verified by its published git blob id, "
+                "then its sha256 is recorded on first use"))
 
 
 class Block(nn.Module):

@@ -37,10 +37,10 @@ FIT = "pulse-gaussian-fit"
 SEED_SALT = 0x9A15E
 
 register_asset(Asset(
-    SYNTH, "synthesis.pt", "https://drive.google.com/uc?id=1TCViX1YpQyRsklTVYEJwdbmK91vklCo8 (PULSE caches it as "
-    "cache/6b943ee69b8491ac40e8e9ced6175659_synthesis.pt; save it as synthesis.pt)", used_by="pulse",
-    license="CC BY-NC 4.0 (NVIDIA StyleGAN FFHQ weights)", caches=("scgan-bench",),
-    source_note="no hash is published: verified by trust-on-first-use"))
+    SYNTH, "synthesis.pt", "Google Drive (no direct download) https://drive.google.com/uc?id=1TCViX1YpQyRsklTVYEJwdbmK91vklCo8",
+    used_by="pulse", license="CC BY-NC 4.0 (NVIDIA StyleGAN FFHQ weights)", caches=("scgan-bench",),
+    source_note="no hash is published: verified by trust-on-first-use; PULSE caches the file as "
+                "cache/6b943ee69b8491ac40e8e9ced6175659_synthesis.pt: save it as synthesis.pt"))
 register_asset(Asset(
     FIT, "gaussian_fit.pt", "https://github.com/adamian98/pulse/raw/master/gaussian_fit.pt", used_by="pulse",
     license="no licence stated (PULSE repository)", size=4_566,
