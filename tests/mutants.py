@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_baselines.py", "tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
+TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
          "tests/test_scgan.py", "tests/test_reliability.py", "tests/test_metric_references.py",
          "tests/test_metric_suite.py",
-         "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks"]
+         "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks",
+         "tests/test_baselines.py"]
 
 
 @dataclass(frozen=True)
