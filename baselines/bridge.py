@@ -26,14 +26,12 @@ MODES = ("bicubic", "official")
 RESIZERS = ("pil-bicubic", "cv2-linear")
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """NCHW float in [0, 1] -> NHWC uint8 (the LR PNG values, exactly, for the runner's inputs)."""
-    return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def resize_batch(x: torch.Tensor, size: int, resizer: str) -> torch.Tensor:
-    """Resize an NCHW [0, 1] batch to ``size`` x ``size`` through uint8 with ``resizer``."""
-    imgs = _to_uint8(x)
+    """Resize an NCHW [0, 1] batch to ``size`` x ``size`` through uint8 with ``resizer`` (the runner's
+    LR inputs are 8-bit values, so the conversion is exact for them)."""
+    from scgan_bench.superres import quantise
+
+    imgs = quantise(x)
     if resizer == "pil-bicubic":
         from scgan_bench.resize import resize_uint8
 

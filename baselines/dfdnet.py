@@ -157,8 +157,10 @@ class DFDNetMethod:
         self.boxes = self.boxes or LandmarkBoxes()
 
     def upscale_with_notes(self, lr: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        from scgan_bench.superres import quantise
+
         x = self.bridge.up(lr)                                   # [0, 1] at 512, 8-bit values
-        u8 = x.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        u8 = quantise(x)
         outs, notes = [], []
         with torch.inference_mode():
             for i in range(x.shape[0]):

@@ -90,9 +90,9 @@ def _torch_load(path: Path, what: str) -> Any:
     except pickle.UnpicklingError as exc:
         raise WeightsError(
             f"{what}: {path} cannot be loaded with torch.load(weights_only=True): it pickles objects other than "
-            f"tensors ({str(exc).splitlines()[0][:200]}). If you trust the file, re-save only its state dict "
-            "(torch.save(torch.load(f, weights_only=False)['state_dict'], out)) and pin the new file with "
-            "its SCGAN_BENCH_SHA256_<ASSET> variable") from None
+            f"tensors ({str(exc).splitlines()[0][:200]}). scgan-bench never unpickles arbitrary objects; if you "
+            "trust the file, extract its state dict yourself, save that alone with torch.save and pin the new "
+            "file with its SCGAN_BENCH_SHA256_<ASSET> variable") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise WeightsError(f"{what}: {path} is not a readable PyTorch file ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0][:200]})") from None

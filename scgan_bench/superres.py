@@ -45,7 +45,7 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
 
 def quantise(sr: torch.Tensor) -> np.ndarray:
     """float NCHW (nominally [0, 1]) -> uint8 NHWC, the one place SR output is rounded."""
-    x = sr.detach().float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    x = sr.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)  # never in place: callers keep sr
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
