@@ -24,7 +24,7 @@ from scgan_bench.weights import Asset, WeightsError, register_asset, resolve
 from . import dfdnet_arch as arch
 from .adapter import Card, register
 from .bridge import Bridge
-from .loading import Container, check_official_size, expect_family, load_strict, read_official
+from .loading import Container, check_official_size, expect_family, load_strict, param_count, read_official
 
 LICENSE = "CC BY-NC-SA 4.0 (NON-COMMERCIAL; README of csxmli2016/DFDNet; code and weights)"
 PARAMS = 240_117_181
@@ -191,7 +191,7 @@ def create(device: str = "cpu", bridge: str = "bicubic", any_config: bool = Fals
     net.set_dictionaries(dicts)
     b = Bridge(512, bridge, "pil-bicubic", "test_FaceDict.py AddUpSample: PIL bicubic to 512")
     return DFDNetMethod(net, b, device=device, provenance={
-        "weights": {ASSET: r.sha256, **digests}, "params": sum(p.numel() for p in net.parameters()),
+        "weights": {ASSET: r.sha256, **digests}, "params": param_count(net),
         "width": net.width, "atoms": {f"{p}_{f}": int(dicts[f][p].shape[0]) for f in dicts for p in dicts[f]}})
 
 

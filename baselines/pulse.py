@@ -27,7 +27,7 @@ from scgan_bench.weights import Asset, WeightsError, register_asset
 
 from . import pulse_arch as arch
 from .adapter import Card, image_keys, register
-from .loading import Container, check_official_size, expect_family, load_strict, read_official
+from .loading import Container, check_official_size, expect_family, load_strict, param_count, read_official
 
 LICENSE = ("PULSE code: no licence (all rights reserved); StyleGAN FFHQ weights: CC BY-NC 4.0 "
            "(NON-COMMERCIAL)")
@@ -200,7 +200,7 @@ def create(device: str = "cpu", steps: int = 100, time_budget_s: float = 0.0, al
     settings = PulseSettings(steps=steps, time_budget_s=time_budget_s)
     return PulseMethod(net, mean, std, settings, device=device, provenance={
         "weights": {SYNTH: r.sha256, FIT: fit_sha}, "resolution": net.cfg.resolution,
-        "params": sum(p.numel() for p in net.parameters())})
+        "params": param_count(net)})
 
 
 def availability(**options: Any) -> Availability:

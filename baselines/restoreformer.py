@@ -61,7 +61,7 @@ register_asset(Asset(
     caches=("scgan-bench",), source_note="sha256 pinned by one third-party repository"))
 
 
-def select_vqvae(sd: StateDict, path: Path | str, what: str) -> tuple[StateDict, int]:
+def select_vqvae(sd: StateDict) -> tuple[StateDict, int]:
     """The network part of a Lightning state dict (``vqvae.`` keys, prefix removed); returns it and how
     many training-only entries were left out. A dict without the prefix is returned as is."""
     if not any(k.startswith("vqvae.") for k in sd):
@@ -113,7 +113,7 @@ def factory(method: str) -> Callable[..., PretrainedSR]:
         if weights and len(candidates) > 1:
             asset, container = (candidates[1] if weights.endswith(".ckpt") else candidates[0])
         sd, r = read_official(asset, container, method, Path(weights) if weights else None)
-        sd, dropped = select_vqvae(sd, r.path, method)
+        sd, dropped = select_vqvae(sd)
         net, n, config = load_network(method, sd, r.path, any_config)
         b = Bridge(input_size, bridge, "cv2-linear", OFFICIAL_SCRIPT)
         return PretrainedSR(method, net, _forward, "[-1,1]", b, device=device, provenance={
