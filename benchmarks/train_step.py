@@ -1,15 +1,17 @@
-"""One SCGAN training step (released widths): ms/step, samples/s and achieved TFLOP/s, eager fp32 vs
-the optimised path, and the projected time of the paper's full recipe (200 epochs x 20,000 HR faces
-at batch 64 = 62,400 steps).
+"""One training step of each trainable model (published widths): ms/step, samples/s and achieved
+TFLOP/s, eager fp32 vs the optimised path, and the projected time of each full recipe on 20,000 HR
+faces: SCGAN 200 epochs at batch 64 (62,400 steps), LRGAN 50 epochs at batch 32 (31,250 steps),
+CycleGAN 200 epochs at batch 1 (4,000,000 steps).
 
-    python benchmarks/train_step.py [--batch 64] [--width 1] [--device cpu|cuda] [--modes eager,fast]
-                                    [--warmup 1] [--steps 2]
+    python benchmarks/train_step.py [--models scgan,lrgan,cyclegan,cyclegan-16] [--batch N] [--width 1]
+                                    [--device cpu|cuda] [--modes eager,fast] [--warmup 1] [--steps 2]
 
-Modes: ``eager`` = fp32, NCHW, no compile; ``fast`` = bf16 autocast + channels_last (+ fused Adam on
-CUDA); ``compiled`` = ``fast`` + torch.compile of the generator forward. FLOPs are counted once with
-torch's FlopCounterMode (forward + backward of every network in the step) and divided by the
-measured step time. Random data: speed does not depend on image content. Writes
-benchmarks/out/train_step.json.
+``--models`` names variants (each trains with its method's engine model); ``--batch`` overrides every
+model's recipe batch (the projection then scales by samples/s). Modes: ``eager`` = fp32, NCHW, no
+compile; ``fast`` = bf16 autocast + channels_last (+ fused Adam on CUDA); ``compiled`` = ``fast`` +
+torch.compile of SCGAN's generator forward. FLOPs are counted once per model with torch's
+FlopCounterMode (forward + backward of every network in the step) and divided by the measured step
+time. Random data: speed does not depend on image content. Writes benchmarks/out/train_step.json.
 """
 from __future__ import annotations
 
@@ -22,20 +24,23 @@ from pathlib import Path
 
 import torch
 
-from scgan_bench.scgan.train import Trainer, TrainConfig
+from scgan_bench.training.engine import Engine, TrainConfig
+from scgan_bench.training.models import trainable_for
 
 HERE = Path(__file__).resolve().parent
-FULL_RECIPE_STEPS = 200 * (20_000 // 64)
+HR_FACES = 20_000
 
 
-def make(mode: str, batch: int, width: float, device: str) -> Trainer:
-    cfg = TrainConfig(variant="scgan", batch_size=batch, width=width, device=device, progress=False,
+def make(model: str, mode: str, batch: int | None, width: float, device: str) -> Engine:
+    spec = trainable_for(None, model)
+    b = batch or spec.defaults["batch_size"]
+    cfg = TrainConfig(method=spec.name, variant=model, batch_size=b, width=width, device=device, progress=False,
                       amp="bf16" if mode != "eager" else "none", channels_last=mode != "eager",
-                      compile=mode == "compiled", out="/tmp/scgan-bench-train-step")
+                      compile=mode == "compiled" and spec.name == "scgan", out="/tmp/scgan-bench-train-step")
     g = torch.Generator().manual_seed(0)
-    hr = torch.randint(0, 256, (batch * 2, 3, 64, 64), dtype=torch.uint8, generator=g)
-    lr = torch.randint(0, 256, (batch * 2, 3, 16, 16), dtype=torch.uint8, generator=g)
-    return Trainer(cfg, hr, lr)
+    hr = torch.randint(0, 256, (b * 2, 3, 64, 64), dtype=torch.uint8, generator=g)
+    lr = torch.randint(0, 256, (b * 2, 3, 16, 16), dtype=torch.uint8, generator=g)
+    return Engine(cfg, hr, lr)
 
 
 def sync(device: str) -> None:
@@ -43,7 +48,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def count_flops(trainer: Trainer) -> float:
+def count_flops(trainer: Engine) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as fc:
@@ -53,36 +58,45 @@ def count_flops(trainer: Trainer) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--models", default="scgan,lrgan,cyclegan,cyclegan-16")
+    ap.add_argument("--batch", type=int, default=None, help="default: each model's recipe batch")
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--modes", default="eager,fast")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=2)
     args = ap.parse_args()
-    flops = count_flops(make("eager", args.batch, args.width, args.device))
-    results = {}
-    for mode in args.modes.split(","):
-        tr = make(mode, args.batch, args.width, args.device)
-        for k in range(args.warmup):
-            tr.train_step(*tr.batch(1, k % tr.steps_per_epoch))
-        sync(args.device)
-        t = time.perf_counter()
-        for k in range(args.steps):
-            tr.train_step(*tr.batch(1, k % tr.steps_per_epoch))
-        sync(args.device)
-        sec = (time.perf_counter() - t) / args.steps
-        results[mode] = {"ms_per_step": sec * 1e3, "samples_per_s": args.batch / sec,
-                         "tflops": flops / sec / 1e12,
-                         "full_recipe_hours": FULL_RECIPE_STEPS * sec * 64 / args.batch / 3600}
+    results: dict[str, dict] = {}
+    for model in args.models.split(","):
+        first = make(model, "eager", args.batch, args.width, args.device)
+        flops, batch, epochs = count_flops(first), first.cfg.batch_size, first.cfg.epochs
+        recipe_batch = trainable_for(None, model).defaults["batch_size"]
+        results[model] = {"batch": batch, "recipe_batch": recipe_batch, "epochs": epochs, "flops_per_step": flops,
+                          "full_recipe_steps": epochs * (HR_FACES // recipe_batch), "modes": {}}
+        for mode in args.modes.split(","):
+            tr = first if mode == "eager" else make(model, mode, args.batch, args.width, args.device)
+            for k in range(args.warmup):
+                tr.train_step(*tr.batch(1, k % tr.steps_per_epoch))
+            sync(args.device)
+            t = time.perf_counter()
+            for k in range(args.steps):
+                tr.train_step(*tr.batch(1, k % tr.steps_per_epoch))
+            sync(args.device)
+            sec = (time.perf_counter() - t) / args.steps
+            samples = epochs * (HR_FACES // recipe_batch) * recipe_batch
+            results[model]["modes"][mode] = {"ms_per_step": sec * 1e3, "samples_per_s": batch / sec,
+                                             "tflops": flops / sec / 1e12,
+                                             "full_recipe_hours": samples / (batch / sec) / 3600}
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                "threads": torch.get_num_threads(), "device": args.device,
-               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-               "batch": args.batch, "width": args.width, "flops_per_step": flops}
+               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None, "width": args.width}
     print(f"machine: {machine}")
-    for mode, r in results.items():
-        print(f"{mode:<9} {r['ms_per_step']:10.1f} ms/step  {r['samples_per_s']:8.2f} samples/s  "
-              f"{r['tflops']:7.3f} TFLOP/s  full recipe ~{r['full_recipe_hours']:.1f} h")
+    for model, r in results.items():
+        print(f"{model} (batch {r['batch']}, {r['flops_per_step'] / 1e9:.1f} GFLOP/step; full recipe "
+              f"{r['full_recipe_steps']:,} steps at batch {r['recipe_batch']}):")
+        for mode, m in r["modes"].items():
+            print(f"  {mode:<9} {m['ms_per_step']:10.1f} ms/step  {m['samples_per_s']:8.2f} samples/s  "
+                  f"{m['tflops']:7.3f} TFLOP/s  full recipe ~{m['full_recipe_hours']:.1f} h")
     (HERE / "out").mkdir(exist_ok=True)
     (HERE / "out" / "train_step.json").write_text(json.dumps({"machine": machine, "results": results}, indent=1))
 

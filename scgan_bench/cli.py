@@ -100,22 +100,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ls = sub.add_parser("list", help="what exists, and whether it is available here")
-    ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations", "variants"))
+    ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations", "variants", "trainable"))
     _add_recipe_options(ls, "variants: which of them train the same SR network under this recipe")
 
-    t = sub.add_parser("train", help="train SCGAN or one of its ablation variants")
-    t.add_argument("--variant", default="scgan", help="see `scgan-bench list variants`")
-    _add_recipe_options(t, "official = the released train.py (default); paper = the equations as printed, R_LS "
+    t = sub.add_parser("train", help="train SCGAN (or one of its ablation variants), LRGAN or CycleGAN")
+    t.add_argument("--method", default=None, help="scgan (default), lrgan or cyclegan: the model the engine trains "
+                                                  "(`scgan-bench list trainable`)")
+    t.add_argument("--variant", default=None, help="the method's variant: an SCGAN variant (`scgan-bench list "
+                                                   "variants`), lrgan, cyclegan or cyclegan-16")
+    _add_recipe_options(t, "SCGAN: official = the released train.py (default); paper = the equations as printed, R_LS "
                            "regularised by both cycles (README: SCGAN recipes)")
+    t.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the method (lrgan: schedule=two-stage ...; cyclegan: lambda_cyc=10 ...; "
+                        "`scgan-bench list trainable`)")
     t.add_argument("--hr", required=True, help="folder of HR faces (-> 64 px), or dataset:ffhq (its 20,000 "
                                                "training ids)")
     t.add_argument("--lr", required=True, help="folder of real LR faces (-> 16 px), or dataset:widerface "
                                                "(its 4,000 training crops)")
     t.add_argument("--root", action="append", default=[], metavar="NAME=DIR",
                    help="where a dataset:NAME source lives")
-    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<variant>)")
-    t.add_argument("--epochs", type=int, default=200)
-    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<SR method>)")
+    t.add_argument("--epochs", type=int, default=None, help="default: the method's recipe (SCGAN 200, LRGAN 50, "
+                                                            "CycleGAN 200)")
+    t.add_argument("--batch-size", type=int, default=None, help="default: the method's recipe (SCGAN 64, LRGAN "
+                                                                "32, CycleGAN 1)")
+    t.add_argument("--learning-rate", type=float, default=None, help="default: the method's recipe")
     t.add_argument("--seed", type=int, default=2020)
     t.add_argument("--width", type=float, default=1.0, help="channel-width factor (1 = the paper's model)")
     t.add_argument("--amp", default="none", choices=("none", "bf16"))
@@ -125,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke runs)")
     t.add_argument("--limit-hr", type=int, default=None)
     t.add_argument("--limit-lr", type=int, default=None)
-    t.add_argument("--lr-schedule", default="cosine", choices=("cosine", "restarts"),
-                   help="cosine: CosineAnnealingLR(T_max=10) as released, a 20-epoch wave; restarts: 1e-4 -> 1e-5 "
-                        "in every 10-epoch period")
+    t.add_argument("--lr-schedule", default=None, choices=("cosine", "restarts"),
+                   help="SCGAN: cosine (default): CosineAnnealingLR(T_max=10) as released, a 20-epoch wave; "
+                        "restarts: 1e-4 -> 1e-5 in every 10-epoch period")
     t.add_argument("--deterministic", action="store_true",
                    help="deterministic CUDA kernels (a resumed run then equals an uninterrupted one on GPU too; "
                         "CPU runs are deterministic anyway)")
@@ -369,6 +378,18 @@ def cmd_list(args: argparse.Namespace) -> int:
                  f"recipe {recipe.name} ({recipe.note or 'custom crossings'}); from the same seed their R_LS is "
                  "identical, so their table rows can only differ by training seed:"]
         notes += [f"  {' = '.join(g)}" for g in groups]
+    elif args.what == "trainable":
+        from .training.models import TRAINABLE
+
+        for name, spec in TRAINABLE.items():
+            d = spec.defaults
+            desc = (f"{spec.summary}\nvariants: {', '.join(spec.variants()) if name != 'scgan' else 'scgan and its 25 '}"
+                    f"{'ablations (list variants)' if name == 'scgan' else ''}"
+                    f"\nSR methods: {', '.join(dict.fromkeys(spec.sr_method(v) for v in spec.variants())) if name != 'scgan' else 'the variant names'}"
+                    f"\nrecipe: {d['epochs']} epochs, batch {d['batch_size']}, Adam {d['learning_rate']:g} "
+                    f"betas {tuple(d['betas'])}; source: {spec.source}"
+                    f"\noptions (--opt): {spec.option_help()}")
+            rows.append((name, desc, f"train --method {name}"))
     else:
         from .degradations import DEGRADATIONS, make_degradation
 
@@ -431,23 +452,32 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import resolve_device
-    from .scgan.train import TrainConfig, run_training
-    from .scgan.variants import VARIANTS
+    from .training.engine import TrainConfig, run_training
+    from .training.models import trainable_for
 
-    VARIANTS.get(args.variant)
-    out = args.out or Path("runs") / args.variant
-    cfg = TrainConfig(variant=args.variant, recipe=args.recipe, hr=args.hr, lr=args.lr, out=str(out),
+    spec = trainable_for(args.method, args.variant)
+    variant = args.variant or spec.default_variant
+    if variant not in spec.variants():
+        if spec.name == "scgan":
+            from .scgan.variants import VARIANTS
+
+            VARIANTS.get(variant)  # unknown SCGAN variant: did-you-mean
+        raise UsageError(f"method {spec.name} has no variant {variant!r}; its variants: {', '.join(spec.variants())}")
+    method = spec.sr_method(variant)
+    out = args.out or Path("runs") / method
+    cfg = TrainConfig(method=spec.name, variant=variant, recipe=args.recipe, hr=args.hr, lr=args.lr, out=str(out),
                       roots=_pairs(args.root, "--root"), crossings=_crossings(args), lr_schedule=args.lr_schedule,
-                      deterministic=args.deterministic, overwrite=args.overwrite,
-                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, width=args.width,
-                      amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-                      device=resolve_device(args.device), max_steps=args.max_steps, limit_hr=args.limit_hr,
-                      limit_lr=args.limit_lr, progress=not args.quiet)
+                      options=_pairs(args.opt, "--opt"), deterministic=args.deterministic, overwrite=args.overwrite,
+                      epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                      seed=args.seed, width=args.width, amp=args.amp, channels_last=args.channels_last,
+                      compile=args.compile, device=resolve_device(args.device), max_steps=args.max_steps,
+                      limit_hr=args.limit_hr, limit_lr=args.limit_lr, progress=not args.quiet)
     run = run_training(cfg, resume=args.resume)
-    print(f"trained {args.variant}: checkpoint {run / 'checkpoints'}, SR network {run / 'rls.safetensors'}, "
+    sr_file = "rls.safetensors" if spec.name == "scgan" else "sr.safetensors"
+    print(f"trained {spec.name} {variant}: checkpoint {run / 'checkpoints'}, SR network {run / sr_file}, "
           f"log {run / 'log.csv'}, samples {run / 'samples'}")
-    print(f"score it: SCGAN_BENCH_CKPT_{args.variant.upper().replace('-', '_')}={run} "
-          f"scgan-bench run --methods {args.variant} --datasets ...")
+    print(f"score it: SCGAN_BENCH_CKPT_{method.upper().replace('-', '_')}={run} "
+          f"scgan-bench run --methods {method} --datasets ...")
     return 0
 
 

@@ -180,7 +180,7 @@ def training_curves(log_csv: Path) -> bytes:
     for k in keys:
         vals = [float(r[k]) if r.get(k) not in (None, "") else np.nan for r in rows]
         (a if k.startswith("D_") else b).plot(steps, vals, label=k, lw=0.8)
-    a.set_title("discriminator hinge losses", fontsize=8)
+    a.set_title("discriminator losses", fontsize=8)
     b.set_title("generator terms (weighted)", fontsize=8)
     for ax in (a, b):
         ax.set_xlabel("step", fontsize=7)

@@ -12,7 +12,8 @@ METHODS: Registry[MethodSpec] = Registry("method")
 METRICS: Registry[MetricSpec] = Registry("metric")
 
 _PLUGIN_MODULES = ("scgan_bench.methods", "scgan_bench.metrics", "scgan_bench.datasets",
-                   "scgan_bench.baselines", "scgan_bench.scgan.method")
+                   "scgan_bench.baselines", "scgan_bench.scgan.method",
+                   "scgan_bench.training.sr_methods")
 _loaded = False
 
 

@@ -113,8 +113,6 @@ def auc(scores, labels) -> float:
 def dp_steps(trainer, steps: int = 3) -> dict:
     """Run ``steps`` training steps; return the logged losses, R_LS's first-step gradients (after the
     cross-rank average) and BatchNorm running statistics, and R_LS's final weights."""
-    import torch
-
     logs, grads = [], {}
     for k in range(steps):
         spe = trainer.steps_per_epoch
@@ -154,3 +152,55 @@ def unpaired_faces(n: int = 16):
     hr, _ = load_faces(HR_FACES, 64, limit=n)
     lr, _ = load_faces(HR_FACES, 16, limit=n)
     return hr, lr.flip(0)
+
+
+def spawn_ranks(target, port_base: int, tmp: Path, *args, world: int = 2) -> dict:
+    """Run ``target(rank, world, port, str(tmp), *args)`` in ``world`` spawned processes, wait for all
+    (no wall-clock limit: a slow or loaded machine is not a failure), require exit 0 from each, and
+    return what rank 0 saved as ``tmp/rank0.pt``."""
+    import torch
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    port = port_base + os.getpid() % 1000
+    procs = [ctx.Process(target=target, args=(r, world, port, str(tmp), *args)) for r in range(world)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0] * world
+    return torch.load(Path(tmp) / "rank0.pt", weights_only=True)
+
+
+def ddp_model_worker(rank: int, world: int, port: int, tmp: str, cfg: dict, sr_attr: str, hr, lr) -> None:
+    """One rank of a 2-process gloo run of any trainable model: the SR network's first-step gradients
+    and its weights (and BatchNorm statistics) after 3 steps, saved by rank 0."""
+    import torch
+    import torch.distributed as dist
+
+    from scgan_bench.training.engine import Engine, TrainConfig
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    tr = Engine(TrainConfig(out=tmp, progress=False, **cfg), hr, lr)
+    out = model_steps(tr, sr_attr)
+    if rank == 0:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
+        torch.save(out, Path(tmp) / "rank0.pt")
+    dist.destroy_process_group()
+
+
+def model_steps(trainer, sr_attr: str, steps: int = 3) -> dict:
+    """``steps`` training steps of any model; the logs, the first-step gradients and BatchNorm running
+    statistics of its SR network (``trainer.model.<sr_attr>``), and its final weights."""
+    logs, grads, stats = [], {}, {}
+    net = getattr(trainer.model, sr_attr)
+    for k in range(steps):
+        spe = trainer.steps_per_epoch
+        logs.append(trainer.train_step(*trainer.batch(1 + k // spe, k % spe)))
+        if k == 0:
+            grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+            stats = {n: b.clone() for n, b in net.named_buffers() if "running" in n}
+    return {"logs": logs, "grads": grads, "weights": {n: p.detach().clone() for n, p in net.named_parameters()},
+            "buffers": stats}

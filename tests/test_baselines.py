@@ -831,4 +831,4 @@ def test_methods_all_runs_what_is_available_and_table5_shows_it(weights_dir, tmp
         assert math.isfinite(float(cells[header.index(label)].split("[")[0].split(" ")[0].strip("*"))), label
     assert "column 'real-esrgan' shows run method 'realesrgan'" in md
     assert "official pretrained weights" in md and "not retrained" in md
-    assert "method cyclegan is not implemented in scgan-bench yet: no released face model" in md
+    assert "method cyclegan unavailable: no checkpoint: train one (`scgan-bench train --method cyclegan" in md

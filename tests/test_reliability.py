@@ -122,7 +122,7 @@ def _sha(path: Path) -> str:
 
 def test_training_stops_on_non_finite_losses_and_keeps_the_last_good_checkpoint(tmp_path, train_faces, monkeypatch):
     from scgan_bench.errors import TrainingDiverged
-    from scgan_bench.scgan.train import Trainer, save_checkpoint
+    from scgan_bench.scgan.train import Trainer
 
     run = tmp_path / "run"
     Trainer(_train_cfg(run), *train_faces).fit(run)
@@ -145,7 +145,7 @@ def test_training_stops_on_non_finite_losses_and_keeps_the_last_good_checkpoint(
     with torch.no_grad():
         next(tr.model.rls.parameters()).fill_(float("inf"))
     with pytest.raises(TrainingDiverged, match="non-finite weights"):
-        save_checkpoint(run, tr.model, tr.state(), tr.cfg, tr.identity())
+        tr.save(run)
     assert _sha(run / "rls.safetensors") == rls and len(list((run / "checkpoints").glob("step-*"))) == 1
 
 

@@ -2,20 +2,18 @@
 real faces, exact resume, 2-process gloo data parallelism, and the checkpoint -> SR method path."""
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from scgan_bench.scgan.model import RECIPES, SCGAN
 from scgan_bench.scgan.networks import DegradationNet, Discriminator, RestorationNet, count_trainable
 from scgan_bench.scgan.train import Trainer, TrainConfig
 from scgan_bench.scgan.variants import ADV_LOSSES, TABLE4_ROWS, VARIANTS
 
-from sb_testdata import ddp_train_worker, dp_steps, unpaired_faces
+from sb_testdata import ddp_train_worker, dp_steps, spawn_ranks, unpaired_faces
 
 WIDTH = 0.125  # CPU tests use 1/8 of the channels; the released widths are checked by the counts
 
@@ -180,16 +178,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, faces):
     torch.set_num_threads(1)
     single = dp_steps(Trainer(TrainConfig(variant="scgan", width=WIDTH, batch_size=8, epochs=10, seed=3,
                                           out=str(tmp_path / "s"), progress=False), *faces))
-    ctx = mp.get_context("spawn")
-    port = 29500 + os.getpid() % 1000
-    procs = [ctx.Process(target=ddp_train_worker, args=(r, 2, port, str(tmp_path / "d"), *faces))
-             for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()  # no wall-clock limit: a slow or loaded machine is not a failure
-        assert p.exitcode == 0
-    ddp = torch.load(tmp_path / "d" / "rank0.pt", weights_only=True)
+    ddp = spawn_ranks(ddp_train_worker, 29500, tmp_path / "d", *faces)
     for k, g in single["grads"].items():
         torch.testing.assert_close(ddp["grads"][k], g, rtol=1e-3, atol=1e-6)
     for k, v in single["stats"].items():

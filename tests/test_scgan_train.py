@@ -123,7 +123,7 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path, faces):
 
 
 def test_checkpoint_pairs_weights_and_optimiser_state(tmp_path, faces, monkeypatch):
-    import scgan_bench.scgan.train as train_mod
+    import scgan_bench.training.engine as train_mod
 
     run = tmp_path / "run"
     tr = Trainer(_cfg(run, max_steps=2), *faces)

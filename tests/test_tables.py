@@ -19,7 +19,7 @@ PAPER = SHARED / "paper" / "scgan_paper.txt"
 
 TOY = TableSpec(
     99, "Toy detection table", rows=(("bicubic", "Bicubic"), ("bilinear", "Bilinear"), ("nearest", "Nearest"),
-                                     ("ground-truth", "GT"), ("cyclegan", "CycleGAN")),
+                                     ("ground-truth", "GT"), ("edsr", "EDSR")),
     columns=(("ls3dw", "LS3D-W"), ("ffhq", "FFHQ")), cell=lambda r, c: Cell(c, r, "hog-detect"))
 
 
@@ -39,9 +39,8 @@ def test_golden_csv_and_latex_with_ties_and_footnotes():
         "Bilinear,50.00%,20.00%\n"
         "Nearest,40.00%,30.00%\n"
         "GT,30.00%,40.00%\n"
-        "CycleGAN,—[1],—[1]\n"
-        "[1],method cyclegan is not implemented in scgan-bench yet: no released face model: needs the CycleGAN "
-        "training recipe on SCGAN's data\n")
+        "EDSR,—[1],—[1]\n"
+        "[1],method edsr is not implemented in scgan-bench yet\n")
     # ties share a rank (both 50.00% red), the next distinct value is second (blue), then third (bold)
     assert r.rank == [[0, 1, 0], [0, 1, 3], [0, 2, 2], [0, 3, 1], [0, 0, 0]]
     tex = r.latex()
@@ -49,7 +48,7 @@ def test_golden_csv_and_latex_with_ties_and_footnotes():
     assert "Bicubic & \\textcolor{red}{50.00\\%} & 10.00\\% \\\\" in tex
     assert "Nearest & \\textcolor{blue}{40.00\\%} & \\textcolor{blue}{30.00\\%} \\\\" in tex
     assert "GT & \\textbf{30.00\\%} & \\textcolor{red}{40.00\\%} \\\\" in tex
-    assert "CycleGAN & --[1] & --[1] \\\\" in tex and "[1] method cyclegan is not implemented" in tex
+    assert "EDSR & --[1] & --[1] \\\\" in tex and "[1] method edsr is not implemented" in tex
     md = r.markdown()
     assert "| Bicubic | **50.00%** (1st) | 10.00% |" in md
 

@@ -36,13 +36,14 @@ def _env_key(method: str) -> str:
     return "SCGAN_BENCH_CKPT_" + "".join(c if c.isalnum() else "_" for c in method.upper())
 
 
-def checkpoint_path(method: str) -> Path:
-    """Explicit ``$SCGAN_BENCH_CKPT_<METHOD>`` (file or run folder), else the weights manager."""
+def checkpoint_path(method: str, filename: str = "rls.safetensors") -> Path:
+    """Explicit ``$SCGAN_BENCH_CKPT_<METHOD>`` (a file, or a training run folder holding ``filename``),
+    else the weights manager."""
     env = os.environ.get(_env_key(method))
     if env:
         p = Path(env).expanduser()
         if p.is_dir():
-            p = p / "rls.safetensors"
+            p = p / filename
         if not p.is_file():
             raise UsageError(f"${_env_key(method)} points to {p}, which does not exist")
         return resolve(method, p).path
@@ -154,15 +155,18 @@ def checkpoint_provenance(meta: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _availability(name: str):
+def _availability(name: str, train: str = "", filename: str = "rls.safetensors"):
+    """Available when ``$SCGAN_BENCH_CKPT_<NAME>`` is set or the weights manager holds a verified
+    ``<name>.safetensors``; otherwise says how to train one and where to put it."""
+    train = train or f"scgan-bench train --variant {name} ..."
+
     def check() -> Availability:
         if os.environ.get(_env_key(name)):
             return Availability.yes()
         st = status(name)
         if st.state == "missing":
-            return Availability(False, f"no checkpoint: train one (`scgan-bench train --variant "
-                                       f"{name} ...`) and copy its rls.safetensors (+ .sha256) to "
-                                       f"$SCGAN_BENCH_WEIGHTS/{name}.safetensors, or set "
+            return Availability(False, f"no checkpoint: train one (`{train}`) and copy its {filename} (+ .sha256) "
+                                       f"to $SCGAN_BENCH_WEIGHTS/{name}.safetensors, or set "
                                        f"${_env_key(name)} to the file or run folder")
         if st.state == "mismatch":
             return Availability(False, st.detail)
@@ -171,14 +175,21 @@ def _availability(name: str):
     return check
 
 
+def register_trained(name: str, factory, summary: str, paper: str, train_cmd: str, used_by: str,
+                     filename: str = "rls.safetensors", **spec: Any) -> None:
+    """An SR method read from a training run of this project: its checkpoint asset
+    (``<name>.safetensors`` with a sha256 sidecar, no download) and its registry entry, available once
+    a checkpoint is found (see :func:`checkpoint_path`)."""
+    if name not in ASSETS:
+        register_asset(Asset(name, f"{name}.safetensors", f"no public checkpoint: train it with `{train_cmd}`",
+                             used_by=used_by, license="yours (trained locally)", caches=("scgan-bench",),
+                             sidecar=True))
+    METHODS.register(name, MethodSpec(name=name, factory=factory, summary=summary, paper=paper,
+                                      availability=_availability(name, f"{train_cmd} ...", filename), **spec))
+
+
 for _name, _v in VARIANTS.items():
-    if _name not in ASSETS:
-        register_asset(Asset(
-            _name, f"{_name}.safetensors", f"no public checkpoint: train it with `scgan-bench train "
-            f"--variant {_name}`", used_by=f"SR method {_name} ({_v.paper_name})",
-            license="yours (trained locally)", caches=("scgan-bench",), sidecar=True))
-    METHODS.register(_name, MethodSpec(
-        name=_name, factory=lambda device="cpu", _n=_name: SCGANMethod(_n, device),
-        summary=f"{_v.paper_name}: R_LS of a trained checkpoint"
-                + (f" (Table {_v.table} ablation)" if _v.table else ""),
-        paper="Hou et al., arXiv 2205.03777", availability=_availability(_name)))
+    register_trained(_name, lambda device="cpu", _n=_name: SCGANMethod(_n, device),
+                     f"{_v.paper_name}: R_LS of a trained checkpoint" + (f" (Table {_v.table} ablation)" if _v.table else ""),
+                     "Hou et al., arXiv 2205.03777", f"scgan-bench train --variant {_name}",
+                     f"SR method {_name} ({_v.paper_name})")

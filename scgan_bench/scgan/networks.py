@@ -59,15 +59,17 @@ class ResBlock(nn.Module):
 
 
 class SNResBlock(nn.Module):
-    """Discriminator residual block with spectral norm, optionally max-pooling by 2."""
+    """Discriminator residual block with spectral norm, optionally pooling by 2 (``max`` as SCGAN's
+    released discriminators, ``avg`` as LRGAN's re-implementation)."""
 
-    def __init__(self, cin: int, cout: int, downsample: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, downsample: bool = False, pool: str = "max") -> None:
         super().__init__()
+        pool_cls = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}[pool]
         self.conv1 = spectral_norm(nn.Conv2d(cin, cout, 3, 1, 1, bias=False))
         conv2 = spectral_norm(nn.Conv2d(cout, cout, 3, 1, 1, bias=False))
-        self.conv2 = nn.Sequential(nn.MaxPool2d(2, 2), conv2) if downsample else conv2
+        self.conv2 = nn.Sequential(pool_cls(2, 2), conv2) if downsample else conv2
         if downsample:
-            self.skip: nn.Module | None = nn.Sequential(nn.MaxPool2d(2, 2), spectral_norm(nn.Conv2d(cin, cout, 1, 1)))
+            self.skip: nn.Module | None = nn.Sequential(pool_cls(2, 2), spectral_norm(nn.Conv2d(cin, cout, 1, 1)))
         elif cin != cout:
             self.skip = spectral_norm(nn.Conv2d(cin, cout, 1, 1, 0))
         else:
@@ -78,6 +80,27 @@ class SNResBlock(nn.Module):
         return out + (self.skip(x) if self.skip is not None else x)
 
 
+def degradation_layers(width: float, block) -> tuple[nn.Linear, nn.Conv2d, nn.Sequential, nn.Sequential,
+                                                      nn.Sequential]:
+    """The degradation generator's parts, built in this order: noise Linear, "in" conv, the 8-block
+    encoder (even blocks pool), the decoder ([PixelShuffle(2), 2 blocks] x 2), the "out" head; with
+    ``block(cin, cout, downsample=...)`` as residual block. SCGAN's D_HL / D_SL (no BatchNorm) and
+    LRGAN's High-to-Low generator (BatchNorm blocks) are this graph."""
+    b = [_c(n, width) for n in DEGRADATION_BLOCKS]
+    b[8], b[9], b[10], b[11] = b[7] // 4, b[7] // 4, b[7] // 16, b[7] // 16  # PixelShuffle(2) / 4
+    noise_fc = nn.Linear(NOISE_DIM, 64 * 64)
+    in_layer = nn.Conv2d(4, b[0], 3, 1, 1, bias=False)
+    enc, cin = [], b[0]
+    for i in range(8):
+        enc.append(block(cin, b[i], downsample=i % 2 == 0))
+        cin = b[i]
+    decoder = nn.Sequential(nn.PixelShuffle(2), block(b[8], b[8]), block(b[9], b[9]),
+                            nn.PixelShuffle(2), block(b[10], b[10]), block(b[11], b[11]))
+    out_layer = nn.Sequential(nn.Conv2d(b[11], 8, 3, 1, 1, bias=False), nn.ReLU(),
+                              nn.Conv2d(8, 3, 3, 1, 1, bias=False), nn.Tanh())
+    return noise_fc, in_layer, nn.Sequential(*enc), decoder, out_layer
+
+
 class DegradationNet(nn.Module):
     """D_HL / D_SL: 64 px image + noise -> 16 px degraded image. Parts, for partial sharing:
     ``head_in`` (noise_fc + in_layer), ``encoder`` (8 blocks), ``decoder`` (2 x [shuffle, 2 blocks]),
@@ -85,19 +108,7 @@ class DegradationNet(nn.Module):
 
     def __init__(self, width: float = 1.0) -> None:
         super().__init__()
-        b = [_c(n, width) for n in DEGRADATION_BLOCKS]
-        b[8], b[9], b[10], b[11] = b[7] // 4, b[7] // 4, b[7] // 16, b[7] // 16  # PixelShuffle(2) / 4
-        self.noise_fc = nn.Linear(NOISE_DIM, 64 * 64)
-        self.in_layer = nn.Conv2d(4, b[0], 3, 1, 1, bias=False)
-        enc, cin = [], b[0]
-        for i in range(8):
-            enc.append(ResBlock(cin, b[i], downsample=i % 2 == 0))
-            cin = b[i]
-        self.encoder = nn.Sequential(*enc)
-        self.decoder = nn.Sequential(nn.PixelShuffle(2), ResBlock(b[8], b[8]), ResBlock(b[9], b[9]),
-                                     nn.PixelShuffle(2), ResBlock(b[10], b[10]), ResBlock(b[11], b[11]))
-        self.out_layer = nn.Sequential(nn.Conv2d(b[11], 8, 3, 1, 1, bias=False), nn.ReLU(),
-                                       nn.Conv2d(8, 3, 3, 1, 1, bias=False), nn.Tanh())
+        self.noise_fc, self.in_layer, self.encoder, self.decoder, self.out_layer = degradation_layers(width, ResBlock)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         noise = self.noise_fc(z.reshape(z.shape[0], -1)).view(-1, 1, 64, 64)
@@ -173,7 +184,7 @@ class RestorationNet(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, input_size: int, width: float = 1.0) -> None:
+    def __init__(self, input_size: int, width: float = 1.0, pool: str = "max") -> None:
         super().__init__()
         if input_size not in (16, 64):
             raise ValueError(f"discriminator input size must be 16 or 64, got {input_size}")
@@ -181,7 +192,7 @@ class Discriminator(nn.Module):
         pool_start = len(b) - (4 if input_size == 64 else 2)
         blocks, cin = [], 3
         for i, c in enumerate(b):
-            blocks.append(SNResBlock(cin, c, downsample=i >= pool_start))
+            blocks.append(SNResBlock(cin, c, downsample=i >= pool_start, pool=pool))
             cin = c
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(spectral_norm(nn.Linear(16 * b[-1], b[-1])), nn.ReLU(),

@@ -227,8 +227,15 @@ def printed(cell: Cell, v: Value) -> Value:
     return Value(v.value * scale, None if v.std is None else v.std * scale)
 
 
-def method_sources(spec: TableSpec, methods: dict[str, str] | None = None) -> dict[str, str]:
-    """Table method key -> the run method that fills it: ``methods`` first, else the registry's alias
+#: table method -> the method of a run retrained on this project's data that fills it when the run has it
+#: (the paper retrained every baseline); the released weights fill it otherwise
+RETRAINED = {"lrgan": "lrgan-retrained"}
+
+
+def method_sources(spec: TableSpec, methods: dict[str, str] | None = None, shown: set[str] | None = None
+                   ) -> dict[str, str]:
+    """Table method key -> the run method that fills it: ``methods`` first, else the retrained method
+    when the run (``shown``) has it (``lrgan`` -> ``lrgan-retrained``), else the registry's alias
     (``gfpgan`` -> ``gfpgan-v1.3``, ``real-esrgan`` -> ``realesrgan``), else the key itself."""
     from ..registries import METHODS, load_plugins
 
@@ -238,7 +245,15 @@ def method_sources(spec: TableSpec, methods: dict[str, str] | None = None) -> di
         if k not in spec.methods:
             raise UsageError(f"--method-map {k}={v}: Table {spec.number} has no method {k!r} "
                              f"(its methods: {', '.join(spec.methods)})")
-    return {m: methods.get(m, METHODS.canonical(m)) for m in spec.methods}
+
+    def source(m: str) -> str:
+        if m in methods:
+            return methods[m]
+        if shown and RETRAINED.get(m) in shown:
+            return RETRAINED[m]
+        return METHODS.canonical(m)
+
+    return {m: source(m) for m in spec.methods}
 
 
 def remap(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str],
@@ -248,7 +263,7 @@ def remap(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str],
     ``fid -> fid-dlib``, ``gfpgan -> gfpgan-v1.3``); returns the re-keyed values, reasons and the notes
     that label every substitution."""
     out_v, out_r = {}, {}
-    msrc = method_sources(spec, methods)
+    msrc = method_sources(spec, methods, {c.method for c in values})
     for cell in spec.cells():
         src = Cell(datasets.get(cell.dataset, cell.dataset), msrc[cell.method], metrics.get(cell.metric, cell.metric))
         if src in values:
@@ -263,8 +278,9 @@ def remap(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str],
 
 
 def pretrained_notes(spec: TableSpec, run: Path, msrc: dict[str, str], shown: set[str]) -> list[str]:
-    """One note per column filled by a pretrained baseline: which method, weights and resolution
-    bridge produced it (the paper says all baselines were retrained; these cells are official weights)."""
+    """One note per column filled by a baseline: for official pretrained weights which method, weights
+    and resolution bridge produced it (the paper says all baselines were retrained; these cells are
+    not); for a run retrained here, its training run (method, variant, step, seed, options, sha256)."""
     path = run / "run.json"
     try:
         methods = json.loads(path.read_text()).get("methods", {}) if path.exists() else {}
@@ -273,6 +289,15 @@ def pretrained_notes(spec: TableSpec, run: Path, msrc: dict[str, str], shown: se
     notes = []
     for key, src in msrc.items():
         fp = methods.get(src, {}).get("fingerprint", {})
+        if src in shown and isinstance(fp.get("retrained"), dict):
+            label = dict(spec.columns).get(key) or dict(spec.rows).get(key) or key
+            rt = fp["retrained"]
+            opts = ", ".join(f"{k}={v}" for k, v in sorted((rt.get("options") or {}).items()))
+            notes.append(f"{label}: method {src}, retrained here on this project's data (scgan-bench train --method "
+                         f"{rt.get('method')} --variant {rt.get('variant')}; step {rt.get('step')}, seed "
+                         f"{rt.get('seed')}, width {rt.get('width')}{'; ' + opts if opts else ''}; checkpoint "
+                         f"sha256 {str(fp.get('checkpoint_sha256', ''))[:12]}), not the released weights")
+            continue
         if src not in shown or "weights" not in fp or "bridge" not in fp:
             continue
         label = dict(spec.columns).get(key) or dict(spec.rows).get(key) or key
@@ -356,8 +381,8 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
         values, reasons = paper, {}
     else:
         values, reasons = run_values(run)
-        msrc = method_sources(spec, methods)
         shown = {c.method for c in values}
+        msrc = method_sources(spec, methods, shown)
         values, reasons, subs = remap(spec, values, reasons, datasets or {}, metrics or {}, methods)
         subs += [f"column '{k}' shows run method '{v}'" for k, v in msrc.items()
                  if k != v and v in shown]
