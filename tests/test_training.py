@@ -115,6 +115,20 @@ def test_deterministic_forms_are_the_same_maps(tmp_path, faces):
         torch.use_deterministic_algorithms(False)  # the engine switched it on for the process
 
 
+@pytest.mark.parametrize("method,variant", [("lrgan", "lrgan"), ("cyclegan", "cyclegan"), ("cyclegan", "cyclegan-16")])
+def test_bf16_channels_last_training_checkpoints(tmp_path, faces, method, variant):
+    """The engine's speed modes reach every model: 2 steps under bf16 autocast with channels-last
+    tensors stay finite and checkpoint (the CycleGAN pool then holds bf16 fakes)."""
+    tr = Engine(_cfg(tmp_path, method, variant=variant, width=1 / 16, amp="bf16", channels_last=True, max_steps=2),
+                *faces)
+    rows = tr.fit(tmp_path)
+    assert len(rows) == 2 and all(math.isfinite(v) for r in rows for v in r.values())
+    assert (tmp_path / "sr.safetensors").exists()
+    again = Engine(_cfg(tmp_path, method, variant=variant, width=1 / 16, amp="bf16", channels_last=True,
+                        max_steps=3), *faces)
+    assert len(again.fit(tmp_path, resume=True)) == 1
+
+
 # ---------------------------------------------------------------------------------- loss formulas
 def _hinge(d, real, fake):
     return torch.clamp(1 - d(real), min=0).mean() + torch.clamp(1 + d(fake), min=0).mean()
