@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace the training run already in --out")
     t.add_argument("--quiet", action="store_true")
 
+    ex = sub.add_parser("export-lr", help="write the exact LR inputs a run used (by image id), to run your own "
+                                          "method on; score its outputs with --methods dir:NAME=DIR")
+    ex.add_argument("run", type=Path)
+    ex.add_argument("--dataset", required=True)
+    ex.add_argument("--out", type=Path, required=True)
+
     tb = sub.add_parser("table", help="render the paper's Table N from a run (no recomputation)")
     tb.add_argument("number", help="1-7")
     tb.add_argument("run", type=Path, nargs="?", default=None,
@@ -225,6 +231,7 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .methods.folder import expand_folder_methods
     from .pipeline import RunConfig, run_benchmark
     from .registries import DATASETS, METHODS, METRICS, load_plugins
 
@@ -253,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.follow_links:
         os.environ["SCGAN_BENCH_FOLLOW_LINKS"] = "1"
     cfg = RunConfig(
-        datasets=DATASETS.resolve_list(args.datasets), methods=METHODS.resolve_list(args.methods),
+        datasets=DATASETS.resolve_list(args.datasets), methods=METHODS.resolve_list(expand_folder_methods(args.methods)),
         metrics=METRICS.resolve_list(args.metrics), out=args.out, seed=args.seed,
         workers=args.workers, batch_size=args.batch_size, device=args.device, limit=args.limit,
         roots={k: Path(v) for k, v in _pairs(args.root, "--root").items()},
@@ -481,6 +488,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_lr(args: argparse.Namespace) -> int:
+    from .export import export_lr
+
+    n = export_lr(args.run, args.dataset, args.out)
+    print(f"wrote {n} LR inputs of {args.dataset} to {args.out} (<id>.png, ids.tsv); put your x4 outputs as "
+          f"<id>.png in a folder and score them: scgan-bench run --datasets {args.dataset} "
+          f"--methods dir:NAME=FOLDER,bicubic --out {args.run}")
+    return 0
+
+
 def cmd_weights(args: argparse.Namespace) -> int:
     from . import weights as W
     from .registries import load_plugins
@@ -524,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "prepare": cmd_prepare,
-                "weights": cmd_weights, "train": cmd_train, "table": cmd_table, "report": cmd_report}
+                "weights": cmd_weights, "train": cmd_train, "export-lr": cmd_export_lr, "table": cmd_table, "report": cmd_report}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -61,6 +61,20 @@ class AnnotatingMethod(Protocol):
 
 
 @runtime_checkable
+class IdAwareMethod(Protocol):
+    """An SR method that needs to know which images it is given (precomputed outputs matched by id, a
+    method that looks per-image data up): the runner calls ``upscale_ids`` with the batch, its image
+    ids and the dataset's name instead of ``upscale``."""
+
+    name: str
+    scale: int
+
+    def upscale_ids(self, lr: torch.Tensor, ids: list[str], dataset: str) -> torch.Tensor: ...
+
+    def fingerprint(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
 class ReferenceMethod(Protocol):
     """A pseudo-method that needs the HR image (the ``ground-truth`` row of Table 7): the runner
     hands it the HR batch too, and skips it on real-world sets, which have none."""

@@ -96,8 +96,12 @@ def _versions() -> dict[str, str]:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Check every name before any work starts (unknown names -> UsageError with did-you-mean)."""
+    """Check every name before any work starts (unknown names -> UsageError with did-you-mean);
+    ``dir:NAME=DIR`` methods are registered and named ``NAME``."""
+    from .methods.folder import expand_folder_methods
+
     load_plugins()
+    cfg.methods = expand_folder_methods(cfg.methods)
     for n in cfg.datasets:
         DATASETS.get(n)
     for n in cfg.methods:
@@ -153,6 +157,7 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                             accept_data_changes=cfg.accept_data_changes, progress=cfg.progress)
         prepared.append(p)
         failures += p.failures
+        atomic_write_text(p.dir / "ids.txt", "".join(f"{i}\n" for i in p.records))  # for export-lr
         recomputed["images_prepared"] += p.recomputed
         meta["datasets"][name] = {"kind": p.kind, "key": p.key, "images": len(p.records),
                                   "manifest_items": len(p.manifest), "manifest_sha256": p.manifest.digest(),
@@ -207,6 +212,10 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
             srr = run_method(method, data, out, fingerprint=method.fingerprint(),
                              batch_size=cfg.batch_size, device=device, progress=cfg.progress)
             failures += srr.failures
+            if hasattr(method, "extra_files") and (len(prepared) == 1 or method.has_own_folder(data.name)):
+                failures += [Failure("sr", data.name, mname, "-", str(p),
+                                     f"extra output: no image of {data.name} has the id {p.stem!r}")
+                             for p in method.extra_files(data.name, list(data.records))]
             recomputed["images_super_resolved"] += srr.recomputed
             if srr.notes():
                 note_rows += [(data.name, mname, i, n) for i, n in srr.notes().items()]

@@ -48,6 +48,12 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def replace(self, name: str, entry: T) -> None:
+        """Point an existing name at a new entry (entries made at run time, e.g. ``dir:`` methods)."""
+        if name not in self._entries:
+            raise KeyError(name)
+        self._entries[name] = entry
+
     def _add(self, name: str, entry: T) -> None:
         if not name or name != name.strip() or "," in name:
             raise ValueError(f"invalid {self.kind} name {name!r}: no commas or surrounding spaces")

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .image_io import atomic_write_bytes, encode_png, read_image
-from .interfaces import AnnotatingMethod, ReferenceMethod, SRMethod
+from .interfaces import AnnotatingMethod, IdAwareMethod, ReferenceMethod, SRMethod
 from .manifest import iter_chunks, sha256_bytes
 from .prepare import Failure, PreparedDataset
 from .store import files_intact, prepare_stage_dir, read_record, safe_name, write_record
@@ -59,12 +59,15 @@ def _notes_checked(method, notes: Any, n: int) -> list[dict[str, Any]]:
     return notes
 
 
-def _upscale_checked(method: SRMethod | ReferenceMethod | AnnotatingMethod, lr: torch.Tensor,
-                     hr: torch.Tensor | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def _upscale_checked(method: SRMethod | ReferenceMethod | AnnotatingMethod | IdAwareMethod, lr: torch.Tensor,
+                     hr: torch.Tensor | None = None, ids: list[str] | None = None, dataset: str = ""
+                     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     notes: list[dict[str, Any]] = [{} for _ in range(lr.shape[0])]
     with torch.inference_mode():
         if hr is not None:
             sr = method.upscale_reference(lr, hr)
+        elif isinstance(method, IdAwareMethod):
+            sr = method.upscale_ids(lr, list(ids or []), dataset)
         elif isinstance(method, AnnotatingMethod):
             sr, raw = method.upscale_with_notes(lr)
             notes = _notes_checked(method, raw, lr.shape[0])
@@ -104,16 +107,17 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
             return to_tensor(items).to(device) if oracle else None
 
         try:
-            srs, notes = _upscale_checked(method, to_tensor(lrs).to(device), hr_batch(hrs))
+            srs, notes = _upscale_checked(method, to_tensor(lrs).to(device), hr_batch(hrs), chunk, data.name)
             outs, errs = list(srs), [""] * len(chunk)
         except Exception as exc:  # isolate the failing image(s): retry one by one
             if len(chunk) == 1:
                 outs, errs, notes = [None], [f"{type(exc).__name__}: {exc}"], [{}]
             else:
                 outs, errs, notes = [], [], []
-                for lr, hr in zip(lrs, hrs):
+                for image_id, lr, hr in zip(chunk, lrs, hrs):
                     try:
-                        one, note = _upscale_checked(method, to_tensor([lr]).to(device), hr_batch([hr]))
+                        one, note = _upscale_checked(method, to_tensor([lr]).to(device), hr_batch([hr]), [image_id],
+                                                     data.name)
                         outs.append(one[0])
                         notes.append(note[0])
                         errs.append("")

@@ -25,7 +25,7 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_scgan.py", "tests/test_reliability.py", "tests/test_metric_references.py",
          "tests/test_metric_suite.py",
          "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks",
-         "tests/test_baselines.py", "tests/test_training.py"]
+         "tests/test_baselines.py", "tests/test_training.py", "tests/test_own_method.py"]
 
 
 @dataclass(frozen=True)
@@ -265,6 +265,19 @@ MUTANTS = [
     Mutant("engine-extra-state-ignored", "scgan_bench/training/engine.py",
            'self.impl.load_extra_state(st.get("extra", {}))', 'self.impl.load_extra_state({})',
            "resume ignores a model's extra state"),
+    # precomputed outputs (tests/test_own_method.py)
+    Mutant("folder-size-unchecked", "scgan_bench/methods/folder.py",
+           "            if img.shape[:2] != (h, w):", "            if False:",
+           "a wrong-size output is scored (resized by nobody) instead of reported"),
+    Mutant("folder-digest-names-only", "scgan_bench/methods/folder.py",
+           "sha256_file(p) if p.is_file() else 'unreadable'", "'-'",
+           "the fingerprint covers file names, not contents: changed outputs keep stale scores"),
+    Mutant("folder-extras-silent", "scgan_bench/methods/folder.py",
+           "return [p for stem, paths in self.outputs(dataset).items() if stem not in known for p in paths]",
+           "return []", "files matching no image id are not reported"),
+    Mutant("export-lr-unverified", "scgan_bench/export.py",
+           'if sha256_bytes(data) != rec["lr_sha256"]:', "if not data:",
+           "export-lr copies an LR file without checking it against its record"),
     Mutant("encoder-pools-odd-blocks", "scgan_bench/scgan/networks.py",
            "enc.append(block(cin, b[i], downsample=i % 2 == 0))",
            "enc.append(block(cin, b[i], downsample=i % 2 == 1))",
@@ -296,7 +309,9 @@ FIRST = (("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/tes
          ("baselines/", ("tests/test_baselines.py",)),
          ("scgan_bench/weights.py", ("tests/test_baselines.py", "tests/test_weights.py")),
          ("scgan_bench/superres.py", ("tests/test_baselines.py",)),
-         ("scgan_bench/training/", ("tests/test_training.py",)))
+         ("scgan_bench/training/", ("tests/test_training.py",)),
+         ("scgan_bench/methods/folder.py", ("tests/test_own_method.py",)),
+         ("scgan_bench/export.py", ("tests/test_own_method.py",)))
 
 
 def ordered_tests(path: str | None) -> list[str]:

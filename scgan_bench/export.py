@@ -1,0 +1,43 @@
+"""``scgan-bench export-lr RUN --dataset D --out DIR``: the exact LR inputs a run used, by image id,
+for a method run outside scgan-bench; its outputs come back with ``--methods dir:NAME=DIR``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import UsageError
+from .image_io import atomic_write_bytes, atomic_write_text
+from .manifest import sha256_bytes
+from .store import read_record, safe_name
+
+
+def export_lr(run: Path, dataset: str, out: Path) -> int:
+    """Copy the LR PNGs of ``dataset`` in ``run`` (the images its last run scored, in order) to
+    ``out/<id>.png`` with ``out/ids.tsv`` (id, file, sha256, size); each file is checked against the
+    sha256 its record holds. Returns the number of images."""
+    ddir = run / "data" / dataset
+    ids_file = ddir / "ids.txt"
+    if not ids_file.is_file():
+        have = sorted(p.parent.name for p in (run / "data").glob("*/ids.txt")) if (run / "data").is_dir() else []
+        raise UsageError(f"{run}: no dataset {dataset!r} prepared by a run ({ids_file} is missing); "
+                         f"{'datasets here: ' + ', '.join(have) if have else 'run `scgan-bench run` on it first'}")
+    ids = [line for line in ids_file.read_text().splitlines() if line]
+    rows = ["id\tfile\tlr_sha256\tsize"]
+    for image_id in ids:
+        name = safe_name(image_id)
+        rec = read_record(ddir / "records" / f"{name}.json")
+        if rec is None:
+            raise UsageError(f"{ddir / 'records' / name}.json is missing or unreadable: rerun `scgan-bench run` "
+                             f"on {run} to repair it")
+        src = ddir / rec["lr"]
+        data = src.read_bytes() if src.is_file() else b""
+        if sha256_bytes(data) != rec["lr_sha256"]:
+            raise UsageError(f"{src} is missing or differs from the sha256 recorded when it was prepared: rerun "
+                             f"`scgan-bench run` on {run} to repair it")
+        atomic_write_bytes(out / f"{name}.png", data)
+        h, w = rec.get("lr_size", ["?", "?"])
+        rows.append(f"{image_id}\t{name}.png\t{rec['lr_sha256']}\t{w}x{h}")
+    atomic_write_text(out / "ids.tsv", "\n".join(rows) + "\n")
+    atomic_write_text(out / "export.json", json.dumps({"run": str(run.resolve()), "dataset": dataset,
+                                                       "images": len(ids)}, indent=1))
+    return len(ids)
