@@ -157,7 +157,7 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                             accept_data_changes=cfg.accept_data_changes, progress=cfg.progress)
         prepared.append(p)
         failures += p.failures
-        atomic_write_text(p.dir / "ids.txt", "".join(f"{i}\n" for i in p.records))  # for export-lr
+        _write_if_changed(p.dir / "ids.txt", "".join(f"{i}\n" for i in p.records))  # for export-lr
         recomputed["images_prepared"] += p.recomputed
         meta["datasets"][name] = {"kind": p.kind, "key": p.key, "images": len(p.records),
                                   "manifest_items": len(p.manifest), "manifest_sha256": p.manifest.digest(),
@@ -259,6 +259,16 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                 unavailable=unavailable, failures=len(failures))
     atomic_write_text(out / "run.json", json.dumps(meta, indent=1, default=str), durable=True)
     return RunResult(out, cells, failures, recomputed, unavailable, md)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` atomically unless the file already holds it (a rerun rewrites no cached file)."""
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:
+        pass
+    atomic_write_text(path, text)
 
 
 def _weights_in_use() -> dict[str, dict[str, str]]:
