@@ -83,6 +83,9 @@ def parse_method_options(values: Sequence[str]) -> dict[str, dict[str, Any]]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scgan-bench", description=(
         "Benchmark real-world face super-resolution on the SCGAN protocol (16 px -> 64 px)."))
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import a module that registers methods, metrics or datasets (repeatable); installed "
+                        "packages register through the 'scgan_bench.plugins' entry-point group")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="super-resolve test sets with methods and score them")
@@ -162,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="read a table dataset from another run dataset (stated under the table)")
     tb.add_argument("--metric-map", action="append", default=[], metavar="TABLE_METRIC=RUN_METRIC",
                     help="read a table metric from another backend, e.g. fid=fid-dlib (stated under the table)")
+    tb.add_argument("--extra-methods", default="", metavar="A,B",
+                    help="run methods to add beside the paper's (your method, a baseline the paper lacks)")
     tb.add_argument("--method-map", action="append", default=[], metavar="TABLE_METHOD=RUN_METHOD",
                     help="fill a table column from another run method, e.g. gfpgan=gfpgan-v1 (default: gfpgan -> "
                          "gfpgan-v1.3, real-esrgan -> realesrgan; stated under the table)")
@@ -226,6 +231,9 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--follow-links", action="store_true",
                    help="read dataset files that symbolic links point to outside the dataset root (refused by "
                         "default; also $SCGAN_BENCH_FOLLOW_LINKS=1)")
+    r.add_argument("--only-this-run", action="store_true",
+                   help="results, summary and tables cover this invocation only (by default a rerun in the same "
+                        "folder keeps the earlier invocations' still-valid results beside the new ones)")
     r.add_argument("--wait", action="store_true",
                    help="if another scgan-bench process is using --out, wait for it instead of stopping")
 
@@ -268,7 +276,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         references=_pairs(args.reference, "--reference"),
         dataset_options=parse_dataset_options(args.dataset_opt),
         method_options=parse_method_options(args.method_opt),
-        accept_data_changes=args.accept_data_changes, progress=not args.quiet, wait=args.wait)
+        accept_data_changes=args.accept_data_changes, progress=not args.quiet, wait=args.wait,
+        only_this_run=args.only_this_run)
     return _report(run_benchmark(cfg))
 
 
@@ -363,6 +372,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append((name, desc, "available" if a.ok else f"unavailable: {a.reason}"))
         for name, why in bpkg.PLANNED.items():
             rows.append((name, f"a method of the paper's Tables 5-7: {why}", "not implemented yet"))
+        from .registries import PLUGIN_ERRORS
+
+        for name, why in PLUGIN_ERRORS.items():
+            rows.append((f"plugin:{name}", why, "failed to load"))
     elif args.what == "metrics":
         for name, spec in METRICS.items():
             a = spec.availability()
@@ -440,7 +453,8 @@ def cmd_table(args: argparse.Namespace) -> int:
     for p in write_table(args.number, None if args.paper else args.run, out, compare_paper=args.compare_paper,
                          datasets=_pairs(args.dataset_map, "--dataset-map"),
                          metrics=_pairs(args.metric_map, "--metric-map"),
-                         methods=_pairs(args.method_map, "--method-map")):
+                         methods=_pairs(args.method_map, "--method-map"),
+                         extra_methods=[m.strip() for m in args.extra_methods.split(",") if m.strip()]):
         print(p)
     md = out / f"table{int(args.number)}.md"
     if md.exists():
@@ -543,6 +557,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "prepare": cmd_prepare,
                 "weights": cmd_weights, "train": cmd_train, "export-lr": cmd_export_lr, "table": cmd_table, "report": cmd_report}
     try:
+        if args.plugin:
+            from .registries import import_plugin
+
+            for module in args.plugin:
+                import_plugin(module)
         return handlers[args.command](args)
     except UsageError as exc:
         print(f"scgan-bench: error: {exc}", file=sys.stderr)

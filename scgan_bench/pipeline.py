@@ -58,6 +58,7 @@ class RunConfig:
     accept_data_changes: bool = False
     progress: bool = True
     wait: bool = False  # wait for another process's lock on ``out`` instead of stopping
+    only_this_run: bool = False  # outputs cover this invocation only (else earlier still-valid results stay)
 
 
 @dataclass
@@ -141,7 +142,10 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
 
 
 def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
+    from .accumulate import merge, previous
+
     started = time.time()
+    earlier = {} if cfg.only_this_run else previous(out)
     meta: dict[str, Any] = {"status": "running", "config": _jsonable(asdict(cfg)),
                             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             "versions": _versions(), "datasets": {}, "methods": {}, "metrics": {}}
@@ -247,8 +251,14 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                     cells.append(_score_set_cell(data, srr, k, spec, out, get_metric, references,
                                                  rows, failures, recomputed, cfg.progress))
 
-    conventions = {k: METRICS.get(k).convention for k in cfg.metrics if METRICS.get(k).convention}
-    md = summary_markdown(cells, conventions, {p.name: len(p.records) for p in prepared}, note_counts)
+    n_images = {p.name: len(p.records) for p in prepared}
+    meta["kept_from_earlier_runs"] = [list(k) for k in merge(earlier, out, meta, cells, rows, note_rows, failures,
+                                                               n_images)]
+    for d, m in {(d, m) for d, m, _, _ in note_rows} - set(note_counts):
+        note_counts[(d, m)] = count_notes({i: n for dd, mm, i, n in note_rows if (dd, mm) == (d, m)})
+    conventions = {k: METRICS.get(k).convention for k in dict.fromkeys(c.metric for c in cells)
+                   if METRICS.get(k).convention}
+    md = summary_markdown(cells, conventions, n_images, note_counts)
     atomic_write_text(out / "method_notes.csv", notes_csv(note_rows), durable=True)
     atomic_write_text(out / "results.csv", results_csv(rows), durable=True)
     atomic_write_text(out / "summary.csv", summary_csv(cells), durable=True)

@@ -90,3 +90,125 @@ def test_folder_method_specs_are_checked(tmp_path, capsys, spec, msg):
 def test_export_lr_names_what_is_missing(tmp_path, capsys):
     assert main(["export-lr", str(tmp_path), "--dataset", "demo", "--out", str(tmp_path / "x")]) == 2
     assert "no dataset 'demo' prepared by a run" in capsys.readouterr().err
+
+
+PLUGIN = '''
+import os
+from torch.nn import functional as F
+from scgan_bench.interfaces import MethodSpec
+from scgan_bench.registries import METHODS
+
+
+class Nearest:
+    scale = 4
+
+    def __init__(self, name):
+        self.name = name
+
+    def upscale(self, lr):
+        return F.interpolate(lr, scale_factor=4, mode="nearest")
+
+    def fingerprint(self):
+        return {"method": self.name, "version": 1}
+
+
+class SeesIds(Nearest):
+    def upscale_ids(self, lr, ids, dataset):
+        with open(os.environ["SEEN_IDS"], "a") as f:
+            f.writelines(f"{dataset} {i}\\n" for i in ids)
+        return self.upscale(lr)
+
+
+def register():
+    METHODS.register("ep-near", MethodSpec(name="ep-near", factory=lambda device="cpu": SeesIds("ep-near"),
+                                           summary="entry-point plugin"))
+
+
+if __name__ == "plug_cli":
+    METHODS.register("plug-near", MethodSpec(name="plug-near", factory=lambda device="cpu": Nearest("plug-near"),
+                                             summary="--plugin module"))
+'''
+
+
+def test_plugins_from_an_entry_point_and_from_the_command_line(tmp_path, capsys, monkeypatch):
+    """An installed distribution's ``scgan_bench.plugins`` entry point (a dist-info on sys.path) and a
+    ``--plugin`` module both register methods; an id-aware plugin receives the run's image ids; both
+    appear in the run and, with ``--extra-methods``, beside the paper's methods in Table 5; a broken
+    entry point is reported by name and the rest still load."""
+    import scgan_bench.registries as reg
+
+    site = tmp_path / "site"
+    (site / "scgan_bench_test_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "scgan_bench_test_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: scgan-bench-test-plugin\nVersion: 0.1\n")
+    (site / "scgan_bench_test_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[scgan_bench.plugins]\nnearest = plug_ep:register\nbroken = plug_missing_module\n")
+    (site / "plug_ep.py").write_text(PLUGIN)
+    (site / "plug_cli.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(reg, "_loaded", False)
+    monkeypatch.setattr(reg, "PLUGIN_ERRORS", {})
+    monkeypatch.setenv("SEEN_IDS", str(tmp_path / "seen.txt"))
+    run = tmp_path / "run"
+    assert main(["--plugin", "plug_cli", "run", "--datasets", "demo", "--methods", "plug-near,ep-near,bicubic",
+                 "--metrics", "psnr", "--limit", "3", "--quiet", "--device", "cpu", "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "plugin 'broken' (plug_missing_module) failed to load: ModuleNotFoundError" in err
+    ids = (run / "data" / "demo" / "ids.txt").read_text().split()
+    assert (tmp_path / "seen.txt").read_text().split("\n")[:-1] == [f"demo {i}" for i in ids]
+    methods = {r["method"] for r in _rows(run / "results.csv")}
+    assert {"plug-near", "ep-near", "bicubic"} <= methods
+    assert main(["table", "5", str(run), "--dataset-map", "ls3dw=demo", "--metric-map", "lpips=psnr",
+                 "--extra-methods", "plug-near,ep-near"]) == 0
+    md = (run / "table5.md").read_text()
+    header = [c.strip() for c in md.splitlines()[2].strip("|").split("|")]
+    row = next(line for line in md.splitlines() if line.startswith("| LS3D-W balanced | LPIPS"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    for m in ("plug-near", "ep-near", "Bicubic Interpolation"):
+        assert np.isfinite(float(cells[header.index(m)].split("[")[0].split(" ")[0].strip("*"))), m
+    assert main(["list", "methods"]) == 0
+    assert "plugin:broken" in capsys.readouterr().out
+    assert main(["--plugin", "no_such_plugin_module", "list", "methods"]) == 2
+    assert "--plugin no_such_plugin_module: cannot import it" in capsys.readouterr().err
+
+
+def test_runs_accumulate_until_told_otherwise(tmp_path, capsys):
+    """A rerun with another method keeps the earlier methods' results (byte-identical values); cells
+    whose dataset preparation or method fingerprint changed since are dropped, and ``--only-this-run``
+    restricts the outputs to the invocation."""
+    from scgan_bench.image_io import encode_png, read_image
+    from scgan_bench.registries import METHODS
+    from scgan_bench.superres import quantise, to_tensor
+
+    run, mine = tmp_path / "run", tmp_path / "mine"
+    base = ["--datasets", "demo", "--limit", "4", "--quiet", "--device", "cpu", "--out", str(run)]
+    assert main(["run", "--methods", "bicubic", "--metrics", "psnr,ssim", *base]) == 0
+    first = [r for r in _rows(run / "results.csv")]
+    mine.mkdir()
+    bicubic = METHODS.get("bicubic").create()
+    for i in (run / "data" / "demo" / "ids.txt").read_text().split():
+        sr = quantise(bicubic.upscale(to_tensor([read_image(run / "data" / "demo" / "lr" / f"{i}.png")])))[0]
+        (mine / f"{i}.png").write_bytes(encode_png(np.ascontiguousarray(sr)))
+    assert main(["run", "--methods", f"dir:mine={mine}", "--metrics", "psnr,ssim", *base]) == 0
+    assert main(["run", "--methods", "nearest", "--metrics", "psnr", *base]) == 0
+    summary = {(r["method"], r["metric"]): r for r in _rows(run / "summary.csv")}
+    assert set(summary) == {("bicubic", "psnr"), ("bicubic", "ssim"), ("mine", "psnr"), ("mine", "ssim"),
+                            ("nearest", "psnr")}
+    results = _rows(run / "results.csv")
+    assert [r for r in results if r["method"] == "bicubic"] == first  # the same values, to the last digit
+    meta = json.loads((run / "run.json").read_text())
+    assert {tuple(k)[1] for k in meta["kept_from_earlier_runs"]} == {"bicubic", "mine"}
+    assert set(meta["methods"]) == {"bicubic", "mine", "nearest"}
+    md = (run / "summary.md").read_text()
+    assert "| bicubic |" in md and "| mine |" in md and "| nearest |" in md
+    # mine's outputs change: its cells computed now are replaced, the others (ssim) no longer hold
+    (mine / sorted(p.name for p in mine.iterdir())[0]).write_bytes(encode_png(np.zeros((64, 64, 3), np.uint8)))
+    assert main(["run", "--methods", f"dir:mine={mine}", "--metrics", "psnr", *base]) == 0
+    summary = {(r["method"], r["metric"]) for r in _rows(run / "summary.csv")}
+    assert ("mine", "psnr") in summary and ("mine", "ssim") not in summary and ("bicubic", "ssim") in summary
+    # another degradation of the dataset: nothing of the earlier preparation stays
+    assert main(["run", "--methods", "nearest", "--metrics", "psnr", "--degradation", "demo=simple-bilinear", *base]) == 0
+    assert {(r["method"], r["metric"]) for r in _rows(run / "summary.csv")} == {("nearest", "psnr")}
+    assert main(["run", "--methods", "bicubic", "--metrics", "psnr", *base]) == 0
+    assert main(["run", "--methods", "nearest", "--metrics", "psnr", "--only-this-run", *base]) == 0
+    assert {r["method"] for r in _rows(run / "summary.csv")} == {"nearest"}

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import UsageError
-from .specs import METRIC_FORMATS, TABLES, Cell, TableSpec
+from .specs import METRIC_FORMATS, TABLES, Cell, TableSpec, with_extra_methods
 
 PAPER_VALUES = Path(__file__).resolve().parent / "paper_values.csv"
 
@@ -367,13 +367,16 @@ def with_recipes(spec: TableSpec, provenance: dict[str, dict]) -> tuple[TableSpe
 
 def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper: bool = False,
                 datasets: dict[str, str] | None = None, metrics: dict[str, str] | None = None,
-                methods: dict[str, str] | None = None) -> list[Path]:
+                methods: dict[str, str] | None = None, extra_methods: list[str] | None = None) -> list[Path]:
     """Write ``tableN.{csv,md,tex}`` for a run (or for the paper's own values when ``run`` is None),
     plus ``tableN_vs_paper.{csv,md}`` with deltas when asked. ``datasets`` / ``metrics`` map the
-    table's names to the run's (every substitution is stated under the table)."""
+    table's names to the run's (every substitution is stated under the table); ``extra_methods`` adds
+    run methods beside the paper's (:func:`.specs.with_extra_methods`)."""
     from ..image_io import atomic_write_text
 
     spec = table_spec(number)
+    if extra_methods:
+        spec = with_extra_methods(spec, extra_methods)
     paper = paper_values(spec.number)
     subs: list[str] = []
     marks: dict[Cell, str] = {}

@@ -82,6 +82,33 @@ class TableSpec:
 TABLES: Registry[TableSpec] = Registry("table")
 
 
+def with_extra_methods(spec: TableSpec, extras: list[str]) -> TableSpec:
+    """``spec`` with more methods beside the paper's, on the table's own method axis: new columns where
+    methods are columns (Tables 5, 7), new rows where they are rows (Tables 4, 6), and a new row in
+    every dataset block where rows are ``dataset/method`` (Tables 1-3). Labels are the method names;
+    extra methods are ranked with the others."""
+    from dataclasses import replace
+
+    from ..errors import UsageError
+
+    extras = [m for m in dict.fromkeys(extras) if m and m not in spec.methods]
+    if not extras:
+        return spec
+    r0, c0 = spec.rows[0][0], spec.columns[0][0]
+    if all(spec.cell(r0, c).method == c for c, _ in spec.columns):
+        return replace(spec, columns=spec.columns + tuple((m, m) for m in extras))
+    if all(spec.cell(r, c0).method == r for r, _ in spec.rows):
+        return replace(spec, rows=spec.rows + tuple((m, m) for m in extras),
+                       extra_columns=tuple((lab, {**col, **{m: "" for m in extras}}) for lab, col in spec.extra_columns))
+    if spec.groups and all("/" in r and spec.cell(r, c0).method == r.rsplit("/", 1)[1] for r, _ in spec.rows):
+        labels = dict(spec.rows)
+        groups = tuple((label, keys + tuple(f"{keys[0].rsplit('/', 1)[0]}/{m}" for m in extras))
+                       for label, keys in spec.groups)
+        rows = tuple((k, labels.get(k, k.rsplit("/", 1)[1])) for _, keys in groups for k in keys)
+        return replace(spec, rows=rows, groups=groups)
+    raise UsageError(f"Table {spec.number} has no method axis to add {', '.join(extras)} to")
+
+
 def _ablation(number: int, title: str, variants: list[tuple[str, str]]) -> TableSpec:
     """Tables 1-3: per dataset a block of variant rows; FID, KID and LPIPS (synthetic) or NIQE (real)."""
     rows = tuple((f"{d}/{v}", label) for d in SYNTHETIC + REAL for v, label in variants)
