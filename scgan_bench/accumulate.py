@@ -34,12 +34,15 @@ def _float(text: str) -> float | None:
 
 
 def previous(out: Path) -> dict[str, Any]:
-    """The folder's last complete invocation: run.json plus its CSVs (empty when there is none)."""
+    """The folder's last invocation that wrote its outputs: run.json (or, after a run that stopped
+    before writing any, the ``last_complete`` record it carries) plus the CSVs (empty when none)."""
     try:
         meta = json.loads((out / "run.json").read_text())
     except (OSError, ValueError):
         return {}
-    if meta.get("status") != "complete":
+    if not (meta.get("status") == "complete" or meta.get("outputs_written")):
+        meta = meta.get("last_complete") or {}
+    if not meta:
         return {}
     return {"meta": meta, "summary": _read_csv(out / "summary.csv"), "results": _read_csv(out / "results.csv"),
             "notes": _read_csv(out / "method_notes.csv"), "failures": _read_csv(out / "failures.csv")}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import __version__
-from .errors import UsageError
+from .errors import DataIntegrityError, UsageError
 from .image_io import atomic_write_text, max_pixels_limit
 from .prepare import Failure, PreparedDataset, prepare_dataset
 from .registries import DATASETS, METHODS, METRICS, load_plugins
@@ -138,7 +138,52 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
     out = Path(cfg.out)
     with run_lock(out, wait=cfg.wait):
         remove_temp_files(out)  # what interrupted atomic writes left (we hold the folder alone)
-        return _run_locked(cfg, out, device)
+        try:
+            return _run_locked(cfg, out, device)
+        except BaseException as exc:
+            _mark_stopped(out, exc)
+            raise
+
+
+def _mark_stopped(out: Path, exc: BaseException) -> None:
+    """Record in run.json why a run stopped: ``failed`` with the error, or ``interrupted``."""
+    try:
+        meta = json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return
+    if meta.get("status") == "failed":
+        return  # already recorded (e.g. a dataset with no scored image), with its reason
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    meta.update(status="interrupted" if interrupted else "failed",
+                error="interrupted; rerun the same command to resume" if interrupted else
+                f"{type(exc).__name__}: {exc}" if not isinstance(exc, UsageError) else str(exc),
+                finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    try:
+        atomic_write_text(out / "run.json", json.dumps(meta, indent=1, default=str), durable=True)
+    except OSError:
+        pass  # the disk that failed the run may fail this too; the exception still reaches the caller
+
+
+def _prepare_all(cfg: RunConfig, out: Path) -> list[PreparedDataset]:
+    """Prepare every dataset; the ones that cannot be read (missing, wrong layout) are reported
+    together, with the generic folder datasets as the alternative."""
+    prepared, problems = [], []
+    for name in cfg.datasets:
+        try:
+            prepared.append(prepare_dataset(name, out=out, seed=cfg.seed, root=cfg.roots.get(name),
+                                            options=cfg.dataset_options.get(name),
+                                            degradation=cfg.degradations.get(name), limit=cfg.limit,
+                                            workers=cfg.workers, accept_data_changes=cfg.accept_data_changes,
+                                            progress=cfg.progress))
+        except DataIntegrityError:
+            raise
+        except UsageError as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise UsageError(f"{len(problems)} of {len(cfg.datasets)} dataset(s) cannot be read:\n  "
+                         + "\n  ".join(problems) + "\nfaces in another layout: --datasets folder --root folder=DIR "
+                         "(HR faces, degraded as the paper) or folder-lr (real LR faces); `scgan-bench list datasets`")
+    return prepared
 
 
 def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
@@ -149,17 +194,16 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
     meta: dict[str, Any] = {"status": "running", "config": _jsonable(asdict(cfg)),
                             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             "versions": _versions(), "datasets": {}, "methods": {}, "metrics": {}}
-    atomic_write_text(out / "run.json", json.dumps(meta, indent=1, default=str))
+    last = {k: v for k, v in earlier.get("meta", {}).items() if k != "last_complete"}
+    # what the folder's CSVs describe, kept until this invocation replaces them
+    atomic_write_text(out / "run.json", json.dumps({**meta, "last_complete": last} if last else meta, indent=1,
+                                                   default=str))
 
     failures: list[Failure] = []
     recomputed = {"images_prepared": 0, "images_super_resolved": 0, "metric_values": 0}
-    prepared: list[PreparedDataset] = []
-    for name in cfg.datasets:
-        p = prepare_dataset(name, out=out, seed=cfg.seed, root=cfg.roots.get(name),
-                            options=cfg.dataset_options.get(name), degradation=cfg.degradations.get(name),
-                            limit=cfg.limit, workers=cfg.workers,
-                            accept_data_changes=cfg.accept_data_changes, progress=cfg.progress)
-        prepared.append(p)
+    prepared = _prepare_all(cfg, out)
+    for p in prepared:
+        name = p.name
         failures += p.failures
         _write_if_changed(p.dir / "ids.txt", "".join(f"{i}\n" for i in p.records))  # for export-lr
         recomputed["images_prepared"] += p.recomputed
@@ -264,11 +308,28 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
     atomic_write_text(out / "summary.csv", summary_csv(cells), durable=True)
     atomic_write_text(out / "summary.md", md, durable=True)
     atomic_write_text(out / "failures.csv", failures_csv(failures), durable=True)
-    meta.update(status="complete", finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    empty = [_empty_reason(p) for p in prepared if not p.records]
+    meta.update(status="failed" if empty else "complete", outputs_written=True,
+                finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 seconds=round(time.time() - started, 3), recomputed=recomputed,
                 unavailable=unavailable, failures=len(failures))
+    if empty:
+        meta["error"] = "; ".join(empty)
     atomic_write_text(out / "run.json", json.dumps(meta, indent=1, default=str), durable=True)
+    if empty:
+        raise UsageError("no image could be scored for " + "; ".join(empty) + f" (the other datasets' results are in "
+                         f"{out / 'summary.md'}; every failure in {out / 'failures.csv'})")
     return RunResult(out, cells, failures, recomputed, unavailable, md)
+
+
+def _empty_reason(p: PreparedDataset) -> str:
+    """Why a dataset ended with no image: an empty selection, or every image failing (first reason)."""
+    if not len(p.manifest):
+        return (f"dataset {p.name}: its manifest selected no image (`scgan-bench list datasets` and its card "
+                f"say what layout it expects; any folder of faces: --datasets folder)")
+    mine = [f for f in p.failures if f.dataset == p.name]
+    first = f" (e.g. {mine[0].source}: {mine[0].reason})" if mine else ""
+    return f"dataset {p.name}: all {len(p.manifest)} selected images failed to load{first}"
 
 
 def _write_if_changed(path: Path, text: str) -> None:

@@ -25,7 +25,7 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_scgan.py", "tests/test_reliability.py", "tests/test_metric_references.py",
          "tests/test_metric_suite.py",
          "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks",
-         "tests/test_baselines.py", "tests/test_training.py", "tests/test_own_method.py"]
+         "tests/test_baselines.py", "tests/test_training.py", "tests/test_own_method.py", "tests/test_run_status.py"]
 
 
 @dataclass(frozen=True)
@@ -297,6 +297,14 @@ MUTANTS = [
     Mutant("kept-despite-new-preparation", "scgan_bench/accumulate.py",
            'if d in meta["datasets"] and meta["datasets"][d].get("key") != pm.get("datasets", {}).get(d, {}).get("key"):',
            'if False:', "earlier cells of a dataset prepared differently are kept"),
+    Mutant("datasets-stop-at-first", "scgan_bench/pipeline.py",
+           'problems.append(f"{name}: {exc}")', "raise", "only the first unreadable dataset is reported"),
+    Mutant("failed-run-forgets-folder", "scgan_bench/accumulate.py",
+           'meta = meta.get("last_complete") or {}', "meta = {}",
+           "a run that failed early makes the next run drop the folder's earlier results"),
+    Mutant("empty-dataset-completes", "scgan_bench/pipeline.py",
+           "empty = [_empty_reason(p) for p in prepared if not p.records]", "empty = []",
+           "a dataset with no scored image leaves the run complete with exit 0"),
     Mutant("encoder-pools-odd-blocks", "scgan_bench/scgan/networks.py",
            "enc.append(block(cin, b[i], downsample=i % 2 == 0))",
            "enc.append(block(cin, b[i], downsample=i % 2 == 1))",
@@ -333,8 +341,8 @@ FIRST = (("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/tes
          ("scgan_bench/export.py", ("tests/test_own_method.py",)),
          ("scgan_bench/registries.py", ("tests/test_own_method.py",)),
          ("scgan_bench/tables/specs.py", ("tests/test_own_method.py",)),
-         ("scgan_bench/accumulate.py", ("tests/test_own_method.py",)),
-         ("scgan_bench/pipeline.py", ("tests/test_own_method.py",)))
+         ("scgan_bench/accumulate.py", ("tests/test_run_status.py", "tests/test_own_method.py")),
+         ("scgan_bench/pipeline.py", ("tests/test_run_status.py", "tests/test_own_method.py")))
 
 
 def ordered_tests(path: str | None) -> list[str]:

@@ -172,9 +172,9 @@ def spawn_ranks(target, port_base: int, tmp: Path, *args, world: int = 2) -> dic
     return torch.load(Path(tmp) / "rank0.pt", weights_only=True)
 
 
-def ddp_model_worker(rank: int, world: int, port: int, tmp: str, cfg: dict, sr_attr: str, hr, lr) -> None:
-    """One rank of a 2-process gloo run of any trainable model: the SR network's first-step gradients
-    and its weights (and BatchNorm statistics) after 3 steps, saved by rank 0."""
+def ddp_model_worker(rank: int, world: int, port: int, tmp: str, runs: list, hr, lr) -> None:
+    """One rank of 2-process gloo runs of trainable models, one after the other (``runs``: (config,
+    SR network attribute) pairs); rank 0 saves their :func:`model_steps` results, in order."""
     import torch
     import torch.distributed as dist
 
@@ -183,8 +183,7 @@ def ddp_model_worker(rank: int, world: int, port: int, tmp: str, cfg: dict, sr_a
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
-    tr = Engine(TrainConfig(out=tmp, progress=False, **cfg), hr, lr)
-    out = model_steps(tr, sr_attr)
+    out = [model_steps(Engine(TrainConfig(out=tmp, progress=False, **cfg), hr, lr), sr) for cfg, sr in runs]
     if rank == 0:
         Path(tmp).mkdir(parents=True, exist_ok=True)
         torch.save(out, Path(tmp) / "rank0.pt")

@@ -1,0 +1,68 @@
+"""How a run ends: every unreadable dataset reported at once with the generic folder datasets as the
+alternative, a dataset with no scored image failing the run (exit 2, ``"status": "failed"`` with the
+reason) after the other datasets' results are written, an interrupted run marked so, and a failed run
+never losing the folder's earlier results."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+
+from scgan_bench.cli import main
+
+
+def _summary(run) -> set[tuple[str, str]]:
+    with open(run / "summary.csv", newline="") as f:
+        return {(r["dataset"], r["method"]) for r in csv.DictReader(f)}
+
+
+def test_unreadable_datasets_are_reported_together_and_mark_the_run_failed(tmp_path, capsys):
+    from PIL import Image
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(2):
+        Image.fromarray((np.random.default_rng(i).random((80, 80, 3)) * 255).astype("uint8")).save(faces / f"f{i}.png")
+    run = tmp_path / "run"
+    base = ["--methods", "bicubic", "--metrics", "psnr", "--limit", "3", "--quiet", "--out", str(run)]
+    assert main(["run", "--datasets", "demo", *base]) == 0
+    assert main(["run", "--datasets", "ffhq,widerface", "--root", f"ffhq={faces}",
+                 "--root", f"widerface={tmp_path / 'absent'}", *base]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 2 dataset(s) cannot be read" in err and "does not look like FFHQ" in err and "widerface:" in err
+    assert "--datasets folder --root folder=DIR" in err
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "failed" and "does not look like FFHQ" in meta["error"]
+    # the folder keeps what it had: a later run still shows the first run's results beside its own
+    assert main(["run", "--datasets", "demo", "--methods", "nearest", "--metrics", "psnr", "--limit", "3",
+                 "--quiet", "--out", str(run)]) == 0
+    assert _summary(run) == {("demo", "bicubic"), ("demo", "nearest")}
+
+
+def test_a_dataset_with_no_scored_image_fails_the_run_after_writing_the_rest(tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for i in range(2):
+        (broken / f"x{i}.png").write_bytes(b"not an image")
+    run = tmp_path / "run"
+    assert main(["run", "--datasets", "demo,folder", "--root", f"folder={broken}", "--methods", "bicubic",
+                 "--metrics", "psnr", "--limit", "3", "--quiet", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "no image could be scored for dataset folder: all 2 selected images failed to load (e.g." in err
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "failed" and "dataset folder" in meta["error"]
+    assert ("demo", "bicubic") in _summary(run)  # the readable dataset was scored and written
+
+
+def test_an_interrupted_run_is_marked_interrupted(tmp_path, capsys, monkeypatch):
+    import scgan_bench.pipeline as pipeline
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_method", stop)
+    run = tmp_path / "run"
+    assert main(["run", "--datasets", "demo", "--methods", "bicubic", "--metrics", "psnr", "--limit", "2", "--quiet",
+                 "--out", str(run)]) == 130
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
