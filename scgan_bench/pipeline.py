@@ -145,6 +145,28 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
             raise
 
 
+class StageLog:
+    """Per-stage counts and seconds: kept for ``run.json`` (``stages``) and, when stderr is not a
+    terminal (batch jobs, logs), printed one line per stage (progress bars are off there)."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.rows: list[dict[str, Any]] = []
+        self.t0 = time.perf_counter()
+
+    def lines(self) -> bool:
+        isatty = getattr(self.stream, "isatty", None)
+        return not (isatty and isatty())
+
+    def done(self, stage: str, what: str, count: int, seconds: float, **extra: Any) -> None:
+        row = {"stage": stage, "what": what, "count": count, "seconds": round(seconds, 3), **extra}
+        self.rows.append(row)
+        if self.lines():
+            more = "".join(f", {k} {v}" for k, v in extra.items())
+            print(f"scgan-bench [{time.perf_counter() - self.t0:8.1f} s] {stage} {what}: {count} in "
+                  f"{seconds:.1f} s{more}", file=self.stream, flush=True)
+
+
 def _mark_stopped(out: Path, exc: BaseException) -> None:
     """Record in run.json why a run stopped: ``failed`` with the error, or ``interrupted``."""
     try:
@@ -164,17 +186,21 @@ def _mark_stopped(out: Path, exc: BaseException) -> None:
         pass  # the disk that failed the run may fail this too; the exception still reaches the caller
 
 
-def _prepare_all(cfg: RunConfig, out: Path) -> list[PreparedDataset]:
+def _prepare_all(cfg: RunConfig, out: Path, log: StageLog) -> list[PreparedDataset]:
     """Prepare every dataset; the ones that cannot be read (missing, wrong layout) are reported
     together, with the generic folder datasets as the alternative."""
     prepared, problems = [], []
     for name in cfg.datasets:
+        t = time.perf_counter()
         try:
             prepared.append(prepare_dataset(name, out=out, seed=cfg.seed, root=cfg.roots.get(name),
                                             options=cfg.dataset_options.get(name),
                                             degradation=cfg.degradations.get(name), limit=cfg.limit,
                                             workers=cfg.workers, accept_data_changes=cfg.accept_data_changes,
                                             progress=cfg.progress))
+            p = prepared[-1]
+            log.done("prepare", name, len(p.records), time.perf_counter() - t, decoded=p.recomputed,
+                     failed=len([f for f in p.failures if f.dataset == name]))
         except DataIntegrityError:
             raise
         except UsageError as exc:
@@ -201,7 +227,8 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
 
     failures: list[Failure] = []
     recomputed = {"images_prepared": 0, "images_super_resolved": 0, "metric_values": 0}
-    prepared = _prepare_all(cfg, out)
+    log = StageLog()
+    prepared = _prepare_all(cfg, out, log)
     for p in prepared:
         name = p.name
         failures += p.failures
@@ -257,8 +284,11 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                 cells += [_cell(data, mname, k, status="n/a", note=f"{mname} needs ground truth")
                           for k in cfg.metrics]
                 continue
+            t = time.perf_counter()
             srr = run_method(method, data, out, fingerprint=method.fingerprint(),
                              batch_size=cfg.batch_size, device=device, progress=cfg.progress)
+            log.done("sr", f"{data.name} {mname}", len(srr.records), time.perf_counter() - t, computed=srr.recomputed,
+                     failed=len(srr.failures))
             failures += srr.failures
             if hasattr(method, "extra_files") and (len(prepared) == 1 or method.has_own_folder(data.name)):
                 failures += [Failure("sr", data.name, mname, "-", str(p),
@@ -270,8 +300,13 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                 note_counts[(data.name, mname)] = count_notes(srr.notes())
             applicable = {n: s for n, s in metric_specs.items() if data.kind == "synthetic" or not s.needs_hr}
             per_image = {n: s for n, s in applicable.items() if s.kind == "image"}
+            t = time.perf_counter()
             values, mfail = score_method(data, srr, per_image, out, get_metric, progress=cfg.progress)
             failures += mfail
+            if per_image:
+                log.done("metrics", f"{data.name} {mname} {','.join(per_image)}",
+                         sum(len(v.values) for v in values.values()), time.perf_counter() - t,
+                         computed=sum(v.recomputed for v in values.values()))
             for k in cfg.metrics:
                 spec = METRICS.get(k)
                 if f"metric:{k}" in unavailable:
@@ -292,8 +327,11 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                     cells.append(_cell(data, mname, k, values=tuple(mv.values.values()),
                                        n_failed=len(data.manifest) - len(mv.values), **empty))
                 else:
+                    t = time.perf_counter()
                     cells.append(_score_set_cell(data, srr, k, spec, out, get_metric, references,
                                                  rows, failures, recomputed, cfg.progress))
+                    log.done("metric", f"{data.name} {mname} {k}", cells[-1].n, time.perf_counter() - t,
+                             status=cells[-1].status)
 
     n_images = {p.name: len(p.records) for p in prepared}
     meta["kept_from_earlier_runs"] = [list(k) for k in merge(earlier, out, meta, cells, rows, note_rows, failures,
@@ -303,12 +341,15 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
     conventions = {k: METRICS.get(k).convention for k in dict.fromkeys(c.metric for c in cells)
                    if METRICS.get(k).convention}
     md = summary_markdown(cells, conventions, n_images, note_counts)
+    t = time.perf_counter()
     atomic_write_text(out / "method_notes.csv", notes_csv(note_rows), durable=True)
     atomic_write_text(out / "results.csv", results_csv(rows), durable=True)
     atomic_write_text(out / "summary.csv", summary_csv(cells), durable=True)
     atomic_write_text(out / "summary.md", md, durable=True)
     atomic_write_text(out / "failures.csv", failures_csv(failures), durable=True)
     empty = [_empty_reason(p) for p in prepared if not p.records]
+    log.done("write", "results.csv, summary, failures.csv", len(rows), time.perf_counter() - t, cells=len(cells))
+    meta["stages"] = log.rows
     meta.update(status="failed" if empty else "complete", outputs_written=True,
                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 seconds=round(time.time() - started, 3), recomputed=recomputed,

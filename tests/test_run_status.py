@@ -66,3 +66,33 @@ def test_an_interrupted_run_is_marked_interrupted(tmp_path, capsys, monkeypatch)
     assert main(["run", "--datasets", "demo", "--methods", "bicubic", "--metrics", "psnr", "--limit", "2", "--quiet",
                  "--out", str(run)]) == 130
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_batch_job_logs_one_line_per_stage_and_run_json_keeps_the_seconds(tmp_path, capsys):
+    import io
+
+    from scgan_bench.pipeline import StageLog
+
+    run = tmp_path / "run"
+    assert main(["run", "--datasets", "demo", "--methods", "bicubic,nearest", "--metrics", "psnr,ssim", "--limit", "3",
+                 "--quiet", "--out", str(run)]) == 0
+    err = capsys.readouterr().err.splitlines()  # pytest's stderr is not a terminal, as in a batch job
+    for want in ("prepare demo: 3 in", "sr demo bicubic: 3 in", "sr demo nearest: 3 in",
+                 "metrics demo bicubic psnr,ssim: 6 in", "write results.csv, summary, failures.csv: 12 in"):
+        assert sum(want in line for line in err) == 1, (want, err)
+    stages = json.loads((run / "run.json").read_text())["stages"]
+    assert [s["stage"] for s in stages] == ["prepare", "sr", "metrics", "sr", "metrics", "write"]
+    assert all(s["seconds"] >= 0 for s in stages) and stages[1]["computed"] == 3
+    assert main(["run", "--datasets", "demo", "--methods", "bicubic", "--metrics", "psnr", "--limit", "3",
+                 "--quiet", "--out", str(run)]) == 0
+    assert "sr demo bicubic: 3 in" in capsys.readouterr().err  # cached: counted, nothing computed
+    assert json.loads((run / "run.json").read_text())["stages"][1]["computed"] == 0
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Terminal()
+    log = StageLog(tty)
+    log.done("sr", "x", 1, 0.5)
+    assert tty.getvalue() == "" and log.rows == [{"stage": "sr", "what": "x", "count": 1, "seconds": 0.5}]
