@@ -187,6 +187,7 @@ def ddp_model_worker(rank: int, world: int, port: int, tmp: str, runs: list, hr,
     if rank == 0:
         Path(tmp).mkdir(parents=True, exist_ok=True)
         torch.save(out, Path(tmp) / "rank0.pt")
+    dist.barrier()  # no rank leaves while the other still talks to it
     dist.destroy_process_group()
 
 

@@ -309,35 +309,34 @@ def test_cyclegan_resume_is_exact_with_its_image_pool(tmp_path, faces):
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_equal_one(tmp_path, faces):
+@pytest.mark.parametrize("cfg,sr", [
+    (dict(method="lrgan", width=WIDTH, epochs=10, seed=3, learning_rate=1e-4, batch_size=8), "l2h"),
+    (dict(method="cyclegan", width=WIDTH, epochs=10, seed=3, learning_rate=1e-4, batch_size=4,
+          options={"pool_size": 2}), "g_a")], ids=["lrgan", "cyclegan"])
+def test_two_gloo_processes_equal_one(tmp_path, faces, cfg, sr):
     """Each rank takes half of the global batch: first-step gradients of the SR network, BatchNorm
     statistics (LRGAN) and weights after 3 steps (CycleGAN: through a pool both ranks share) equal one
-    process over the whole batch. Both models run in the same pair of processes."""
+    process over the whole batch."""
     torch.set_num_threads(1)
-    runs = [(dict(method="lrgan", width=WIDTH, epochs=10, seed=3, learning_rate=1e-4, batch_size=8), "l2h"),
-            (dict(method="cyclegan", width=WIDTH, epochs=10, seed=3, learning_rate=1e-4, batch_size=4,
-                  options={"pool_size": 2}), "g_a")]
-    singles = [model_steps(Engine(TrainConfig(out=str(tmp_path / "s"), progress=False, **cfg), *faces), sr)
-               for cfg, sr in runs]
-    for (cfg, _), single, ddp in zip(runs, singles, spawn_ranks(ddp_model_worker, 29600, tmp_path / "d", runs,
-                                                                 *faces)):
-        # float32 noise from the reduction order grows through LRGAN's 15 BatchNorm layers (and the biases
-        # feeding a BatchNorm have a true gradient of 0, so only noise): errors measured at 1.3e-4 of the
-        # largest gradient; BatchNorm statistics of one rank instead of both give errors of order 1e-1
-        gmax = max(g.abs().max() for g in single["grads"].values())
-        assert single["grads"].keys() == ddp["grads"].keys()
-        for k, g in single["grads"].items():
-            assert (ddp["grads"][k] - g).abs().max() <= 1e-3 * gmax, (cfg["method"], k)
-        for k, v in single["buffers"].items():
-            torch.testing.assert_close(ddp["buffers"][k], v, rtol=1e-4, atol=1e-6)
-        if cfg["method"] == "cyclegan":
-            # after 3 steps (the discriminators' steps 2-3 read the shared pool) the runs still agree far
-            # below Adam's step size lr = 1e-4 on almost every weight: 0.35 % differ by > 1e-5 (measured).
-            # LRGAN's 15 BatchNorm layers at 4 faces per rank amplify float32 noise: 1 vs 2 threads in one
-            # process already differ by > 1e-5 on 39 % of its weights, so there only the first step is compared.
-            w1 = torch.cat([w.flatten() for w in single["weights"].values()])
-            w2 = torch.cat([ddp["weights"][k].flatten() for k in single["weights"]])
-            assert ((w1 - w2).abs() > 1e-5).float().mean() < 0.02
+    single = model_steps(Engine(TrainConfig(out=str(tmp_path / "s"), progress=False, **cfg), *faces), sr)
+    (ddp,) = spawn_ranks(ddp_model_worker, 29600, tmp_path / "d", [(cfg, sr)], *faces)
+    # float32 noise from the reduction order grows through LRGAN's 15 BatchNorm layers (and the biases
+    # feeding a BatchNorm have a true gradient of 0, so only noise): errors measured at 1.3e-4 of the
+    # largest gradient; BatchNorm statistics of one rank instead of both give errors of order 1e-1
+    gmax = max(g.abs().max() for g in single["grads"].values())
+    assert single["grads"].keys() == ddp["grads"].keys()
+    for k, g in single["grads"].items():
+        assert (ddp["grads"][k] - g).abs().max() <= 1e-3 * gmax, (cfg["method"], k)
+    for k, v in single["buffers"].items():
+        torch.testing.assert_close(ddp["buffers"][k], v, rtol=1e-4, atol=1e-6)
+    if cfg["method"] == "cyclegan":
+        # after 3 steps (the discriminators' steps 2-3 read the shared pool) the runs still agree far
+        # below Adam's step size lr = 1e-4 on almost every weight: 0.35 % differ by > 1e-5 (measured).
+        # LRGAN's 15 BatchNorm layers at 4 faces per rank amplify float32 noise: 1 vs 2 threads in one
+        # process already differ by > 1e-5 on 39 % of its weights, so there only the first step is compared.
+        w1 = torch.cat([w.flatten() for w in single["weights"].values()])
+        w2 = torch.cat([ddp["weights"][k].flatten() for k in single["weights"]])
+        assert ((w1 - w2).abs() > 1e-5).float().mean() < 0.02
 
 
 # ------------------------------------------------------------------------------ runs as SR methods
