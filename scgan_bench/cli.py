@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="offline end-to-end demo on scikit-image's faces")
     d.add_argument("--out", type=Path, default=Path("results/demo"))
     d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ls = sub.add_parser("list", help="what exists, and whether it is available here")
@@ -318,7 +319,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     load_plugins()
     methods = [n for n, spec in METHODS.items() if spec.availability().ok]
     cfg = RunConfig(datasets=["demo", "demo-real"], methods=methods, metrics=sorted(METRICS),
-                    out=args.out, workers=args.workers, device="cpu", progress=not args.quiet)
+                    out=args.out, workers=args.workers, device=args.device, progress=not args.quiet)
     code = _report(run_benchmark(cfg))
     from .tables.render import write_table
 
@@ -360,7 +361,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         aliases: dict[str, list[str]] = {}
         for alias, target in METHODS.aliases().items():
             aliases.setdefault(target, []).append(alias)
+        from .scgan.variants import VARIANTS
+
+        untrained = [n for n in VARIANTS if n in METHODS and not METHODS.get(n).availability().ok]
         for name, spec in METHODS.items():
+            if name in untrained:
+                continue
             a = spec.availability()
             desc = spec.summary + (f" (also: {', '.join(aliases[name])})" if name in aliases else "")
             if spec.license:
@@ -370,6 +376,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             if spec.card:
                 desc += f"\ncard: {cards / spec.card}"
             rows.append((name, desc, "available" if a.ok else f"unavailable: {a.reason}"))
+        if untrained:  # one line for the SCGAN variants without a checkpoint, not 26 alike
+            rows.append((f"scgan variants ({len(untrained)})", ", ".join(untrained) + "\nHou et al., arXiv 2205.03777: R_LS "
+                         "of a trained checkpoint (Tables 1-5); `scgan-bench list variants` describes each",
+                         "unavailable: no checkpoint: train one (`scgan-bench train --variant NAME ...`) and set "
+                         "$SCGAN_BENCH_CKPT_<NAME> to the run folder, or copy its rls.safetensors (+ .sha256) to "
+                         "$SCGAN_BENCH_WEIGHTS/NAME.safetensors"))
         for name, why in bpkg.PLANNED.items():
             rows.append((name, f"a method of the paper's Tables 5-7: {why}", "not implemented yet"))
         from .registries import PLUGIN_ERRORS

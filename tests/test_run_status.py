@@ -96,3 +96,20 @@ def test_batch_job_logs_one_line_per_stage_and_run_json_keeps_the_seconds(tmp_pa
     log = StageLog(tty)
     log.done("sr", "x", 1, 0.5)
     assert tty.getvalue() == "" and log.rows == [{"stage": "sr", "what": "x", "count": 1, "seconds": 0.5}]
+
+
+def test_list_methods_groups_the_untrained_scgan_variants_into_one_line(capsys, monkeypatch, tmp_path):
+    from scgan_bench.cli import build_parser
+    from scgan_bench.scgan.variants import VARIANTS
+
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    assert f"scgan variants ({len(VARIANTS)})" in out and "scgan-ladv-2-6" in out
+    assert not [line for line in out.splitlines() if line.startswith("scgan-")]  # no 26 alike lines
+    assert "lrgan-retrained" in out and "realesrgan" in out  # the paper's baselines each keep their line
+    monkeypatch.setenv("SCGAN_BENCH_CKPT_SCGAN_FC", str(tmp_path))  # a variant with a checkpoint: its own line
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    assert f"scgan variants ({len(VARIANTS) - 1})" in out
+    assert any(line.startswith("scgan-fc ") and "available" in line for line in out.splitlines())
+    assert build_parser().parse_args(["demo", "--device", "cuda:1"]).device == "cuda:1"
