@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
 
 import torch
@@ -59,7 +59,6 @@ class TrainableSpec:
     options: tuple[tuple[str, Any, str], ...] = ()
     extra_check: Callable[["TrainConfig"], None] | None = None
     warning_for: Callable[["TrainConfig"], str | None] | None = None
-    scgan_only: tuple[str, ...] = field(default=("recipe", "crossings", "lr_schedule"))
 
     def check(self, cfg: "TrainConfig") -> None:
         """The variant, the options (typed like their defaults) and the settings this method has."""
