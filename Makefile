@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-fast demo bench clean chromium mutants
+.PHONY: install test test-fast demo bench clean os-packages mutants
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,20 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-# The HTML-report test opens the page in headless Chromium (Debian's package); installed here when
-# running as root (CI), otherwise that one test skips with the install command.
-chromium:
+# Debian packages some tests use, installed here when running as root (CI); otherwise those tests
+# skip with the install command: headless Chromium (the HTML report test) and pdflatex with booktabs,
+# xcolor, graphicx and multirow (the LaTeX compile test).
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+os-packages:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		$(APT_INSTALL) chromium >/dev/null; } || \
 		echo "chromium not installed (needs root): the HTML report test will skip"
+	@{ command -v pdflatex >/dev/null 2>&1 && kpsewhich multirow.sty >/dev/null 2>&1; } || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && $(APT_INSTALL) --no-install-recommends \
+		texlive-latex-recommended texlive-latex-extra >/dev/null; } || \
+		echo "pdflatex not installed (needs root): the LaTeX compile test will skip"
 
-test: $(STAMP) chromium
+test: $(STAMP) os-packages
 	$(BIN)/pytest
 
 test-fast: $(STAMP)

@@ -312,6 +312,19 @@ def _report(res) -> int:
     return 0
 
 
+#: what the demo's tables read instead of the paper's test sets and backends (stated in every label)
+DEMO_DATASETS = {"ls3dw": "demo", "ffhq": "demo", "widerface": "demo-real", "webface": "demo-real"}
+DEMO_METRICS = {"fid": "fid-dlib", "kid": "kid-dlib", "facenet-verif": "dlib-verif"}
+
+
+def demo_tables(run: Path) -> list[Path]:
+    """The demo's Tables 5-7 (and their comparison with the paper) under ``run/tables``."""
+    from .tables.render import write_table
+
+    return [p for n in (5, 6, 7) for p in write_table(n, run, run / "tables", compare_paper=True,
+                                                      datasets=DEMO_DATASETS, metrics=DEMO_METRICS)]
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline import RunConfig, run_benchmark
     from .registries import METHODS, METRICS, load_plugins
@@ -321,12 +334,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = RunConfig(datasets=["demo", "demo-real"], methods=methods, metrics=sorted(METRICS),
                     out=args.out, workers=args.workers, device=args.device, progress=not args.quiet)
     code = _report(run_benchmark(cfg))
-    from .tables.render import write_table
-
-    dmap = {"ls3dw": "demo", "ffhq": "demo", "widerface": "demo-real", "webface": "demo-real"}
-    for n in (5, 6, 7):
-        write_table(n, args.out, args.out / "tables", compare_paper=True, datasets=dmap,
-                    metrics={"fid": "fid-dlib", "kid": "kid-dlib", "facenet-verif": "dlib-verif"})
+    demo_tables(args.out)
     print(f"paper tables 5-7 (demo data, offline backends, stated under each): {args.out / 'tables'}")
     from .report import build_report
 
@@ -392,6 +400,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, spec in METRICS.items():
             a = spec.availability()
             desc = f"{spec.arrow} {spec.summary} (v{spec.version}{', needs HR' if spec.needs_hr else ''})"
+            if spec.backend:
+                desc += f"\nbackend: {spec.backend}"
+            if spec.caveat:
+                desc += f"\ncaveat: {spec.caveat}"
             rows.append((name, desc, "available" if a.ok else f"unavailable: {a.reason}"))
     elif args.what == "variants":
         from .scgan.dataflow import equivalence_classes

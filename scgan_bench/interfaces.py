@@ -187,6 +187,8 @@ class MetricSpec:
     #: table scale, e.g. 100 for KID (printed x100 like the paper)
     display_scale: float = 1.0
     backend: str = ""
+    #: where this backend is weak (shown by `list metrics` and in the docs), e.g. near chance at 64 px
+    caveat: str = ""
 
     @property
     def arrow(self) -> str:

@@ -25,7 +25,8 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_scgan.py", "tests/test_reliability.py", "tests/test_metric_references.py",
          "tests/test_metric_suite.py",
          "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks",
-         "tests/test_baselines.py", "tests/test_training.py", "tests/test_own_method.py", "tests/test_run_status.py"]
+         "tests/test_baselines.py", "tests/test_training.py", "tests/test_own_method.py", "tests/test_run_status.py",
+         "tests/test_latex.py", "tests/test_tables.py"]
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,20 @@ MUTANTS = [
     Mutant("empty-dataset-completes", "scgan_bench/pipeline.py",
            "empty = [_empty_reason(p) for p in prepared if not p.records]", "empty = []",
            "a dataset with no scored image leaves the run complete with exit 0"),
+    # LaTeX and substitution labels (tests/test_latex.py, tests/test_tables.py)
+    Mutant("tex-underscore-raw", "scgan_bench/tables/latex.py", '"_": "\\\\_", ', "",
+           "underscores reach LaTeX unescaped (a method named my_method breaks the document)"),
+    Mutant("tex-double-hyphen", "scgan_bench/tables/latex.py",
+           'out.append("-{}" if c == "-" and s[i + 1:i + 2] == "-" else _char(c))', "out.append(_char(c))",
+           "`--table` prints as an en dash"),
+    Mutant("delta-across-datasets", "scgan_bench/tables/render.py",
+           'txt += (f" (paper {fmt(cell, p)}; no Δ: {no_delta[cell]})" if cell in no_delta',
+           'txt += (f" (paper {fmt(cell, p)}; no Δ: {no_delta[cell]})" if False',
+           "*_vs_paper prints differences between another dataset's numbers and the paper's"),
+    Mutant("labels-hide-backend", "scgan_bench/tables/specs.py",
+           'ms = {METRIC_FORMATS[m].label: f"{METRIC_FORMATS[m].label} ({by})"',
+           'ms = {METRIC_FORMATS[m].label: f"{METRIC_FORMATS[m].label}"',
+           "FID read from dlib features is labelled plain FID"),
     Mutant("encoder-pools-odd-blocks", "scgan_bench/scgan/networks.py",
            "enc.append(block(cin, b[i], downsample=i % 2 == 0))",
            "enc.append(block(cin, b[i], downsample=i % 2 == 1))",
@@ -340,7 +355,8 @@ FIRST = (("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/tes
          ("scgan_bench/methods/folder.py", ("tests/test_own_method.py",)),
          ("scgan_bench/export.py", ("tests/test_own_method.py",)),
          ("scgan_bench/registries.py", ("tests/test_own_method.py",)),
-         ("scgan_bench/tables/specs.py", ("tests/test_own_method.py",)),
+         ("scgan_bench/tables/specs.py", ("tests/test_tables.py", "tests/test_latex.py", "tests/test_own_method.py")),
+         ("scgan_bench/tables/", ("tests/test_latex.py", "tests/test_tables.py")),
          ("scgan_bench/accumulate.py", ("tests/test_run_status.py", "tests/test_own_method.py")),
          ("scgan_bench/pipeline.py", ("tests/test_run_status.py", "tests/test_own_method.py")))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -55,6 +56,10 @@ def test_list_shows_availability(capsys):
     assert main(["list", "metrics"]) == 0
     out = capsys.readouterr().out
     assert "psnr" in out and "↑" in out and "needs HR" in out
+    dlib = out.split("dlib-verif ")[1].split("dlib-verif-balanced")[0]
+    assert "backend: dlib" in dlib and "caveat: weak at 64 px" in dlib and "51.7% balanced accuracy" in dlib
+    psnr = re.search(r"\npsnr .*?\n(?=\S)", out, re.S).group(0)
+    assert "caveat" not in psnr  # only weak backends carry one
     assert main(["list", "degradations"]) == 0
     assert "blur_sigma" in capsys.readouterr().out
 

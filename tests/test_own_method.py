@@ -162,7 +162,7 @@ def test_plugins_from_an_entry_point_and_from_the_command_line(tmp_path, capsys,
                  "--extra-methods", "plug-near,ep-near"]) == 0
     md = (run / "table5.md").read_text()
     header = [c.strip() for c in md.splitlines()[2].strip("|").split("|")]
-    row = next(line for line in md.splitlines() if line.startswith("| LS3D-W balanced | LPIPS"))
+    row = next(line for line in md.splitlines() if line.startswith("| LS3D-W balanced → demo | LPIPS (psnr) ↓"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     for m in ("plug-near", "ep-near", "Bicubic Interpolation"):
         assert np.isfinite(float(cells[header.index(m)].split("[")[0].split(" ")[0].strip("*"))), m

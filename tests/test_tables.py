@@ -48,7 +48,8 @@ def test_golden_csv_and_latex_with_ties_and_footnotes():
     assert "Bicubic & \\textcolor{red}{50.00\\%} & 10.00\\% \\\\" in tex
     assert "Nearest & \\textcolor{blue}{40.00\\%} & \\textcolor{blue}{30.00\\%} \\\\" in tex
     assert "GT & \\textbf{30.00\\%} & \\textcolor{red}{40.00\\%} \\\\" in tex
-    assert "EDSR & --[1] & --[1] \\\\" in tex and "[1] method edsr is not implemented" in tex
+    assert "EDSR & --\\textsuperscript{1} & --\\textsuperscript{1} \\\\" in tex
+    assert "\\textsuperscript{1}~method edsr is not implemented" in tex
     md = r.markdown()
     assert "| Bicubic | **50.00%** (1st) | 10.00% |" in md
 
@@ -105,7 +106,7 @@ def test_paper_values_reproduce_the_printed_tables_cell_for_cell(number):
 
 def test_table_cli_paper_and_run(tmp_path, capsys):
     assert main(["table", "5", "--paper", "--out", str(tmp_path)]) == 0
-    body = (tmp_path / "table5.tex").read_text().split("\\midrule")[1]
+    body = (tmp_path / "table5.tex").read_text().split("\\toprule")[1].split("\\bottomrule")[0]
     assert body.count("\\textcolor{red}") == 12  # one best per dataset-metric row
     assert "22.55" in (tmp_path / "table5.csv").read_text()
     assert main(["table", "9", "--paper", "--out", str(tmp_path)]) == 2
@@ -119,7 +120,15 @@ def test_table_cli_paper_and_run(tmp_path, capsys):
     values, _ = run_values(run)
     assert Cell("demo", "bicubic", "hog-detect") in values
     cmp = (run / "table6_vs_paper.md").read_text()
-    assert "(paper 57.60%, Δ" in cmp
+    assert "(paper 57.60%; no Δ: run dataset demo, not LS3D-W balanced)" in cmp and ", Δ" not in cmp
+    assert "| Method | LS3D-W balanced → demo | FFHQ |" in cmp
+    # the same numbers stored under the paper's own dataset name: a difference, and plain labels
+    rows = list(csv.reader(open(run / "results.csv")))
+    with open(run / "results.csv", "w", newline="") as f:
+        csv.writer(f).writerows([rows[0]] + [[("ls3dw" if r[0] == "demo" else r[0])] + r[1:] for r in rows[1:]])
+    assert main(["table", "6", str(run), "--compare-paper"]) == 0
+    cmp = (run / "table6_vs_paper.md").read_text()
+    assert re.search(r"\(paper 57\.60%, Δ [+-]\d+\.\d\d\)", cmp) and "→" not in cmp
 
 
 def _chromium() -> str:

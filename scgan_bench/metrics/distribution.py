@@ -147,4 +147,6 @@ for _name, _cls, _feat, _avail, _summary, _scale, _backend in (
         summary=_summary, higher_is_better=False, version="2" if _cls is KID else "1", needs_hr=False, kind="set",
         reference="hr-set",
         availability=_avail, display_scale=_scale, backend=_backend,
+        caveat=("identity-space distance: values are not on the scale of the paper's Inception FID/KID and "
+                "cannot be compared with them" if _backend == "dlib" else ""),
         convention=_CONV_KID if _cls is KID else "FID on float64 features (torch-fidelity)"))

@@ -207,6 +207,11 @@ class IdentityCosine:
         return per, {"": float(np.mean(list(per.values())))}
 
 
+#: measured with `scgan-bench run --datasets folder --root folder=../shared/data/hr_faces_128 --methods
+#: bicubic,ground-truth --metrics dlib-verif,dlib-verif-balanced` (146 faces, 2-core CPU, 2026-11-26)
+DLIB_CAVEAT = ("weak at 64 px: dlib's descriptor is trained on 150 px faces; on 146 real faces bicubic x4 SR "
+               "gets 3.4% genuine acceptance and 51.7% balanced accuracy (chance: 50%), so it separates methods "
+               "poorly; use FaceNet (facenet-*) for the paper's Table 7")
 _PAIRS = (f"genuine (SR_i, HR_i) + impostor (SR_i, HR_pi(i)) pairs, seeded derangement {VERIFY_SEED}; "
           "accuracy over 2N pairs")
 _FN = f"squared L2 of unit embeddings < {FACENET_THRESHOLD} (davidsandberg/facenet's distance)"
@@ -235,4 +240,4 @@ for _name, _metric, _feat, _avail, _summary, _conv, _backend in (
     METRICS.register(_name, MetricSpec(
         name=_name, factory=lambda device="cpu", _m=_metric, _f=_feat: _m(_f(device)),
         summary=_summary, higher_is_better=True, version="2", needs_hr=True, kind="set", reference="paired",
-        availability=_avail, convention=_conv, backend=_backend))
+        availability=_avail, convention=_conv, backend=_backend, caveat=DLIB_CAVEAT if _backend == "dlib" else ""))

@@ -12,7 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import UsageError
-from .specs import METRIC_FORMATS, TABLES, Cell, TableSpec, with_extra_methods
+from .specs import (BACKEND_LABELS, DATASET_LABELS, METRIC_FORMATS, TABLES, Cell, TableSpec, relabel,
+                    with_extra_methods)
 
 PAPER_VALUES = Path(__file__).resolve().parent / "paper_values.csv"
 
@@ -138,6 +139,16 @@ class Rendered:
             w.writerow(["note", sub])
         return buf.getvalue()
 
+    def conventions(self) -> list[str]:
+        """Lines stating how the table's metrics are printed, under every format."""
+        out = []
+        if "kid" in self.spec.metrics:
+            out.append("KID is printed x100 (mean ± std over subsets), as in the paper.")
+        if "facenet-verif" in self.spec.metrics:
+            out.append("Accuracy = share of SR images verified as the same person as their HR image (the reading "
+                       "the paper's values need), FaceNet: squared L2 of unit embeddings < 1.1.")
+        return out
+
     def markdown(self) -> str:
         style = {1: "**{}** (1st)", 2: "**{}** (2nd)", 3: "**{}** (3rd)"}
         out = [f"**Table {self.spec.number}.** {self.spec.title}", "",
@@ -147,43 +158,26 @@ class Rendered:
         out.append("")
         out += [f"[{k}] {note}  " for note, k in self.notes.items()]
         out += [f"Note: {sub}.  " for sub in self.substitutions]
-        if self.spec.metrics and "kid" in self.spec.metrics:
-            out.append("KID is printed x100 (mean ± std over subsets), as in the paper.  ")
-        if self.spec.metrics and "facenet-verif" in self.spec.metrics:
-            out.append("Accuracy = share of SR images verified as the same person as their HR image (the reading "
-                       "the paper's values need), FaceNet: squared L2 of unit embeddings < 1.1.  ")
+        out += [f"{c}  " for c in self.conventions()]
         return "\n".join(out).rstrip() + "\n"
 
     def latex(self) -> str:
-        def esc(s: str) -> str:
-            return (s.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%")
-                    .replace("&", "\\&").replace("#", "\\#").replace("±", "$\\pm$").replace("↓", "$\\downarrow$")
-                    .replace("↑", "$\\uparrow$").replace("✓", "\\checkmark").replace("✗", "$\\times$")
-                    .replace("—", "--"))
+        from .latex import render_latex
 
-        wrap = {1: "\\textcolor{{red}}{{{}}}", 2: "\\textcolor{{blue}}{{{}}}", 3: "\\textbf{{{}}}"}
-        lines = ["% requires \\usepackage{booktabs,xcolor,amssymb}", "\\begin{table}[t]", "\\centering",
-                 f"\\caption{{Table {self.spec.number}: {esc(self.spec.title)}. The best, second best and "
-                 "third best results are in \\textcolor{red}{red}, \\textcolor{blue}{blue} and \\textbf{bold}.}",
-                 "\\begin{tabular}{" + "l" * (len(self.header) - len(self.rows[0]) + 1)
-                 + "c" * (len(self.rows[0]) - 1) + "}", "\\toprule",
-                 " & ".join(esc(h) for h in self.header) + " \\\\", "\\midrule"]
-        for row, rk in zip(self.rows, self.rank):
-            lines.append(" & ".join(wrap[r].format(esc(t)) if r else esc(t) for t, r in zip(row, rk)) + " \\\\")
-        lines += ["\\bottomrule", "\\end{tabular}"]
-        if self.notes or self.substitutions:
-            lines.append("\\par\\footnotesize " + "; ".join(
-                [f"[{k}] {esc(n)}" for n, k in self.notes.items()] + [esc(x) for x in self.substitutions]))
-        lines.append("\\end{table}")
-        return "\n".join(lines) + "\n"
+        return render_latex(self, [(str(k), n) for n, k in self.notes.items()]
+                            + [("", f"Note: {sub}.") for sub in self.substitutions]
+                            + [("", c) for c in self.conventions()])
 
 
 def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] | None = None,
-           paper: dict[Cell, Value] | None = None, marks: dict[Cell, str] | None = None) -> Rendered:
+           paper: dict[Cell, Value] | None = None, marks: dict[Cell, str] | None = None,
+           no_delta: dict[Cell, str] | None = None) -> Rendered:
     """The grid of ``spec``: values formatted as in the paper, missing cells as ``—[k]`` with a
-    footnote. With ``paper``, each cell also shows the paper's value and the difference; ``marks``
-    footnote cells that have a value (e.g. two rows that are the same SR network)."""
-    reasons, marks = reasons or {}, marks or {}
+    footnote. With ``paper``, each cell also shows the paper's value and the difference, except the
+    cells of ``no_delta`` (read from another dataset or backend: the paper's value is shown with the
+    reason and no difference); ``marks`` footnote cells that have a value (e.g. two rows that are the
+    same SR network)."""
+    reasons, marks, no_delta = reasons or {}, marks or {}, no_delta or {}
     rk = ranks(spec, values)
     notes: dict[str, int] = {}
     group_of = {r: label for label, keys in spec.groups for r in keys}
@@ -201,7 +195,8 @@ def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] 
                     p = paper[cell]
                     f = METRIC_FORMATS.get(cell.metric)
                     d = f.decimals if f else 4
-                    txt += f" (paper {fmt(cell, p)}, Δ {values[cell].value - p.value:+.{d}f})"
+                    txt += (f" (paper {fmt(cell, p)}; no Δ: {no_delta[cell]})" if cell in no_delta
+                            else f" (paper {fmt(cell, p)}, Δ {values[cell].value - p.value:+.{d}f})")
                 if cell in marks:
                     txt += f"[{notes.setdefault(marks[cell], len(notes) + 1)}]"
                 cells.append(txt)
@@ -272,9 +267,40 @@ def remap(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str],
             out_r[cell] = reasons[src]
     labels = [f"column/row '{d}' shows run dataset '{s}'" for d, s in datasets.items()
               if d != s and d in spec.datasets]
-    labels += [f"'{m}' is computed with the '{s}' backend" for m, s in metrics.items()
+    labels += [f"'{m}' is read from run metric '{s}'" for m, s in metrics.items()
                if m != s and m in spec.metrics]
     return out_v, out_r, labels
+
+
+def substituted(spec: TableSpec, datasets: dict[str, str], metrics: dict[str, str]
+                ) -> tuple[dict[str, str], dict[Cell, str]]:
+    """For a table read through ``--dataset-map`` / ``--metric-map``: what computed each substituted
+    metric, for its label (the backend, ``dlib``, when it differs from the paper's; else the run
+    metric's name), and for every cell read from another dataset or metric why the paper's value is
+    no reference for it (no difference is printed there)."""
+    from ..registries import METRICS, load_plugins
+
+    load_plugins()
+
+    def backend(m: str) -> str:
+        return METRICS.get(m).backend if m in METRICS else ""
+
+    by = {}
+    for m, src in metrics.items():
+        if m != src and m in spec.metrics:
+            b = backend(src)
+            by[m] = BACKEND_LABELS.get(b, b) if b and b != backend(m) else src
+    why: dict[Cell, str] = {}
+    for cell in spec.cells():
+        parts = []
+        d = datasets.get(cell.dataset, cell.dataset)
+        if d != cell.dataset:
+            parts.append(f"run dataset {d}, not {DATASET_LABELS.get(cell.dataset, cell.dataset)}")
+        if cell.metric in by:
+            parts.append(f"{metrics[cell.metric]} ({by[cell.metric]}), not the paper's {cell.metric}")
+        if parts:
+            why[cell] = "; ".join(parts)
+    return by, why
 
 
 def pretrained_notes(spec: TableSpec, run: Path, msrc: dict[str, str], shown: set[str]) -> list[str]:
@@ -380,6 +406,7 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
     paper = paper_values(spec.number)
     subs: list[str] = []
     marks: dict[Cell, str] = {}
+    no_delta: dict[Cell, str] = {}
     if run is None:
         values, reasons = paper, {}
     else:
@@ -387,6 +414,8 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
         shown = {c.method for c in values}
         msrc = method_sources(spec, methods, shown)
         values, reasons, subs = remap(spec, values, reasons, datasets or {}, metrics or {}, methods)
+        by, no_delta = substituted(spec, datasets or {}, metrics or {})
+        spec = relabel(spec, datasets or {}, by)
         subs += [f"column '{k}' shows run method '{v}'" for k, v in msrc.items()
                  if k != v and v in shown]
         subs += pretrained_notes(spec, run, msrc, shown)
@@ -400,7 +429,7 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
         atomic_write_text(path, text)
         written.append(path)
     if compare_paper and run is not None:
-        cmp = render(spec, values, reasons, paper=paper, marks=marks)
+        cmp = render(spec, values, reasons, paper=paper, marks=marks, no_delta=no_delta)
         cmp.substitutions = subs
         for ext, text in (("csv", cmp.csv()), ("md", cmp.markdown())):
             path = out / f"table{spec.number}_vs_paper.{ext}"

@@ -6,6 +6,7 @@ Tables 1-4 and 6, and each dataset-metric row in Table 5 and 7).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..registry import Registry
@@ -107,6 +108,56 @@ def with_extra_methods(spec: TableSpec, extras: list[str]) -> TableSpec:
         rows = tuple((k, labels.get(k, k.rsplit("/", 1)[1])) for _, keys in groups for k in keys)
         return replace(spec, rows=rows, groups=groups)
     raise UsageError(f"Table {spec.number} has no method axis to add {', '.join(extras)} to")
+
+
+#: how a metric backend is named in labels ("FID (dlib)")
+BACKEND_LABELS = {"inception": "Inception", "facenet": "FaceNet", "dlib": "dlib", "hog-svm": "HOG+SVM"}
+#: the word of a table title that names the metric's backend (replaced when another backend fills it)
+TITLE_BACKENDS = {"facenet-verif": "FaceNet", "hog-detect": "HOG+SVM"}
+
+
+def relabel(spec: TableSpec, datasets: dict[str, str], metrics: dict[str, str]) -> TableSpec:
+    """``spec`` with its labels carrying each substitution where the numbers are read: a dataset read
+    from another run dataset shows ``FFHQ → demo``, a metric computed by something else (``metrics``:
+    table metric -> what computed it, e.g. ``dlib``) shows ``FID (dlib)``; the title names both (and
+    never the paper's backend, e.g. FaceNet, for another)."""
+    from dataclasses import replace
+
+    ds = {DATASET_LABELS[d]: f"{DATASET_LABELS[d]} → {src}" for d, src in datasets.items()
+          if src != d and d in spec.datasets and d in DATASET_LABELS}
+    ms = {METRIC_FORMATS[m].label: f"{METRIC_FORMATS[m].label} ({by})" for m, by in metrics.items()
+          if m in spec.metrics and m in METRIC_FORMATS}
+    if not ds and not ms:
+        return spec
+
+    def sub(text: str, table: dict[str, str]) -> str:
+        if not table:
+            return text
+        pat = "|".join(rf"(?<![\w-]){re.escape(k)}(?![\w-])" for k in sorted(table, key=len, reverse=True))
+        return re.sub(pat, lambda m: table[m.group(0)], text)
+
+    def label(text: str) -> str:
+        return sub(text, {**ds, **ms})
+
+    title = sub(spec.title, {**ds, **{TITLE_BACKENDS[m]: by for m, by in metrics.items()
+                                      if m in TITLE_BACKENDS and m in spec.metrics}})
+    said = []
+    by_src: dict[str, list[str]] = {}
+    for d, src in datasets.items():
+        if d in spec.datasets and src != d and ds.get(DATASET_LABELS.get(d, "")) not in title:
+            by_src.setdefault(src, []).append(DATASET_LABELS.get(d, d))
+    said += [f"{', '.join(labels)} → {src}" for src, labels in by_src.items()]
+    by_backend: dict[str, list[str]] = {}
+    for m, by in metrics.items():
+        if m in spec.metrics and m in METRIC_FORMATS and by not in title:
+            by_backend.setdefault(by, []).append(METRIC_FORMATS[m].label)
+    said += [f"{', '.join(labels)} by {by}" for by, labels in by_backend.items()]
+    if said:
+        title += f" ({'; '.join(said)})"
+    return replace(spec, title=title, row_header=label(spec.row_header),
+                   rows=tuple((k, label(v)) for k, v in spec.rows),
+                   columns=tuple((k, label(v)) for k, v in spec.columns),
+                   groups=tuple((label(g), keys) for g, keys in spec.groups))
 
 
 def _ablation(number: int, title: str, variants: list[tuple[str, str]]) -> TableSpec:
