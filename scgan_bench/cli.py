@@ -178,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--train-run", type=Path, default=None, help="a training run whose curves to include")
     rp.add_argument("--images", type=int, default=40, help="images per dataset in the browser")
 
+    fg = sub.add_parser("figures", help="every figure of a run as PNG and PDF under RUN/figures")
+    fg.add_argument("run", type=Path)
+    fg.add_argument("--out", type=Path, default=None, help="default RUN/figures")
+    fg.add_argument("--train-run", type=Path, default=None, help="a training run whose curves to draw")
+    fg.add_argument("--datasets", default=None, metavar="A,B", help="default: every dataset of the run")
+    fg.add_argument("--no-tsne", action="store_true", help="skip the t-SNE (it extracts backbone features)")
+
     w = sub.add_parser("weights", help="every pretrained file: status, verification, paths, downloads")
     w.add_argument("action", choices=("list", "verify", "path", "fetch"))
     w.add_argument("names", nargs="*", help="asset names (default: all); see `weights list`")
@@ -491,7 +498,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if not (args.run / "run.json").exists():
         raise UsageError(f"{args.run} is not a scgan-bench run folder (no run.json)")
-    print(build_report(args.run, args.out, train_run=args.train_run, per_dataset=args.images))
+    if args.images < 1:
+        raise UsageError(f"--images {args.images}: must be at least 1")
+    build_report(args.run, args.out, train_run=args.train_run, per_dataset=args.images, say=print)
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from .figures import write_figures
+
+    if not (args.run / "run.json").exists():
+        raise UsageError(f"{args.run} is not a scgan-bench run folder (no run.json)")
+    names = [d for d in args.datasets.split(",") if d] if args.datasets else None
+    known = sorted(p.name for p in (args.run / "data").iterdir() if p.is_dir()) if (args.run / "data").is_dir() else []
+    for d in names or []:
+        if d not in known:
+            raise UsageError(f"--datasets {d}: the run has no dataset {d!r} (it has: {', '.join(known) or 'none'})")
+    made = write_figures(args.run, args.out, train_run=args.train_run, datasets=names, tsne=not args.no_tsne)
+    for fig in made:
+        print(f"{fig['title']}: {fig['png']} (+ .pdf)" + (f"; {fig['note']}" if fig["note"] else ""))
+    if not made:
+        print(f"no figures: {args.run} holds no prepared images")
     return 0
 
 
@@ -579,7 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "prepare": cmd_prepare,
-                "weights": cmd_weights, "train": cmd_train, "export-lr": cmd_export_lr, "table": cmd_table, "report": cmd_report}
+                "weights": cmd_weights, "train": cmd_train, "export-lr": cmd_export_lr, "table": cmd_table, "report": cmd_report,
+                "figures": cmd_figures}
     try:
         if args.plugin:
             from .registries import import_plugin

@@ -1,7 +1,8 @@
-"""The paper's figures from a run's stored images: qualitative grids (Figs. 6-9), Fig. 3 t-SNE of
-backbone features of HR vs each method's SR images, Fig. 10 landmark overlays with per-method l1
-errors, and training curves from a training run's log.csv. All read the run's PNGs; nothing is
-super-resolved again."""
+"""The paper's figures from a run's stored images and results: qualitative grids (Figs. 6-9), Fig. 3
+t-SNE of backbone features of HR vs each method's SR images, Fig. 10 landmark overlays with per-method
+l1 errors, a metric-by-method bar chart, and training curves from a training run's log.csv. All read
+the run's PNGs and CSVs; nothing is super-resolved again. :func:`write_figures` (``scgan-bench figures
+RUN``) writes each as PNG and PDF under ``RUN/figures``; the ``*_figure`` functions return PNG bytes."""
 from __future__ import annotations
 
 import csv
@@ -47,16 +48,25 @@ def _sr(run: Path, dataset: str, method: str, image_id: str) -> np.ndarray | Non
 
 
 def methods_in(run: Path, dataset: str) -> list[str]:
+    """The methods with SR images of ``dataset`` in the run, pseudo-methods (ground-truth) last."""
+    from .registries import ordered_methods
+
     d = run / "sr" / dataset
-    return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.exists() else []
+    return ordered_methods(sorted(p.name for p in d.iterdir() if p.is_dir())) if d.exists() else []
 
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    return _save(fig, "png")
 
-    plt.close(fig)
+
+def _save(fig, fmt: str, close: bool = True) -> bytes:
+    buf = io.BytesIO()
+    # PDFs carry no creation date, so the same figure gives the same bytes
+    fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight", metadata={"CreationDate": None} if fmt == "pdf" else None)
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return buf.getvalue()
 
 
@@ -71,6 +81,10 @@ def _plt():
 
 def qualitative_grid(run: Path, dataset: str, methods: Sequence[str] | None = None, n: int = 6) -> bytes:
     """Rows: images; columns: LR (nearest x4) | each method | HR (if any). PNG bytes."""
+    return _png(_grid_fig(run, dataset, methods, n))
+
+
+def _grid_fig(run: Path, dataset: str, methods: Sequence[str] | None = None, n: int = 6):
     plt = _plt()
     recs = _records(run, dataset)
     methods = list(methods or methods_in(run, dataset))
@@ -91,7 +105,7 @@ def qualitative_grid(run: Path, dataset: str, methods: Sequence[str] | None = No
             if i == 0:
                 ax.set_title(cols[j], fontsize=7)
     fig.suptitle(f"{dataset}: LR | methods | HR", fontsize=8)
-    return _png(fig)
+    return fig
 
 
 def tsne_figure(run: Path, dataset: str, methods: Sequence[str] | None = None, *, seed: int = 0,
@@ -99,6 +113,13 @@ def tsne_figure(run: Path, dataset: str, methods: Sequence[str] | None = None, *
     """Fig. 3: t-SNE of backbone features of HR and of each method's SR images; colour = identity
     (image id), marker = set. The backbone is ResNet-101 (ImageNet) via the weights manager; when its
     weights are absent, dlib's face descriptor, and the figure says so. Returns (PNG, backbone label)."""
+    fig, label = _tsne_fig(run, dataset, methods, seed=seed, device=device)
+    return _png(fig), label
+
+
+def _tsne_fig(run: Path, dataset: str, methods: Sequence[str] | None = None, *, seed: int = 0,
+              device: str = "cpu"):
+    from matplotlib.lines import Line2D
     from sklearn.manifold import TSNE
 
     from .requirements import needs
@@ -124,20 +145,31 @@ def tsne_figure(run: Path, dataset: str, methods: Sequence[str] | None = None, *
     fig, ax = plt.subplots(figsize=(6, 5))
     markers = "o^sDvP*X<>"
     colours = np.arange(len(ids)) % 20
+    handles = []
     for k, name in enumerate(sets):
         part = emb[k * len(ids):(k + 1) * len(ids)]
-        ax.scatter(part[:, 0], part[:, 1], c=colours, cmap="tab20", marker=markers[k % len(markers)], s=14,
-                   label=name, alpha=0.8)
-    ax.legend(fontsize=7, markerscale=1.2)
-    ax.set_title(f"t-SNE on {dataset}: {label}\ncolour = identity, marker = image set", fontsize=8)
+        marker = markers[k % len(markers)]
+        ax.scatter(part[:, 0], part[:, 1], c=colours, cmap="tab20", marker=marker, s=14, alpha=0.8)
+        handles.append(Line2D([], [], marker=marker, linestyle="", color="0.25", markersize=6, label=name))
+    # the legend keys the marker (image set) in one neutral colour; colours are identities
+    ax.legend(handles=handles, title="image set", title_fontsize=7, fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(f"t-SNE on {dataset} ({len(ids)} faces): {label}\ncolour = identity (one per face), "
+                 "marker = image set", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
-    return _png(fig), label
+    return fig, label
 
 
 def landmark_figure(run: Path, dataset: str, methods: Sequence[str] | None = None, n: int = 4) -> bytes:
     """Fig. 10: dlib 68-point landmarks (offline backend) on HR (green) and each SR (red) with the
     l1 error in pixels at 64 px."""
+    return _png(_landmark_fig(run, dataset, methods, n))
+
+
+def _landmark_fig(run: Path, dataset: str, methods: Sequence[str] | None = None, n: int = 4):
+    from matplotlib.lines import Line2D
+
     from .metrics.landmarks import Dlib68Landmarks
 
     ext = Dlib68Landmarks()
@@ -159,16 +191,26 @@ def landmark_figure(run: Path, dataset: str, methods: Sequence[str] | None = Non
             tiles.append((m, _sr(run, dataset, m, image_id), pts, float(np.mean(np.abs(pts - ref).sum(axis=1)))))
         for ax, (name, img, pts, err) in zip(axes[i], tiles):
             ax.imshow(img)
+            if err is not None:
+                ax.scatter(ref[:, 0], ref[:, 1], s=2, c="lime")
             ax.scatter(pts[:, 0], pts[:, 1], s=2, c="lime" if err is None else "red")
             what = name if err is None else f"{name}\n" + ("no face" if np.isnan(err) else f"l1 {err:.2f}px")
             ax.set_title(what, fontsize=6)
             ax.axis("off")
-    fig.suptitle("landmarks (dlib 68-point, offline backend)", fontsize=8)
-    return _png(fig)
+    fig.legend(handles=[Line2D([], [], marker="o", linestyle="", color="lime", label="landmarks on HR"),
+                        Line2D([], [], marker="o", linestyle="", color="red", label="landmarks on the SR image")],
+               loc="lower center", ncol=2, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle("landmarks (dlib 68-point, offline backend); l1 = mean |dx|+|dy| to HR's points, px at 64 px",
+                 fontsize=8)
+    return fig
 
 
 def training_curves(log_csv: Path) -> bytes:
     """Loss terms per step from a training run's log.csv."""
+    return _png(_curves_fig(log_csv))
+
+
+def _curves_fig(log_csv: Path):
     with open(log_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
@@ -185,4 +227,100 @@ def training_curves(log_csv: Path) -> bytes:
     for ax in (a, b):
         ax.set_xlabel("step", fontsize=7)
         ax.legend(fontsize=6)
-    return _png(fig)
+    return fig
+
+
+def _summary_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def metric_bars(run: Path, dataset: str) -> bytes | None:
+    """A bar chart of every scored metric by method for ``dataset`` (PNG; ``None`` when it has none)."""
+    fig = _bars_fig(run, dataset)
+    return None if fig is None else _png(fig)
+
+
+def _bars_fig(run: Path, dataset: str):
+    """One panel per metric with a value for two or more methods: the methods' means in the tables'
+    units (KID x100 with its std as an error bar), best / second / third in red / blue / black,
+    pseudo-methods (ground-truth) last in grey and unranked."""
+    import math
+
+    from .registries import METRICS, is_pseudo, ordered_methods
+
+    rows = [r for r in _summary_rows(run) if r["dataset"] == dataset and r["status"] == "ok"]
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    panels = []
+    for m in metrics:
+        vals = {r["method"]: r for r in rows if r["metric"] == m and math.isfinite(float(r["mean"]))}
+        if len(vals) >= 2:
+            panels.append((m, vals))
+    if not panels:
+        return None
+    plt = _plt()
+    cols = min(3, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 2.9 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (m, vals) in zip(axes.flat, panels):
+        spec = METRICS.get(m) if m in METRICS else None
+        scale = spec.display_scale if spec else 1.0
+        higher = spec.higher_is_better if spec else (next(iter(vals.values()))["direction"] == "higher")
+        names = ordered_methods(list(vals))
+        means = [float(vals[n]["mean"]) * scale for n in names]
+        stds = [float(vals[n]["std"]) * scale if spec is not None and spec.kind == "set" and vals[n]["std"]
+                and math.isfinite(float(vals[n]["std"])) else 0.0 for n in names]
+        ranked = sorted({v for n, v in zip(names, means) if not is_pseudo(n)}, reverse=higher)
+        rank_of = {v: i + 1 for i, v in enumerate(ranked)} if len(ranked) >= 2 else {}
+        colours = ["0.75" if is_pseudo(n) else {1: "#c00000", 2: "#0030c0", 3: "0.15"}.get(rank_of.get(v, 0), "0.55")
+                   for n, v in zip(names, means)]
+        ax.bar(range(len(names)), means, color=colours, yerr=stds if any(stds) else None, capsize=2)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
+        unit = f" (x{scale:g})" if scale != 1 else ""
+        ax.set_title(f"{m} {'↑' if higher else '↓'}{unit}", fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle(f"{dataset}: metrics by method (red / blue / black: best / second / third; grey: "
+                 "pseudo-method, not ranked)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(run: Path, out: Path | None = None, *, train_run: Path | None = None,
+                  datasets: Sequence[str] | None = None, tsne: bool = True) -> list[dict[str, str]]:
+    """Every figure of a run as PNG and PDF under ``out`` (default ``RUN/figures``): per dataset the
+    qualitative grid, the metric bar chart and, on sets with HR images, the t-SNE and the landmark
+    overlays; the training curves of ``train_run``. Returns one entry per figure (``name``,
+    ``title``, ``png``, ``pdf``, ``note``), in reading order; writes are atomic."""
+    from .image_io import atomic_write_bytes
+
+    out = out or run / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    made: list[dict[str, str]] = []
+
+    def emit(name: str, title: str, fig, note: str = "") -> None:
+        paths = {}
+        for fmt in ("png", "pdf"):
+            paths[fmt] = out / f"{name}.{fmt}"
+            atomic_write_bytes(paths[fmt], _save(fig, fmt, close=fmt == "pdf"))
+        made.append({"name": name, "title": title, "png": str(paths["png"]), "pdf": str(paths["pdf"]), "note": note})
+
+    names = list(datasets) if datasets is not None else sorted(p.name for p in (run / "data").iterdir() if p.is_dir())
+    for ds in names:
+        if not _records(run, ds):
+            continue
+        emit(f"grid_{ds}", f"{ds}: qualitative grid (LR | methods | HR)", _grid_fig(run, ds))
+        bars = _bars_fig(run, ds) if (run / "summary.csv").exists() else None
+        if bars is not None:
+            emit(f"metrics_{ds}", f"{ds}: metrics by method", bars)
+        has_hr = any(r["hr"] for r in _records(run, ds).values())
+        if has_hr and methods_in(run, ds):
+            if tsne:
+                fig, label = _tsne_fig(run, ds)
+                emit(f"tsne_{ds}", f"{ds}: t-SNE (Fig. 3)", fig, f"t-SNE backbone: {label}")
+            emit(f"landmarks_{ds}", f"{ds}: landmarks (Fig. 10)", _landmark_fig(run, ds))
+    if train_run is not None and (train_run / "log.csv").exists():
+        emit("training_curves", f"training curves of {train_run}", _curves_fig(train_run / "log.csv"))
+    return made

@@ -104,6 +104,8 @@ class MethodSpec:
     card: str = ""
     options: tuple[tuple[str, Any, str], ...] = ()
     weights: tuple[str, ...] = ()
+    #: a reference row rather than an SR method (``ground-truth``): never ranked, listed last
+    pseudo: bool = False
 
     def defaults(self) -> dict[str, Any]:
         return {k: v for k, v, _ in self.options}

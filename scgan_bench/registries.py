@@ -57,5 +57,16 @@ def import_plugin(module: str) -> None:
         raise UsageError(f"--plugin {module}: cannot import it ({exc}); is it installed or on PYTHONPATH?") from None
 
 
+def ordered_methods(names: list[str]) -> list[str]:
+    """``names`` with the pseudo-methods (``ground-truth``) moved last, order otherwise kept."""
+    return [m for m in names if not is_pseudo(m)] + [m for m in names if is_pseudo(m)]
+
+
+def is_pseudo(name: str) -> bool:
+    """Whether ``name`` is a reference row (never ranked), not an SR method."""
+    load_plugins()
+    return name in METHODS and METHODS.get(name).pseudo
+
+
 #: entry point name -> why it failed to load (``list methods`` shows them)
 PLUGIN_ERRORS: dict[str, str] = {}

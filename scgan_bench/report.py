@@ -1,53 +1,68 @@
 """``scgan-bench report RUN``: one self-contained HTML page (no external files or network): the
-summary tables, the paper tables written under ``RUN/tables``, the figures, a per-image browser with
-each method's output and scores, the protocol choices, and the versions, manifest digests and weight
-hashes that produced the run."""
+summary tables, the paper tables written for the run (under ``RUN/tables`` or by ``table N RUN``), the
+figures (also written as PNG and PDF under ``RUN/figures``), a per-image grid browser with each
+method's output and scores, the protocol choices, and the versions, manifest digests and weight hashes
+that produced the run."""
 from __future__ import annotations
 
 import base64
 import csv
 import html
 import json
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .image_io import atomic_write_text
 from .errors import UsageError
 from .registries import METRICS, load_plugins
 
-CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.r1{color:#c00;font-weight:bold}
-.r2{color:#00c;font-weight:bold}.r3{font-weight:bold}img.px{image-rendering:pixelated;width:128px}
-.tile{display:inline-block;margin:4px;text-align:center;font-size:11px;vertical-align:top}
-code{background:#f6f6f6;padding:1px 3px}details{margin:.5em 0}"""
+CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
+table{border-collapse:collapse;margin:1em 0 .3em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f3f3f3}td.lead,th.lead{text-align:left}.r1{color:#c00;font-weight:bold}
+.r2{color:#00c;font-weight:bold}.r3{font-weight:bold}.pseudo td{color:#777;background:#fafafa}
+.notes{font-size:12px;color:#444;margin:0 0 1.2em;max-width:1100px}.notes div{margin:1px 0}
+.legend{font-size:12px;color:#444}img.px{image-rendering:pixelated;width:96px;display:block;margin:auto}
+#browser-grid{display:grid;gap:4px;align-items:start;overflow-x:auto}
+.gh{font-size:11px;font-weight:bold;text-align:center;position:sticky;top:0;background:#fff}
+.gc{font-size:10px;text-align:center;word-break:break-word}.gid{font-size:11px;align-self:center}
+code{background:#f6f6f6;padding:1px 3px}details{margin:.5em 0}figure{margin:1em 0}figcaption{font-size:12px}"""
 
 JS = """
 const DATA = JSON.parse(document.getElementById('browser-data').textContent);
-function show(ds, idx) {
-  const d = DATA[ds]; const id = d.ids[idx]; const out = document.getElementById('browser-view');
-  out.innerHTML = '';
-  const head = document.createElement('p'); head.textContent = ds + ' / ' + id + ' (' + (idx + 1) + ' of ' + d.ids.length + ')';
-  out.appendChild(head);
-  for (const col of d.columns) {
-    const src = d.images[col][idx]; if (!src) continue;
-    const t = document.createElement('div'); t.className = 'tile';
-    const im = document.createElement('img'); im.className = 'px'; im.src = 'data:image/png;base64,' + src; im.alt = col;
-    const cap = document.createElement('div'); cap.textContent = col;
-    const sc = (d.scores[col] || {})[id]; if (sc) { cap.textContent += ' ' + Object.entries(sc).map(([k, v]) => k + '=' + v).join(' '); }
-    t.appendChild(im); t.appendChild(cap); out.appendChild(t);
-  }
+function cell(cls, text) { const d = document.createElement('div'); d.className = cls; d.textContent = text; return d; }
+function show(ds) {
+  const d = DATA[ds]; const grid = document.getElementById('browser-grid'); grid.innerHTML = '';
+  document.getElementById('browser-count').textContent = d.count;
+  grid.style.gridTemplateColumns = '8em repeat(' + d.columns.length + ', minmax(100px, 1fr))';
+  grid.appendChild(cell('gh', 'image'));
+  for (const col of d.columns) grid.appendChild(cell('gh', col));
+  d.ids.forEach((id, idx) => {
+    grid.appendChild(cell('gid', id));
+    for (const col of d.columns) {
+      const t = cell('gc', ''); const src = d.images[col][idx];
+      if (src) { const im = document.createElement('img'); im.className = 'px'; im.alt = col + ' ' + id;
+                 im.src = 'data:image/png;base64,' + src; t.appendChild(im); }
+      else { t.textContent = 'no image'; }
+      const sc = (d.scores[col] || {})[id];
+      if (sc) t.appendChild(cell('', Object.entries(sc).map(([k, v]) => k + '=' + v).join(' ')));
+      grid.appendChild(t);
+    }
+  });
 }
 function init() {
-  const sel = document.getElementById('browser-dataset'); const rng = document.getElementById('browser-index');
+  const sel = document.getElementById('browser-dataset');
   for (const ds of Object.keys(DATA)) { const o = document.createElement('option'); o.value = ds; o.textContent = ds; sel.appendChild(o); }
-  function update() { const ds = sel.value; rng.max = DATA[ds].ids.length - 1; if (+rng.value > +rng.max) rng.value = 0; show(ds, +rng.value); }
-  sel.addEventListener('change', update); rng.addEventListener('input', update);
-  if (Object.keys(DATA).length) update();
+  sel.addEventListener('change', () => show(sel.value));
+  if (Object.keys(DATA).length) show(sel.value);
   document.body.dataset.ready = 'yes';
 }
 init();
 """
+
+RANK_LEGEND = ("<p class='legend'>Best, second and third per metric in <span class='r1'>red</span>, "
+               "<span class='r2'>blue</span> and <span class='r3'>bold</span>; ranked only where two or more "
+               "methods have a value; pseudo-methods (ground-truth) are listed last, in grey, unranked.</p>")
 
 
 def _b64(data: bytes) -> str:
@@ -58,26 +73,81 @@ def _img_tag(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_b64(png)}">'
 
 
+def _notes_div(lines: list[str]) -> str:
+    """Footnotes as a block under (never inside) the table they annotate."""
+    return ("<div class='notes'>" + "".join(f"<div>{html.escape(x)}</div>" for x in lines) + "</div>") if lines else ""
+
+
+def _rendered_table(data: dict) -> str:
+    """A paper table from its ``tableN.json``: ranks as colours, footnotes and substitutions below."""
+    lead = int(data.get("lead_columns", 1))
+    cls = {1: "r1", 2: "r2", 3: "r3"}
+    head = "".join(f"<th class='lead'>{html.escape(h)}</th>" if i < lead else f"<th>{html.escape(h)}</th>"
+                   for i, h in enumerate(data["header"]))
+    body = []
+    for row, rk in zip(data["rows"], data["rank"]):
+        tds = []
+        for i, (t, r) in enumerate(zip(row, rk)):
+            c = " ".join(x for x in ("lead" if i < lead else "", cls.get(r, "")) if x)
+            tds.append(f"<td class='{c}'>{html.escape(t)}</td>" if c else f"<td>{html.escape(t)}</td>")
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    notes = [f"[{k}] {n}" for k, n in data.get("notes", [])] + [f"Note: {x}." for x in data.get("substitutions", [])]
+    notes += list(data.get("conventions", []))
+    return (f"<p><b>Table {data['number']}.</b> {html.escape(data['title'])}</p>"
+            f"<table><tr>{head}</tr>{''.join(body)}</table>{_notes_div(notes)}")
+
+
 def _csv_table(path: Path) -> str:
+    """A table from a CSV written before tables carried their JSON: footnote rows moved below it."""
     rows = list(csv.reader(open(path, newline="")))
     if not rows:
         return ""
+    data = [r for r in rows[1:] if r and not (r[0] == "note" or (r[0].startswith("[") and r[0].endswith("]")))]
+    notes = [" ".join(r) for r in rows[1:] if r and r not in data]
     out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) + "</tr>"]
-    for r in rows[1:]:
+    for r in data:
         out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
-    return "\n".join(out) + "</table>"
+    return "\n".join(out) + "</table>" + _notes_div(notes)
 
 
-def _summary_tables(run: Path) -> str:
+def _fmt_summary(r: dict[str, str], spec) -> str:
+    scale = spec.display_scale if spec else 1.0
+    txt = f"{float(r['mean']) * scale:.4f}"
+    std = float(r["std"]) if r.get("std") else float("nan")
+    if spec is not None and spec.kind == "set" and math.isfinite(std):
+        txt += f" ± {std * scale:.4f}"  # e.g. KID over subsets, in the same x100 units
+    return txt
+
+
+def _summary_tables(run: Path) -> tuple[str, list[str]]:
+    """One table per dataset: methods (pseudo-methods last) x metrics, KID x100 with its std, best /
+    second / third coloured per metric where two or more methods have a value."""
+    from .registries import is_pseudo, ordered_methods
+
     rows = list(csv.DictReader(open(run / "summary.csv", newline="")))
-    parts = []
+    parts, said = [], []
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         sub = [r for r in rows if r["dataset"] == ds]
         metrics = list(dict.fromkeys(r["metric"] for r in sub))
-        methods = list(dict.fromkeys(r["method"] for r in sub))
+        methods = ordered_methods(list(dict.fromkeys(r["method"] for r in sub)))
         cell = {(r["method"], r["metric"]): r for r in sub}
+        rank: dict[tuple[str, str], int] = {}
+        for mt in metrics:
+            spec = METRICS.get(mt) if mt in METRICS else None
+            vals = {me: float(cell[(me, mt)]["mean"]) for me in methods if (me, mt) in cell
+                    and cell[(me, mt)]["status"] == "ok" and not is_pseudo(me)
+                    and math.isfinite(float(cell[(me, mt)]["mean"]))}
+            if len(vals) >= 2:
+                higher = spec.higher_is_better if spec else cell[(next(iter(vals)), mt)]["direction"] == "higher"
+                distinct = sorted(set(vals.values()), reverse=higher)
+                rank.update({(me, mt): distinct.index(v) + 1 for me, v in vals.items() if distinct.index(v) < 3})
         notes: dict[str, int] = {}
-        head = "".join(f"<th>{html.escape(m)} {METRICS.get(m).arrow if m in METRICS else ''}</th>" for m in metrics)
+
+        def head(m: str) -> str:
+            spec = METRICS.get(m) if m in METRICS else None
+            unit = f" (x{spec.display_scale:g})" if spec and spec.display_scale != 1 else ""
+            return f"<th>{html.escape(m)} {spec.arrow if spec else ''}{unit}</th>"
+
         body = []
         for me in methods:
             tds = []
@@ -86,16 +156,42 @@ def _summary_tables(run: Path) -> str:
                 if r is None:
                     tds.append("<td>—</td>")
                 elif r["status"] == "ok":
-                    scale = METRICS.get(mt).display_scale if mt in METRICS else 1.0
-                    tds.append(f"<td>{float(r['mean']) * scale:.4f}</td>")
+                    k = rank.get((me, mt), 0)
+                    c = f" class='r{k}'" if k else ""
+                    tds.append(f"<td{c}>{_fmt_summary(r, METRICS.get(mt) if mt in METRICS else None)}</td>")
                 else:
                     k = notes.setdefault(f"{r['status']}: {r['note']}", len(notes) + 1)
                     tds.append(f"<td>{'n/a' if r['status'] == 'n/a' else '—'} [{k}]</td>")
-            body.append(f"<tr><td>{html.escape(me)}</td>{''.join(tds)}</tr>")
-        foot = "".join(f"<div>[{k}] {html.escape(n)}</div>" for n, k in notes.items())
-        parts.append(f"<h3>{html.escape(ds)}</h3><table><tr><th>method</th>{head}</tr>{''.join(body)}</table>"
-                     f"<details><summary>notes</summary>{foot}</details>")
-    return "\n".join(parts)
+            pseudo = " class='pseudo'" if is_pseudo(me) else ""
+            body.append(f"<tr{pseudo}><td class='lead'>{html.escape(me)}</td>{''.join(tds)}</tr>")
+        parts.append(f"<h3>{html.escape(ds)}</h3><table><tr><th class='lead'>method</th>"
+                     f"{''.join(head(m) for m in metrics)}</tr>{''.join(body)}</table>"
+                     + _notes_div([f"[{k}] {n}" for n, k in notes.items()]))
+        said.append(f"{ds} ({len(methods)} methods x {len(metrics)} metrics)")
+    return "\n".join(parts), said
+
+
+def find_tables(run: Path) -> list[Path]:
+    """The paper tables written for ``run``: by the run / the demo under ``RUN/tables`` and by
+    `scgan-bench table N RUN` in ``RUN`` itself (a newer file of the same table wins); their JSON
+    where written, else their CSV."""
+    found: dict[str, Path] = {}
+    for folder in (run, run / "tables"):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.glob("table?.json")) + sorted(folder.glob("table?.csv")):
+            if p.suffix == ".csv" and p.with_suffix(".json").exists():
+                continue
+            best = found.get(p.stem)
+            if best is None or p.stat().st_mtime > best.stat().st_mtime:
+                found[p.stem] = p
+    return [found[k] for k in sorted(found)]
+
+
+def _table_html(path: Path) -> str:
+    if path.suffix == ".json":
+        return _rendered_table(json.loads(path.read_text()))
+    return _csv_table(path)
 
 
 def _browser_data(run: Path, per_dataset: int) -> dict[str, Any]:
@@ -118,21 +214,25 @@ def _browser_data(run: Path, per_dataset: int) -> dict[str, Any]:
         recs = _records(run, ds)
         ids = list(recs)[:per_dataset]
         cols = {"LR": [_b64((ds_dir / recs[i]["lr"]).read_bytes()) for i in ids]}
-        for m in methods_in(run, ds):
+        for m in methods_in(run, ds):  # pseudo-methods (ground-truth) last
             cols[m] = [_b64(p.read_bytes()) if (p := run / "sr" / ds / m / f"{i}.png").exists() else None
                        for i in ids]
         if all(recs[i]["hr"] for i in ids):
             cols["HR"] = [_b64((ds_dir / recs[i]["hr"]).read_bytes()) for i in ids]
-        data[ds] = {"ids": ids, "columns": list(cols), "images": cols,
+        count = (f"{len(ids)} of {len(recs)} images" + (f" (the first {len(ids)} in id order; `scgan-bench report "
+                                                          f"RUN --images N` shows more)" if len(ids) < len(recs) else ""))
+        data[ds] = {"ids": ids, "columns": list(cols), "images": cols, "count": count,
                     "scores": {m: scores.get((ds, m), {}) for m in cols}}
     return data
 
 
 def build_report(run: Path, out: Path | None = None, *, train_run: Path | None = None,
-                 per_dataset: int = 40, figures: bool = True) -> Path:
-    """Write ``RUN/report.html`` (or ``out``) and return its path."""
-    from . import figures as F
+                 per_dataset: int = 40, figures: bool = True, say: Callable[[str], None] | None = None) -> Path:
+    """Write ``RUN/report.html`` (or ``out``) and return its path; the figures are also written as PNG
+    and PDF under ``RUN/figures``. ``say`` is told each part as it is built."""
+    from .figures import write_figures
 
+    say = say or (lambda _: None)
     load_plugins()
     try:
         meta = json.loads((run / "run.json").read_text())
@@ -141,47 +241,53 @@ def build_report(run: Path, out: Path | None = None, *, train_run: Path | None =
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{run / 'run.json'} is damaged ({exc}); rerun the same `scgan-bench run` command on "
                          f"{run} to rewrite it (nothing cached is recomputed)") from None
+    summary, said = _summary_tables(run)
+    say(f"summary: {', '.join(said) or 'no results'}")
     sections = [f"<h1>scgan-bench report: {html.escape(str(run))}</h1>",
                 f"<p>status {html.escape(meta.get('status', '?'))}, started {html.escape(meta.get('started', '?'))}, "
                 f"{meta.get('seconds', '?')} s; failures: {meta.get('failures', 0)} (see failures.csv)</p>",
-                "<h2>Summary</h2>", _summary_tables(run)]
-    tables = sorted((run / "tables").glob("table?.csv")) if (run / "tables").exists() else []
+                "<h2>Summary</h2>", RANK_LEGEND, summary]
+    tables = find_tables(run)
     if tables:
         sections.append("<h2>Paper tables</h2>")
         for t in tables:
-            sections.append(f"<h3>{t.stem}</h3>{_csv_table(t)}")
-            cmp = t.with_name(f"{t.stem}_vs_paper.csv")
-            if cmp.exists():
-                sections.append(f"<details><summary>{t.stem} beside the paper (deltas)</summary>{_csv_table(cmp)}</details>")
+            sections.append(f"<h3>{t.stem} <small>({html.escape(str(t.relative_to(run)))})</small></h3>{_table_html(t)}")
+            cmp = next((c for c in (t.with_name(f"{t.stem}_vs_paper.json"), t.with_name(f"{t.stem}_vs_paper.csv"))
+                        if c.exists()), None)
+            if cmp is not None:
+                sections.append(f"<details><summary>{t.stem} beside the paper (differences where comparable)</summary>"
+                                f"{_table_html(cmp)}</details>")
+            say(f"table: {t.stem} from {t}" + (f" (+ {cmp.name})" if cmp else ""))
+    else:
+        say("tables: none written for this run (`scgan-bench table N RUN` writes them)")
     if figures:
-        sections.append("<h2>Figures</h2>")
-        for ds_dir in sorted((run / "data").iterdir()):
-            ds = ds_dir.name
-            sections.append(f"<h3>{html.escape(ds)}</h3>")
-            sections.append(_img_tag(F.qualitative_grid(run, ds), f"qualitative grid {ds}"))
-            has_hr = any(json.loads(p.read_text()).get("hr") for p in list((ds_dir / "records").glob("*.json"))[:1])
-            if has_hr and F.methods_in(run, ds):
-                png, label = F.tsne_figure(run, ds)
-                sections.append(f"<div>{_img_tag(png, 't-SNE ' + ds)}<p>t-SNE backbone: {html.escape(label)}</p></div>")
-                sections.append(_img_tag(F.landmark_figure(run, ds), f"landmarks {ds}"))
-        if train_run is not None and (train_run / "log.csv").exists():
-            sections.append("<h3>Training curves</h3>" + _img_tag(F.training_curves(train_run / "log.csv"), "training"))
+        sections.append("<h2>Figures</h2><p class='legend'>Each figure is also under "
+                        f"<code>{html.escape(str(run / 'figures'))}</code> as PNG and PDF.</p>")
+        for fig in write_figures(run, train_run=train_run):
+            png = Path(fig["png"]).read_bytes()
+            note = f"<br>{html.escape(fig['note'])}" if fig["note"] else ""
+            sections.append(f"<figure>{_img_tag(png, fig['title'])}<figcaption>{html.escape(fig['title'])}{note}"
+                            "</figcaption></figure>")
+            say(f"figure: {fig['name']} -> {fig['png']}, {Path(fig['pdf']).name}")
+    browser = _browser_data(run, per_dataset)
+    say("browser: " + (", ".join(f"{ds} {d['count'].split(' (')[0]}" for ds, d in browser.items()) or "no images"))
     sections.append("<h2>Per-image browser</h2><label>dataset <select id='browser-dataset'></select></label> "
-                    "<label>image <input type='range' id='browser-index' min='0' value='0'></label>"
-                    "<div id='browser-view'></div>")
-    conv = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v.get('convention', '')))}</td>"
+                    "<span id='browser-count'></span><div id='browser-grid'></div>")
+    conv = "".join(f"<tr><td class='lead'>{html.escape(k)}</td><td class='lead'>{html.escape(str(v.get('convention', '')))}</td>"
                    f"<td>{html.escape(str(v.get('version', '')))}</td><td>{html.escape(str(v.get('backend', '')))}</td></tr>"
                    for k, v in meta.get("metrics", {}).items())
-    sections.append(f"<h2>Protocol</h2><table><tr><th>metric</th><th>convention</th><th>version</th><th>backend</th></tr>{conv}</table>")
+    sections.append(f"<h2>Protocol</h2><table><tr><th class='lead'>metric</th><th class='lead'>convention</th>"
+                    f"<th>version</th><th>backend</th></tr>{conv}</table>")
     sections.append("<h2>Provenance</h2><details open><summary>versions, weight files (sha256), datasets "
                     "(manifest sha256), methods (fingerprints incl. checkpoint sha256), references</summary><pre>"
                     + html.escape(json.dumps({k: meta.get(k) for k in ("versions", "weights", "datasets", "methods",
                                                                         "references", "config")}, indent=1, default=str))
                     + "</pre></details>")
-    data = json.dumps(_browser_data(run, per_dataset)).replace("</", "<\\/")
+    data = json.dumps(browser).replace("</", "<\\/")
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>scgan-bench report</title>"
             f"<style>{CSS}</style></head><body>{''.join(sections)}"
             f"<script type='application/json' id='browser-data'>{data}</script><script>{JS}</script></body></html>")
     path = out or run / "report.html"
     atomic_write_text(path, page)
+    say(f"report: {path}")
     return path

@@ -824,7 +824,7 @@ def test_methods_all_runs_what_is_available_and_table5_shows_it(weights_dir, tmp
     assert {r["method"] for r in rows} >= {"realesrgan", "lrgan", "bicubic"}
     assert main(["table", "5", str(out), "--dataset-map", "widerface=demo-real"]) == 0
     md = (out / "table5.md").read_text()
-    niqe_row = next(line for line in md.splitlines() if line.startswith("| Widerface | NIQE"))
+    niqe_row = next(line for line in md.splitlines() if line.startswith("| Widerface → demo-real | NIQE"))
     cells = [c.strip() for c in niqe_row.strip("|").split("|")]
     header = [c.strip() for c in md.splitlines()[2].strip("|").split("|")]
     for label in ("Real-ESRGAN", "LRGAN", "Bicubic Interpolation"):

@@ -6,6 +6,9 @@ import csv
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
 
 import pytest
 
@@ -41,17 +44,18 @@ def test_golden_csv_and_latex_with_ties_and_footnotes():
         "GT,30.00%,40.00%\n"
         "EDSR,—[1],—[1]\n"
         "[1],method edsr is not implemented in scgan-bench yet\n")
-    # ties share a rank (both 50.00% red), the next distinct value is second (blue), then third (bold)
-    assert r.rank == [[0, 1, 0], [0, 1, 3], [0, 2, 2], [0, 3, 1], [0, 0, 0]]
+    # ties share a rank (both 50.00% red), the next distinct value is second (blue), then third (bold);
+    # the ground-truth pseudo-method (GT) is never ranked
+    assert r.rank == [[0, 1, 3], [0, 1, 2], [0, 2, 1], [0, 0, 0], [0, 0, 0]]
     tex = r.latex()
     assert "\\begin{tabular}{lcc}" in tex and "\\toprule" in tex and "\\bottomrule" in tex
-    assert "Bicubic & \\textcolor{red}{50.00\\%} & 10.00\\% \\\\" in tex
-    assert "Nearest & \\textcolor{blue}{40.00\\%} & \\textcolor{blue}{30.00\\%} \\\\" in tex
-    assert "GT & \\textbf{30.00\\%} & \\textcolor{red}{40.00\\%} \\\\" in tex
+    assert "Bicubic & \\textcolor{red}{50.00\\%} & \\textbf{10.00\\%} \\\\" in tex
+    assert "Nearest & \\textcolor{blue}{40.00\\%} & \\textcolor{red}{30.00\\%} \\\\" in tex
+    assert "GT & 30.00\\% & 40.00\\% \\\\" in tex
     assert "EDSR & --\\textsuperscript{1} & --\\textsuperscript{1} \\\\" in tex
     assert "\\textsuperscript{1}~method edsr is not implemented" in tex
     md = r.markdown()
-    assert "| Bicubic | **50.00%** (1st) | 10.00% |" in md
+    assert "| Bicubic | **50.00%** (1st) | **10.00%** (3rd) |" in md
 
 
 def test_kid_cells_print_mean_and_std_x100_and_rank_lower_better():
@@ -145,27 +149,94 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
 
     exe = _chromium()
     run = tmp_path / "run"
-    run_benchmark(RunConfig(datasets=["demo", "demo-real"], methods=["bicubic", "ground-truth"],
+    run_benchmark(RunConfig(datasets=["demo", "demo-real"], methods=["bicubic", "nearest", "ground-truth"],
                             metrics=["psnr", "hog-detect", "dlib-cos"], out=run, limit=12, progress=False))
-    write_table(6, run, run / "tables", compare_paper=True, datasets={"ls3dw": "demo", "ffhq": "demo",
-                                                                      "widerface": "demo-real", "webface": "demo-real"})
-    page = build_report(run, per_dataset=6)
+    # a table written by `table N RUN` (into RUN itself) is found by the report without options
+    assert main(["table", "6", str(run), "--compare-paper", "--dataset-map", "ls3dw=demo", "--dataset-map",
+                 "ffhq=demo", "--dataset-map", "widerface=demo-real", "--dataset-map", "webface=demo-real"]) == 0
+    said: list[str] = []
+    page = build_report(run, per_dataset=6, say=said.append)
+    assert any(x.startswith("table: table6 from") for x in said) and any("grid_demo" in x for x in said)
     html = page.read_text()
-    assert "t-SNE backbone: offline backbone: dlib face descriptor" in html and "table6" in html
+    assert "t-SNE backbone: offline backbone: dlib face descriptor" in html and "Table 6.</b>" in html
+    for name in ("grid_demo", "metrics_demo", "tsne_demo", "landmarks_demo", "grid_demo-real"):
+        for ext, magic in (("png", b"\x89PNG"), ("pdf", b"%PDF")):
+            assert (run / "figures" / f"{name}.{ext}").read_bytes()[:4] == magic, (name, ext)
     assert "src=\"http" not in html and "href=\"http" not in html  # self-contained
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync"]
     dom = subprocess.run([exe, *flags, f"--user-data-dir={tmp_path / 'c1'}", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=120)
     assert 'data-ready="yes"' in dom.stdout  # the page's script ran to the end
-    assert "browser-view" in dom.stdout and "<img" in dom.stdout
+    tree = _Tree()
+    tree.feed(dom.stdout)
+    # the grid browser was built by the script: a header cell per column and an image per (face, column)
+    assert tree.count_in("div", "browser-grid", "img") == 6 * 5  # LR, bicubic, nearest, ground-truth, HR
+    assert "6 of 12 images (the first 6 in id order" in dom.stdout
+    # footnotes sit under the tables, never inside one; the paper table and the summary carry rank classes
+    assert tree.notes and all("table" not in anc for anc in tree.notes)
+    assert any(n.startswith("[1] ") for n in tree.note_text)
+    assert tree.classes_in_tables & {"r1", "r2"} == {"r1", "r2"}
     shot = tmp_path / "report.png"
+    from scgan_bench.report import RANK_LEGEND
+
+    bare = page.with_name("bare.html")  # without the colour legend: red / blue pixels come from table cells
+    bare.write_text(html.replace(RANK_LEGEND, ""))
     res = subprocess.run([exe, *flags, f"--user-data-dir={tmp_path / 'c2'}", "--enable-logging=stderr", "--v=0",
-                          "--window-size=1280,2000", f"--screenshot={shot}", page.as_uri()],
+                          "--window-size=1280,2000", f"--screenshot={shot}", bare.as_uri()],
                          capture_output=True, text=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000
     console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not console, console
+    # the colours are painted: text pixels of the best (#c00) and second (#00c) values in the screenshot
+    from PIL import Image
+
+    px = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    red = (px[:, 0] > 150) & (px[:, 1] < 60) & (px[:, 2] < 60)
+    blue = (px[:, 2] > 150) & (px[:, 0] < 60) & (px[:, 1] < 60)
+    assert red.sum() > 20 and blue.sum() > 20, (red.sum(), blue.sum())
+
+
+class _Tree(HTMLParser):
+    """Where footnote blocks sit (their ancestor tags), the classes used inside tables, and how many
+    of a tag sit under an element of a given id."""
+
+    VOID = {"img", "br", "meta", "input", "hr", "link"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, dict]] = []
+        self.notes: list[list[str]] = []
+        self.note_text: list[str] = []
+        self.classes_in_tables: set[str] = set()
+        self.under: dict[tuple[str, str, str], int] = {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        cls = set((a.get("class") or "").split())
+        if "notes" in cls:
+            self.notes.append([t for t, _ in self.stack])
+        if any(t == "table" for t, _ in self.stack):
+            self.classes_in_tables |= cls
+        for t, at in self.stack:
+            if at.get("id"):
+                key = (t, at["id"], tag)
+                self.under[key] = self.under.get(key, 0) + 1
+        if tag not in self.VOID:
+            self.stack.append((tag, a))
+
+    def handle_endtag(self, tag):
+        while self.stack:
+            t, _ = self.stack.pop()
+            if t == tag:
+                break
+
+    def handle_data(self, data):
+        if any("notes" in (a.get("class") or "").split() for _, a in self.stack) and data.strip():
+            self.note_text.append(data.strip())
+
+    def count_in(self, tag: str, element_id: str, child: str) -> int:
+        return self.under.get((tag, element_id, child), 0)
 
 
 def test_training_curves_and_grid_figures(tmp_path):
@@ -183,6 +254,15 @@ def test_training_curves_and_grid_figures(tmp_path):
                             progress=False))
     assert qualitative_grid(run, "demo")[:8] == b"\x89PNG\r\n\x1a\n"
     assert TABLES.get("5").rank_by == "row"
+    assert main(["figures", str(run), "--no-tsne", "--train-run", str(tmp_path)]) == 0
+    made = sorted(p.name for p in (run / "figures").iterdir())
+    assert made == ["grid_demo.pdf", "grid_demo.png", "landmarks_demo.pdf", "landmarks_demo.png",
+                    "training_curves.pdf", "training_curves.png"]  # one method, one metric: no bar chart
+    assert all((run / "figures" / n).read_bytes()[:4] in (b"%PDF", b"\x89PNG") for n in made)
+    first = (run / "figures" / "grid_demo.pdf").read_bytes()
+    assert main(["figures", str(run), "--no-tsne", "--datasets", "demo"]) == 0
+    assert (run / "figures" / "grid_demo.pdf").read_bytes() == first  # no date inside: reruns are identical
+    assert main(["figures", str(run), "--datasets", "ffhq"]) == 2
 
 
 def test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks(tmp_path):
@@ -220,3 +300,41 @@ def test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_network
     k = body["SCGAN"][fid].split("[")[1].rstrip("]")
     assert "same SR network as l_adv-1-2's row under recipe official" in notes[f"[{k}]"]
     assert "dsl_adv" in notes[f"[{k}]"]
+
+
+def test_a_single_value_is_not_ranked_and_pseudo_methods_never_are():
+    alone = {Cell("ls3dw", "bicubic", "hog-detect"): Value(50.0), Cell("ffhq", "bicubic", "hog-detect"): Value(10.0),
+             Cell("ffhq", "ground-truth", "hog-detect"): Value(40.0)}
+    assert not any(any(row) for row in render(TOY, alone).rank)  # one method per column: nothing to rank
+
+
+def test_report_summary_ranks_orders_and_prints_kid_x100_with_std(tmp_path):
+    """The report's summary table from a summary.csv written by hand: ground-truth listed last and
+    unranked even where it is best; KID in the tables' x100 units with its std over subsets; a metric
+    that one method has is not coloured; the footnote sits after the table."""
+    from scgan_bench.report import _summary_tables
+
+    rows = [("demo", "ground-truth", "psnr", "higher", "inf", "nan", "4", "0", "ok", ""),
+            ("demo", "nearest", "psnr", "higher", "20.0", "1.0", "4", "0", "ok", ""),
+            ("demo", "ground-truth", "kid", "lower", "0.0001", "0.00002", "4", "0", "ok", ""),
+            ("demo", "bicubic", "psnr", "higher", "22.0", "1.0", "4", "0", "ok", ""),
+            ("demo", "bicubic", "kid", "lower", "0.0123", "0.0004", "4", "0", "ok", ""),
+            ("demo", "nearest", "kid", "lower", "0.0200", "0.0005", "4", "0", "ok", ""),
+            ("demo", "bicubic", "lpips", "lower", "0.3", "0.1", "4", "0", "ok", ""),
+            ("demo", "nearest", "lpips", "lower", "", "", "0", "0", "unavailable", "weights missing")]
+    with open(tmp_path / "summary.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["dataset", "method", "metric", "direction", "mean", "std", "n", "n_failed", "status", "note"])
+        w.writerows(rows)
+    page, said = _summary_tables(tmp_path)
+    trs = re.findall(r"<tr[^>]*>.*?</tr>", page)
+    assert [re.search(r"<td class='lead'>([^<]+)</td>", t).group(1) for t in trs[1:]] == ["nearest", "bicubic",
+                                                                                        "ground-truth"]
+    assert "kid ↓ (x100)" in trs[0]
+    bicubic, gt = trs[2], trs[3]
+    assert "<td class='r1'>22.0000</td>" in bicubic and "<td class='r1'>1.2300 ± 0.0400</td>" in bicubic
+    assert "<td>0.3000</td>" in bicubic  # lpips: the only value, not ranked
+    assert "class='pseudo'" in gt and "r1" not in gt and "0.0100 ± 0.0020" in gt
+    assert "<td class='r2'>2.0000 ± 0.0500</td>" in trs[1]
+    assert page.index("</table>") < page.index("[1] unavailable: weights missing")
+    assert said == ["demo (3 methods x 3 metrics)"]

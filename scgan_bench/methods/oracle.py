@@ -28,4 +28,4 @@ class GroundTruth:
 
 METHODS.register("ground-truth", MethodSpec(
     name="ground-truth", factory=lambda device="cpu": GroundTruth(),
-    summary="the HR image itself (pseudo-method; synthetic sets only)"))
+    summary="the HR image itself (pseudo-method; synthetic sets only)", pseudo=True))

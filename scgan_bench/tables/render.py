@@ -96,8 +96,9 @@ def fmt(cell: Cell, v: Value) -> str:
 
 
 def ranks(spec: TableSpec, values: dict[Cell, Value]) -> dict[Cell, int]:
-    """1/2/3 for best/second/third along ``spec.rank_by``; equal values share a rank (dense)."""
-    from ..registries import METRICS, load_plugins
+    """1/2/3 for best/second/third along ``spec.rank_by``; equal values share a rank (dense). A line
+    is ranked only where two or more methods have a value; pseudo-methods (ground-truth) never are."""
+    from ..registries import METRICS, is_pseudo, load_plugins
 
     load_plugins()
     out: dict[Cell, int] = {}
@@ -107,8 +108,8 @@ def ranks(spec: TableSpec, values: dict[Cell, Value]) -> dict[Cell, int]:
         lines = [[spec.cell(r, c) for r in keys] for _, keys in spec.groups for c, _ in spec.columns]
     for line in lines:
         got = [(c, values[c].value) for c in line if c in values and c.method not in spec.rank_exclude
-               and math.isfinite(values[c].value)]
-        if not got:
+               and not is_pseudo(c.method) and math.isfinite(values[c].value)]
+        if len({c.method for c, _ in got}) < 2:
             continue
         higher = METRICS.get(got[0][0].metric).higher_is_better if got[0][0].metric in METRICS else False
         distinct = sorted({v for _, v in got}, reverse=higher)
@@ -160,6 +161,15 @@ class Rendered:
         out += [f"Note: {sub}.  " for sub in self.substitutions]
         out += [f"{c}  " for c in self.conventions()]
         return "\n".join(out).rstrip() + "\n"
+
+    def json(self) -> str:
+        """The grid with its ranks, footnotes, stated substitutions and conventions (what the HTML
+        report renders: best / second / third as colours, footnotes under the table)."""
+        lead = len(self.header) - len(self.spec.columns)
+        return json.dumps({"number": self.spec.number, "title": self.spec.title, "header": self.header,
+                           "lead_columns": lead, "rows": self.rows, "rank": self.rank,
+                           "notes": [[k, n] for n, k in self.notes.items()], "substitutions": self.substitutions,
+                           "conventions": self.conventions()}, ensure_ascii=False, indent=1) + "\n"
 
     def latex(self) -> str:
         from .latex import render_latex
@@ -394,8 +404,8 @@ def with_recipes(spec: TableSpec, provenance: dict[str, dict]) -> tuple[TableSpe
 def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper: bool = False,
                 datasets: dict[str, str] | None = None, metrics: dict[str, str] | None = None,
                 methods: dict[str, str] | None = None, extra_methods: list[str] | None = None) -> list[Path]:
-    """Write ``tableN.{csv,md,tex}`` for a run (or for the paper's own values when ``run`` is None),
-    plus ``tableN_vs_paper.{csv,md}`` with deltas when asked. ``datasets`` / ``metrics`` map the
+    """Write ``tableN.{csv,md,tex,json}`` for a run (or for the paper's own values when ``run`` is
+    None), plus ``tableN_vs_paper.{csv,md,json}`` with deltas when asked. ``datasets`` / ``metrics`` map the
     table's names to the run's (every substitution is stated under the table); ``extra_methods`` adds
     run methods beside the paper's (:func:`.specs.with_extra_methods`)."""
     from ..image_io import atomic_write_text
@@ -424,14 +434,14 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
     r = render(spec, values, reasons, marks=marks)
     r.substitutions = subs
     written = []
-    for ext, text in (("csv", r.csv()), ("md", r.markdown()), ("tex", r.latex())):
+    for ext, text in (("csv", r.csv()), ("md", r.markdown()), ("tex", r.latex()), ("json", r.json())):
         path = out / f"table{spec.number}.{ext}"
         atomic_write_text(path, text)
         written.append(path)
     if compare_paper and run is not None:
         cmp = render(spec, values, reasons, paper=paper, marks=marks, no_delta=no_delta)
         cmp.substitutions = subs
-        for ext, text in (("csv", cmp.csv()), ("md", cmp.markdown())):
+        for ext, text in (("csv", cmp.csv()), ("md", cmp.markdown()), ("json", cmp.json())):
             path = out / f"table{spec.number}_vs_paper.{ext}"
             atomic_write_text(path, text)
             written.append(path)
