@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
+    from torch import nn
 
 from scgan_bench.interfaces import MethodSpec
 from scgan_bench.registries import METHODS
@@ -18,7 +19,7 @@ from .bridge import Bridge
 
 #: forward(net, x, keys) -> y: ``x`` on the network's input range, ``keys`` one sha256 per image (of
 #: its 8-bit LR pixels) for methods that seed per-image randomness from the input
-Forward = Callable[[nn.Module, torch.Tensor, Sequence[str]], torch.Tensor]
+Forward = Callable[["nn.Module", "torch.Tensor", Sequence[str]], "torch.Tensor"]
 
 RANGES = {"[-1,1]": (lambda x: x * 2 - 1, lambda y: (y.clamp(-1, 1) + 1) / 2),
           "[0,1]": (lambda x: x, lambda y: y.clamp(0, 1))}
@@ -59,6 +60,8 @@ class PretrainedSR:
             p.requires_grad_(False)
 
     def upscale(self, lr: torch.Tensor) -> torch.Tensor:
+        import torch
+
         if lr.ndim != 4 or lr.shape[1] != 3:
             raise ValueError(f"{self.name}: expected an Nx3xHxW tensor, got {tuple(lr.shape)}")
         out_size = lr.shape[-1] * self.scale

@@ -15,10 +15,12 @@ Native 16 -> 64 methods (Real-ESRGAN, LRGAN) use no bridge. Every adapter's fing
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.nn import functional as F
+
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
 
 from scgan_bench.errors import UsageError
 
@@ -29,6 +31,8 @@ RESIZERS = ("pil-bicubic", "cv2-linear")
 def resize_batch(x: torch.Tensor, size: int, resizer: str) -> torch.Tensor:
     """Resize an NCHW [0, 1] batch to ``size`` x ``size`` through uint8 with ``resizer`` (the runner's
     LR inputs are 8-bit values, so the conversion is exact for them)."""
+    import torch
+
     from scgan_bench.superres import quantise
 
     imgs = quantise(x)
@@ -70,6 +74,8 @@ class Bridge:
         return resize_batch(lr, self.input_size, self.resizer)
 
     def down(self, y: torch.Tensor, out_size: int) -> torch.Tensor:
+        from torch.nn import functional as F
+
         if y.shape[-1] % out_size or y.shape[-2] % out_size:
             raise ValueError(f"network output {tuple(y.shape[-2:])} is not a multiple of {out_size}")
         k = y.shape[-1] // out_size

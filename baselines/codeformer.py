@@ -7,9 +7,11 @@ inference_codeformer.py calls it (512 px RGB in [-1, 1], fidelity weight ``w``, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
+    from torch import nn
 
 from scgan_bench.errors import UsageError
 from scgan_bench.requirements import needs

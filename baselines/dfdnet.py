@@ -12,20 +12,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
 
 from scgan_bench.errors import UsageError
 from scgan_bench.requirements import needs
 from scgan_bench.weights import Asset, WeightsError, register_asset, resolve
 
-from . import dfdnet_arch as arch
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    from . import dfdnet_arch as arch
 from .adapter import Card, register
 from .bridge import Bridge
 from .loading import Container, check_official_size, expect_family, load_strict, param_count, read_official
 
+#: the released component dictionaries: one file per (part, feature size); the network reads them in this order
+PARTS = ("left_eye", "right_eye", "nose", "mouth")
+FEATURE_SIZES = (256, 128, 64, 32)
 LICENSE = "CC BY-NC-SA 4.0 (NON-COMMERCIAL; README of csxmli2016/DFDNet; code and weights)"
 PARAMS = 240_117_181
 ASSET = "dfdnet"
@@ -51,13 +57,13 @@ def dict_asset(part: str, size: int) -> str:
 register_asset(Asset(ASSET, "DFDNet_latest_net_G.pth", f"{URL}: checkpoints/facefh_dictionary/latest_net_G.pth, "
                      "saved as DFDNet_latest_net_G.pth", used_by="dfdnet", license=LICENSE, caches=("scgan-bench",),
                      source_note="no hash is published: verified by trust-on-first-use"))
-for _p in arch.PARTS:
-    for _f in arch.FEATURE_SIZES:
+for _p in PARTS:
+    for _f in FEATURE_SIZES:
         register_asset(Asset(dict_asset(_p, _f), f"DictionaryCenter512/{_p}_{_f}_center.npy",
                              f"{URL}: DictionaryCenter512/{_p}_{_f}_center.npy", used_by="dfdnet (component dictionary)",
                              license=LICENSE, caches=("scgan-bench",),
                              source_note="no hash is published: verified by trust-on-first-use"))
-ALL_ASSETS = (ASSET,) + tuple(dict_asset(p, f) for p in arch.PARTS for f in arch.FEATURE_SIZES)
+ALL_ASSETS = (ASSET,) + tuple(dict_asset(p, f) for p in PARTS for f in FEATURE_SIZES)
 
 
 def part_boxes(landmarks: np.ndarray, size: int = 512) -> dict[str, tuple[int, int, int, int]]:
@@ -92,6 +98,10 @@ class LandmarkBoxes:
 def load_dictionaries(width: float = 1.0, paths: Mapping[str, Path] | None = None
                       ) -> tuple[dict[int, dict[str, torch.Tensor]], dict[str, str]]:
     """The 16 ``{part}_{size}_center.npy`` files, read without unpickling and reshaped to (K, C, s, s)."""
+    import torch
+
+    from . import dfdnet_arch as arch
+
     dicts: dict[int, dict[str, torch.Tensor]] = {}
     digests = {}
     for part in arch.PARTS:
@@ -117,6 +127,10 @@ def load_network(sd: dict[str, torch.Tensor], path: Path | str, any_config: bool
     """Strict load (the official loader keeps only matching keys, silently). Allowed to be absent, and
     filled: the VGG slices' second names of ``model.features`` tensors (the same modules) and the up-blocks'
     fixed blur kernels; when present they must equal what they duplicate / the fixed kernel."""
+    import torch
+
+    from . import dfdnet_arch as arch
+
     expect_family(sd, "dfdnet", path, "dfdnet")
     try:
         net = arch.UNetDictFace(arch.width_from_state_dict(sd))
@@ -157,6 +171,8 @@ class DFDNetMethod:
         self.boxes = self.boxes or LandmarkBoxes()
 
     def upscale_with_notes(self, lr: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        import torch
+
         from scgan_bench.superres import quantise
 
         x = self.bridge.up(lr)                                   # [0, 1] at 512, 8-bit values

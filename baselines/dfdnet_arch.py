@@ -25,12 +25,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .dfdnet import FEATURE_SIZES, PARTS  # the layout of the released dictionaries (owned by the method)
 from .hifacegan_arch import SNConv2d
 
-PARTS = ("left_eye", "right_eye", "nose", "mouth")
 PREFIX = {"left_eye": "le", "right_eye": "re", "nose": "no", "mouth": "mo"}
 PART_SIZES = (80, 80, 50, 110)           # at 512 px
-FEATURE_SIZES = (256, 128, 64, 32)
 CHANNELS = (128, 256, 512, 512)
 VGG_SPLITS = (0, 8, 17, 26, 35)
 

@@ -14,16 +14,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
+    from torch import nn
 
 from scgan_bench.errors import UsageError
 from scgan_bench.requirements import needs
 from scgan_bench.weights import Asset, WeightsError, register_asset
 
-from . import gfpganv1_arch as v1arch
 from .adapter import Card, PretrainedSR, register
 from .bridge import Bridge
 from .loading import Container, check_official_size, expect_family, load_strict, read_official
@@ -86,6 +86,8 @@ def clean_config(sd: dict[str, torch.Tensor]) -> dict[str, object]:
 def load_network(method: str, sd: dict[str, torch.Tensor], path: Path | str, any_config: bool = False
                  ) -> tuple[nn.Module, int, dict]:
     """The network of ``method`` from a state dict in its official layout, loaded strictly."""
+    from . import gfpganv1_arch as v1arch
+
     v = VERSIONS[method]
     expect_family(sd, v.family, path, method)
     try:
@@ -112,6 +114,8 @@ def _noise_shapes(net: nn.Module) -> list[tuple[str, torch.Tensor]]:
 
 def seeded_noise(key: str, shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
     """Decoder noise for one image, from a CPU generator seeded by the image's pixel hash."""
+    import torch
+
     g = torch.Generator().manual_seed(int(key[:15], 16) ^ NOISE_SALT)
     return [torch.randn(tuple(s), generator=g) for s in shapes]
 
@@ -132,6 +136,8 @@ def make_forward(v1: bool, noise: str):
                 setattr(net.stylegan_decoder.noises, name, t)
 
     def forward(net: nn.Module, x: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
+        import torch
+
         if noise == "stored":
             return run(net, x, None)
         shapes = [t.shape for _, t in _noise_shapes(net)]

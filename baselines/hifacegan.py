@@ -8,7 +8,6 @@ from scgan_bench.errors import UsageError
 from scgan_bench.requirements import needs
 from scgan_bench.weights import Asset, register_asset
 
-from . import hifacegan_arch as arch
 from .adapter import Card, PretrainedSR, register
 from .bridge import Bridge
 from .loading import Container, check_official_size, expect_family, load_strict, read_official
@@ -44,6 +43,8 @@ def make_forward(sn: str):
 
 def create(device: str = "cpu", checkpoint: str = "x16", bridge: str = "bicubic", sn: str = "stored",
            any_config: bool = False, weights: str = "") -> PretrainedSR:
+    from . import hifacegan_arch as arch
+
     if checkpoint not in CHECKPOINTS:
         raise UsageError(f"hifacegan: checkpoint={checkpoint!r}; released LIP-SPADE checkpoints: "
                          f"{', '.join(CHECKPOINTS)} (x4sr is a plain SPADE generator, not supported)")

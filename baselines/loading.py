@@ -15,14 +15,15 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
+    from torch import nn
 
 from scgan_bench.weights import Resolved, WeightsError, resolve
 
-StateDict = dict[str, torch.Tensor]
+StateDict = dict[str, "torch.Tensor"]
 
 #: family -> (label, keys that must all be present, keys that must all be absent)
 SIGNATURES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
@@ -85,6 +86,8 @@ class Container:
 
 
 def _torch_load(path: Path, what: str) -> Any:
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -100,6 +103,8 @@ def _torch_load(path: Path, what: str) -> Any:
 
 def unwrap(obj: Any, container: Container, path: Path, what: str) -> StateDict:
     """The state dict inside ``obj`` per ``container``; a clear error when it is not there."""
+    import torch
+
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{what}: {path} holds a {type(obj).__name__}, not a state dict ({container.label})")
     if container.keys:

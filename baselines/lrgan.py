@@ -1,7 +1,7 @@
 """LRGAN's released Low-to-High generator (``model.pkl`` of jingyang2017/Face-and-Image-super-resolution)
 as an SR method: native 16 -> 64 px, RGB in [-1, 1], BatchNorm in eval mode. Card: lrgan.md.
 
-The network is the official ``GEN_DEEP`` with the official module names (so the raw state dict loads
+The network (:mod:`.lrgan_arch`) is the official ``GEN_DEEP`` with the official module names (so the raw state dict loads
 strictly): pre-activation residual blocks with BatchNorm, 12 at 16 px (identity skip around the group),
 bilinear x2 + BN + ReLU + 1x1 transposed conv, 3 blocks to 128 channels with a 1x1 projection skip
 (``a1``), the same up-sampling, then conv3x3 128->96, ReLU, 1x1, ReLU, 1x1 -> 3, tanh. ``a2`` is built but
@@ -11,13 +11,13 @@ output, so the block input itself is never rectified.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from torch.nn import functional as F
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
+    from torch import nn
 
 from scgan_bench.requirements import needs
-from scgan_bench.scgan.networks import BilinearUp2x
 from scgan_bench.weights import Asset, register_asset
 
 from .adapter import Card, PretrainedSR, register
@@ -35,58 +35,10 @@ register_asset(Asset(
                 "then its sha256 is recorded on first use"))
 
 
-class Block(nn.Module):
-    """Pre-activation residual block with BatchNorm: ``conv2(relu(bn2(conv1(relu(bn1(x)))))) + skip(x)``;
-    ``downsample`` average-pools by 2 before ``conv2`` and in the skip (the High-to-Low generator's
-    blocks, ``BasicBlock(downsample=True)``: keys ``conv2.1`` and ``skip.1``)."""
-
-    def __init__(self, cin: int, cout: int, downsample: bool = False) -> None:
-        super().__init__()
-        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
-        conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2, self.conv2 = nn.BatchNorm2d(cout), (nn.Sequential(nn.AvgPool2d(2, 2), conv2) if downsample else conv2)
-        if downsample:
-            self.skip: nn.Module | None = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(cin, cout, 1))
-        else:
-            self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
-        return out + (self.skip(x) if self.skip is not None else x)
-
-
-def _up(c: int) -> nn.Sequential:
-    # bilinear x2 with align_corners (the released nn.Upsample); its matmul form (deterministic CUDA
-    # backward) is switched on by `train --deterministic`
-    return nn.Sequential(BilinearUp2x(), nn.BatchNorm2d(c), nn.ReLU(), nn.ConvTranspose2d(c, c, 1, 1))
-
-
-class LRGANGenerator(nn.Module):
-    """``GEN_DEEP``: 16 px RGB in [-1, 1] -> 64 px, tanh. ``width`` scales every channel count
-    (1 = the released network; reduced widths for CPU training tests)."""
-
-    def __init__(self, width: float = 1.0) -> None:
-        super().__init__()
-        c1, c2, c3 = (max(4, int(round(n * width))) for n in (256, 128, 96))
-        self.layers_in = nn.Conv2d(3, c1, 3, 1, 1, bias=False)
-        self.layers_set_final = nn.ModuleList([
-            nn.Sequential(*[Block(c1, c1) for _ in range(12)]),
-            nn.Sequential(Block(c1, c2), Block(c2, c2), Block(c2, c2))])
-        self.layers_set_final_up = nn.ModuleList([_up(c1), _up(c2)])
-        self.a1 = nn.Sequential(nn.Conv2d(c1, c2, 1))
-        self.a2 = nn.Sequential(nn.Conv2d(c2, c3, 1))  # built, never used (as released)
-        self.main = nn.Sequential(nn.Conv2d(c2, c3, 3, 1, 1, bias=False), nn.ReLU(), nn.Conv2d(c3, c3, 1), nn.ReLU(),
-                                  nn.Conv2d(c3, 3, 1), nn.Tanh())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layers_in(x)
-        x = self.layers_set_final_up[0](x + self.layers_set_final[0](x))
-        x = self.layers_set_final_up[1](self.layers_set_final[1](x) + self.a1(x))
-        return self.main(x)
-
-
 def load_network(sd: dict[str, torch.Tensor], path: Path | str) -> nn.Module:
     """Strict load; BatchNorm's ``num_batches_tracked`` counters (unused in eval) may be absent."""
+    from .lrgan_arch import LRGANGenerator
+
     expect_family(sd, "lrgan", path, "lrgan")
     net = LRGANGenerator()
     counters = [k for k in net.state_dict() if k.endswith("num_batches_tracked")]

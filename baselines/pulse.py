@@ -15,17 +15,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
-from torch.nn import functional as F
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
+
+    from . import pulse_arch as arch
 
 from scgan_bench.errors import UsageError
 from scgan_bench.interfaces import Availability
 from scgan_bench.requirements import needs
 from scgan_bench.weights import Asset, WeightsError, register_asset
 
-from . import pulse_arch as arch
 from .adapter import Card, image_keys, register
 from .loading import Container, check_official_size, expect_family, load_strict, param_count, read_official
 
@@ -89,6 +90,8 @@ class PulseMethod:
 
     def _initial(self, keys: list[str]) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Latents and noise maps drawn per image (latent first, then every layer's noise in order)."""
+        import torch
+
         layers, shapes = self.synthesis.cfg.num_layers, self.synthesis.noise_shapes(1)
         lat, noise = [], [[] for _ in range(layers)]
         for k in keys:
@@ -103,6 +106,8 @@ class PulseMethod:
         return latent, maps, trainable
 
     def upscale_with_notes(self, lr: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        import torch
+
         res, n = self.synthesis.cfg.resolution, lr.shape[0]
         if lr.shape[-1] != lr.shape[-2] or res % lr.shape[-1]:
             raise ValueError(f"pulse: a {tuple(lr.shape[-2:])} input does not divide the {res} px synthesis")
@@ -115,6 +120,11 @@ class PulseMethod:
         return torch.cat(outs), notes
 
     def _search(self, lr: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        import torch
+        from torch.nn import functional as F
+
+        from . import pulse_arch as arch
+
         res, n = self.synthesis.cfg.resolution, lr.shape[0]
         s = self.settings
         ref = lr
@@ -159,6 +169,8 @@ class PulseMethod:
 
 
 def load_synthesis(sd: dict[str, torch.Tensor], path: Path | str, any_config: bool = False) -> arch.Synthesis:
+    from . import pulse_arch as arch
+
     expect_family(sd, "pulse", path, "pulse")
     try:
         net = arch.Synthesis(arch.config_from_state_dict(sd))
@@ -170,6 +182,8 @@ def load_synthesis(sd: dict[str, torch.Tensor], path: Path | str, any_config: bo
 
 
 def load_gaussian_fit(path: Path | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    import torch
+
     from scgan_bench.weights import resolve
 
     r = resolve(FIT, path, allow_download=None)
@@ -207,6 +221,7 @@ def availability(**options: Any) -> Availability:
     base = needs(weights=(SYNTH, FIT))()
     if not base.ok:
         return base
+    import torch
     if not torch.cuda.is_available() and not options.get("allow_cpu"):
         return Availability(False, gpu_only_reason())
     return base

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
 
 from scgan_bench.requirements import needs
 from scgan_bench.weights import Asset, WeightsError, register_asset

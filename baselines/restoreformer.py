@@ -14,20 +14,27 @@ allow-list entry (``quantize.utility_counter``, a training statistic some checkp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
+    from torch import nn
 
 from scgan_bench.interfaces import Availability
 from scgan_bench.requirements import needs
 from scgan_bench.weights import Asset, WeightsError, register_asset, status
 
-from . import restoreformer_arch as arch
 from .adapter import Card, PretrainedSR, register
 from .bridge import Bridge
-from .loading import (Container, StateDict, check_official_size, expect_family, load_strict, read_official,
-                      spandrel_build)
+from .loading import (
+    Container,
+    StateDict,
+    check_official_size,
+    expect_family,
+    load_strict,
+    read_official,
+    spandrel_build,
+)
 
 LICENSE = "Apache-2.0 (code and weights)"
 PARAMS = {"restoreformer": 72_680_003, "restoreformer++": 73_472_579}
@@ -72,6 +79,9 @@ def select_vqvae(sd: StateDict) -> tuple[StateDict, int]:
 
 def load_network(method: str, sd: StateDict, path: Path | str, any_config: bool = False
                  ) -> tuple[nn.Module, int, dict]:
+
+    from . import restoreformer_arch as arch
+
     expect_family(sd, method, path, method)
     sd = {k: v for k, v in sd.items() if k not in ALLOWED_EXTRA}
     try:

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def build(method: str, device: str):
-    from scgan_bench.baselines import codeformer, gfpgan, gfpganv1_arch, lrgan, restoreformer_arch
+    from scgan_bench.baselines import codeformer, gfpgan, gfpganv1_arch, lrgan, lrgan_arch, restoreformer_arch
     from scgan_bench.baselines.adapter import PretrainedSR
     from scgan_bench.baselines.bridge import Bridge
     from scgan_bench.baselines.restoreformer import _forward as rf_forward
@@ -36,7 +36,7 @@ def build(method: str, device: str):
         return PretrainedSR(method, ESRGAN(in_nc=3, out_nc=3, num_filters=64, num_blocks=23, scale=4),
                             lambda n, x, k: n(x), "[0,1]", None, device=device)
     if method == "lrgan":
-        return PretrainedSR(method, lrgan.LRGANGenerator(), lrgan.make_forward(False), "[-1,1]", None, device=device)
+        return PretrainedSR(method, lrgan_arch.LRGANGenerator(), lrgan.make_forward(False), "[-1,1]", None, device=device)
     if method == "gfpgan-v1":
         return PretrainedSR(method, gfpganv1_arch.GFPGANv1(), gfpgan.make_forward(True, "seeded"), "[-1,1]",
                             Bridge(512), device=device)

@@ -621,6 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"scgan-bench: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `scgan-bench list methods | head`: the reader left, nothing is wrong
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the interpreter flushes stdout at exit)
+        return 0
     except OSError as exc:  # the environment, not the input: full or read-only disk, permissions
         print(f"scgan-bench: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1

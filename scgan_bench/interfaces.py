@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where an SR method runs, not to register or list one
+    import torch
 
 
 @dataclass(frozen=True)

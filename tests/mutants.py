@@ -51,7 +51,7 @@ MUTANTS = [
            "return F.avg_pool2d(y, k) if k > 1 else y",
            'return F.interpolate(y, scale_factor=1 / k, mode="bilinear") if k > 1 else y',
            "512 -> 64 by bilinear interpolation instead of the exact area average"),
-    Mutant("lrgan-skip-rectified", "baselines/lrgan.py",
+    Mutant("lrgan-skip-rectified", "baselines/lrgan_arch.py",
            "return out + (self.skip(x) if self.skip is not None else x)\n\n\ndef _up",
            "return out + (self.skip(F.relu(x)) if self.skip is not None else x)\n\n\ndef _up",
            "LRGAN blocks' skip on relu(x) (SCGAN's in-place semantics) instead of x"),

@@ -11,12 +11,24 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from baseline_weights import (
+    codeformer_state_dict,
+    dfdnet_dictionaries,
+    dfdnet_state_dict,
+    gaussian_fit,
+    gfpgan_clean_state_dict,
+    gfpgan_v1_state_dict,
+    hifacegan_state_dict,
+    lightning,
+    lr_faces,
+    lrgan_state_dict,
+    pulse_synthesis_state_dict,
+    restoreformer_state_dict,
+    rrdb_state_dict,
+    save,
+)
 from PIL import Image
 
-from baseline_weights import (codeformer_state_dict, dfdnet_dictionaries, dfdnet_state_dict, gfpgan_clean_state_dict,
-                              gfpgan_v1_state_dict,
-                              gaussian_fit, hifacegan_state_dict, lightning, lr_faces, lrgan_state_dict,
-                              pulse_synthesis_state_dict, restoreformer_state_dict, rrdb_state_dict, save)
 from scgan_bench import weights as W
 from scgan_bench.manifest import sha256_file
 from scgan_bench.registries import METHODS, load_plugins
@@ -60,12 +72,18 @@ def make(method: str, **opts):
 # ---------------------------------------------------------------------------------- sizes, layouts
 def test_parameter_counts_of_the_official_configurations_are_pinned():
     """The numbers of shared/baselines.md, from the classes each loader builds (on the meta device)."""
+    from scgan_bench.baselines import (
+        dfdnet_arch,
+        gfpganv1_arch,
+        hifacegan_arch,
+        lrgan_arch,
+        pulse_arch,
+        restoreformer_arch,
+    )
+    from scgan_bench.baselines.gfpgan import clean_config
     from spandrel.architectures.GFPGAN import GFPGAN
     from spandrel.architectures.RestoreFormer import RestoreFormer
     from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
-
-    from scgan_bench.baselines import dfdnet_arch, gfpganv1_arch, hifacegan_arch, lrgan, pulse_arch, restoreformer_arch
-    from scgan_bench.baselines.gfpgan import clean_config
 
     def count(m):
         return sum(p.numel() for p in m.parameters())
@@ -75,7 +93,7 @@ def test_parameter_counts_of_the_official_configurations_are_pinned():
     lr_sd = lrgan_state_dict()
     assert len(lr_sd) == 206
     assert sum(v.numel() for k, v in lr_sd.items() if not k.split(".")[-1].startswith(("running", "num_"))) == 15_490_403
-    assert count(lrgan.LRGANGenerator()) == 15_490_403
+    assert count(lrgan_arch.LRGANGenerator()) == 15_490_403
     with torch.device("meta"):
         official_clean = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
                                 fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
@@ -326,9 +344,8 @@ def test_gfpgan_v1_in_project_network_equals_the_original_with_native_ops(monkey
     leaky-ReLU, missing a CUDA extension here, is replaced by its definition written in this test."""
     import spandrel.architectures.GFPGAN.__arch.fused_act as fa
     import spandrel.architectures.GFPGAN.__arch.stylegan2_arch as sa
-    from spandrel.architectures.GFPGAN.__arch.gfpganv1_arch import GFPGANv1 as Original
-
     from scgan_bench.baselines import gfpganv1_arch
+    from spandrel.architectures.GFPGAN.__arch.gfpganv1_arch import GFPGANv1 as Original
 
     def fused(x, bias, negative_slope=0.2, scale=2 ** 0.5):
         return F.leaky_relu(x + bias.reshape((1, -1) + (1,) * (x.ndim - 2)), negative_slope) * scale
@@ -472,7 +489,6 @@ def test_dfdnet_part_boxes_follow_the_official_recipe_on_real_faces(dlib68):
     """On the shared FFHQ-aligned faces at 512 px: boxes from dlib's 68 landmarks equal the official
     recipe computed here; the stored fallback boxes are that recipe on the mean landmarks of all of them."""
     from sb_testdata import HR_FACES, need
-
     from scgan_bench.baselines.dfdnet import CANONICAL_BOXES, LandmarkBoxes, part_boxes
 
     files = sorted(need(HR_FACES).glob("*.png"))
@@ -577,6 +593,7 @@ def test_pulse_search_lowers_its_loss_and_reports_each_image(weights_dir):
 
 def test_pulse_convergence_flag_time_budget_and_gpu_only_marking(weights_dir):
     from scgan_bench.baselines.pulse import PulseMethod, PulseSettings
+
     from scgan_bench.errors import UsageError
 
     m = _pulse(weights_dir, steps=2)
@@ -693,7 +710,6 @@ def test_restoreformer_layouts_give_the_same_network_and_rfpp_code_matches_spand
 # ------------------------------------------------------------------------------------ the bridge
 def test_bridge_modes_are_the_stated_resizers_and_area_is_exact():
     import cv2
-
     from scgan_bench.baselines.bridge import Bridge
 
     lr = lr_faces(2)
@@ -782,6 +798,7 @@ def test_method_options_parse_validate_and_resolve_aliases():
 
 def test_list_methods_shows_every_table_method_licences_and_cards(weights_dir, capsys):
     from scgan_bench.baselines import PLANNED
+
     from scgan_bench.cli import main
     from scgan_bench.tables.specs import TABLES
 
@@ -803,11 +820,11 @@ def test_list_methods_shows_every_table_method_licences_and_cards(weights_dir, c
 
 @pytest.mark.slow
 def test_methods_all_runs_what_is_available_and_table5_shows_it(weights_dir, tmp_path, capsys):
-    from scgan_bench.cli import main
-
     import shutil
 
     from sb_testdata import SHARED, need
+
+    from scgan_bench.cli import main
 
     shutil.copy(need(SHARED / "weights" / "niqe_pris_params.npz"), weights_dir)   # NIQE's pristine model
     install("realesrgan-x4plus", {"params_ema": rrdb_state_dict()})

@@ -64,6 +64,22 @@ def test_list_shows_availability(capsys):
     assert "blur_sigma" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv", [["list", "methods"], ["list", "metrics"], ["list", "datasets"],
+                                  ["table", "5", "--paper", "--out", "{tmp}"]])
+def test_list_and_table_start_without_torch(tmp_path, argv):
+    """Start-up of `list` and `table` (lazy imports): registering every method, metric and dataset, and
+    asking each for its availability, imports neither torch, scipy, scikit-learn nor matplotlib (torch
+    alone takes over a second to import on 2 cores)."""
+    code = ("import sys; from scgan_bench.cli import main; rc = main(sys.argv[1:]); "
+            "heavy = sorted(m for m in ('torch', 'scipy', 'sklearn', 'matplotlib', 'torchvision') if m in sys.modules); "
+            "print('HEAVY', heavy); sys.exit(rc)")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("SCGAN_BENCH_")})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "HEAVY []" in res.stdout, res.stdout.splitlines()[-1]
+
+
 def test_run_with_dataset_options_and_limit(capsys, tmp_path):
     out = tmp_path / "r"
     argv = ["run", "--datasets", "demo", "--methods", "bicubic", "--metrics", "psnr",

@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sb_testdata import ddp_model_worker, model_steps, spawn_ranks, unpaired_faces
 
 from scgan_bench.errors import UsageError
 from scgan_bench.scgan.networks import Discriminator, count_trainable
 from scgan_bench.training.engine import Engine, TrainConfig
-
-from sb_testdata import ddp_model_worker, model_steps, spawn_ranks, unpaired_faces
 
 WIDTH = 0.125  # CPU tests use 1/8 of the channels; the published sizes are checked by the counts
 
@@ -36,7 +35,8 @@ def _cfg(tmp: Path, method: str, **kw) -> TrainConfig:
 
 # ------------------------------------------------------------------------------------ architecture
 def test_parameter_counts_and_key_layouts_at_published_size():
-    from scgan_bench.baselines.lrgan import LRGANGenerator
+    from scgan_bench.baselines.lrgan_arch import LRGANGenerator
+
     from scgan_bench.training.cyclegan import NLayerDiscriminator, ResnetGenerator
     from scgan_bench.training.lrgan import High2Low
 
@@ -348,7 +348,7 @@ def test_trained_runs_are_sr_methods_in_a_run_and_in_table_5(weights_dir, tmp_pa
     from scgan_bench.cli import main
     from scgan_bench.training.models import in_eval
     from scgan_bench.training.sr_methods import TrainedSRMethod
-    from scgan_bench.weights import WeightsError, _DIGESTS
+    from scgan_bench.weights import _DIGESTS, WeightsError
 
     common = ["--hr", "dataset:demo", "--lr", "dataset:demo-real", "--epochs", "1", "--width", str(WIDTH),
               "--device", "cpu", "--max-steps", "2", "--quiet"]

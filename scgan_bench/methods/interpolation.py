@@ -7,10 +7,12 @@ quantisation of the SR output to uint8.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from ..interfaces import MethodSpec
 from ..registries import METHODS
@@ -26,6 +28,8 @@ class Interpolation:
     scale: int = 4
 
     def upscale(self, lr: torch.Tensor) -> torch.Tensor:
+        import torch
+
         if lr.ndim != 4 or lr.shape[1] != 3:
             raise ValueError(f"{self.name}: expected an Nx3xHxW tensor, got {tuple(lr.shape)}")
         x = lr.detach().to("cpu", torch.float32).permute(0, 2, 3, 1).numpy()

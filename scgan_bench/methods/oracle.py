@@ -4,9 +4,10 @@ HR, so it is not applicable there."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from ..interfaces import MethodSpec
 from ..registries import METHODS

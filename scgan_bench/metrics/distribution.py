@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from ..interfaces import FeatureExtractor, MetricSpec
 from ..registries import METRICS
@@ -65,6 +64,8 @@ class InceptionFeatures:
         self.net.to(device)
 
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().to(self.device)
         with torch.inference_mode():
             (feats,) = self.net(x)
@@ -73,6 +74,7 @@ class InceptionFeatures:
 
 def fid_from_features(sr: np.ndarray, ref: np.ndarray) -> float:
     """torch-fidelity's FID between two feature matrices (float64)."""
+    import torch
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
     s1 = fid_features_to_statistics(torch.from_numpy(np.ascontiguousarray(sr, np.float64)))
@@ -87,6 +89,7 @@ def kid_subset_size(n_sr: int, n_ref: int) -> int:
 
 def kid_from_features(sr: np.ndarray, ref: np.ndarray) -> tuple[float, float, int]:
     """torch-fidelity's KID (mean, std, subset size used) with the documented subset protocol."""
+    import torch
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     size = kid_subset_size(len(sr), len(ref))

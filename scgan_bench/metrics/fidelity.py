@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
@@ -41,6 +40,8 @@ def psnr(sr: np.ndarray, hr: np.ndarray, *, y_only: bool = False) -> float:
 
 
 def ssim(sr: np.ndarray, hr: np.ndarray, *, y_only: bool = False) -> float:
+    from skimage.metrics import structural_similarity
+
     _check_pair(sr, hr)
     kw = dict(data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     if y_only:

@@ -22,10 +22,12 @@ detected): FaceNet gets it resized to 160 px (Pillow bicubic) and standardised l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
 
 from ..interfaces import FeatureExtractor, MetricSpec
 from ..registries import METRICS
@@ -64,6 +66,8 @@ class FaceNetFeatures:
         self.device = device
 
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
         x = np.stack([resize_uint8(im, (160, 160), "bicubic") for im in images]).astype(np.float32)
         t = torch.from_numpy((x - 127.5) / 128.0).permute(0, 3, 1, 2).to(self.device)
         with torch.inference_mode():
@@ -139,9 +143,13 @@ def register_with_torch_fidelity() -> None:
 
         @staticmethod
         def get_dummy_input_for_compile():
+            import torch
+
             return torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
 
         def forward(self, x: torch.Tensor):
+            import torch
+
             imgs = list(x.permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8))
             return (torch.from_numpy(self.descriptor.extract(imgs)),)
 

@@ -19,13 +19,12 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
-from scipy.ndimage import convolve
-from scipy.special import gammaln
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
 from ..requirements import needs
 from ..resize import resize_uint8
+
 
 def _shape_grid() -> np.ndarray:
     """The AGGD shape grid 0.2:0.001:10, built exactly as pyiqa builds it (float32 torch arange)."""
@@ -34,24 +33,34 @@ def _shape_grid() -> np.ndarray:
     return torch.arange(0.2, 10 + 0.001, 0.001).double().numpy()
 
 
-_GAM = _shape_grid()
-_R_GAM = np.exp(2 * gammaln(2.0 / _GAM) - (gammaln(1.0 / _GAM) + gammaln(3.0 / _GAM)))
+@lru_cache(maxsize=1)
+def _gamma_table() -> tuple[np.ndarray, np.ndarray]:
+    """The shape grid and its ratio r(gamma), built on first use (not on import)."""
+    from scipy.special import gammaln
+
+    gam = _shape_grid()
+    return gam, np.exp(2 * gammaln(2.0 / gam) - (gammaln(1.0 / gam) + gammaln(3.0 / gam)))
 
 
 def _aggd(block: np.ndarray) -> tuple[float, float, float]:
     """Asymmetric generalised Gaussian fit: (alpha, beta_left, beta_right)."""
+    from scipy.special import gammaln
+
     x = block.ravel()
     left = np.sqrt(np.mean(x[x < 0] ** 2))
     right = np.sqrt(np.mean(x[x > 0] ** 2))
     gammahat = left / right
     rhat = np.mean(np.abs(x)) ** 2 / np.mean(x ** 2)
     rhatnorm = rhat * (gammahat ** 3 + 1) * (gammahat + 1) / (gammahat ** 2 + 1) ** 2
-    alpha = _GAM[np.argmin(np.abs(_R_GAM - rhatnorm))]
+    gam, r_gam = _gamma_table()
+    alpha = gam[np.argmin(np.abs(r_gam - rhatnorm))]
     k = np.sqrt(np.exp(gammaln(1.0 / alpha) - gammaln(3.0 / alpha)))
     return float(alpha), float(left * k), float(right * k)
 
 
 def _block_features(block: np.ndarray) -> list[float]:
+    from scipy.special import gammaln
+
     alpha, bl, br = _aggd(block)
     feats = [alpha, (bl + br) / 2.0]
     for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):
@@ -94,6 +103,8 @@ def matlab_imresize(img: np.ndarray, scale: float) -> np.ndarray:
 def niqe_y(y: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray, window: np.ndarray,
            block: int = 96) -> float:
     """NIQE of a luma image (float, 0-255), block size ``block`` at scale 1."""
+    from scipy.ndimage import convolve
+
     h, w = y.shape
     nh, nw = h // block, w // block
     if nh == 0 or nw == 0:

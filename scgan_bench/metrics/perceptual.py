@@ -6,10 +6,12 @@ loaded strictly with ``weights_only=True``, so no download and no unchecked file
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
@@ -42,7 +44,11 @@ class LPIPS:
         self.device = device
 
     def score_pairs(self, sr: Sequence[np.ndarray], hr: Sequence[np.ndarray]) -> list[float]:
+        import torch
+
         def t(images: Sequence[np.ndarray]) -> torch.Tensor:
+            import torch
+
             x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(self.device)
             return x / 127.5 - 1.0
 

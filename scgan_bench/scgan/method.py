@@ -19,17 +19,18 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import UsageError
 from ..interfaces import Availability, MethodSpec
 from ..registries import METHODS
 from ..weights import ASSETS, Asset, register_asset, resolve, status
-from .model import RECIPES
-from .networks import RestorationNet, released_rls_key
 from .variants import VARIANTS
+
+if TYPE_CHECKING:  # imported where used: registering and listing need none of it
+    import torch
+
+    from .networks import RestorationNet
 
 
 def _env_key(method: str) -> str:
@@ -77,6 +78,10 @@ def _load_strict(net: RestorationNet, sd: dict[str, torch.Tensor], path: Path) -
 
 def load_rls(path: Path) -> tuple[RestorationNet, str, dict[str, str]]:
     """R_LS from any supported checkpoint; returns (network, channel order, metadata)."""
+    import torch
+
+    from .networks import RestorationNet, released_rls_key
+
     if path.suffix == ".safetensors":
         from safetensors import safe_open
         from safetensors.torch import load_file
@@ -144,6 +149,8 @@ class SCGANMethod:
 
 def checkpoint_provenance(meta: Mapping[str, str]) -> dict[str, Any]:
     """The variant and recipe a checkpoint was trained with, from its metadata (tables state them)."""
+    from .model import RECIPES
+
     out: dict[str, Any] = {"trained_variant": meta.get("variant"), "recipe": meta.get("recipe")}
     if meta.get("recipe_spec"):
         try:

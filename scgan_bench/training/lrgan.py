@@ -9,7 +9,7 @@ The official repository has test code only; the recipe is yoon28/unpaired_face_s
   256, 512, 512] average-pooling in the even ones (64 -> 4 px); [PixelShuffle(2), 2 blocks] twice (128
   channels at 8 px, 32 at 16 px); conv 32->8, ReLU, conv 8->3, tanh. Key names as yoon's.
 * Low-to-High ``G_l2h``: the released ``GEN_DEEP`` with BatchNorm
-  (:class:`scgan_bench.baselines.lrgan.LRGANGenerator`, 15,490,403 parameters).
+  (:class:`scgan_bench.baselines.lrgan_arch.LRGANGenerator`, 15,490,403 parameters).
 * Discriminators at 16 and 64 px: SCGAN's spectral-norm residual discriminators (15,390,849 /
   15,456,641), average-pooling as yoon's ``BasicBlock_Discrim`` (SCGAN's released ones max-pool).
 * Losses: hinge for D (real LR faces vs G_h2l's outputs; real HR vs G_l2h's); G_h2l:
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..baselines.lrgan import Block, LRGANGenerator
+from ..baselines.lrgan_arch import Block, LRGANGenerator
 from ..scgan.model import _syncable
 from ..scgan.networks import BilinearUp2x, Discriminator, degradation_layers
 from .engine import CHECKPOINT_FORMAT, Batch, Engine, SRExport

@@ -7,17 +7,19 @@ strictly. Fingerprints carry the checkpoint's sha256 and its training provenance
 "retrained" for these cells)."""
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import UsageError
 from ..scgan.method import checkpoint_path, register_trained
 from ..weights import resolve
+
+if TYPE_CHECKING:  # imported where a network is built: registering and listing need none of it
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -26,16 +28,18 @@ class TrainedKind:
     trained: str       # the trainable method (metadata "method")
     variant: str       # the variant (metadata "variant")
     paper_name: str
-    build: Callable[[Mapping[str, str]], nn.Module]
+    builder: str       # "module:function" under scgan_bench.training: metadata -> the SR network
+
+    def build(self, meta: Mapping[str, str]) -> nn.Module:
+        module, func = self.builder.split(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), func)(meta)
 
 
 def _kinds() -> dict[str, TrainedKind]:
-    from . import cyclegan, lrgan
-
     return {k.method: k for k in (
-        TrainedKind("lrgan-retrained", "lrgan", "lrgan", "LRGAN (retrained)", lrgan.build_sr),
-        TrainedKind("cyclegan", "cyclegan", "cyclegan", "CycleGAN", cyclegan.build_sr),
-        TrainedKind("cyclegan-16", "cyclegan", "cyclegan-16", "CycleGAN (16 <-> 64 px)", cyclegan.build_sr))}
+        TrainedKind("lrgan-retrained", "lrgan", "lrgan", "LRGAN (retrained)", "lrgan:build_sr"),
+        TrainedKind("cyclegan", "cyclegan", "cyclegan", "CycleGAN", "cyclegan:build_sr"),
+        TrainedKind("cyclegan-16", "cyclegan", "cyclegan-16", "CycleGAN (16 <-> 64 px)", "cyclegan:build_sr"))}
 
 
 def load_trained_sr(path: Path, kind: TrainedKind) -> tuple[nn.Module, dict[str, str]]:
@@ -86,9 +90,11 @@ class TrainedSRMethod:
         net, self.meta = load_trained_sr(self.path, kind)
         self._net = net.to(self.device)
 
-    @torch.no_grad()
     def upscale(self, lr: torch.Tensor) -> torch.Tensor:
-        y = self._net(lr.to(self.device) * 2 - 1)
+        import torch
+
+        with torch.no_grad():
+            y = self._net(lr.to(self.device) * 2 - 1)
         return ((y + 1) / 2).clamp(0, 1)
 
     def fingerprint(self) -> Mapping[str, Any]:
