@@ -204,3 +204,27 @@ def model_steps(trainer, sr_attr: str, steps: int = 3) -> dict:
             stats = {n: b.clone() for n, b in net.named_buffers() if "running" in n}
     return {"logs": logs, "grads": grads, "weights": {n: p.detach().clone() for n, p in net.named_parameters()},
             "buffers": stats}
+
+
+def assert_compiles(tex_file: Path, workdir: Path) -> None:
+    """``tex_file`` (one table environment) typeset by pdflatex on a letter page with 1 inch margins
+    (``scgan_bench.tables.latex.document``): no error, no overfull box over 1 pt, no missing glyph."""
+    import re
+    import subprocess
+
+    from scgan_bench.tables.latex import document
+
+    exe = shutil.which("pdflatex")
+    if exe is None:
+        pytest.skip("pdflatex is not installed: `apt-get install texlive-latex-recommended texlive-latex-extra` "
+                    "(make test does this as root)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    doc = workdir / f"{tex_file.parent.name}_{tex_file.stem}.tex"
+    doc.write_text(document([tex_file.read_text()]))
+    res = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=workdir,
+                         capture_output=True, text=True)
+    log = doc.with_suffix(".log").read_text(errors="replace")
+    assert res.returncode == 0, f"{tex_file} does not compile:\n{res.stdout[-3000:]}"
+    over = [float(x) for x in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too (?:wide|high)\)", log)]
+    assert not [x for x in over if x > 1.0], f"{tex_file}: overfull boxes {over}"
+    assert "Missing character" not in log, tex_file

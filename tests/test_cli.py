@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from scgan_bench.cli import main
+
+from sb_testdata import assert_compiles
 
 
 @pytest.mark.parametrize("flag,value,suggestion", [
@@ -94,10 +97,18 @@ def test_run_with_dataset_options_and_limit(capsys, tmp_path):
 @pytest.mark.slow
 def test_demo_command_end_to_end(tmp_path):
     r = subprocess.run([sys.executable, "-m", "scgan_bench.cli", "demo", "--out", str(tmp_path / "d"),
-                        "--quiet"], capture_output=True, text=True, timeout=300, env=dict(os.environ))
+                        "--quiet"], capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 0, r.stderr
     assert "### demo (101 images)" in r.stdout and "### demo-real (100 images)" in r.stdout
     assert (tmp_path / "d" / "summary.csv").exists()
+    figures = tmp_path / "d" / "figures"
+    assert {p.name for p in figures.glob("grid_demo*.p*")} == {"grid_demo.png", "grid_demo.pdf", "grid_demo-real.png",
+                                                               "grid_demo-real.pdf"}
+    texs = sorted((tmp_path / "d" / "tables").glob("table*.tex"))
+    assert [p.name for p in texs] == ["table5.tex", "table6.tex", "table7.tex"]
+    if shutil.which("pdflatex"):  # every .tex the demo wrote compiles as printed (tests/test_latex.py: all layouts)
+        for tex in texs:
+            assert_compiles(tex, tmp_path / "latex")
 
 
 def test_prepare_records_hashes_and_reports_bad_files(capsys, hr_faces):

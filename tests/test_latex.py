@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from scgan_bench.cli import demo_tables
-from scgan_bench.tables.latex import document, tex
+from scgan_bench.tables.latex import tex
 from scgan_bench.tables.render import write_table
+
+from sb_testdata import assert_compiles
 
 #: a run note as a user's method may produce it: every LaTeX special, a doubled hyphen, a code span
 NASTY = "cost $5 & 10% off #1 ~ ^x_y \\path -- see `scgan-bench run --table 5` “quoted” é"
@@ -58,18 +57,6 @@ def _fake_run(run: Path) -> None:
     (run / "run.json").write_text(json.dumps({"methods": {}}))
 
 
-def _pdflatex() -> str:
-    exe = shutil.which("pdflatex")
-    if exe is None:
-        pytest.skip("pdflatex is not installed: `apt-get install texlive-latex-recommended texlive-latex-extra` "
-                    "(make test does this as root)")
-    return exe
-
-
-def _overfull(log: str) -> list[float]:
-    return [float(x) for x in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too (?:wide|high)\)", log)]
-
-
 def _all_tables(tmp_path: Path) -> list[Path]:
     """The demo's tables of a demo-like run, Tables 1-4 of it with a plugin method beside the paper's
     rows, and the paper's own Tables 1-7: every layout with and without substitutions."""
@@ -112,16 +99,6 @@ def test_substitutions_and_layouts_are_printed_where_numbers_are_read(tmp_path):
 
 @pytest.mark.slow
 def test_every_generated_tex_compiles_without_overfull_boxes(tmp_path):
-    exe = _pdflatex()
     texs = _all_tables(tmp_path)
-
     for tex_file in texs:  # one page per table: a failure names the file
-        doc = tmp_path / "doc" / f"{tex_file.parent.name}_{tex_file.stem}.tex"
-        doc.parent.mkdir(exist_ok=True)
-        doc.write_text(document([tex_file.read_text()]))
-        res = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=doc.parent,
-                             capture_output=True, text=True)
-        log = doc.with_suffix(".log").read_text(errors="replace")
-        assert res.returncode == 0, f"{tex_file} does not compile:\n{res.stdout[-3000:]}"
-        assert not [x for x in _overfull(log) if x > 1.0], f"{tex_file}: overfull boxes {_overfull(log)}"
-        assert "Missing character" not in log, tex_file
+        assert_compiles(tex_file, tmp_path / "doc")

@@ -80,7 +80,7 @@ def test_changing_the_seed_recomputes_only_what_depends_on_it(hr_faces, wider_ro
 def _cli(args: list[str], env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "scgan_bench.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True)
 
 
 @pytest.mark.slow

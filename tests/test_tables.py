@@ -166,7 +166,7 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync"]
     dom = subprocess.run([exe, *flags, f"--user-data-dir={tmp_path / 'c1'}", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True)
     assert 'data-ready="yes"' in dom.stdout  # the page's script ran to the end
     tree = _Tree()
     tree.feed(dom.stdout)
@@ -184,7 +184,7 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     bare.write_text(html.replace(RANK_LEGEND, ""))
     res = subprocess.run([exe, *flags, f"--user-data-dir={tmp_path / 'c2'}", "--enable-logging=stderr", "--v=0",
                           "--window-size=1280,2000", f"--screenshot={shot}", bare.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True)
     assert shot.exists() and shot.stat().st_size > 10_000
     console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not console, console
