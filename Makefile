@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-fast demo bench clean os-packages mutants
+.PHONY: install test test-fast demo bench clean os-packages mutants gpu-bundle gpu-check
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,20 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info results/demo results/latest
+
+# The device check (benchmarks/gpu_check.py; benchmarks/README.md). `make gpu-bundle` here gathers what
+# the device machine lacks (it has torch 2.11 and no network): the pure-Python wheels the metrics use
+# and the shared faces, in git-ignored folders that the device call carries (.whl, .gpu_data).
+GPU_WHEELS := torch-fidelity==0.4.0 lpips==0.1.4 spandrel==0.4.2 spandrel-extra-arches==0.2.0 facenet-pytorch==2.6.0
+gpu-bundle:
+	rm -rf .whl && mkdir -p .whl .gpu_data
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	@if [ -d ../shared/data/hr_faces_128 ]; then rm -rf .gpu_data/hr_faces_128 && \
+		cp -r ../shared/data/hr_faces_128 .gpu_data/; else echo "../shared absent: the check uses scikit-image's faces"; fi
+	@du -sh .whl .gpu_data
+
+# On the device machine (its own python3): install the carried wheels beside its torch, run the check.
+gpu-check:
+	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py --budget-s $${BUDGET_S:-300}

@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", default="none", choices=("none", "bf16"))
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--compile", action="store_true", help="torch.compile the generator forward")
+    t.add_argument("--log-every", type=int, default=None, metavar="N",
+                   help="bring the losses to the host every N steps (default 1 on CPU, 25 on GPU: one sync per N)")
     t.add_argument("--device", default="auto")
     t.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke runs)")
     t.add_argument("--limit-hr", type=int, default=None)
@@ -223,7 +225,7 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
                    help="method option, e.g. codeformer:w=0.7 or gfpgan-v1.3:bridge=official "
                         "(`scgan-bench list methods` shows each method's options)")
     r.add_argument("--seed", type=int, default=0, help="global degradation seed (default 0)")
-    r.add_argument("--workers", type=int, default=1, help="processes for decoding and degrading")
+    r.add_argument("--workers", type=int, default=1, help="processes for decoding and degrading, and for the dlib metrics (one core each)")
     r.add_argument("--batch-size", type=int, default=32)
     r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     r.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
@@ -543,6 +545,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                       seed=args.seed, width=args.width, amp=args.amp, channels_last=args.channels_last,
                       compile=args.compile, device=resolve_device(args.device), max_steps=args.max_steps,
+                      log_every=args.log_every,
                       limit_hr=args.limit_hr, limit_lr=args.limit_lr, progress=not args.quiet)
     run = run_training(cfg, resume=args.resume)
     sr_file = "rls.safetensors" if spec.name == "scgan" else "sr.safetensors"

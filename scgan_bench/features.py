@@ -16,6 +16,7 @@ from typing import Mapping
 import numpy as np
 from tqdm import tqdm
 
+from . import parallel
 from .image_io import atomic_write_bytes, read_image
 from .interfaces import FeatureExtractor
 from .manifest import iter_chunks, stable_hash
@@ -50,7 +51,7 @@ def cached_features(extractor: FeatureExtractor, images: Mapping[str, tuple[Path
     todo = [i for i, (_, sha) in images.items() if i not in stored or stored[i][0] != sha]
     bar = tqdm(total=len(todo), desc=desc, disable=None if progress else True, unit="img", leave=False)
     for chunk in iter_chunks(todo, batch_size):
-        feats = extractor.extract([read_image(images[i][0]) for i in chunk])
+        feats = parallel.call(extractor, "extract", [read_image(images[i][0]) for i in chunk])
         for i, f in zip(chunk, feats):
             stored[i] = (images[i][1], np.asarray(f, dtype=np.float64))
         bar.update(len(chunk))

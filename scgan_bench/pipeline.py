@@ -27,12 +27,13 @@ from typing import Any, Mapping
 from . import __version__
 from .errors import DataIntegrityError, UsageError
 from .image_io import atomic_write_text, max_pixels_limit
+from .interfaces import NoReferenceMetric, PairedMetric, ReferenceMethod, SetMetric
+from .parallel import worker_pool
 from .prepare import Failure, PreparedDataset, prepare_dataset
 from .registries import DATASETS, METHODS, METRICS, load_plugins
 from .runlock import run_lock
-from .store import remove_temp_files
-from .interfaces import NoReferenceMetric, PairedMetric, ReferenceMethod, SetMetric
 from .scoring import MetricUnavailable, score_method, score_set
+from .store import remove_temp_files
 from .summary import Cell, count_notes, notes_csv, results_csv, summary_csv, summary_markdown
 from .superres import run_method
 
@@ -139,7 +140,8 @@ def run_benchmark(cfg: RunConfig) -> RunResult:
     with run_lock(out, wait=cfg.wait):
         remove_temp_files(out)  # what interrupted atomic writes left (we hold the folder alone)
         try:
-            return _run_locked(cfg, out, device)
+            with worker_pool(cfg.workers):  # dlib's one-core metrics over --workers processes
+                return _run_locked(cfg, out, device)
         except BaseException as exc:
             _mark_stopped(out, exc)
             raise

@@ -15,9 +15,10 @@ from typing import Any, Callable, Mapping
 
 from tqdm import tqdm
 
+from . import parallel
+from .features import cached_features
 from .image_io import atomic_write_text, read_image
 from .interfaces import MetricSpec, NoReferenceMetric, PairedMetric
-from .features import cached_features
 from .manifest import iter_chunks, stable_hash
 from .prepare import Failure, PreparedDataset
 from .superres import SRResult
@@ -52,9 +53,9 @@ def _load_stored(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, list]:
 
 def _score_batch(metric: Any, name: str, ids: list[str], srs: Mapping[str, Any], hrs: Mapping[str, Any]) -> list[float]:
     if isinstance(metric, PairedMetric):
-        vals = metric.score_pairs([srs[i] for i in ids], [hrs[i] for i in ids])
+        vals = parallel.call(metric, "score_pairs", [srs[i] for i in ids], [hrs[i] for i in ids])
     elif isinstance(metric, NoReferenceMetric):
-        vals = metric.score_images([srs[i] for i in ids])
+        vals = parallel.call(metric, "score_images", [srs[i] for i in ids])
     else:
         raise TypeError(f"metric {name!r} implements neither PairedMetric nor NoReferenceMetric")
     vals = [float(v) for v in vals]

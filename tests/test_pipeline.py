@@ -188,3 +188,18 @@ def test_foreign_folder_in_the_way_is_refused_not_deleted(tmp_path):
         run_benchmark(RunConfig(datasets=["demo"], methods=["bicubic"], metrics=["psnr"],
                                 out=tmp_path / "run", progress=False, limit=2))
     assert precious.read_text() == "do not delete"
+
+
+def test_dlib_metrics_over_worker_processes_equal_one_process(tmp_path):
+    """--workers 2 spreads dlib's detector, landmarks and descriptor over two processes
+    (scgan_bench.parallel): every per-image and set value is the same as in one process, and a run
+    with a pool open leaves no pool behind."""
+    from scgan_bench import parallel
+
+    kw = dict(datasets=["demo"], methods=["bicubic", "nearest"], metrics=["hog-detect", "dlib-cos", "landmark-dlib68"],
+              limit=6, progress=False)
+    run_benchmark(RunConfig(out=tmp_path / "one", workers=1, **kw))
+    run_benchmark(RunConfig(out=tmp_path / "two", workers=2, **kw))
+    one, two = (tmp_path / "one" / "results.csv").read_text(), (tmp_path / "two" / "results.csv").read_text()
+    assert one == two and one.count("\n") > 6 * 2 * 2
+    assert parallel._POOL is None and parallel._WORKERS == 1

@@ -120,14 +120,18 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_training_stops_on_non_finite_losses_and_keeps_the_last_good_checkpoint(tmp_path, train_faces, monkeypatch):
+@pytest.mark.parametrize("log_every", [None, 4])
+def test_training_stops_on_non_finite_losses_and_keeps_the_last_good_checkpoint(tmp_path, train_faces, monkeypatch,
+                                                                                 log_every):
+    """Also when the losses reach the host every 4 steps: the divergence is found at the flush, named
+    by the step it happened in, and no checkpoint was written in between."""
     from scgan_bench.errors import TrainingDiverged
     from scgan_bench.scgan.train import Trainer
 
     run = tmp_path / "run"
     Trainer(_train_cfg(run), *train_faces).fit(run)
     rls, latest = _sha(run / "rls.safetensors"), (run / "checkpoints" / "latest.json").read_text()
-    tr = Trainer(_train_cfg(run, max_steps=4), *train_faces)
+    tr = Trainer(_train_cfg(run, max_steps=4, log_every=log_every), *train_faces)
     real = tr.model.generator_loss
 
     def nan_loss(*a):

@@ -228,3 +228,22 @@ def test_deterministic_training_step_on_cpu(tmp_path, faces):
         assert len(rows) == 1 and all(math.isfinite(v) for v in rows[0].values())
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_losses_reach_the_host_in_blocks_without_changing_the_run(tmp_path, faces):
+    """--log-every 3 (one device sync per 3 steps) writes the same log.csv, returns the same rows and
+    trains the same network as logging every step: 4 steps per epoch, so a full block (steps 1-3), a
+    flush at the epoch's end (step 4) and the last, partial block (step 5)."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for k in (1, 3):
+        out = tmp_path / f"every{k}"
+        tr = Trainer(_cfg(out, max_steps=5, log_every=k, batch_size=4, epochs=3), *faces)
+        rows = tr.fit(out)
+        runs[k] = (rows, (out / "log.csv").read_text(), load_file(str(out / "rls.safetensors")))
+    assert [r["step"] for r in runs[3][0]] == [1, 2, 3, 4, 5]
+    assert runs[1][0] == runs[3][0] and runs[1][1] == runs[3][1]
+    assert runs[1][2].keys() == runs[3][2].keys() and all(torch.equal(v, runs[3][2][k]) for k, v in runs[1][2].items())
+    with pytest.raises(UsageError, match="--log-every must be at least 1"):
+        Trainer(_cfg(tmp_path / "bad", log_every=0), *faces)

@@ -92,6 +92,7 @@ class DlibDescriptor:
 
     key = "dlib-resnet-v1-128/up256/v1"
     requirements = _DLIB
+    cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.parallel)
 
     def __init__(self) -> None:
         import dlib

@@ -72,6 +72,7 @@ class Dlib68Landmarks:
 
     key = "dlib-68pt/up4/v2"
     requirements = needs(modules=(("dlib", "pip install dlib-bin"),), weights=("dlib-shape-68",))
+    cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.parallel)
 
     @staticmethod
     def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +126,7 @@ class LandmarkError:
 class HogDetection:
     upsample: int = HOG_UPSAMPLE
     threshold: float = HOG_THRESHOLD
+    cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.parallel)
 
     def __post_init__(self) -> None:
         import dlib

@@ -135,14 +135,13 @@ class SyncableBatchNorm2d(nn.BatchNorm2d):
     Same state-dict keys as ``nn.BatchNorm2d``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return super().forward(x)
+        if not self.training or not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)  # one process: the fused (cuDNN) kernel, same statistics
         n = torch.tensor(float(x.shape[0] * x.shape[2] * x.shape[3]), device=x.device)
         s = x.float().sum(dim=(0, 2, 3))
         ss = (x.float() ** 2).sum(dim=(0, 2, 3))
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            stacked = _AllReduceSum.apply(torch.cat([s, ss, n.reshape(1)]))
-            s, ss, n = stacked[: s.numel()], stacked[s.numel(): 2 * s.numel()], stacked[-1]
+        stacked = _AllReduceSum.apply(torch.cat([s, ss, n.reshape(1)]))
+        s, ss, n = stacked[: s.numel()], stacked[s.numel(): 2 * s.numel()], stacked[-1]
         mean = s / n
         var = (ss / n - mean ** 2).clamp_min(0)
         with torch.no_grad():

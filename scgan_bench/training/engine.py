@@ -94,6 +94,9 @@ class TrainConfig:
     roots: dict[str, str] = field(default_factory=dict)  # for dataset:NAME sources
     progress: bool = True
     failures: list[str] = field(default_factory=list)
+    #: losses reach the host (log.csv, the divergence check) every N steps: one device sync per N steps
+    #: instead of one per step; no save happens between (default: 1 on CPU, 25 on GPU)
+    log_every: int | None = None
 
     def resolve(self) -> "TrainConfig":
         """Fill the method, variant and recipe defaults (idempotent) and check every setting."""
@@ -107,6 +110,8 @@ class TrainConfig:
                 setattr(self, key, value)
         self.betas = tuple(self.betas)
         spec.check(self)
+        if self.log_every is not None and self.log_every < 1:
+            raise UsageError(f"--log-every must be at least 1, got {self.log_every}")
         if self.amp not in ("none", "bf16"):
             raise UsageError(f"--amp must be none or bf16, got {self.amp!r}")
         if self.batch_size < 1 or self.epochs < 1:
@@ -189,6 +194,13 @@ def epoch_order(seed: int, epoch: int, n_hr: int, n_lr: int) -> tuple[torch.Tens
 def step_noise(seed: int, epoch: int, step: int, batch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
     return torch.randn(batch, 64, generator=g)
+
+
+def _to_host(steps: list[dict[str, torch.Tensor | float]]) -> list[dict[str, float]]:
+    """The logged terms of several steps as floats, through one device-to-host transfer."""
+    tensors = [v.float().reshape(()) for t in steps for v in t.values() if isinstance(v, torch.Tensor)]
+    values = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
+    return [{k: next(values) if isinstance(v, torch.Tensor) else float(v) for k, v in t.items()} for t in steps]
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -391,8 +403,10 @@ def process_group_backend(device: torch.device) -> str:
 
 def set_deterministic(on: bool) -> None:
     """Deterministic kernels everywhere (what ``--deterministic`` promises on CUDA); CPU training is
-    deterministic without it."""
+    deterministic without it. Off, cuDNN picks its fastest convolution per shape (the batch shape is
+    fixed, so it benchmarks once)."""
     if not on:
+        torch.backends.cudnn.benchmark = True
         return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
@@ -431,6 +445,9 @@ class Engine:
         random.seed(cfg.seed)
         self.device = torch.device(cfg.device)
         self.hr, self.lr = hr, lr
+        # the uint8 training set lives where the step runs: batches are gathered there (no host copies)
+        self._hr_src, self._lr_src = (hr.to(self.device), lr.to(self.device)) if self.device.type == "cuda" else (hr, lr)
+        self._order: tuple[int, torch.Tensor, torch.Tensor] | None = None
         self._identity: dict[str, Any] | None = None
         self.impl = self.spec.build(self)
         self.model: torch.nn.Module = self.impl.net
@@ -466,13 +483,16 @@ class Engine:
     def batch(self, epoch: int, step: int) -> Batch:
         """This rank's slice of global batch ``step`` of ``epoch``."""
         b = self.cfg.batch_size
-        hr_idx, lr_idx = epoch_order(self.cfg.seed, epoch, len(self.hr), len(self.lr))
-        sl = slice(step * b, (step + 1) * b)
+        if self._order is None or self._order[0] != epoch:  # once per epoch, on the data's device
+            hr_idx, lr_idx = epoch_order(self.cfg.seed, epoch, len(self.hr), len(self.lr))
+            self._order = (epoch, hr_idx.to(self._hr_src.device), lr_idx.to(self._lr_src.device))
+        _, hr_idx, lr_idx = self._order
         z = step_noise(self.cfg.seed, epoch, step, b)
         per = b // self.world
-        mine = slice(self.rank * per, (self.rank + 1) * per)
-        hr = to_unit(self.hr[hr_idx[sl]][mine]).to(self.device)
-        lr = to_unit(self.lr[lr_idx[sl]][mine]).to(self.device)
+        mine = slice(self.rank * per, (self.rank + 1) * per)  # this rank's part of the global batch
+        at = slice(step * b + mine.start, step * b + mine.stop)
+        hr = to_unit(self._hr_src[hr_idx[at]]).to(self.device, non_blocking=True)
+        lr = to_unit(self._lr_src[lr_idx[at]]).to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
         return Batch(hr, lr, z[mine].to(self.device), epoch, step)
@@ -511,8 +531,11 @@ class Engine:
     def train_step(self, hr: torch.Tensor, lr: torch.Tensor, z: torch.Tensor, epoch: int = 1, step: int = 0
                    ) -> dict[str, float]:
         """One optimisation step of the model on this rank's batch; the logged losses."""
-        terms = self.impl.step(Batch(hr, lr, z, epoch, step), self)
-        return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in terms.items()}
+        return _to_host([self._step(Batch(hr, lr, z, epoch, step))])[0]
+
+    def _step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
+        """One optimisation step; its logged terms still on the device (no host sync)."""
+        return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in self.impl.step(batch, self).items()}
 
     def state(self) -> dict[str, Any]:
         st: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
@@ -561,33 +584,48 @@ class Engine:
                    disable=None if (cfg.progress and self.rank == 0) else True, desc=f"train {cfg.variant}")
         self.model.train()
         first_opt = next(iter(self.optimizers.values()))
-        done = False
-        while self.epoch <= cfg.epochs and not done:
-            t0 = time.perf_counter()
-            while self.step_in_epoch < spe:
-                logs = self.train_step(*self.batch(self.epoch, self.step_in_epoch))
+        log_every = cfg.log_every or (25 if self.device.type == "cuda" else 1)
+        pending: list[tuple[dict[str, Any], dict[str, torch.Tensor | float]]] = []
+
+        def flush() -> None:
+            """Bring the pending steps' losses to the host in one transfer; log them; stop at the
+            first non-finite one (nothing is saved between flushes, so no checkpoint holds it)."""
+            for (meta, _), logs in zip(pending, _to_host([t for _, t in pending])):
                 bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
                 if bad:
                     raise TrainingDiverged(
-                        f"step {self.global_step + 1} (epoch {self.epoch}): non-finite loss(es) "
+                        f"step {meta['step']} (epoch {meta['epoch']}): non-finite loss(es) "
                         f"{', '.join(f'{k}={v}' for k, v in bad.items())}; training stopped, nothing was saved: "
                         f"{_last_good(out / 'checkpoints')}. Check the training images, or start a new run "
                         "with a lower --learning-rate or --amp none")
-                self.step_in_epoch += 1
-                self.global_step += 1
-                row = {"epoch": self.epoch, "step": self.global_step, "lr": first_opt.param_groups[0]["lr"], **logs}
+                row = {**meta, **logs}
                 rows.append(row)
-                bar.update()
                 if self.rank == 0:
                     _append_csv(out / "log.csv", row)
                     if writer:
                         for k, v in logs.items():
-                            writer.add_scalar(f"train/{k}", v, self.global_step)
-                if checkpoint_every and self.global_step % checkpoint_every == 0 and self.rank == 0:
+                            writer.add_scalar(f"train/{k}", v, meta["step"])
+            pending.clear()
+
+        done = False
+        while self.epoch <= cfg.epochs and not done:
+            t0 = time.perf_counter()
+            while self.step_in_epoch < spe:
+                terms = self._step(self.batch(self.epoch, self.step_in_epoch))
+                self.step_in_epoch += 1
+                self.global_step += 1
+                pending.append(({"epoch": self.epoch, "step": self.global_step,
+                                 "lr": first_opt.param_groups[0]["lr"]}, terms))
+                bar.update()
+                save_now = checkpoint_every and self.global_step % checkpoint_every == 0 and self.rank == 0
+                if len(pending) >= log_every or save_now:
+                    flush()
+                if save_now:
                     self.save(out)
                 if cfg.max_steps and self.global_step >= cfg.max_steps:
                     done = True
                     break
+            flush()
             if self.step_in_epoch >= spe:
                 for sched in self.schedulers.values():
                     sched.step()

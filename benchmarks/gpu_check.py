@@ -1,0 +1,544 @@
+"""The prepared device check: on a lent GPU machine, in one call of about 5 minutes, everything issue 15
+asks to measure, written as JSON + Markdown (also to $OUT when set), a short table printed last.
+
+    python benchmarks/gpu_check.py [--budget-s 300] [--faces DIR] [--out benchmarks/results] [--smoke]
+
+Parts (each timed, each failure recorded and the next part run):
+1. environment and the measured bf16 matmul peak (the denominator of "% of peak");
+2. correctness: every SR method that runs here and every torch metric's network, on the faces, on the
+   GPU vs on the CPU (differences in 8-bit levels for SR outputs, relative for features); one bf16
+   training step's losses vs fp32 from the same weights and batch;
+3. SCGAN's training step at batch 64 and released width, side by side: eager fp32, bf16 +
+   channels_last (fast), fast + torch.compile of the generator (compiled): ms/step, samples/s,
+   TFLOP/s (FLOPs counted by torch), % of the measured peak, the full recipe's projected hours, peak
+   memory;
+4. a real training run of SCGAN on the faces for a share of the budget (fast mode) and its loss curve;
+5. metric throughput: images/s of each GPU feature network on all faces at once, and a whole
+   ``scgan-bench run`` over a folder of ~2,500 faces with every GPU metric, beside torch-fidelity's
+   own ``calculate_metrics`` on the same folders (FID / KID must be equal).
+
+Networks whose official weights are absent (no network on the device machine) run with random
+weights saved in the official key layout (speed and CUDA-vs-CPU agreement do not depend on the
+values); the report says which. ``--smoke`` runs every part at tiny sizes on the CPU (a test runs it,
+so the script cannot rot). ``--budget-s`` scales the parts' repeat counts and the training run.
+See benchmarks/README.md for the one command that runs it on a device machine.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+FULL_RECIPE_STEPS = 62_400  # 200 epochs x 312 steps of batch 64 on 20,000 HR faces
+GOALS = {"step_ms": 57.0, "recipe_hours": 1.0, "metric_images_per_s": 2000.0}
+
+
+def bootstrap() -> None:
+    """Import scgan_bench from this checkout also where it is not installed (the device machine):
+    a copy laid out as installed (baselines/ and datasets/ inside the package); tests/ for the
+    official-layout random weights."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import scgan_bench.baselines  # noqa: F401  (an editable install maps them)
+        return
+    except ImportError:
+        pass
+    root = Path(tempfile.mkdtemp(prefix="scgan-bench-src-"))
+    shutil.copytree(REPO / "scgan_bench", root / "scgan_bench", ignore=shutil.ignore_patterns("__pycache__"))
+    for sub in ("baselines", "datasets"):
+        shutil.copytree(REPO / sub, root / "scgan_bench" / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    sys.path.insert(0, str(root))
+    for name in [m for m in sys.modules if m == "scgan_bench" or m.startswith("scgan_bench.")]:
+        del sys.modules[name]
+
+
+class Clock:
+    """The budget: each part gets a share; ``left()`` is what remains of the whole."""
+
+    def __init__(self, seconds: float) -> None:
+        self.total, self.t0 = seconds, time.perf_counter()
+
+    def left(self) -> float:
+        return self.total - (time.perf_counter() - self.t0)
+
+
+def sync(dev: str) -> None:
+    import torch
+
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], Any], dev: str, repeat: int = 3) -> float:
+    """Best wall seconds of ``repeat`` calls after one warm-up, device synchronised."""
+    fn()
+    sync(dev)
+    best = math.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        sync(dev)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+# ------------------------------------------------------------------------------------------ inputs
+def load_faces(folder: Path | None, n: int) -> list:
+    """``n`` 64 px RGB faces: the given folder's images (cycled), else scikit-image's LFW faces."""
+    import numpy as np
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")) if folder else []
+    if files:
+        ims = [np.asarray(Image.open(f).convert("RGB").resize((64, 64), Image.Resampling.BICUBIC)) for f in files]
+    else:
+        from skimage import data
+
+        lfw = data.lfw_subset()[:100]
+        ims = [np.repeat(np.asarray(Image.fromarray((f * 255).astype(np.uint8)).resize((64, 64)))[..., None], 3, 2)
+               for f in lfw]
+    return load_faces_like(ims, n)  # beyond the folder: flipped / shifted copies, no two equal
+
+
+def load_faces_like(faces: list, n: int) -> list:
+    """``n`` distinct faces from ``faces`` (flipped / shifted copies past its length)."""
+    import numpy as np
+
+    out = []
+    for k in range(n):
+        im, r = faces[k % len(faces)], k // len(faces)
+        out.append(np.ascontiguousarray(np.roll(im[:, ::-1] if r % 2 else im, r, axis=1) if r else im))
+    return out
+
+
+def weights_home(tmp: Path, smoke: bool) -> dict[str, str]:
+    """Point the weights manager at a scratch folder; put random official-layout files there for the
+    metric networks whose real files are absent. Returns asset -> "official" | "random"."""
+    import torch
+    from facenet_pytorch import InceptionResnetV1
+    from sb_testdata import random_inception_state_dict
+    from torchvision.models import alexnet
+
+    from scgan_bench import weights as W
+    from scgan_bench.networks.retinaface import RetinaFace
+
+    made = {}
+    makers = {"inception-fid": random_inception_state_dict, "alexnet": lambda: alexnet(weights=None).state_dict(),
+              "facenet-vggface2": lambda: InceptionResnetV1(classify=True, num_classes=8631).state_dict(),
+              "retinaface-mobilenet0.25": lambda: RetinaFace("mobilenet0.25").state_dict()}
+    wdir = Path(os.environ["SCGAN_BENCH_WEIGHTS"])
+    for name, make in makers.items():
+        if W.status(name).state == "verified":
+            made[name] = "official"
+            continue
+        path = wdir / W.ASSETS.get(name).filename
+        torch.manual_seed(0)
+        torch.save(make(), path)
+        W.register_sha256(name, hashlib.sha256(path.read_bytes()).hexdigest())
+        made[name] = "random weights, official layout"
+    return made
+
+
+# ------------------------------------------------------------------------------------------ parts
+def part_env(dev: str, smoke: bool) -> dict[str, Any]:
+    import torch
+
+    out: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+                           "device": dev, "date": _dt.date.today().isoformat()}
+    if dev.startswith("cuda"):
+        p = torch.cuda.get_device_properties(0)
+        out.update(gpu=p.name, capability=f"{p.major}.{p.minor}", gpu_memory_gib=round(p.total_memory / 2**30, 1),
+                   multiprocessors=p.multi_processor_count)
+    n = 256 if smoke else 8192
+    a = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+    sec = timed(lambda: a @ b, dev, repeat=3 if smoke else 10)
+    out["bf16_matmul_tflops"] = 2 * n ** 3 / sec / 1e12
+    out["bf16_matmul_size"] = n
+    return out
+
+
+def part_metric_agreement(dev: str, faces: list) -> dict[str, Any]:
+    """Each torch metric network on the faces on ``dev`` vs on the CPU."""
+    import numpy as np
+
+    from scgan_bench.metrics.distribution import InceptionFeatures
+    from scgan_bench.metrics.identity import FaceNetFeatures
+    from scgan_bench.metrics.landmarks import RetinaFaceLandmarks
+    from scgan_bench.metrics.perceptual import LPIPS
+
+    hr = faces[::-1]
+    rows = {}
+    for name, make, run, tol in (
+            ("inception (fid/kid)", InceptionFeatures, lambda m: m.extract(faces), 1e-3),
+            ("facenet (verif/cos)", FaceNetFeatures, lambda m: m.extract(faces), 1e-3),
+            ("retinaface landmarks (px)", RetinaFaceLandmarks, lambda m: m.extract(faces), 0.05),
+            ("lpips", LPIPS, lambda m: np.asarray(m.score_pairs(faces, hr)), 1e-3)):
+        cpu = np.asarray(run(make("cpu")), np.float64)
+        gpu = np.asarray(run(make(dev)), np.float64)
+        ok = np.isfinite(cpu) & np.isfinite(gpu)
+        diff = np.abs(cpu - gpu)[ok]
+        scale = np.abs(cpu[ok]).max() if ok.any() else 1.0
+        worst = float(diff.max() / scale) if diff.size else 0.0
+        absolute = name.startswith("retinaface")
+        value = float(diff.max()) if absolute and diff.size else worst
+        rows[name] = {"max_diff": value, "kind": "absolute px" if absolute else "relative to the largest value",
+                      "tolerance": tol, "same_nan_pattern": bool((np.isfinite(cpu) == np.isfinite(gpu)).all()),
+                      "ok": bool(value <= tol and (np.isfinite(cpu) == np.isfinite(gpu)).all())}
+    return rows
+
+
+def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, Callable[[str], Any]]:
+    """Every SR method that can run here, built from random official-layout files (baselines) or from
+    a fresh training engine's export (SCGAN, LRGAN retrained, CycleGAN): name -> make(device)."""
+    import torch
+    from baseline_weights import (codeformer_state_dict, gfpgan_clean_state_dict, gfpgan_v1_state_dict,
+                                  hifacegan_state_dict, lightning, lrgan_state_dict, restoreformer_state_dict,
+                                  rrdb_state_dict, save)
+
+    from scgan_bench import weights as W
+    from scgan_bench.registries import METHODS, load_plugins
+    from scgan_bench.training.engine import Engine, TrainConfig
+
+    load_plugins()
+    wdir = Path(os.environ["SCGAN_BENCH_WEIGHTS"])
+    files = {"realesrgan-x4plus": {"params_ema": rrdb_state_dict()}, "lrgan-released": lrgan_state_dict(),
+             "gfpgan-v1": {"params_ema": gfpgan_v1_state_dict()}, "gfpgan-v1.3": {"params_ema": gfpgan_clean_state_dict()},
+             "restoreformer-pth": {"params_ema": restoreformer_state_dict()},
+             "restoreformer++": lightning(restoreformer_state_dict(plus=True)),
+             "hifacegan-x16": hifacegan_state_dict(module_prefix=True), "codeformer": {"params_ema": codeformer_state_dict()}}
+    for asset, obj in files.items():
+        if W.status(asset).state != "verified":
+            path = save(obj, wdir / W.ASSETS.get(asset).filename)
+            W.register_sha256(asset, hashlib.sha256(path.read_bytes()).hexdigest())
+    hr = torch.from_numpy(__import__("numpy").stack(faces[:8])).permute(0, 3, 1, 2).contiguous()
+    lr = torch.nn.functional.avg_pool2d(hr.float(), 4).round().to(torch.uint8)
+    for variant in ("scgan", "lrgan", "cyclegan", "cyclegan-16"):  # a fresh engine's SR export: random init
+        out = tmp / "runs" / variant
+        eng = Engine(TrainConfig(variant=variant, width=width, batch_size=2, out=str(out), progress=False), hr, lr)
+        eng.save(out)
+        method = eng.spec.sr_method(variant)
+        os.environ["SCGAN_BENCH_CKPT_" + method.upper().replace("-", "_")] = str(out)
+    plain = ("bicubic", "bilinear", "nearest", "scgan", "lrgan-retrained", "cyclegan", "cyclegan-16", "lrgan")
+    reduced = ("realesrgan", "gfpgan-v1", "gfpgan-v1.3", "restoreformer", "restoreformer++", "hifacegan", "codeformer")
+    makers: dict[str, Callable[[str], Any]] = {m: (lambda d, m=m: METHODS.get(m).create(device=d)) for m in plain}
+    # a smaller RestoreFormer bridge in the CPU smoke run only (fully convolutional; the check uses 512)
+    small = {"input_size": 128} if width < 1 else {}
+    makers.update({m: (lambda d, m=m: METHODS.get(m).create(device=d, any_config=True,
+                                                           **(small if m.startswith("restoreformer") else {})))
+                   for m in reduced})
+    return makers
+
+
+def part_method_agreement(dev: str, faces: list, tmp: Path, n: int, width: float) -> dict[str, Any]:
+    """Each SR method's output for ``n`` LR faces on ``dev`` vs on the CPU, in 8-bit levels after the
+    runner's quantisation (what is saved). Tolerance: max 2 levels, mean 0.05 levels."""
+    import numpy as np
+    import torch
+
+    from scgan_bench.superres import quantise
+
+    hr = torch.from_numpy(np.stack(faces[:n])).permute(0, 3, 1, 2).float() / 255
+    lr = (torch.nn.functional.avg_pool2d(hr, 4) * 255).round() / 255
+    rows: dict[str, Any] = {}
+    skipped = {"pulse": "an iterative latent search: CPU and GPU float paths diverge by design; not compared",
+               "dfdnet": "needs dlib (part boxes), absent on the device machine"}
+    if width < 1:  # the CPU smoke run: CodeFormer's fixed 512 px grid is the slowest part, left out
+        skipped["codeformer"] = "smoke run: not compared (512 px on the CPU twice)"
+    for name, make in _install_random_methods(tmp, faces, width).items():
+        if name in skipped:
+            continue
+        try:
+            t = time.perf_counter()
+            a = np.stack(quantise(make("cpu").upscale(lr))).astype(np.int16)
+            b = np.stack(quantise(make(dev).upscale(lr.to(dev)).cpu())).astype(np.int16)
+            d = np.abs(a - b)
+            rows[name] = {"max_levels": int(d.max()), "mean_levels": float(d.mean()),
+                          "ok": bool(d.max() <= 2 and d.mean() <= 0.05), "seconds": time.perf_counter() - t}
+        except Exception as exc:  # noqa: BLE001 (one method's failure is a finding, not the end of the check)
+            rows[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    rows.update({k: {"ok": None, "skipped": v} for k, v in skipped.items()})
+    return rows
+
+
+def _engine(dev: str, mode: str, batch: int, width: float, hr, lr, **kw):
+    from scgan_bench.training.engine import Engine, TrainConfig
+
+    cfg = TrainConfig(variant="scgan", batch_size=batch, width=width, device=dev, progress=False, seed=7,
+                      amp="bf16" if mode != "eager" else "none", channels_last=mode != "eager",
+                      compile=mode == "compiled", out=str(Path(tempfile.mkdtemp(prefix="scgan-gpu-check-"))), **kw)
+    return Engine(cfg, hr, lr)
+
+
+def _train_data(faces: list, n_hr: int):
+    import numpy as np
+    import torch
+
+    hr = torch.from_numpy(np.stack([faces[k % len(faces)] for k in range(n_hr)])).permute(0, 3, 1, 2).contiguous()
+    # unpaired "real" LR: other faces, area-downsampled (the real LR set is not on the device machine)
+    lr = torch.nn.functional.avg_pool2d(hr.flip(0).float(), 4).round().to(torch.uint8)
+    return hr, lr
+
+
+def part_bf16_losses(dev: str, faces: list, batch: int, width: float) -> dict[str, Any]:
+    """One step from the same weights and batch: bf16 autocast's losses vs fp32's."""
+    hr, lr = _train_data(faces, batch * 2)
+    out = {}
+    for mode in ("eager", "fast"):
+        e = _engine(dev, mode, batch, width, hr, lr)
+        out[mode] = e.train_step(*e.batch(1, 0))
+    rel = {k: abs(out["fast"][k] - v) / max(abs(v), 1e-6) for k, v in out["eager"].items()}
+    worst = max(rel.values())
+    return {"fp32": out["eager"], "bf16": out["fast"], "max_relative_difference": worst, "tolerance": 0.05,
+            "ok": worst <= 0.05}
+
+
+def part_train_speed(dev: str, faces: list, batch: int, width: float, steps: int, modes: list[str]) -> dict[str, Any]:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    hr, lr = _train_data(faces, batch * 4)
+    rows: dict[str, Any] = {}
+    flops = None
+    for mode in modes:
+        try:
+            e = _engine(dev, mode, batch, width, hr, lr)
+            if flops is None:
+                with FlopCounterMode(display=False) as fc:
+                    e._step(e.batch(1, 0))
+                flops = float(fc.get_total_flops())
+            for k in range(2 if mode != "compiled" else 3):  # warm-up (compilation included)
+                e._step(e.batch(1, k % e.steps_per_epoch))
+            if dev.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            sync(dev)
+            t = time.perf_counter()
+            for k in range(steps):
+                terms = e._step(e.batch(1, k % e.steps_per_epoch))
+            float(next(iter(terms.values())))  # the losses reach the host once, as --log-every does
+            sync(dev)
+            sec = (time.perf_counter() - t) / steps
+            rows[mode] = {"ms_per_step": sec * 1e3, "samples_per_s": batch / sec, "tflops": flops / sec / 1e12,
+                          "full_recipe_hours": FULL_RECIPE_STEPS * sec * (64 / batch) / 3600,
+                          "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if dev.startswith("cuda") else None}
+        except Exception as exc:  # noqa: BLE001
+            rows[mode] = {"error": f"{type(exc).__name__}: {exc}"}
+    return {"batch": batch, "width": width, "flops_per_step": flops, "steps_timed": steps, "modes": rows}
+
+
+def part_training_run(dev: str, faces: list, seconds: float, batch: int, width: float, out: Path,
+                      chunk: int = 25) -> dict[str, Any]:
+    """A real SCGAN run on the faces (fast mode) for ``seconds``: its log and loss curve."""
+    from scgan_bench.figures import training_curves
+
+    hr, lr = _train_data(faces, max(len(faces), batch * 2))
+    e = _engine(dev, "fast", batch, width, hr, lr, epochs=10_000, log_every=chunk)
+    run = Path(e.cfg.out)
+    t0 = time.perf_counter()
+    steps = 0
+    while steps == 0 or time.perf_counter() - t0 < seconds:
+        e.cfg.max_steps = steps + chunk
+        e.fit(run, resume=steps > 0)
+        steps = e.global_step
+    sec = time.perf_counter() - t0
+    png = training_curves(run / "log.csv")
+    (out / "gpu_check_loss_curve.png").write_bytes(png)
+    import csv
+
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    first, last = rows[0], rows[-1]
+    keys = [k for k in first if k not in ("epoch", "step", "lr")]
+    return {"seconds": sec, "steps": steps, "steps_per_s": steps / sec, "faces": len(hr), "batch": batch,
+            "width": width, "first": {k: float(first[k]) for k in keys}, "last": {k: float(last[k]) for k in keys},
+            "curve": "gpu_check_loss_curve.png"}
+
+
+def part_metric_throughput(dev: str, faces: list, tmp: Path, n_run: int, repeat: int = 2) -> dict[str, Any]:
+    """Images/s of each GPU feature network on all faces in one call, and a whole run of ~n_run faces
+    with every GPU metric beside torch-fidelity's calculate_metrics on the same folders."""
+    import torch_fidelity
+
+    from scgan_bench import weights as W
+    from scgan_bench.image_io import write_png
+    from scgan_bench.metrics.distribution import InceptionFeatures
+    from scgan_bench.metrics.identity import FaceNetFeatures
+    from scgan_bench.metrics.landmarks import RetinaFaceLandmarks
+    from scgan_bench.metrics.perceptual import LPIPS
+    from scgan_bench.pipeline import RunConfig, run_benchmark
+
+    per: dict[str, float] = {}
+    hr = faces[::-1]
+    for name, m, fn in (("inception (fid/kid)", InceptionFeatures(dev), lambda m: m.extract(faces)),
+                        ("facenet (verif/cos)", FaceNetFeatures(dev), lambda m: m.extract(faces)),
+                        ("retinaface landmarks", RetinaFaceLandmarks(dev), lambda m: m.extract(faces)),
+                        ("lpips", LPIPS(dev), lambda m: m.score_pairs(faces, hr))):
+        per[name] = len(faces) / timed(lambda: fn(m), dev, repeat=repeat)
+    folder = tmp / "faces"
+    for k, im in enumerate(load_faces(None, 0) if not faces else load_faces_like(faces, n_run)):
+        write_png(folder / f"{k:05d}.png", im)
+    metrics = ["fid", "kid", "lpips", "facenet-verif", "landmark-retinaface"]
+    out = tmp / "run"
+    t = time.perf_counter()
+    run_benchmark(RunConfig(datasets=["folder"], methods=["bicubic"], metrics=metrics, out=out,
+                                  roots={"folder": str(folder)}, device=dev, progress=False))
+    run_s = time.perf_counter() - t
+    ours = {}
+    import csv
+
+    for r in csv.DictReader(open(out / "results.csv")):
+        if r["image_id"] == "*" and r["metric"] in ("fid", "kid", "kid:std"):
+            ours[r["metric"]] = float(r["value"])
+    sr_dir = out / "sr" / "folder" / "bicubic"
+    hr_dir = tmp / "hr_only"
+    for rec in (out / "data" / "folder" / "records").glob("*.json"):
+        r = json.loads(rec.read_text())
+        (hr_dir).mkdir(exist_ok=True)
+        shutil.copy(out / "data" / "folder" / r["hr"], hr_dir / f"{r['id']}.png")
+    n = len(list(sr_dir.glob("*.png")))
+    path = W.resolve("inception-fid", allow_download=False).path
+    t = time.perf_counter()
+    ref = torch_fidelity.calculate_metrics(input1=str(sr_dir), input2=str(hr_dir), fid=True, kid=True,
+                                           kid_subset_size=min(1000, max(2, n // 2)), cuda=dev.startswith("cuda"),
+                                           feature_extractor_weights_path=str(path), verbose=False, cache=False)
+    tf_s = time.perf_counter() - t
+    fid_ref, kid_ref = ref["frechet_inception_distance"], ref["kernel_inception_distance_mean"]
+    fid_rel = abs(ours.get("fid", math.nan) - fid_ref) / max(abs(fid_ref), 1e-12)
+    kid_rel = abs(ours.get("kid", math.nan) - kid_ref) / max(abs(kid_ref), 1e-12)
+    return {"per_network_images_per_s": per, "faces_per_call": len(faces),
+            "run": {"images": n, "metrics": metrics, "seconds": run_s, "images_per_s": n / run_s,
+                    "stages": json.loads((out / "run.json").read_text()).get("stages")},
+            "torch_fidelity": {"seconds": tf_s, "fid": fid_ref, "kid": kid_ref, "ours_fid": ours.get("fid"),
+                               "ours_kid": ours.get("kid"), "fid_relative_difference": fid_rel,
+                               "kid_relative_difference": kid_rel, "ok": bool(fid_rel <= 1e-4 and kid_rel <= 1e-4)}}
+
+
+# ------------------------------------------------------------------------------------------ report
+def markdown(rep: dict[str, Any]) -> str:
+    env = rep["parts"].get("env", {}).get("result", {})
+    lines = [f"# GPU check: {env.get('gpu', env.get('device', '?'))}, {env.get('date', '')}", "",
+             f"torch {env.get('torch')}, Python {env.get('python')}, {env.get('cpus')} CPUs; measured bf16 matmul "
+             f"peak {env.get('bf16_matmul_tflops', float('nan')):.0f} TFLOP/s ({env.get('bf16_matmul_size')}^3). "
+             f"Command: `{rep['command']}`; weights: {rep.get('weights')}.", ""]
+    for name, part in rep["parts"].items():
+        lines.append(f"## {name} ({part['seconds']:.1f} s)")
+        lines.append("")
+        lines.append("```json")
+        lines.append(json.dumps(part.get("result", part.get("error")), indent=1, default=str))
+        lines.append("```")
+        lines.append("")
+    lines += ["## Summary", "", *summary(rep)]
+    return "\n".join(lines) + "\n"
+
+
+def summary(rep: dict[str, Any]) -> list[str]:
+    p = rep["parts"]
+    out = ["| what | value | goal |", "|---|---|---|"]
+    env = p.get("env", {}).get("result", {})
+    speed = p.get("train speed", {}).get("result", {}).get("modes", {})
+    for mode, r in speed.items():
+        if "ms_per_step" in r:
+            pct = 100 * r["tflops"] / env["bf16_matmul_tflops"] if env.get("bf16_matmul_tflops") else float("nan")
+            out.append(f"| SCGAN step {mode} | {r['ms_per_step']:.1f} ms, {r['tflops']:.1f} TFLOP/s ({pct:.0f}% of peak), "
+                       f"full recipe {r['full_recipe_hours']:.2f} h | <= {GOALS['step_ms']:.0f} ms, <= 1 h |")
+        else:
+            out.append(f"| SCGAN step {mode} | {r.get('error')} | |")
+    thr = p.get("metric throughput", {}).get("result", {})
+    if thr:
+        run = thr["run"]
+        out.append(f"| whole run, {len(run['metrics'])} GPU metrics | {run['images_per_s']:.0f} images/s "
+                   f"({run['images']} images) | >= {GOALS['metric_images_per_s']:.0f} images/s |")
+        tf = thr["torch_fidelity"]
+        out.append(f"| FID/KID vs torch-fidelity | rel. diff {tf['fid_relative_difference']:.1e} / "
+                   f"{tf['kid_relative_difference']:.1e}; {tf['seconds']:.1f} s vs our run's {run['seconds']:.1f} s | equal |")
+    for name in ("metric agreement", "method agreement", "bf16 losses"):
+        res = p.get(name, {}).get("result")
+        if isinstance(res, dict):
+            items = res.values() if name != "bf16 losses" else [res]
+            bad = [k for k, v in (res.items() if name != "bf16 losses" else [("step", res)])
+                   if isinstance(v, dict) and v.get("ok") is False]
+            out.append(f"| {name} | {'all within tolerance' if not bad else 'OUTSIDE tolerance: ' + ', '.join(bad)} "
+                       f"({sum(1 for v in items if isinstance(v, dict) and v.get('ok'))} checked) | stated per row |")
+    failed = [k for k, v in p.items() if "error" in v]
+    if failed:
+        out.append(f"| parts that failed | {', '.join(failed)} | none |")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget-s", type=float, default=300.0, help="wall seconds for the whole check (default 300)")
+    ap.add_argument("--faces", type=Path, default=None,
+                    help="a folder of face images (default: ../shared/data/hr_faces_128 or .gpu_data/hr_faces_128)")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--device", default=None, help="default: cuda when there is one, else cpu")
+    ap.add_argument("--smoke", action="store_true", help="every part at tiny sizes (CPU test)")
+    args = ap.parse_args(argv)
+    bootstrap()
+    import torch
+
+    dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    clock = Clock(args.budget_s)
+    faces_dir = args.faces or next((p for p in (REPO.parent / "shared" / "data" / "hr_faces_128",
+                                                REPO / ".gpu_data" / "hr_faces_128") if p.is_dir()), None)
+    tmp = Path(tempfile.mkdtemp(prefix="scgan-gpu-check-"))
+    os.environ["SCGAN_BENCH_WEIGHTS"] = str(tmp / "weights")
+    os.environ["SCGAN_BENCH_HOME"] = str(tmp / "home")
+    (tmp / "weights").mkdir()
+    args.out.mkdir(parents=True, exist_ok=True)
+    s = args.smoke
+    faces = load_faces(faces_dir, 4 if s else 64)
+    batch, width = (2, 1 / 32) if s else (64, 1.0)
+    rep: dict[str, Any] = {"command": "python benchmarks/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                           "faces": str(faces_dir) if faces_dir else "scikit-image LFW", "smoke": s, "parts": {}}
+    rep["weights"] = weights_home(tmp, s)
+
+    def part(name: str, fn: Callable[[], Any]) -> None:
+        t = time.perf_counter()
+        try:
+            rep["parts"][name] = {"result": fn()}
+        except Exception as exc:  # noqa: BLE001 (a failed part is reported; the others still run)
+            rep["parts"][name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
+        rep["parts"][name]["seconds"] = time.perf_counter() - t
+        print(f"gpu-check: {name}: {'failed' if 'error' in rep['parts'][name] else 'done'} in "
+              f"{rep['parts'][name]['seconds']:.1f} s ({clock.left():.0f} s of the budget left)", flush=True)
+
+    part("env", lambda: part_env(dev, s))
+    part("metric agreement", lambda: part_metric_agreement(dev, faces))
+    part("method agreement", lambda: part_method_agreement(dev, faces, tmp, 2 if s else 16, width))
+    part("bf16 losses", lambda: part_bf16_losses(dev, faces, batch, width))
+    part("train speed", lambda: part_train_speed(dev, faces, batch, width, 1 if s else max(5, int(clock.left() / 30)),
+                                                 ["eager", "fast"] if s else ["eager", "fast", "compiled"]))
+    part("training run", lambda: part_training_run(dev, faces, 0.0 if s else max(20.0, 0.25 * clock.left()),
+                                                   batch, width, args.out, chunk=2 if s else 25))
+    part("metric throughput", lambda: part_metric_throughput(dev, load_faces(faces_dir, 4 if s else 1024), tmp,
+                                                             6 if s else 2500, repeat=1 if s else 2))
+    rep["seconds"] = args.budget_s - clock.left()
+    tag = "smoke" if s else (rep["parts"]["env"].get("result", {}).get("gpu", dev).replace(" ", "-"))
+    stem = f"gpu_check_{tag}_{_dt.date.today().isoformat()}"
+    text = markdown(rep)
+    (args.out / f"{stem}.json").write_text(json.dumps(rep, indent=1, default=str))
+    (args.out / f"{stem}.md").write_text(text)
+    if os.environ.get("OUT"):
+        for p in (args.out / f"{stem}.json", args.out / f"{stem}.md", args.out / "gpu_check_loss_curve.png"):
+            if p.exists():
+                shutil.copy(p, Path(os.environ["OUT"]) / p.name)
+    print("\n".join(summary(rep)))
+    print(f"report: {args.out / stem}.md (+ .json)")
+    return 0 if not any("error" in v for v in rep["parts"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

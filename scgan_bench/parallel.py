@@ -1,0 +1,71 @@
+"""CPU-bound per-image work spread over worker processes: dlib's HOG detector, 68-point landmarks and
+face descriptor each run on one core, and they are most of a CPU run. A class opts in with
+``cpu_parallel = True`` (it must rebuild from its dataclass fields, or take no arguments); inside
+``with worker_pool(n):`` its ``extract`` / ``score_images`` / ``score_pairs`` calls are split over ``n``
+processes, each holding one instance per class. Values are computed per image exactly as in one
+process, so results are identical (tested); outside a pool, or for one worker, nothing changes."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from multiprocessing import get_context
+from typing import Any, Iterator, Sequence
+
+_POOL: ProcessPoolExecutor | None = None
+_WORKERS = 1
+_BUILT: dict[tuple, Any] = {}  # in a worker: (module, class, kwargs) -> the instance
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[None]:
+    """Run the block's opted-in per-image work in ``workers`` processes (started once, on first use)."""
+    global _POOL, _WORKERS
+    if workers <= 1 or _WORKERS > 1:  # one process, or a pool is already open (nested runs share it)
+        yield
+        return
+    _WORKERS = workers
+    try:
+        yield
+    finally:
+        if _POOL is not None:
+            _POOL.shutdown(cancel_futures=True)
+        _POOL, _WORKERS = None, 1
+
+
+def _spec(obj: Any) -> tuple | None:
+    if not getattr(type(obj), "cpu_parallel", False):
+        return None
+    kwargs = tuple((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init) \
+        if dataclasses.is_dataclass(obj) else ()
+    return type(obj).__module__, type(obj).__qualname__, kwargs
+
+
+def _run(spec: tuple, method: str, args: tuple) -> Any:
+    """In a worker: the instance of ``spec`` (built once per process) applied to one part."""
+    obj = _BUILT.get(spec)
+    if obj is None:
+        module, qualname, kwargs = spec
+        obj = _BUILT[spec] = getattr(importlib.import_module(module), qualname)(**dict(kwargs))
+    return getattr(obj, method)(*args)
+
+
+def call(obj: Any, method: str, *lists: Sequence[Any]) -> list[Any]:
+    """``obj.method(*lists)`` (lists of images, one entry per image), split over the pool's workers
+    when ``obj`` opts in and a pool is open; the parts' results concatenated in input order."""
+    global _POOL
+    spec = _spec(obj)
+    n = len(lists[0]) if lists else 0
+    if spec is None or _WORKERS <= 1 or n < 2:
+        return list(getattr(obj, method)(*lists))
+    if _POOL is None:
+        _POOL = ProcessPoolExecutor(max_workers=_WORKERS, mp_context=get_context("spawn"))
+    parts = min(_WORKERS, n)
+    bounds = [n * k // parts for k in range(parts + 1)]
+    futures = [_POOL.submit(_run, spec, method, tuple(list(x[a:b]) for x in lists))
+               for a, b in zip(bounds, bounds[1:])]
+    out: list[Any] = []
+    for f in futures:
+        out.extend(list(f.result()))
+    return out

@@ -1,0 +1,41 @@
+"""The prepared device check runs end to end on the CPU at tiny sizes (``--smoke``), so that it is
+ready whenever a GPU machine is lent: every part completes, FID / KID equal torch-fidelity's own
+pipeline, every SR method and metric network agrees with itself across devices (CPU vs CPU here), and
+the report is written."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_every_part_and_writes_its_report(tmp_path):
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--smoke", "--out", str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    [report] = tmp_path.glob("gpu_check_smoke_*.json")
+    rep = json.loads(report.read_text())
+    assert set(rep["parts"]) == {"env", "metric agreement", "method agreement", "bf16 losses", "train speed",
+                                 "training run", "metric throughput"}
+    assert not [k for k, v in rep["parts"].items() if "error" in v]
+    methods = rep["parts"]["method agreement"]["result"]
+    compared = {k for k, v in methods.items() if v.get("ok") is not None}
+    assert {"bicubic", "scgan", "lrgan", "lrgan-retrained", "cyclegan", "cyclegan-16", "realesrgan", "gfpgan-v1.3",
+            "restoreformer++", "hifacegan"} <= compared
+    assert all(methods[k]["ok"] and methods[k]["max_levels"] == 0 for k in compared)  # CPU vs CPU: identical
+    assert all(v["ok"] for v in rep["parts"]["metric agreement"]["result"].values())
+    tf = rep["parts"]["metric throughput"]["result"]["torch_fidelity"]
+    assert tf["ok"] and tf["fid_relative_difference"] <= 1e-4 and tf["kid_relative_difference"] <= 1e-4
+    speed = rep["parts"]["train speed"]["result"]["modes"]
+    assert set(speed) == {"eager", "fast"} and all(m["ms_per_step"] > 0 for m in speed.values())
+    assert rep["parts"]["training run"]["result"]["steps"] >= 2
+    assert (tmp_path / "gpu_check_loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    md = report.with_suffix(".md").read_text()
+    assert "## Summary" in md and "| SCGAN step fast |" in md
+    assert "| SCGAN step eager |" in res.stdout  # the short table is printed last
