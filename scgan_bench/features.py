@@ -43,15 +43,18 @@ def cache_name(extractor: FeatureExtractor) -> str:
 
 
 def cached_features(extractor: FeatureExtractor, images: Mapping[str, tuple[Path, str]], cache_dir: Path,
-                    *, batch_size: int = 32, desc: str = "", progress: bool = True) -> dict[str, np.ndarray]:
+                    *, batch_size: int | None = None, desc: str = "", progress: bool = True) -> dict[str, np.ndarray]:
     """Features for ``images`` (``id -> (png path, png sha256)``), computing only missing rows (the
-    file is :func:`cache_name`)."""
+    file is :func:`cache_name`). Batches of 256 images for an extractor on a GPU, 32 otherwise."""
+    if batch_size is None:
+        batch_size = 256 if str(getattr(extractor, "device", "cpu")).startswith("cuda") else 32
     path = cache_dir / cache_name(extractor)
     stored = _load(path)
     todo = [i for i, (_, sha) in images.items() if i not in stored or stored[i][0] != sha]
     bar = tqdm(total=len(todo), desc=desc, disable=None if progress else True, unit="img", leave=False)
-    for chunk in iter_chunks(todo, batch_size):
-        feats = parallel.call(extractor, "extract", [read_image(images[i][0]) for i in chunk])
+    for chunk, imgs in parallel.prefetched(iter_chunks(todo, batch_size),
+                                           lambda ids: [read_image(images[i][0]) for i in ids]):
+        feats = parallel.call(extractor, "extract", imgs)
         for i, f in zip(chunk, feats):
             stored[i] = (images[i][1], np.asarray(f, dtype=np.float64))
         bar.update(len(chunk))

@@ -1,4 +1,4 @@
-"""CPU-bound per-image work spread over worker processes: dlib's HOG detector, 68-point landmarks and
+"""Concurrency of the per-image stages. CPU-bound per-image work spread over worker processes: dlib's HOG detector, 68-point landmarks and
 face descriptor each run on one core, and they are most of a CPU run. A class opts in with
 ``cpu_parallel = True`` (it must rebuild from its dataclass fields, or take no arguments); inside
 ``with worker_pool(n):`` its ``extract`` / ``score_images`` / ``score_pairs`` calls are split over ``n``
@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from multiprocessing import get_context
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeVar
+
+if TYPE_CHECKING:
+    import torch
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 _POOL: ProcessPoolExecutor | None = None
 _WORKERS = 1
@@ -69,3 +75,30 @@ def call(obj: Any, method: str, *lists: Sequence[Any]) -> list[Any]:
     for f in futures:
         out.extend(list(f.result()))
     return out
+
+
+def prefetched(chunks: Iterable[T], load: Callable[[T], U]) -> Iterator[tuple[T, U]]:
+    """Each chunk with ``load(chunk)``, the next chunk's ``load`` (decoding PNGs: Pillow releases the GIL)
+    running in a thread while the caller works on this one (the GPU, or the metrics, are not kept
+    waiting for the disk). Order and values are those of the plain loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        it = iter(chunks)
+        try:
+            nxt = next(it)
+        except StopIteration:
+            return
+        fut = pool.submit(load, nxt)
+        for chunk in it:
+            cur, cur_fut = nxt, fut
+            nxt, fut = chunk, pool.submit(load, chunk)
+            yield cur, cur_fut.result()
+        yield nxt, fut.result()
+
+
+def to_device(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """A host tensor on ``device``: through pinned memory and an asynchronous copy on CUDA."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)

@@ -122,9 +122,15 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
     todo = [i for i in sr.records if any(i in s for s in need_sets.values())]
     bar = tqdm(total=len(todo), desc=f"{data.name}: {sr.method}: metrics", disable=None if progress else True,
                unit="img", leave=False)
-    for chunk in iter_chunks(todo, batch_size):
+    paired = [n for n, spec in metrics.items() if spec.needs_hr]
+
+    def load(chunk: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         srs = {i: read_image(sr.dir / sr.records[i]["sr"]) for i in chunk}
-        hrs: dict[str, Any] = {}
+        hrs = {i: read_image(data.dir / data.records[i]["hr"]) for i in chunk
+               if any(i in need_sets[n] for n in paired) and data.records[i].get("hr")}
+        return srs, hrs
+
+    for chunk, (srs, hrs) in parallel.prefetched(iter_chunks(todo, batch_size), load):  # next decodes meanwhile
         for name, spec in metrics.items():
             ids = [i for i in chunk if i in need_sets[name]]
             if not ids:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .image_io import atomic_write_bytes, encode_png, read_image
 from .interfaces import AnnotatingMethod, IdAwareMethod, ReferenceMethod, SRMethod
 from .manifest import iter_chunks, sha256_bytes
+from .parallel import prefetched, to_device
 from .prepare import Failure, PreparedDataset
 from .store import files_intact, prepare_stage_dir, read_record, safe_name, write_record
 
@@ -99,15 +100,17 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
     bar = tqdm(total=len(todo), desc=f"{data.name}: {method.name}", disable=None if progress else True,
                unit="img", leave=False)
     oracle = isinstance(method, ReferenceMethod)
-    for chunk in iter_chunks(todo, batch_size):
+    def load(chunk: list[str]) -> tuple[list, list]:
         lrs = [read_image(data.dir / data.records[i]["lr"]) for i in chunk]
         hrs = [read_image(data.dir / data.records[i]["hr"]) for i in chunk] if oracle else [None] * len(chunk)
+        return lrs, hrs
 
-        def hr_batch(items: list) -> torch.Tensor | None:
-            return to_tensor(items).to(device) if oracle else None
+    def hr_batch(items: list) -> torch.Tensor | None:
+        return to_device(to_tensor(items), device) if oracle else None
 
+    for chunk, (lrs, hrs) in prefetched(iter_chunks(todo, batch_size), load):  # next chunk decodes meanwhile
         try:
-            srs, notes = _upscale_checked(method, to_tensor(lrs).to(device), hr_batch(hrs), chunk, data.name)
+            srs, notes = _upscale_checked(method, to_device(to_tensor(lrs), device), hr_batch(hrs), chunk, data.name)
             outs, errs = list(srs), [""] * len(chunk)
         except Exception as exc:  # isolate the failing image(s): retry one by one
             if len(chunk) == 1:

@@ -203,3 +203,24 @@ def test_dlib_metrics_over_worker_processes_equal_one_process(tmp_path):
     one, two = (tmp_path / "one" / "results.csv").read_text(), (tmp_path / "two" / "results.csv").read_text()
     assert one == two and one.count("\n") > 6 * 2 * 2
     assert parallel._POOL is None and parallel._WORKERS == 1
+
+
+def test_prefetched_loads_in_a_thread_and_keeps_order_values_and_errors():
+    import threading
+
+    from scgan_bench.parallel import prefetched
+
+    where = []
+
+    def load(chunk):
+        where.append(threading.current_thread() is threading.main_thread())
+        if chunk == ["bad"]:
+            raise OSError("cannot read bad.png")
+        return [c.upper() for c in chunk]
+
+    chunks = [["a", "b"], ["c"], ["d", "e"]]
+    assert list(prefetched(chunks, load)) == [(c, [x.upper() for x in c]) for c in chunks]
+    assert where == [False, False, False]  # decoding never blocks the caller's thread
+    assert list(prefetched([], load)) == []
+    with pytest.raises(OSError, match="bad.png"):
+        list(prefetched([["a"], ["bad"], ["c"]], load))
