@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -66,3 +66,18 @@ def cached_features(extractor: FeatureExtractor, images: Mapping[str, tuple[Path
                  feats=np.stack([stored[i][1] for i in ids]), key=np.array(extractor.key))
         atomic_write_bytes(path, buf.getvalue())
     return {i: stored[i][1] for i in images}
+
+
+_SHARED: dict[tuple, Any] = {}
+
+
+def shared_extractor(cls: type, assets: tuple[str, ...]) -> Any:
+    """One ``cls()`` per process and per content of the weight files it loads (their sha256): the
+    metrics that share an extractor (FID, KID, verification, cosine in dlib's space) load its models
+    once; a changed file gives a new instance."""
+    from .weights import resolve
+
+    key = (cls, tuple(resolve(a, allow_download=False).sha256 for a in assets))
+    if key not in _SHARED:
+        _SHARED[key] = cls()
+    return _SHARED[key]

@@ -295,3 +295,14 @@ def test_demo_run_shows_offline_metrics_and_marks_the_rest_unavailable(tmp_path,
         metrics=["psnr", "hog-detect", "dlib-verif", "fid-dlib", "kid-dlib", "landmark-dlib68", "fid",
                  "facenet-verif"], out=tmp_path / "r", limit=30, progress=False))
     assert again.recomputed == {"images_prepared": 0, "images_super_resolved": 0, "metric_values": 0}
+
+
+def test_metrics_in_dlibs_space_share_one_descriptor_and_the_landmark_metrics_one_predictor():
+    """dlib's models load once per process for all the metrics that read them (not once per metric)."""
+    from scgan_bench.registries import METRICS, load_plugins
+
+    load_plugins()
+    ext = {n: METRICS.get(n).create().extractor for n in ("dlib-verif", "dlib-verif-balanced", "dlib-cos", "fid-dlib",
+                                                          "kid-dlib", "landmark-dlib68", "landmark-dlib68-nio")}
+    assert len({id(ext[n]) for n in ("dlib-verif", "dlib-verif-balanced", "dlib-cos", "fid-dlib", "kid-dlib")}) == 1
+    assert ext["landmark-dlib68"] is ext["landmark-dlib68-nio"] and ext["landmark-dlib68"] is not ext["dlib-cos"]

@@ -130,7 +130,7 @@ def _dlib_features(device: str = "cpu"):
     from .identity import DlibDescriptor, register_with_torch_fidelity
 
     register_with_torch_fidelity()
-    return DlibDescriptor()
+    return DlibDescriptor.shared()
 
 
 _DLIB = needs(modules=(("dlib", "pip install dlib-bin"),), weights=("dlib-face-recognition", "dlib-shape-5"))

@@ -93,6 +93,14 @@ class DlibDescriptor:
     key = "dlib-resnet-v1-128/up256/v1"
     requirements = _DLIB
     cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.parallel)
+    assets = ("dlib-shape-5", "dlib-face-recognition")
+
+    @classmethod
+    def shared(cls) -> "DlibDescriptor":
+        """The process's instance for the current weight files (loaded once for every dlib metric)."""
+        from ..features import shared_extractor
+
+        return shared_extractor(cls, cls.assets)
 
     def __init__(self) -> None:
         import dlib
@@ -236,14 +244,14 @@ for _name, _metric, _feat, _avail, _summary, _conv, _backend in (
         ("facenet-cos", IdentityCosine, lambda device="cpu": FaceNetFeatures(device), _FACENET,
          "mean cosine similarity of FaceNet embeddings, SR vs HR", "per image cos(SR_i, HR_i)", "facenet"),
         ("dlib-verif", lambda f: Verification(f, DLIB_THRESHOLD, "l2-raw", "genuine"),
-         lambda device="cpu": DlibDescriptor(), _DLIB,
+         lambda device="cpu": DlibDescriptor.shared(), _DLIB,
          "SR images verified as their HR's person, dlib's 128-d descriptor (offline backend)",
          f"{_GAR}; {_DL}", "dlib"),
         ("dlib-verif-balanced", lambda f: Verification(f, DLIB_THRESHOLD, "l2-raw", "balanced"),
-         lambda device="cpu": DlibDescriptor(), _DLIB,
+         lambda device="cpu": DlibDescriptor.shared(), _DLIB,
          "verification accuracy over genuine + impostor pairs, dlib's descriptor (offline backend)",
          f"{_PAIRS}; {_DL}", "dlib"),
-        ("dlib-cos", IdentityCosine, lambda device="cpu": DlibDescriptor(), _DLIB,
+        ("dlib-cos", IdentityCosine, lambda device="cpu": DlibDescriptor.shared(), _DLIB,
          "mean cosine similarity of dlib descriptors, SR vs HR (offline backend)",
          "per image cos(SR_i, HR_i)", "dlib")):
     METRICS.register(_name, MetricSpec(

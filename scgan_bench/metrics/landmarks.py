@@ -74,6 +74,13 @@ class Dlib68Landmarks:
     requirements = needs(modules=(("dlib", "pip install dlib-bin"),), weights=("dlib-shape-68",))
     cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.parallel)
 
+    @classmethod
+    def shared(cls) -> "Dlib68Landmarks":
+        """The process's instance for the current weight file (loaded once for both landmark metrics)."""
+        from ..features import shared_extractor
+
+        return shared_extractor(cls, ("dlib-shape-68",))
+
     @staticmethod
     def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Means of the two iBUG eye contours (points 36-41 and 42-47)."""
@@ -145,9 +152,9 @@ for _name, _feat, _norm, _avail, _summary, _backend in (
          "RetinaFace 5-point landmark l1 error SR vs HR, pixels at 64 px (Fig. 10)", "retinaface"),
         ("landmark-retinaface-nio", lambda device="cpu": RetinaFaceLandmarks(device), True, _RETINA,
          "RetinaFace 5-point landmark l1 error / HR inter-ocular distance", "retinaface"),
-        ("landmark-dlib68", lambda device="cpu": Dlib68Landmarks(), False, _DLIB68,
+        ("landmark-dlib68", lambda device="cpu": Dlib68Landmarks.shared(), False, _DLIB68,
          "dlib 68-point landmark l1 error SR vs HR, pixels at 64 px (offline backend)", "dlib"),
-        ("landmark-dlib68-nio", lambda device="cpu": Dlib68Landmarks(), True, _DLIB68,
+        ("landmark-dlib68-nio", lambda device="cpu": Dlib68Landmarks.shared(), True, _DLIB68,
          "dlib 68-point landmark l1 error / HR inter-ocular distance (offline backend)", "dlib")):
     METRICS.register(_name, MetricSpec(
         name=_name, factory=lambda device="cpu", _f=_feat, _n=_norm: LandmarkError(_f(device), _n),
