@@ -1,9 +1,14 @@
-"""Concurrency of the per-image stages. CPU-bound per-image work spread over worker processes: dlib's HOG detector, 68-point landmarks and
+"""Concurrency of the per-image stages.
+
+CPU-bound per-image work spread over worker processes: dlib's HOG detector, 68-point landmarks and
 face descriptor each run on one core, and they are most of a CPU run. A class opts in with
 ``cpu_parallel = True`` (it must rebuild from its dataclass fields, or take no arguments); inside
 ``with worker_pool(n):`` its ``extract`` / ``score_images`` / ``score_pairs`` calls are split over ``n``
 processes, each holding one instance per class. Values are computed per image exactly as in one
-process, so results are identical (tested); outside a pool, or for one worker, nothing changes."""
+process, so results are identical (tested); outside a pool, or for one worker, nothing changes.
+
+:func:`prefetched` decodes the next batch in a thread while the current one runs; :func:`to_device`
+copies a batch to a GPU through pinned memory."""
 from __future__ import annotations
 
 import dataclasses
