@@ -523,8 +523,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  ["eager", "fast"] if s else ["eager", "fast", "compiled"]))
     part("training run", lambda: part_training_run(dev, faces, 0.0 if s else max(20.0, 0.25 * clock.left()),
                                                    batch, width, args.out, chunk=2 if s else 25))
-    part("metric throughput", lambda: part_metric_throughput(dev, load_faces(faces_dir, 4 if s else 1024), tmp,
-                                                             6 if s else 2500, repeat=1 if s else 2))
+    part("metric throughput", lambda: part_metric_throughput(dev, load_faces(faces_dir, 2 if s else 1024), tmp,
+                                                             4 if s else 2500, repeat=1 if s else 2))
     rep["seconds"] = args.budget_s - clock.left()
     tag = "smoke" if s else (rep["parts"]["env"].get("result", {}).get("gpu", dev).replace(" ", "-"))
     stem = f"gpu_check_{tag}_{_dt.date.today().isoformat()}"
