@@ -204,7 +204,6 @@ def part_metric_agreement(dev: str, faces: list) -> dict[str, Any]:
 def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, Callable[[str], Any]]:
     """Every SR method that can run here, built from random official-layout files (baselines) or from
     a fresh training engine's export (SCGAN, LRGAN retrained, CycleGAN): name -> make(device)."""
-    import torch
     from baseline_weights import (codeformer_state_dict, gfpgan_clean_state_dict, gfpgan_v1_state_dict,
                                   hifacegan_state_dict, lightning, lrgan_state_dict, restoreformer_state_dict,
                                   rrdb_state_dict, save)
@@ -224,8 +223,7 @@ def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, C
         if W.status(asset).state != "verified":
             path = save(obj, wdir / W.ASSETS.get(asset).filename)
             W.register_sha256(asset, hashlib.sha256(path.read_bytes()).hexdigest())
-    hr = torch.from_numpy(__import__("numpy").stack(faces[:8])).permute(0, 3, 1, 2).contiguous()
-    lr = torch.nn.functional.avg_pool2d(hr.float(), 4).round().to(torch.uint8)
+    hr, lr = _train_data(faces, 8)
     for variant in ("scgan", "lrgan", "cyclegan", "cyclegan-16"):  # a fresh engine's SR export: random init
         out = tmp / "runs" / variant
         eng = Engine(TrainConfig(variant=variant, width=width, batch_size=2, out=str(out), progress=False), hr, lr)

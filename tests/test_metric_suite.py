@@ -3,7 +3,6 @@ on real faces from ../shared/data."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
