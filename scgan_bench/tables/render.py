@@ -62,8 +62,10 @@ def run_values(run: Path) -> tuple[dict[Cell, Value], dict[Cell, str]]:
     if summary.exists():
         with open(summary, newline="") as f:
             for r in csv.DictReader(f):
-                if r["status"] != "ok":
-                    reasons[Cell(r["dataset"], r["method"], r["metric"])] = f"{r['status']}: {r['note']}"
+                if r["status"] != "ok":  # a note that already says "method X unavailable: ..." is kept as is
+                    said = r["note"].startswith(f"method {r['method']} ")
+                    reasons[Cell(r["dataset"], r["method"], r["metric"])] = (r["note"] if said
+                                                                             else f"{r['status']}: {r['note']}")
     return values, reasons
 
 
@@ -79,8 +81,8 @@ def missing_reason(cell: Cell, reasons: dict[Cell, str], number: int) -> str:
         why = PLANNED.get(cell.method)
         return f"method {cell.method} is not implemented in scgan-bench yet" + (f": {why}" if why else "")
     avail = METHODS.get(cell.method).availability()
-    if not avail.ok:
-        return f"method {cell.method} unavailable: {avail.reason}"
+    if not avail.ok:  # named as the run names it (gfpgan -> gfpgan-v1.3), so one cause is one footnote
+        return f"method {METHODS.canonical(cell.method)} unavailable: {avail.reason}"
     return f"not in this run: `scgan-bench run --table {number}` computes it"
 
 
