@@ -9,13 +9,17 @@ Parts (each timed, each failure recorded and the next part run):
    GPU vs on the CPU (differences in 8-bit levels for SR outputs, relative for features); one bf16
    training step's losses vs fp32 from the same weights and batch;
 3. SCGAN's training step at batch 64 and released width, side by side: eager fp32, bf16 +
-   channels_last (fast), fast + torch.compile of the generator (compiled): ms/step, samples/s,
-   TFLOP/s (FLOPs counted by torch), % of the measured peak, the full recipe's projected hours, peak
-   memory;
-4. a real training run of SCGAN on the faces for a share of the budget (fast mode) and its loss curve;
-5. metric throughput: images/s of each GPU feature network on all faces at once, and a whole
+   channels_last (fast), and last of all fast + torch.compile of the generator (compiled; compiling
+   may take minutes): ms/step, samples/s, TFLOP/s (FLOPs counted by torch), % of the measured peak,
+   the full recipe's projected hours, peak memory;
+4. metric throughput: images/s of each GPU feature network on all faces at once, and a whole
    ``scgan-bench run`` over a folder of ~2,500 faces with every GPU metric, beside torch-fidelity's
-   own ``calculate_metrics`` on the same folders (FID / KID must be equal).
+   own ``calculate_metrics`` on the same folders (FID / KID must be equal);
+5. a real training run of SCGAN on the faces for 40 % of the remaining budget (fast mode) and its
+   loss curve.
+
+The report is rewritten after every part, so a call cut off at its time limit still brings back
+everything that finished.
 
 Networks whose official weights are absent (no network on the device machine) run with random
 weights saved in the official key layout (speed and CUDA-vs-CPU agreement do not depend on the
@@ -339,18 +343,22 @@ def part_train_speed(dev: str, faces: list, batch: int, width: float, steps: int
 
 def part_training_run(dev: str, faces: list, seconds: float, batch: int, width: float, out: Path,
                       chunk: int = 25) -> dict[str, Any]:
-    """A real SCGAN run on the faces (fast mode) for ``seconds``: its log and loss curve."""
+    """A real SCGAN run on the faces (fast mode) for about ``seconds``: ``chunk`` steps to measure the
+    pace, then one resumed run of the steps that fit (two checkpoints in all); its log and loss curve."""
     from scgan_bench.figures import training_curves
 
     hr, lr = _train_data(faces, max(len(faces), batch * 2))
     e = _engine(dev, "fast", batch, width, hr, lr, epochs=10_000, log_every=chunk)
     run = Path(e.cfg.out)
     t0 = time.perf_counter()
-    steps = 0
-    while steps == 0 or time.perf_counter() - t0 < seconds:
-        e.cfg.max_steps = steps + chunk
-        e.fit(run, resume=steps > 0)
-        steps = e.global_step
+    e.cfg.max_steps = chunk
+    e.fit(run)
+    pace = (time.perf_counter() - t0) / chunk
+    more = int((seconds - (time.perf_counter() - t0)) / pace)
+    if more > 0:
+        e.cfg.max_steps = chunk + more
+        e.fit(run, resume=True)
+    steps = e.global_step
     sec = time.perf_counter() - t0
     png = training_curves(run / "log.csv")
     (out / "gpu_check_loss_curve.png").write_bytes(png)
@@ -445,7 +453,8 @@ def summary(rep: dict[str, Any]) -> list[str]:
     p = rep["parts"]
     out = ["| what | value | goal |", "|---|---|---|"]
     env = p.get("env", {}).get("result", {})
-    speed = p.get("train speed", {}).get("result", {}).get("modes", {})
+    speed = {**p.get("train speed", {}).get("result", {}).get("modes", {}),
+             **p.get("train speed compiled", {}).get("result", {}).get("modes", {})}
     for mode, r in speed.items():
         if "ms_per_step" in r:
             pct = 100 * r["tflops"] / env["bf16_matmul_tflops"] if env.get("bf16_matmul_tflops") else float("nan")
@@ -473,6 +482,19 @@ def summary(rep: dict[str, Any]) -> list[str]:
     if failed:
         out.append(f"| parts that failed | {', '.join(failed)} | none |")
     return out
+
+
+def write_report(rep: dict[str, Any], out: Path, dev: str) -> str:
+    """``gpu_check_<card>_<date>.{json,md}`` under ``out`` (and ``$OUT`` with the loss curve); the stem."""
+    tag = "smoke" if rep["smoke"] else rep["parts"].get("env", {}).get("result", {}).get("gpu", dev).replace(" ", "-")
+    stem = f"gpu_check_{tag}_{_dt.date.today().isoformat()}"
+    (out / f"{stem}.json").write_text(json.dumps(rep, indent=1, default=str))
+    (out / f"{stem}.md").write_text(markdown(rep))
+    if os.environ.get("OUT"):
+        for p in (out / f"{stem}.json", out / f"{stem}.md", out / "gpu_check_loss_curve.png"):
+            if p.exists():
+                shutil.copy(p, Path(os.environ["OUT"]) / p.name)
+    return stem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -510,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 (a failed part is reported; the others still run)
             rep["parts"][name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
         rep["parts"][name]["seconds"] = time.perf_counter() - t
+        write_report(rep, args.out, dev)  # after every part: a call cut off at its limit still returns this much
         print(f"gpu-check: {name}: {'failed' if 'error' in rep['parts'][name] else 'done'} in "
               f"{rep['parts'][name]['seconds']:.1f} s ({clock.left():.0f} s of the budget left)", flush=True)
 
@@ -517,22 +540,16 @@ def main(argv: list[str] | None = None) -> int:
     part("metric agreement", lambda: part_metric_agreement(dev, faces))
     part("method agreement", lambda: part_method_agreement(dev, faces, tmp, 2 if s else 16, width))
     part("bf16 losses", lambda: part_bf16_losses(dev, faces, batch, width))
-    part("train speed", lambda: part_train_speed(dev, faces, batch, width, 1 if s else max(5, int(clock.left() / 30)),
-                                                 ["eager", "fast"] if s else ["eager", "fast", "compiled"]))
-    part("training run", lambda: part_training_run(dev, faces, 0.0 if s else max(20.0, 0.25 * clock.left()),
-                                                   batch, width, args.out, chunk=2 if s else 25))
+    steps = 1 if s else 10
+    part("train speed", lambda: part_train_speed(dev, faces, batch, width, steps, ["eager", "fast"]))
     part("metric throughput", lambda: part_metric_throughput(dev, load_faces(faces_dir, 2 if s else 1024), tmp,
                                                              4 if s else 2500, repeat=1 if s else 2))
+    part("training run", lambda: part_training_run(dev, faces, 0.0 if s else max(20.0, 0.4 * clock.left()),
+                                                   batch, width, args.out, chunk=2 if s else 25))
+    if not s:  # last: compiling may take minutes, and what ran before is already in the report
+        part("train speed compiled", lambda: part_train_speed(dev, faces, batch, width, steps, ["compiled"]))
     rep["seconds"] = args.budget_s - clock.left()
-    tag = "smoke" if s else (rep["parts"]["env"].get("result", {}).get("gpu", dev).replace(" ", "-"))
-    stem = f"gpu_check_{tag}_{_dt.date.today().isoformat()}"
-    text = markdown(rep)
-    (args.out / f"{stem}.json").write_text(json.dumps(rep, indent=1, default=str))
-    (args.out / f"{stem}.md").write_text(text)
-    if os.environ.get("OUT"):
-        for p in (args.out / f"{stem}.json", args.out / f"{stem}.md", args.out / "gpu_check_loss_curve.png"):
-            if p.exists():
-                shutil.copy(p, Path(os.environ["OUT"]) / p.name)
+    stem = write_report(rep, args.out, dev)
     print("\n".join(summary(rep)))
     print(f"report: {args.out / stem}.md (+ .json)")
     return 0 if not any("error" in v for v in rep["parts"].values()) else 1
