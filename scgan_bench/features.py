@@ -19,7 +19,8 @@ from tqdm import tqdm
 from . import parallel
 from .image_io import atomic_write_bytes, read_image
 from .interfaces import FeatureExtractor
-from .manifest import iter_chunks, stable_hash
+from .manifest import stable_hash
+from .shard import SINGLE, Shard
 
 
 def _load(path: Path) -> dict[str, tuple[str, np.ndarray]]:
@@ -42,30 +43,68 @@ def cache_name(extractor: FeatureExtractor) -> str:
     return f"{stable_hash(extractor.key if not loaded else {'extractor': extractor.key, **loaded})}.npz"
 
 
+def _save(path: Path, rows: Mapping[str, tuple[str, np.ndarray]], key: Any) -> None:
+    ids = sorted(rows)
+    buf = io.BytesIO()
+    np.savez(buf, ids=np.array(ids), shas=np.array([rows[i][0] for i in ids]),
+             feats=np.stack([rows[i][1] for i in ids]), key=np.array(key))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _parts(path: Path) -> list[Path]:
+    """The per-rank part files of a cache (``<name>.part-R-of-W.npz``) that a sharded run left."""
+    return sorted(path.parent.glob(f"{path.stem}.part-*-of-*.npz"))
+
+
 def cached_features(extractor: FeatureExtractor, images: Mapping[str, tuple[Path, str]], cache_dir: Path,
-                    *, batch_size: int | None = None, desc: str = "", progress: bool = True) -> dict[str, np.ndarray]:
+                    *, batch_size: int | None = None, desc: str = "", progress: bool = True,
+                    shard: Shard = SINGLE) -> dict[str, np.ndarray]:
     """Features for ``images`` (``id -> (png path, png sha256)``), computing only missing rows (the
-    file is :func:`cache_name`). Batches of 256 images for an extractor on a GPU, 32 otherwise."""
+    file is :func:`cache_name`). Batches of 256 images for an extractor on a GPU, 32 otherwise.
+
+    Sharded (:mod:`.shard`): each rank extracts its batches into its own part file, rank 0 merges the
+    parts into the cache file and removes them, and only rank 0 gets the features (other ranks get
+    an empty dict). Rows of parts a killed sharded run left are reused."""
     if batch_size is None:
         batch_size = 256 if str(getattr(extractor, "device", "cpu")).startswith("cuda") else 32
     path = cache_dir / cache_name(extractor)
-    stored = _load(path)
-    todo = [i for i, (_, sha) in images.items() if i not in stored or stored[i][0] != sha]
-    bar = tqdm(total=len(todo), desc=desc, disable=None if progress else True, unit="img", leave=False)
-    for chunk, imgs in parallel.prefetched(iter_chunks(todo, batch_size),
-                                           lambda ids: [read_image(images[i][0]) for i in ids]):
+    stored: dict[str, tuple[str, np.ndarray]] = {}
+
+    def absorb_parts() -> None:
+        """Rank 0: the cache plus the rows of parts that this or an earlier (killed) sharded run left."""
+        parts = _parts(path)
+        stored.update(_load(path))
+        for part in parts:
+            stored.update(_load(part))
+        if parts:
+            _save(path, stored, extractor.key)
+            for part in parts:
+                part.unlink(missing_ok=True)
+
+    def plan() -> list[str]:
+        absorb_parts()
+        return [i for i, (_, sha) in images.items() if i not in stored or stored[i][0] != sha]
+
+    todo = shard.from_main(plan)  # every rank works from rank 0's view of the cache
+    batches = list(shard.own_batches(todo, batch_size))
+    new: dict[str, tuple[str, np.ndarray]] = {}
+    bar = tqdm(total=sum(map(len, batches)), desc=desc, disable=None if progress else True, unit="img", leave=False)
+    for chunk, imgs in parallel.prefetched(batches, lambda ids: [read_image(images[i][0]) for i in ids]):
         feats = parallel.call(extractor, "extract", imgs)
         for i, f in zip(chunk, feats):
-            stored[i] = (images[i][1], np.asarray(f, dtype=np.float64))
+            new[i] = (images[i][1], np.asarray(f, dtype=np.float64))
         bar.update(len(chunk))
     bar.close()
-    if todo:
-        ids = sorted(stored)
-        buf = io.BytesIO()
-        np.savez(buf, ids=np.array(ids), shas=np.array([stored[i][0] for i in ids]),
-                 feats=np.stack([stored[i][1] for i in ids]), key=np.array(extractor.key))
-        atomic_write_bytes(path, buf.getvalue())
-    return {i: stored[i][1] for i in images}
+    if shard.world == 1:
+        stored.update(new)
+        if todo:
+            _save(path, stored, extractor.key)
+        return {i: stored[i][1] for i in images}
+    if new:
+        _save(path.with_name(f"{path.stem}.part-{shard.rank}-of-{shard.world}.npz"), new, extractor.key)
+    shard.barrier()  # every part is written
+    shard.from_main(absorb_parts)
+    return {i: stored[i][1] for i in images} if shard.main else {}
 
 
 _SHARED: dict[tuple, Any] = {}

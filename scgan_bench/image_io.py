@@ -161,8 +161,11 @@ _FILE_MODE = _file_mode()
 
 # Fault injection for the resume tests: ``SCGAN_BENCH_KILL_AFTER_WRITES=N`` ends the process
 # (exit 137, like SIGKILL) after N completed atomic writes; ``N:torn`` ends it during write N+1, after
-# the temporary file is written and before the rename.
-_KILL_SPEC = os.environ.get("SCGAN_BENCH_KILL_AFTER_WRITES", "")
+# the temporary file is written and before the rename; ``...@R`` ends only the process of torchrun
+# rank R (a sharded run losing one rank).
+_KILL_SPEC, _, _KILL_RANK = os.environ.get("SCGAN_BENCH_KILL_AFTER_WRITES", "").partition("@")
+if _KILL_RANK and _KILL_RANK != os.environ.get("RANK", "0"):
+    _KILL_SPEC = ""
 _writes_done = 0
 
 

@@ -33,6 +33,7 @@ from .prepare import Failure, PreparedDataset, prepare_dataset
 from .registries import DATASETS, METHODS, METRICS, load_plugins
 from .runlock import run_lock
 from .scoring import MetricUnavailable, score_method, score_set
+from .shard import SINGLE, Shard
 from .store import remove_temp_files
 from .summary import Cell, count_notes, notes_csv, results_csv, summary_csv, summary_markdown
 from .superres import run_method
@@ -131,20 +132,41 @@ def validate(cfg: RunConfig) -> None:
     max_pixels_limit()  # a bad $SCGAN_BENCH_MAX_PIXELS is a usage error now, not a failure per image
 
 
-def run_benchmark(cfg: RunConfig) -> RunResult:
+def run_benchmark(cfg: RunConfig, shard: Shard | None = None) -> RunResult:
     """Run the whole benchmark; an identical second call recomputes nothing. The run folder is
-    locked for the duration (:mod:`.runlock`): a second run on it stops (or waits, ``cfg.wait``)."""
+    locked for the duration (:mod:`.runlock`): a second run on it stops (or waits, ``cfg.wait``).
+    Under torchrun the ranks share the work (:mod:`.shard`; ``shard`` defaults to torchrun's world)
+    and every rank returns the same result; rank 0 holds the lock and writes the folder's files."""
+    from contextlib import ExitStack
+
+    from .shard import from_environment
+
     validate(cfg)
-    device = resolve_device(cfg.device)
+    shard = from_environment() if shard is None else shard
+    device = shard_device(resolve_device(cfg.device), shard)
     out = Path(cfg.out)
-    with run_lock(out, wait=cfg.wait):
-        remove_temp_files(out)  # what interrupted atomic writes left (we hold the folder alone)
+    with ExitStack() as lock:
+        def take_lock() -> None:
+            lock.enter_context(run_lock(out, wait=cfg.wait))
+            remove_temp_files(out)  # what interrupted atomic writes left (we hold the folder alone)
+
+        shard.from_main(take_lock)
         try:
             with worker_pool(cfg.workers):  # dlib's one-core metrics over --workers processes
-                return _run_locked(cfg, out, device)
+                return _run_locked(cfg, out, device, shard)
         except BaseException as exc:
-            _mark_stopped(out, exc)
+            if shard.main:
+                _mark_stopped(out, exc)
             raise
+
+
+def shard_device(device: str, shard: Shard) -> str:
+    """A rank's device: ``cuda`` under torchrun is ``cuda:LOCAL_RANK`` (one GPU per rank)."""
+    if shard.world == 1 or not device.startswith("cuda"):
+        return device
+    from .training.engine import rank_device
+
+    return str(rank_device(device))
 
 
 class StageLog:
@@ -188,7 +210,7 @@ def _mark_stopped(out: Path, exc: BaseException) -> None:
         pass  # the disk that failed the run may fail this too; the exception still reaches the caller
 
 
-def _prepare_all(cfg: RunConfig, out: Path, log: StageLog) -> list[PreparedDataset]:
+def _prepare_all(cfg: RunConfig, out: Path, log: StageLog, shard: Shard = SINGLE) -> list[PreparedDataset]:
     """Prepare every dataset; the ones that cannot be read (missing, wrong layout) are reported
     together, with the generic folder datasets as the alternative."""
     prepared, problems = [], []
@@ -199,7 +221,7 @@ def _prepare_all(cfg: RunConfig, out: Path, log: StageLog) -> list[PreparedDatas
                                             options=cfg.dataset_options.get(name),
                                             degradation=cfg.degradations.get(name), limit=cfg.limit,
                                             workers=cfg.workers, accept_data_changes=cfg.accept_data_changes,
-                                            progress=cfg.progress))
+                                            progress=cfg.progress, shard=shard))
             p = prepared[-1]
             log.done("prepare", name, len(p.records), time.perf_counter() - t, decoded=p.recomputed,
                      failed=len([f for f in p.failures if f.dataset == name]))
@@ -214,27 +236,35 @@ def _prepare_all(cfg: RunConfig, out: Path, log: StageLog) -> list[PreparedDatas
     return prepared
 
 
-def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
+def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -> RunResult:
     from .accumulate import merge, previous
 
+    if not shard.main:  # one voice: rank 0 shows progress and stage lines, and writes the folder's files
+        from dataclasses import replace
+
+        cfg = replace(cfg, progress=False)
     started = time.time()
-    earlier = {} if cfg.only_this_run else previous(out)
+    earlier = {} if cfg.only_this_run or not shard.main else previous(out)
     meta: dict[str, Any] = {"status": "running", "config": _jsonable(asdict(cfg)),
                             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             "versions": _versions(), "datasets": {}, "methods": {}, "metrics": {}}
+    if shard.world > 1:
+        meta["shards"] = shard.world
     last = {k: v for k, v in earlier.get("meta", {}).items() if k != "last_complete"}
     # what the folder's CSVs describe, kept until this invocation replaces them
-    atomic_write_text(out / "run.json", json.dumps({**meta, "last_complete": last} if last else meta, indent=1,
-                                                   default=str))
+    if shard.main:
+        atomic_write_text(out / "run.json", json.dumps({**meta, "last_complete": last} if last else meta, indent=1,
+                                                       default=str))
 
     failures: list[Failure] = []
     recomputed = {"images_prepared": 0, "images_super_resolved": 0, "metric_values": 0}
-    log = StageLog()
-    prepared = _prepare_all(cfg, out, log)
+    log = StageLog(None if shard.main else io.StringIO())
+    prepared = _prepare_all(cfg, out, log, shard)
     for p in prepared:
         name = p.name
         failures += p.failures
-        _write_if_changed(p.dir / "ids.txt", "".join(f"{i}\n" for i in p.records))  # for export-lr
+        if shard.main:
+            _write_if_changed(p.dir / "ids.txt", "".join(f"{i}\n" for i in p.records))  # for export-lr
         recomputed["images_prepared"] += p.recomputed
         meta["datasets"][name] = {"kind": p.kind, "key": p.key, "images": len(p.records),
                                   "manifest_items": len(p.manifest), "manifest_sha256": p.manifest.digest(),
@@ -268,7 +298,7 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                                  "reason": avail.reason, "backend": spec.backend}
     meta["weights"] = _weights_in_use()
     get_metric = _metric_builder(device)
-    references = _references(cfg, prepared, metric_specs, failures)
+    references = _references(cfg, prepared, metric_specs, failures, shard)
     meta["references"] = {k: v if isinstance(v, str) else v.name for k, v in references.items()}
 
     rows: list[tuple[str, str, str, str, float]] = []
@@ -288,7 +318,7 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                 continue
             t = time.perf_counter()
             srr = run_method(method, data, out, fingerprint=method.fingerprint(),
-                             batch_size=cfg.batch_size, device=device, progress=cfg.progress)
+                             batch_size=cfg.batch_size, device=device, progress=cfg.progress, shard=shard)
             log.done("sr", f"{data.name} {mname}", len(srr.records), time.perf_counter() - t, computed=srr.recomputed,
                      failed=len(srr.failures))
             failures += srr.failures
@@ -303,7 +333,7 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
             applicable = {n: s for n, s in metric_specs.items() if data.kind == "synthetic" or not s.needs_hr}
             per_image = {n: s for n, s in applicable.items() if s.kind == "image"}
             t = time.perf_counter()
-            values, mfail = score_method(data, srr, per_image, out, get_metric, progress=cfg.progress)
+            values, mfail = score_method(data, srr, per_image, out, get_metric, progress=cfg.progress, shard=shard)
             failures += mfail
             if per_image:
                 log.done("metrics", f"{data.name} {mname} {','.join(per_image)}",
@@ -331,11 +361,17 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
                 else:
                     t = time.perf_counter()
                     cells.append(_score_set_cell(data, srr, k, spec, out, get_metric, references,
-                                                 rows, failures, recomputed, cfg.progress))
+                                                 rows, failures, recomputed, cfg.progress, shard))
                     log.done("metric", f"{data.name} {mname} {k}", cells[-1].n, time.perf_counter() - t,
                              status=cells[-1].status)
 
     n_images = {p.name: len(p.records) for p in prepared}
+    empty = [_empty_reason(p) for p in prepared if not p.records]
+    if not shard.main:  # rank 0 writes the outputs; the others wait for them and end as it does
+        shard.barrier()
+        if empty:
+            raise UsageError("no image could be scored for " + "; ".join(empty))
+        return RunResult(out, cells, failures, recomputed, unavailable, summary_markdown(cells, {}, n_images, {}))
     meta["kept_from_earlier_runs"] = [list(k) for k in merge(earlier, out, meta, cells, rows, note_rows, failures,
                                                                n_images)]
     for d, m in {(d, m) for d, m, _, _ in note_rows} - set(note_counts):
@@ -349,7 +385,6 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
     atomic_write_text(out / "summary.csv", summary_csv(cells), durable=True)
     atomic_write_text(out / "summary.md", md, durable=True)
     atomic_write_text(out / "failures.csv", failures_csv(failures), durable=True)
-    empty = [_empty_reason(p) for p in prepared if not p.records]
     log.done("write", "results.csv, summary, failures.csv", len(rows), time.perf_counter() - t, cells=len(cells))
     meta["stages"] = log.rows
     meta.update(status="failed" if empty else "complete", outputs_written=True,
@@ -359,6 +394,7 @@ def _run_locked(cfg: RunConfig, out: Path, device: str) -> RunResult:
     if empty:
         meta["error"] = "; ".join(empty)
     atomic_write_text(out / "run.json", json.dumps(meta, indent=1, default=str), durable=True)
+    shard.barrier()
     if empty:
         raise UsageError("no image could be scored for " + "; ".join(empty) + f" (the other datasets' results are in "
                          f"{out / 'summary.md'}; every failure in {out / 'failures.csv'})")
@@ -406,12 +442,12 @@ def _cell(data: PreparedDataset, method: str, metric: str, **kw: Any) -> Cell:
 
 
 def _score_set_cell(data: PreparedDataset, srr, name: str, spec, out: Path, get_metric, references,
-                    rows: list, failures: list, recomputed: dict, progress: bool) -> Cell:
+                    rows: list, failures: list, recomputed: dict, progress: bool, shard: Shard = SINGLE) -> Cell:
     ref = references.get(data.name) if spec.reference == "hr-set" else None
     if spec.reference == "hr-set" and isinstance(ref, str):
         return _cell(data, srr.method, name, status="unavailable", note=ref)
     try:
-        sv, sfail = score_set(data, srr, name, spec, out, get_metric, ref, progress=progress)
+        sv, sfail = score_set(data, srr, name, spec, out, get_metric, ref, progress=progress, shard=shard)
     except MetricUnavailable as exc:
         return _cell(data, srr.method, name, status="unavailable", note=str(exc))
     except (ValueError, RuntimeError) as exc:
@@ -457,7 +493,7 @@ def _metric_builder(device: str):
 
 
 def _references(cfg: RunConfig, prepared: list[PreparedDataset], metric_specs: Mapping[str, Any],
-                failures: list[Failure]) -> dict[str, Any]:
+                failures: list[Failure], shard: Shard = SINGLE) -> dict[str, Any]:
     """The HR set each dataset's FID/KID compare against: its own HR (synthetic sets) or a configured
     HR dataset (real sets; prepared here if it is not part of the run). A reason string when none."""
     out: dict[str, Any] = {}
@@ -478,7 +514,7 @@ def _references(cfg: RunConfig, prepared: list[PreparedDataset], metric_specs: M
                 by_name[ref] = prepare_dataset(ref, out=cfg.out, seed=cfg.seed, root=cfg.roots.get(ref),
                                                options=cfg.dataset_options.get(ref), limit=cfg.limit,
                                                workers=cfg.workers, progress=cfg.progress,
-                                               accept_data_changes=cfg.accept_data_changes)
+                                               accept_data_changes=cfg.accept_data_changes, shard=shard)
                 failures += by_name[ref].failures
             except UsageError as exc:
                 out[p.name] = f"reference set {ref} for {p.name} unavailable: {exc}"

@@ -21,6 +21,7 @@ from .image_io import atomic_write_bytes, encode_png
 from .interfaces import Dataset, SourceItem
 from .manifest import Manifest, check_integrity, sha256_bytes
 from .registries import DATASETS, load_plugins
+from .shard import SINGLE, Shard
 from .store import files_intact, prepare_stage_dir, read_record, safe_name, write_record
 
 PREP_VERSION = 1
@@ -146,8 +147,10 @@ def _map(fn: Callable, args: Sequence[tuple], workers: int, desc: str, progress:
 def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None,
                     options: Mapping[str, Any] | None = None, degradation: str | None = None,
                     limit: int | None = None, workers: int = 1, accept_data_changes: bool = False,
-                    progress: bool = True) -> PreparedDataset:
-    """Run stage 1 for dataset ``name``; see the module docstring."""
+                    progress: bool = True, shard: Shard = SINGLE) -> PreparedDataset:
+    """Run stage 1 for dataset ``name``; see the module docstring. Under a sharded run (:mod:`.shard`)
+    each rank hashes and prepares its own part; rank 0 keeps the folder's key and the integrity lock;
+    every rank returns the whole result."""
     load_plugins()
     spec = DATASETS.get(name)
     options = dict(options or {})
@@ -166,7 +169,7 @@ def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None
     ddir = out / "data" / name
     key_obj = {"dataset": name, "kind": ds.kind, "options": dict(ds.options()),
                "degradation": deg_cfg, "seed": seed if deg_name else None, "prep_version": PREP_VERSION}
-    key, _ = prepare_stage_dir(ddir, key_obj)
+    key, _ = shard.from_main(lambda: prepare_stage_dir(ddir, key_obj))
     job = DatasetJob(name, dict(ds.options()), str(root) if root else None, deg_name, seed, str(ddir))
     result = PreparedDataset(name, ds.kind, ddir, key, manifest, degradation=deg_cfg)
     result.failures += [Failure("annotation", name, "", "-", src, why) for src, why in manifest.rejected]
@@ -174,26 +177,39 @@ def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None
     sources = list(dict.fromkeys(it.source for it in manifest.items))
     digests: dict[str, str | None] = {}
     errors: dict[str, str] = {}
-    for src, digest, err in _map(_digest_one, [(job, SourceItem("", s)) for s in sources], workers,
+    for src, digest, err in _map(_digest_one, [(job, SourceItem("", s)) for s in shard.own(sources)], workers,
                                  f"{name}: hash sources", progress, threads=True):
         digests[src] = digest
         if err:
             errors[src] = err
-    check_integrity(name, root, digests, errors, accept_changes=accept_data_changes)
+    if shard.world > 1:
+        parts = shard.gather((digests, errors))
+        digests = {s: d for part, _ in parts for s, d in part.items()}
+        digests = {s: digests[s] for s in sources}
+        errors = {s: e for _, part in parts for s, e in part.items()}
+    shard.from_main(lambda: check_integrity(name, root, digests, errors, accept_changes=accept_data_changes))
 
+    def cached(it: SourceItem) -> dict[str, Any] | None:
+        rec = read_record(ddir / "records" / f"{safe_name(it.id)}.json")
+        ok = (rec is not None and rec.get("source_sha256") == digests[it.source] and rec.get("source") == it.source
+              and files_intact(ddir, rec, ("lr", "hr")))
+        return rec if ok else None
+
+    readable = [it for it in manifest.items if digests[it.source] is not None]
+    found = {it.id: cached(it) for it in shard.own(readable)}  # each rank checks its part of the cache
+    if shard.world > 1:
+        found = {k: v for part in shard.gather(found) for k, v in part.items()}
     todo: list[tuple] = []
     for it in manifest.items:
         if digests[it.source] is None:
             result.failures.append(Failure("load", name, "", it.id, it.source, errors[it.source]))
-            continue
-        rec = read_record(ddir / "records" / f"{safe_name(it.id)}.json")
-        if (rec is not None and rec.get("source_sha256") == digests[it.source] and rec.get("source") == it.source
-                and files_intact(ddir, rec, ("lr", "hr"))):
-            result.records[it.id] = rec
+        elif found[it.id] is not None:
+            result.records[it.id] = found[it.id]
         else:
             todo.append((job, it, digests[it.source]))
     by_id = {it.id: it for it in manifest.items}
-    for image_id, rec, err in _map(_process_safe, todo, workers, f"{name}: prepare", progress):
+    done = list(_map(_process_safe, shard.own(todo), workers, f"{name}: prepare", progress))
+    for image_id, rec, err in (r for part in shard.gather(done) for r in part) if shard.world > 1 else done:
         if rec is None:
             result.failures.append(Failure("load", name, "", image_id, by_id[image_id].source, err))
         else:

@@ -19,8 +19,9 @@ from . import parallel
 from .features import cached_features
 from .image_io import atomic_write_text, read_image
 from .interfaces import MetricSpec, NoReferenceMetric, PairedMetric
-from .manifest import iter_chunks, stable_hash
+from .manifest import stable_hash
 from .prepare import Failure, PreparedDataset
+from .shard import SINGLE, Shard
 from .superres import SRResult
 
 
@@ -92,9 +93,11 @@ def _decode(v: float | str) -> float:
 
 def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, MetricSpec],
                  out: Path, get_metric: Callable[[str], Any], *, batch_size: int = 64,
-                 progress: bool = True) -> tuple[dict[str, MetricValues], list[Failure]]:
+                 progress: bool = True, shard: Shard = SINGLE) -> tuple[dict[str, MetricValues], list[Failure]]:
     """Compute (or reuse) every per-image metric in ``metrics`` for every SR image of ``sr``;
-    ``get_metric(name)`` builds a metric once per run (only when a value is missing)."""
+    ``get_metric(name)`` builds a metric once per run (only when a value is missing). Sharded
+    (:mod:`.shard`): each rank scores its batches, rank 0 writes the metric files; every rank returns
+    every value."""
     mdir = out / "metrics" / data.name / sr.method
     stored: dict[str, dict[str, list]] = {}
     need: dict[str, list[str]] = {}
@@ -120,7 +123,9 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
     failures: list[Failure] = []
     need_sets = {k: set(v) for k, v in need.items()}
     todo = [i for i in sr.records if any(i in s for s in need_sets.values())]
-    bar = tqdm(total=len(todo), desc=f"{data.name}: {sr.method}: metrics", disable=None if progress else True,
+    batches = list(shard.own_batches(todo, batch_size))
+    new: dict[str, dict[str, list]] = {name: {} for name in metrics}  # this rank's values
+    bar = tqdm(total=sum(map(len, batches)), desc=f"{data.name}: {sr.method}: metrics", disable=None if progress else True,
                unit="img", leave=False)
     paired = [n for n, spec in metrics.items() if spec.needs_hr]
 
@@ -130,7 +135,7 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
                if any(i in need_sets[n] for n in paired) and data.records[i].get("hr")}
         return srs, hrs
 
-    for chunk, (srs, hrs) in parallel.prefetched(iter_chunks(todo, batch_size), load):  # next decodes meanwhile
+    for chunk, (srs, hrs) in parallel.prefetched(batches, load):  # next decodes meanwhile
         for name, spec in metrics.items():
             ids = [i for i in chunk if i in need_sets[name]]
             if not ids:
@@ -152,16 +157,22 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
                     failures.append(Failure("metric", data.name, sr.method, i, name, v))
                     continue
                 hr_sha = data.records[i]["hr_sha256"] if spec.needs_hr else None
-                stored[name][i] = [_encode(v), sr.records[i]["sr_sha256"], hr_sha]
-                results[name].recomputed += 1
+                new[name][i] = [_encode(v), sr.records[i]["sr_sha256"], hr_sha]
         bar.update(len(chunk))
     bar.close()
+    parts = shard.gather((new, failures, broken)) if shard.world > 1 else [(new, failures, broken)]
+    failures = [f for _, fails, _ in parts for f in fails]
+    broken = {k: v for *_, b in parts for k, v in b.items()}
+    for part, _, _ in parts:
+        for name, values in part.items():
+            stored[name].update(values)
+            results[name].recomputed += len(values)
     for name, spec in metrics.items():
         if name in broken:
             results[name].unavailable = broken[name]
             continue
         keep = {i: stored[name][i] for i in sr.records if i in stored[name]}
-        if results[name].recomputed or keep.keys() != stored[name].keys():
+        if shard.main and (results[name].recomputed or keep.keys() != stored[name].keys()):
             atomic_write_text(mdir / f"{name}.json", json.dumps(
                 {"metric": name, "version": spec.version, "fingerprint": fingerprints[name],
                  "higher_is_better": spec.higher_is_better, "convention": spec.convention, "values": keep},
@@ -184,9 +195,10 @@ def _images(data: PreparedDataset, ids, field_: str) -> dict[str, tuple[Path, st
 
 def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, out: Path,
               get_metric: Callable[[str], Any], reference: PreparedDataset | None, *,
-              progress: bool = True) -> tuple[SetValues, list[Failure]]:
+              progress: bool = True, shard: Shard = SINGLE) -> tuple[SetValues, list[Failure]]:
     """A set metric for one (dataset, method): features from the cache, the value reused when no
-    input image changed (then no model is even loaded)."""
+    input image changed (then no model is even loaded). Sharded (:mod:`.shard`): every rank extracts
+    its batches of features, rank 0 merges them and computes the value; every rank returns it."""
     sr_imgs = {i: (sr.dir / r["sr"], r["sr_sha256"]) for i, r in sr.records.items()}
     if spec.reference == "paired":
         ref_imgs, ref_name = _images(data, sr.records, "hr"), data.name
@@ -202,27 +214,40 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
                        "sr": sorted((i, s) for i, (_, s) in sr_imgs.items()),
                        "hr": sorted((i, s) for i, (_, s) in ref_imgs.items())}, 32)
     path = out / "metrics" / data.name / sr.method / f"{name}.json"
-    try:
-        old = json.loads(path.read_text())
-        if old.get("key") == key:
-            return SetValues(name, {i: _decode(v) for i, v in old["per_image"].items()},
-                             {k: _decode(v) for k, v in old["values"].items()}), []
-    except FileNotFoundError:
-        pass
-    except (ValueError, KeyError, TypeError, AttributeError, OSError):
-        pass  # a damaged file: recompute
-    metric = get_metric(name)
+
+    def stored() -> SetValues | None:
+        try:
+            old = json.loads(path.read_text())
+            if old.get("key") == key:
+                return SetValues(name, {i: _decode(v) for i, v in old["per_image"].items()},
+                                 {k: _decode(v) for k, v in old["values"].items()})
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
+            pass  # a damaged file: recompute
+        return None
+
+    old = shard.from_main(stored)
+    if old is not None:
+        return old, []
+    if shard.world > 1:  # rank 0 builds it first: a metric it cannot build stops every rank with its reason
+        shard.from_main(lambda: type(get_metric(name)).__name__)
+    metric = get_metric(name)  # this rank's own instance, on its own device
     feats_sr = cached_features(metric.extractor, sr_imgs, out / "features" / data.name / sr.method,
-                               desc=f"{data.name}: {sr.method}: {name} features", progress=progress)
+                               desc=f"{data.name}: {sr.method}: {name} features", progress=progress, shard=shard)
     feats_ref = cached_features(metric.extractor, ref_imgs, out / "features" / ref_name / "hr",
-                                desc=f"{ref_name}: HR: {name} features", progress=progress)
-    per, values = metric.compute(feats_sr, feats_ref)
-    per = per or {}
-    failures = [Failure("metric", data.name, sr.method, i, name, "no value (e.g. no face detected)")
-                for i in sr.records if per and i not in per]
-    atomic_write_text(path, json.dumps(
-        {"metric": name, "version": spec.version, "fingerprint": fingerprint, "key": key, "reference": ref_name,
-         "higher_is_better": spec.higher_is_better, "convention": spec.convention,
-         "per_image": {i: _encode(v) for i, v in per.items()},
-         "values": {k: _encode(v) for k, v in values.items()}}, sort_keys=True))
-    return SetValues(name, per, values, recomputed=True), failures
+                                desc=f"{ref_name}: HR: {name} features", progress=progress, shard=shard)
+
+    def compute() -> tuple[SetValues, list[Failure]]:
+        per, values = metric.compute(feats_sr, feats_ref)
+        per = per or {}
+        failures = [Failure("metric", data.name, sr.method, i, name, "no value (e.g. no face detected)")
+                    for i in sr.records if per and i not in per]
+        atomic_write_text(path, json.dumps(
+            {"metric": name, "version": spec.version, "fingerprint": fingerprint, "key": key, "reference": ref_name,
+             "higher_is_better": spec.higher_is_better, "convention": spec.convention,
+             "per_image": {i: _encode(v) for i, v in per.items()},
+             "values": {k: _encode(v) for k, v in values.items()}}, sort_keys=True))
+        return SetValues(name, per, values, recomputed=True), failures
+
+    return shard.from_main(compute)

@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from .image_io import atomic_write_bytes, encode_png, read_image
 from .interfaces import AnnotatingMethod, IdAwareMethod, ReferenceMethod, SRMethod
-from .manifest import iter_chunks, sha256_bytes
+from .manifest import sha256_bytes
 from .parallel import prefetched, to_device
 from .prepare import Failure, PreparedDataset
+from .shard import SINGLE, Shard
 from .store import files_intact, prepare_stage_dir, read_record, safe_name, write_record
 
 
@@ -84,20 +85,32 @@ def _upscale_checked(method: SRMethod | ReferenceMethod | AnnotatingMethod | IdA
 
 
 def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: Path, *, fingerprint: Mapping[str, Any],
-               batch_size: int = 32, device: str = "cpu", progress: bool = True) -> SRResult:
-    """Stage 2 for one (dataset, method); see the module docstring."""
+               batch_size: int = 32, device: str = "cpu", progress: bool = True, shard: Shard = SINGLE) -> SRResult:
+    """Stage 2 for one (dataset, method); see the module docstring. Sharded (:mod:`.shard`): each rank
+    checks its part of the cache and super-resolves its batches; every rank returns the whole result."""
     sdir = out / "sr" / data.name / method.name
-    key, _ = prepare_stage_dir(sdir, {"method": dict(fingerprint), "dataset": data.name,
-                                      "quantisation": "round(clamp(x,0,1)*255) uint8 PNG"})
+    key, _ = shard.from_main(lambda: prepare_stage_dir(sdir, {
+        "method": dict(fingerprint), "dataset": data.name, "quantisation": "round(clamp(x,0,1)*255) uint8 PNG"}))
     res = SRResult(data.name, method.name, sdir, key)
-    todo: list[str] = []
-    for image_id, drec in data.records.items():
+
+    def cached(image_id: str) -> dict[str, Any] | None:
         rec = read_record(sdir / "records" / f"{safe_name(image_id)}.json")
-        if rec is not None and rec.get("lr_sha256") == drec["lr_sha256"] and files_intact(sdir, rec, ("sr",)):
-            res.records[image_id] = rec
+        ok = rec is not None and rec.get("lr_sha256") == data.records[image_id]["lr_sha256"] and \
+            files_intact(sdir, rec, ("sr",))
+        return rec if ok else None
+
+    found = {i: cached(i) for i in shard.own(list(data.records))}
+    if shard.world > 1:
+        found = {k: v for part in shard.gather(found) for k, v in part.items()}
+    todo: list[str] = []
+    for image_id in data.records:
+        if found[image_id] is not None:
+            res.records[image_id] = found[image_id]
         else:
             todo.append(image_id)
-    bar = tqdm(total=len(todo), desc=f"{data.name}: {method.name}", disable=None if progress else True,
+    mine = res if shard.world == 1 else SRResult(data.name, method.name, sdir, key)
+    batches = list(shard.own_batches(todo, batch_size))
+    bar = tqdm(total=sum(map(len, batches)), desc=f"{data.name}: {method.name}", disable=None if progress else True,
                unit="img", leave=False)
     oracle = isinstance(method, ReferenceMethod)
     def load(chunk: list[str]) -> tuple[list, list]:
@@ -108,7 +121,7 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
     def hr_batch(items: list) -> torch.Tensor | None:
         return to_device(to_tensor(items), device) if oracle else None
 
-    for chunk, (lrs, hrs) in prefetched(iter_chunks(todo, batch_size), load):  # next chunk decodes meanwhile
+    for chunk, (lrs, hrs) in prefetched(batches, load):  # next chunk decodes meanwhile
         try:
             srs, notes = _upscale_checked(method, to_device(to_tensor(lrs), device), hr_batch(hrs), chunk, data.name)
             outs, errs = list(srs), [""] * len(chunk)
@@ -130,8 +143,8 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
                         errs.append(f"{type(exc1).__name__}: {exc1}")
         for image_id, sr, err, note in zip(chunk, outs, errs, notes):
             if sr is None:
-                res.failures.append(Failure("sr", data.name, method.name, image_id,
-                                            data.records[image_id]["lr"], err))
+                mine.failures.append(Failure("sr", data.name, method.name, image_id,
+                                             data.records[image_id]["lr"], err))
                 continue
             png = encode_png(np.ascontiguousarray(sr))
             name = safe_name(image_id)
@@ -141,10 +154,15 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
             if note:
                 rec["notes"] = note
             write_record(sdir / "records" / f"{name}.json", rec)
-            res.records[image_id] = rec
-            res.recomputed += 1
+            mine.records[image_id] = rec
+            mine.recomputed += 1
         bar.update(len(chunk))
     bar.close()
+    if shard.world > 1:  # every rank's new records and failures, for every rank
+        for part in shard.gather((mine.records, mine.failures, mine.recomputed)):
+            res.records.update(part[0])
+            res.failures += part[1]
+            res.recomputed += part[2]
     order = list(data.records)
     res.records = {i: res.records[i] for i in order if i in res.records}
     return res
