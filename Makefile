@@ -22,8 +22,9 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 # Debian packages some tests use, installed here when running as root (CI); otherwise those tests
-# skip with the install command: headless Chromium (the HTML report test) and pdflatex with booktabs,
-# xcolor, graphicx and multirow (the LaTeX compile test).
+# skip with the install command: headless Chromium (the HTML report test), pdflatex with booktabs,
+# xcolor, graphicx and multirow (the LaTeX compile test), and Slurm with munge (the reproduce test starts
+# a one-node cluster as root).
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 os-packages:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
@@ -33,6 +34,10 @@ os-packages:
 		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && $(APT_INSTALL) --no-install-recommends \
 		texlive-latex-recommended texlive-latex-extra >/dev/null; } || \
 		echo "pdflatex not installed (needs root): the LaTeX compile test will skip"
+	@{ command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1; } || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && $(APT_INSTALL) --no-install-recommends \
+		slurm-wlm munge >/dev/null; } || \
+		echo "slurm-wlm / munge not installed (needs root): the Slurm executor test will skip"
 
 test: $(STAMP) os-packages
 	$(BIN)/pytest

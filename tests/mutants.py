@@ -290,7 +290,7 @@ MUTANTS = [
            "return replace(spec, columns=spec.columns + tuple((m, m) for m in extras))", "return spec",
            "table --extra-methods adds no column to Table 5"),
     Mutant("runs-replace-results", "scgan_bench/pipeline.py",
-           "earlier = {} if cfg.only_this_run else previous(out)", "earlier = {}",
+           "earlier = {} if cfg.only_this_run or not shard.main else previous(out)", "earlier = {}",
            "a rerun with another method drops the earlier methods' results"),
     Mutant("kept-despite-new-fingerprint", "scgan_bench/accumulate.py",
            'if m in meta["methods"] and meta["methods"][m].get("fingerprint") != pm.get("methods", {}).get(m, {}).get(',

@@ -15,9 +15,9 @@ import pytest
 
 from scgan_bench.shard import SINGLE, Shard, world_from_env
 
-from sb_testdata import HR_FACES, need
+from sb_testdata import HR_FACES, SHARED, need
 
-SHARED_WEIGHTS = Path(__file__).resolve().parents[1] / ".." / "shared" / "weights"
+SHARED_WEIGHTS = SHARED / "weights"
 
 
 def test_shards_split_work_as_one_process_batches_it():

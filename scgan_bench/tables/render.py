@@ -130,6 +130,8 @@ class Rendered:
     rank: list[list[int]]          # 0 = none
     notes: dict[str, int]          # reason -> footnote number
     substitutions: list[str] = field(default_factory=list)
+    #: every cell by its table keys: dataset, method, metric, and the raw run value (None: missing)
+    cells: list[dict] = field(default_factory=list)
 
     def csv(self) -> str:
         buf = io.StringIO()
@@ -171,7 +173,8 @@ class Rendered:
         return json.dumps({"number": self.spec.number, "title": self.spec.title, "header": self.header,
                            "lead_columns": lead, "rows": self.rows, "rank": self.rank,
                            "notes": [[k, n] for n, k in self.notes.items()], "substitutions": self.substitutions,
-                           "conventions": self.conventions()}, ensure_ascii=False, indent=1) + "\n"
+                           "conventions": self.conventions(), "cells": self.cells}, ensure_ascii=False,
+                          indent=1) + "\n"
 
     def latex(self) -> str:
         from .latex import render_latex
@@ -195,12 +198,14 @@ def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] 
     group_of = {r: label for label, keys in spec.groups for r in keys}
     header = ((["Dataset"] if spec.groups else []) + [spec.row_header] + [lab for lab, _ in spec.extra_columns]
               + [lab for _, lab in spec.columns])
-    rows, rank_rows = [], []
+    rows, rank_rows, raw = [], [], []
     for r, label in spec.rows:
         lead = ([group_of.get(r, "")] if spec.groups else []) + [label] + [ex[r] for _, ex in spec.extra_columns]
         cells, rrow = [], [0] * len(lead)
         for c, _ in spec.columns:
             cell = spec.cell(r, c)
+            raw.append({"dataset": cell.dataset, "method": cell.method, "metric": cell.metric,
+                        "value": values[cell].value if cell in values else None})
             if cell in values:
                 txt = fmt(cell, values[cell])
                 if paper is not None and cell in paper:
@@ -220,7 +225,7 @@ def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] 
                 rrow.append(0)
         rows.append(lead + cells)
         rank_rows.append(rrow)
-    return Rendered(spec, header, rows, rank_rows, notes)
+    return Rendered(spec, header, rows, rank_rows, notes, cells=raw)
 
 
 def table_spec(number: int | str) -> TableSpec:

@@ -607,7 +607,7 @@ class Engine:
                             writer.add_scalar(f"train/{k}", v, meta["step"])
             pending.clear()
 
-        done = False
+        done = bool(cfg.max_steps and self.global_step >= cfg.max_steps)  # a resumed run already at its budget
         while self.epoch <= cfg.epochs and not done:
             t0 = time.perf_counter()
             while self.step_in_epoch < spe:
