@@ -47,7 +47,7 @@ SMOKE_LIMIT = 16
 TRAINED_BASELINES = {"cyclegan": ("cyclegan", "cyclegan"), "lrgan-retrained": ("lrgan", "lrgan")}
 
 #: Training FLOPs per step at the recipe's batch size and full width, counted with torch's FlopCounterMode by
-#: ``python benchmarks/plan_flops.py`` (hardware-independent; the projection below divides by a throughput)
+#: ``python benchmarks/train_step.py`` (hardware-independent; the projection below divides by a throughput)
 TRAIN_FLOPS_PER_STEP = {"scgan": 1.82e13, "lrgan": 4.56e12, "cyclegan": 8.41e10}
 #: The sustained training throughput the projection assumes until ``benchmarks/gpu_check.py`` has measured one
 #: (bf16 on one H100: about 10 % of its 989 TFLOP/s dense peak, usual for 64 px convolution stacks)
@@ -248,7 +248,7 @@ def build_plan(out: Path, tables: Sequence[int], *, smoke: bool = False, variant
                     str(out / "results")))
     train_hours = sum(j.hours or 0 for j in jobs)
     how = "measured step time" if basis == {"measured"} else (
-        f"projection: training FLOPs per step (benchmarks/plan_flops.py) x steps / an assumed {ASSUMED_TFLOPS:g} "
+        f"projection: training FLOPs per step (benchmarks/train_step.py) x steps / an assumed {ASSUMED_TFLOPS:g} "
         "TFLOP/s sustained per GPU; pass --step-seconds METHOD=S from benchmarks/gpu_check.py to use a measurement")
     return Plan(out, list(tables), smoke, jobs, covers, uncovered,
                 {"datasets": {k: v for k, v in dmap.items() if k != v}, "metrics": kmap},

@@ -27,7 +27,8 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks",
          "tests/test_baselines.py", "tests/test_training.py", "tests/test_own_method.py", "tests/test_run_status.py",
          "tests/test_latex.py", "tests/test_tables.py",
-         "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process"]
+         "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",
+         "tests/test_sharded.py", "tests/test_reproduce.py"]
 
 
 @dataclass(frozen=True)
@@ -344,6 +345,25 @@ MUTANTS = [
            "enc.append(block(cin, b[i], downsample=i % 2 == 0))",
            "enc.append(block(cin, b[i], downsample=i % 2 == 1))",
            "D_HL's encoder pools in the other blocks"),
+    # sharded evaluation and the reproduction plan (tests/test_sharded.py, tests/test_reproduce.py)
+    Mutant("shard-every-batch", "scgan_bench/shard.py", "if k % self.world == self.rank:", "if True:",
+           "every rank takes every batch (work done twice, files written by two ranks)"),
+    Mutant("shard-parts-not-merged", "scgan_bench/features.py", "    shard.from_main(absorb_parts)\n",
+           "    shard.barrier()\n", "rank 0 never merges the ranks' feature parts"),
+    Mutant("shard-error-only-on-rank-0", "scgan_bench/shard.py", "raise original if self.main else value",
+           "raise original if self.main else RankStopped(str(value))",
+           "the other ranks get another exception type than rank 0 (they would leave its code path)"),
+    Mutant("plan-done-ignores-rerun-deps", "scgan_bench/reproduce.py",
+           'read_state(plan.out, dep).get("finished_ts", 0) > st.get("started_ts", 0)', "False",
+           "a job stays done after a job it needs ran again"),
+    Mutant("plan-reference-copy-wins", "scgan_bench/reproduce.py", "if d == src.name or d not in owner:",
+           "if d not in owner:", "a test set gathered from another set's reference copy"),
+    Mutant("plan-slurm-no-dependency", "scgan_bench/executors.py",
+           "deps = sorted({ids[d] for d in j.deps if d in ids})", "deps = []",
+           "evaluation submitted without afterok on its training"),
+    Mutant("plan-eval-without-deps", "scgan_bench/reproduce.py",
+           'deps = [f"train-{m}" for m in methods if f"train-{m}" in train_ids]', "deps = []",
+           "evaluation jobs that do not wait for their training"),
 ]
 
 
@@ -362,7 +382,10 @@ def make_copy(dst: Path) -> None:
 
 # the tests most likely to catch a mutation of a file run first (-x stops at the first failure)
 FIRST = (("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/test_metric_suite.py")),
-         ("scgan_bench/features.py", ("tests/test_metric_references.py",)),
+         ("scgan_bench/features.py", ("tests/test_sharded.py", "tests/test_metric_references.py")),
+         ("scgan_bench/shard.py", ("tests/test_sharded.py",)),
+         ("scgan_bench/reproduce.py", ("tests/test_reproduce.py",)),
+         ("scgan_bench/executors.py", ("tests/test_reproduce.py",)),
          ("scgan_bench/networks/", ("tests/test_metric_references.py",)),
          ("scgan_bench/scoring.py", ("tests/test_metric_references.py", "tests/test_reliability.py")),
          ("scgan_bench/runlock.py", ("tests/test_reliability.py",)),

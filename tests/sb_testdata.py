@@ -228,3 +228,47 @@ def assert_compiles(tex_file: Path, workdir: Path) -> None:
     over = [float(x) for x in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too (?:wide|high)\)", log)]
     assert not [x for x in over if x > 1.0], f"{tex_file}: overfull boxes {over}"
     assert "Missing character" not in log, tex_file
+
+
+class MeanColour:
+    """A feature extractor for the sharding tests: each image's mean colour (records what it saw)."""
+
+    key = "mean-colour-test"
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.seen: list[list[int]] = []
+
+    def extract(self, images):
+        self.seen.append([int(im[0, 0, 0]) for im in images])
+        return [im.reshape(-1, 3).mean(0) for im in images]
+
+
+def shard_features_worker(rank: int, world: int, port: int, tmp: str, images: dict) -> None:
+    """One rank of a 2-process gloo :func:`scgan_bench.features.cached_features` call with ``Shard``; rank 0
+    saves every rank's batches, its features, the cache folder's files and how ``from_main`` errors arrive."""
+    import torch
+    import torch.distributed as dist
+
+    from scgan_bench.features import cached_features
+    from scgan_bench.shard import Shard
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    shard = Shard(rank, world)
+    ex = MeanColour()
+    feats = cached_features(ex, images, Path(tmp) / "cache", batch_size=4, progress=False, shard=shard)
+    try:
+        shard.from_main(lambda: int("not a number"))
+        raised = "nothing"
+    except ValueError as exc:
+        raised = f"{type(exc).__name__}: {exc}"
+    seen = shard.gather(ex.seen)
+    raised_all = shard.gather(raised)
+    if rank == 0:
+        torch.save({"seen": seen, "raised": raised_all, "feats": {k: torch.from_numpy(v) for k, v in feats.items()},
+                    "files": sorted(p.name for p in (Path(tmp) / "cache").iterdir())}, Path(tmp) / "rank0.pt")
+    else:
+        assert feats == {}
+    dist.barrier()
+    dist.destroy_process_group()

@@ -235,3 +235,39 @@ def test_smoke_plan_resubmitted_through_a_real_slurm_redoes_what_is_not_done(smo
         assert test.returncode == 0, test.stdout + test.stderr
         assert test.stdout.count("to start at") == 4 and not X.queue_states(["1", "2", "3", "4", "5", "6", "7", "8"])
         assert not (tmp_path / "other" / "slurm" / "submitted.json").exists()
+
+
+def test_slurm_submission_chains_dependencies_and_skips_done_or_queued_jobs(tmp_path, monkeypatch):
+    """Fast, with stand-in sbatch / squeue on PATH (the real Slurm runs in the slow test below)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    (bin_dir / "sbatch").write_text(f"""#!/bin/bash
+n=$(( $(cat {calls} 2>/dev/null | wc -l) + 100 ))
+echo "$@" >> {calls}
+echo "$n"
+""")
+    queued = tmp_path / "queued.txt"
+    queued.write_text("")
+    (bin_dir / "squeue").write_text(f"#!/bin/bash\ncat {queued}\n")
+    for f in ("sbatch", "squeue"):
+        (bin_dir / f).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    plan = R.build_plan(tmp_path / "p", [1], smoke=True, variants=["scgan", "scgan-fc"])
+    _state(plan.out, plan.job("train-scgan"), "done", 1.0, 2.0)  # done: not submitted, no dependency on it
+    ids = X.submit_slurm(plan, X.SlurmOptions(gpus_per_job=0), say=lambda s: None)
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 4 and lines[0].endswith("train-array.sbatch")  # one array: train-scgan-fc alone
+    assert "IDS=(train-scgan-fc)" in (plan.out / "slurm" / "train-array.sbatch").read_text()
+    assert ids["train-scgan-fc"] == "100_0"
+    assert "--dependency=afterok:100_0" in lines[1] and lines[1].endswith("eval-demo.sbatch")
+    assert "--dependency=afterok:100_0" in lines[2] and lines[2].endswith("eval-demo-real.sbatch")
+    assert f"--dependency=afterok:{ids['eval-demo']}:{ids['eval-demo-real']}" in lines[3]
+    assert json.loads((plan.out / "slurm" / "submitted.json").read_text()) == ids
+    # submitted again while the tables job is still queued and the rest ran: nothing is submitted twice
+    queued.write_text(f"{ids['tables']} PENDING\n")
+    for k, j in enumerate(("train-scgan-fc", "eval-demo", "eval-demo-real")):
+        _state(plan.out, plan.job(j), "done", 3.0 + 2 * k, 4.0 + 2 * k)
+    said: list[str] = []
+    X.submit_slurm(plan, X.SlurmOptions(gpus_per_job=0), say=said.append)
+    assert len(calls.read_text().splitlines()) == 4 and any("still queued" in s for s in said)
