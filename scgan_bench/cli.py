@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--datasets", default=None, help="comma-separated dataset names")
     r.add_argument("--table", default=None, help="run what the paper's Table N needs (1-7)")
     r.add_argument("--methods", default="bicubic", help="comma-separated method names or 'all'")
-    r.add_argument("--metrics", default="psnr,ssim", help="comma-separated metric names or 'all'")
+    r.add_argument("--metrics", default="psnr,ssim", help="comma-separated metric names, 'all', or a preset "
+                                                          "(preset:scgan, preset:bfr-synthetic, preset:ntire-rwfr)")
     r.add_argument("--out", type=Path, default=Path("results/latest"),
                    help="run folder (also the cache: rerunning recomputes nothing)")
     _add_run_options(r)
@@ -286,6 +287,7 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .methods.folder import expand_folder_methods
+    from .metrics.presets import expand as expand_presets
     from .pipeline import RunConfig, run_benchmark
     from .registries import DATASETS, METHODS, METRICS, load_plugins
 
@@ -315,7 +317,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["SCGAN_BENCH_FOLLOW_LINKS"] = "1"
     cfg = RunConfig(
         datasets=DATASETS.resolve_list(args.datasets), methods=METHODS.resolve_list(expand_folder_methods(args.methods)),
-        metrics=METRICS.resolve_list(args.metrics), out=args.out, seed=args.seed,
+        metrics=METRICS.resolve_list(expand_presets(args.metrics.split(","), lambda m: m in METRICS,
+                                                    lambda s: print(s, file=sys.stderr))),
+        out=args.out, seed=args.seed,
         workers=args.workers, batch_size=args.batch_size, device=args.device, limit=args.limit,
         roots={k: Path(v) for k, v in _pairs(args.root, "--root").items()},
         degradations=_pairs(args.degradation, "--degradation"),
@@ -442,6 +446,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, why in PLUGIN_ERRORS.items():
             rows.append((f"plugin:{name}", why, "failed to load"))
     elif args.what == "metrics":
+        from .metrics.presets import PRESETS
+
+        for name, (what, members) in PRESETS.items():
+            todo = [m for m in members if m not in METRICS]
+            rows.append((f"preset:{name}", f"{what}: {', '.join(members)}"
+                         + (f"\nnot implemented yet: {', '.join(todo)}" if todo else ""), "preset"))
         for name, spec in METRICS.items():
             a = spec.availability()
             desc = f"{spec.arrow} {spec.summary} (v{spec.version}{', needs HR' if spec.needs_hr else ''})"

@@ -458,7 +458,8 @@ def _score_set_cell(data: PreparedDataset, srr, name: str, spec, out: Path, get_
     rows += [(data.name, srr.method, name, i, v) for i, v in sv.per_image.items()]
     rows += [(data.name, srr.method, name + (f":{k}" if k else ""), "*", v) for k, v in sv.values.items()]
     n = len(sv.per_image) or len(srr.records)
-    note = f"vs HR of {ref.name}" if ref is not None else ""
+    note = f"vs HR of {ref.name}" if ref is not None else (
+        "vs published reference statistics" if spec.reference == "stats" else "")
     return _cell(data, srr.method, name, values=tuple(sv.per_image.values()), set_value=sv.values[""],
                  set_std=sv.values.get("std"), n_set=n, n_failed=len(data.manifest) - n, note=note)
 

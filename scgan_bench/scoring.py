@@ -202,6 +202,8 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
     sr_imgs = {i: (sr.dir / r["sr"], r["sr_sha256"]) for i, r in sr.records.items()}
     if spec.reference == "paired":
         ref_imgs, ref_name = _images(data, sr.records, "hr"), data.name
+    elif spec.reference == "stats":  # published statistics inside the metric: no reference images
+        ref_imgs, ref_name = {}, "published statistics"
     else:
         if reference is None:
             raise ValueError(f"{name}: no HR reference set for {data.name}")
@@ -236,7 +238,8 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
     feats_sr = cached_features(metric.extractor, sr_imgs, out / "features" / data.name / sr.method,
                                desc=f"{data.name}: {sr.method}: {name} features", progress=progress, shard=shard)
     feats_ref = cached_features(metric.extractor, ref_imgs, out / "features" / ref_name / "hr",
-                                desc=f"{ref_name}: HR: {name} features", progress=progress, shard=shard)
+                                desc=f"{ref_name}: HR: {name} features", progress=progress,
+                                shard=shard) if ref_imgs else {}
 
     def compute() -> tuple[SetValues, list[Failure]]:
         per, values = metric.compute(feats_sr, feats_ref)

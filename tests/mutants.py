@@ -28,7 +28,7 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_baselines.py", "tests/test_training.py", "tests/test_own_method.py", "tests/test_run_status.py",
          "tests/test_latex.py", "tests/test_tables.py",
          "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",
-         "tests/test_sharded.py", "tests/test_reproduce.py"]
+         "tests/test_sharded.py", "tests/test_reproduce.py", "tests/test_fid_stats.py", "tests/test_presets.py"]
 
 
 @dataclass(frozen=True)
@@ -364,6 +364,12 @@ MUTANTS = [
     Mutant("plan-eval-without-deps", "scgan_bench/reproduce.py",
            'deps = [f"train-{m}" for m in methods if f"train-{m}" in train_ids]', "deps = []",
            "evaluation jobs that do not wait for their training"),
+    # FID against published statistics and presets (tests/test_fid_stats.py, tests/test_presets.py)
+    Mutant("fid-stats-biased-cov", "scgan_bench/metrics/fid_stats.py",
+           "return (self.ss - self.n * np.outer(mu, mu)) / (self.n - 1)",
+           "return (self.ss - self.n * np.outer(mu, mu)) / self.n", "the reference covariance divided by n"),
+    Mutant("preset-missing-silent", "scgan_bench/metrics/presets.py", "        if missing and say is not None:",
+           "        if False:", "a preset's missing metrics left out without a word"),
 ]
 
 
@@ -381,7 +387,9 @@ def make_copy(dst: Path) -> None:
 
 
 # the tests most likely to catch a mutation of a file run first (-x stops at the first failure)
-FIRST = (("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/test_metric_suite.py")),
+FIRST = (("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
+         ("scgan_bench/metrics/presets.py", ("tests/test_presets.py",)),
+         ("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/test_metric_suite.py")),
          ("scgan_bench/features.py", ("tests/test_sharded.py", "tests/test_metric_references.py")),
          ("scgan_bench/shard.py", ("tests/test_sharded.py",)),
          ("scgan_bench/reproduce.py", ("tests/test_reproduce.py",)),

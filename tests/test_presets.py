@@ -1,0 +1,36 @@
+"""Metric presets: expansion, the metrics a preset names but this version lacks, and the CLI."""
+from __future__ import annotations
+
+import pytest
+
+from scgan_bench.errors import UsageError
+from scgan_bench.metrics.presets import PRESETS, expand
+from scgan_bench.registries import METRICS, load_plugins
+
+
+def test_presets_expand_in_protocol_order_and_say_what_is_missing():
+    load_plugins()
+    said: list[str] = []
+    got = expand(["psnr", "preset:scgan", "fid"], lambda m: m in METRICS, said.append)
+    assert got == ["psnr", "fid", "kid", "lpips", "niqe", "hog-detect", "facenet-verif", "landmark-retinaface"]
+    assert said == []  # every metric of the paper is implemented
+    got = expand(["preset:bfr-synthetic"], lambda m: m in {"psnr", "lpips"}, said.append)
+    assert got == ["psnr", "lpips"]
+    assert said == ["preset:bfr-synthetic: not implemented in this version, left out: ssim, dists, ids-arcface, "
+                    "deg-arcface, lmd, fid-ffhq512"]
+    with pytest.raises(UsageError, match="preset:scgan"):
+        expand(["preset:nope"], lambda m: True)
+    assert {"scgan", "bfr-synthetic", "ntire-rwfr"} <= set(PRESETS)
+
+
+def test_run_takes_a_preset(tmp_path, capsys):
+    from scgan_bench.cli import main
+
+    code = main(["run", "--datasets", "demo", "--metrics", "preset:bfr-synthetic", "--limit", "2", "--quiet",
+                 "--device", "cpu", "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "psnr" in out and "ssim" in out
+    assert "left out: dists" in err
+    import json
+
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["metrics"][:3] == ["psnr", "ssim", "lpips"]
