@@ -459,6 +459,12 @@ def cmd_list(args: argparse.Namespace) -> int:
                 desc += f"\nbackend: {spec.backend}"
             if spec.caveat:
                 desc += f"\ncaveat: {spec.caveat}"
+            from .weights import ASSETS
+
+            licences = dict.fromkeys(ASSETS.get(w).license for w in getattr(spec.availability, "weights", ())
+                                     if w in ASSETS)
+            if licences:
+                desc += f"\nlicence of its model files: {'; '.join(licences)}"
             rows.append((name, desc, "available" if a.ok else f"unavailable: {a.reason}"))
     elif args.what == "variants":
         from .scgan.dataflow import equivalence_classes

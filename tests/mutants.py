@@ -28,7 +28,8 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_baselines.py", "tests/test_training.py", "tests/test_own_method.py", "tests/test_run_status.py",
          "tests/test_latex.py", "tests/test_tables.py",
          "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",
-         "tests/test_sharded.py", "tests/test_reproduce.py", "tests/test_fid_stats.py", "tests/test_presets.py"]
+         "tests/test_sharded.py", "tests/test_reproduce.py", "tests/test_fid_stats.py", "tests/test_presets.py",
+         "tests/test_arcface.py"]
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,21 @@ MUTANTS = [
            "return (self.ss - self.n * np.outer(mu, mu)) / self.n", "the reference covariance divided by n"),
     Mutant("preset-missing-silent", "scgan_bench/metrics/presets.py", "        if missing and say is not None:",
            "        if False:", "a preset's missing metrics left out without a word"),
+    # ArcFace identity (tests/test_arcface.py)
+    Mutant("arcface-stride-on-conv1", "scgan_bench/networks/iresnet.py",
+           "self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)", "self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)",
+           "the stage's stride on the block's first conv (torchvision's layout, not arcface_torch's)"),
+    Mutant("arcface-not-normalised", "scgan_bench/metrics/arcface.py",
+           "return torch.nn.functional.normalize(e, dim=1).cpu().numpy()", "return e.cpu().numpy()",
+           "embeddings compared without unit length"),
+    Mutant("arcface-angle-unclipped", "scgan_bench/metrics/arcface.py",
+           "return {i: float(np.clip(np.dot(sr[i], hr[i]), -1.0, 1.0)) for i in sorted(sr) if i in hr}",
+           "return {i: float(np.dot(sr[i], hr[i])) for i in sorted(sr) if i in hr}",
+           "an identical pair's cosine rounding above 1 makes its angle NaN"),
+    Mutant("arcface-template-swapped-eyes", "scgan_bench/metrics/arcface.py",
+           "FFHQ_512 = np.array([[192.98138, 239.94708], [318.90277, 240.1936],",
+           "FFHQ_512 = np.array([[318.90277, 240.1936], [192.98138, 239.94708],",
+           "the FFHQ template's eyes swapped (a mirrored warp)"),
 ]
 
 
@@ -388,6 +404,8 @@ def make_copy(dst: Path) -> None:
 
 # the tests most likely to catch a mutation of a file run first (-x stops at the first failure)
 FIRST = (("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
+         ("scgan_bench/metrics/arcface.py", ("tests/test_arcface.py",)),
+         ("scgan_bench/networks/iresnet.py", ("tests/test_arcface.py",)),
          ("scgan_bench/metrics/presets.py", ("tests/test_presets.py",)),
          ("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/test_metric_suite.py")),
          ("scgan_bench/features.py", ("tests/test_sharded.py", "tests/test_metric_references.py")),
