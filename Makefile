@@ -14,8 +14,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install $(TORCH_SPEC)
 	$(BIN)/python -m pip install -e '.[test]'
 	# pinned-ancient packages, installed without their pins (they run fine on current torch/numpy):
-	# facenet-pytorch for the FaceNet metrics, pyiqa for the NIQE cross-check in the tests
-	$(BIN)/python -m pip install --no-deps facenet-pytorch==2.6.0 pyiqa==0.1.16
+	# facenet-pytorch for the FaceNet metrics, pyiqa for the NIQE cross-check in the tests; DISTS-pytorch (MIT,
+	# 20 kB) ships DISTS' official weights.pt and is the reference the DISTS test compares with
+	$(BIN)/python -m pip install --no-deps facenet-pytorch==2.6.0 pyiqa==0.1.16 DISTS-pytorch==0.1
 	@$(BIN)/python -c "import torch; print('torch', torch.__version__)"
 	touch $(STAMP)
 

@@ -29,7 +29,7 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_latex.py", "tests/test_tables.py",
          "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",
          "tests/test_sharded.py", "tests/test_reproduce.py", "tests/test_fid_stats.py", "tests/test_presets.py",
-         "tests/test_arcface.py"]
+         "tests/test_arcface.py", "tests/test_dists.py"]
 
 
 @dataclass(frozen=True)
@@ -386,6 +386,12 @@ MUTANTS = [
            "FFHQ_512 = np.array([[192.98138, 239.94708], [318.90277, 240.1936],",
            "FFHQ_512 = np.array([[318.90277, 240.1936], [192.98138, 239.94708],",
            "the FFHQ template's eyes swapped (a mirrored warp)"),
+    # DISTS (tests/test_dists.py)
+    Mutant("dists-maxpool-kept", "scgan_bench/networks/dists.py",
+           "L2Pooling(CHANNELS[k - 1]) if i in (4, 9, 16, 23) else features[i]", "features[i]",
+           "VGG's max-pools kept instead of DISTS' L2 pooling"),
+    Mutant("dists-imagenet-std-skipped", "scgan_bench/networks/dists.py",
+           "h = (x - self.mean) / self.std", "h = x - self.mean", "inputs not divided by ImageNet's std"),
 ]
 
 
@@ -406,6 +412,8 @@ def make_copy(dst: Path) -> None:
 FIRST = (("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
          ("scgan_bench/metrics/arcface.py", ("tests/test_arcface.py",)),
          ("scgan_bench/networks/iresnet.py", ("tests/test_arcface.py",)),
+         ("scgan_bench/networks/dists.py", ("tests/test_dists.py",)),
+         ("scgan_bench/metrics/dists.py", ("tests/test_dists.py",)),
          ("scgan_bench/metrics/presets.py", ("tests/test_presets.py",)),
          ("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/test_metric_suite.py")),
          ("scgan_bench/features.py", ("tests/test_sharded.py", "tests/test_metric_references.py")),
