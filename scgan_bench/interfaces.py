@@ -186,8 +186,8 @@ class MetricSpec:
     availability: Callable[[], Availability] = Availability.yes
     #: "image" (per-image PairedMetric / NoReferenceMetric) or "set" (SetMetric)
     kind: str = "image"
-    #: for SetMetric: "paired" (this set's HR, by id), "hr-set" (an HR set: FID/KID) or "stats" (published
-    #: statistics the metric holds: no reference images)
+    #: for SetMetric: "paired" (this set's HR, by id), "lr" (this set's LR inputs, by id), "hr-set" (an HR
+    #: set: FID/KID) or "stats" (published statistics the metric holds: no reference images)
     reference: str = "paired"
     #: table scale, e.g. 100 for KID (printed x100 like the paper)
     display_scale: float = 1.0

@@ -204,6 +204,8 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
         ref_imgs, ref_name = _images(data, sr.records, "hr"), data.name
     elif spec.reference == "stats":  # published statistics inside the metric: no reference images
         ref_imgs, ref_name = {}, "published statistics"
+    elif spec.reference == "lr":  # each SR image against its own LR input (identity kept from the input)
+        ref_imgs, ref_name = _images(data, sr.records, "lr"), data.name
     else:
         if reference is None:
             raise ValueError(f"{name}: no HR reference set for {data.name}")
@@ -237,7 +239,8 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
     metric = get_metric(name)  # this rank's own instance, on its own device
     feats_sr = cached_features(metric.extractor, sr_imgs, out / "features" / data.name / sr.method,
                                desc=f"{data.name}: {sr.method}: {name} features", progress=progress, shard=shard)
-    feats_ref = cached_features(metric.extractor, ref_imgs, out / "features" / ref_name / "hr",
+    feats_ref = cached_features(metric.extractor, ref_imgs, out / "features" / ref_name /
+                                ("lr" if spec.reference == "lr" else "hr"),
                                 desc=f"{ref_name}: HR: {name} features", progress=progress,
                                 shard=shard) if ref_imgs else {}
 

@@ -29,7 +29,7 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_latex.py", "tests/test_tables.py",
          "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",
          "tests/test_sharded.py", "tests/test_reproduce.py", "tests/test_fid_stats.py", "tests/test_presets.py",
-         "tests/test_arcface.py", "tests/test_dists.py"]
+         "tests/test_arcface.py", "tests/test_dists.py", "tests/test_adaface.py"]
 
 
 @dataclass(frozen=True)
@@ -392,6 +392,12 @@ MUTANTS = [
            "VGG's max-pools kept instead of DISTS' L2 pooling"),
     Mutant("dists-imagenet-std-skipped", "scgan_bench/networks/dists.py",
            "h = (x - self.mean) / self.std", "h = x - self.mean", "inputs not divided by ImageNet's std"),
+    # AdaFace's LQ identity (tests/test_adaface.py)
+    Mutant("adaface-fed-rgb", "scgan_bench/metrics/adaface.py", "x = align_112(images).flip(1)",
+           "x = align_112(images)", "AdaFace fed RGB (it was trained on BGR)"),
+    Mutant("id-lq-against-hr", "scgan_bench/scoring.py",
+           'ref_imgs, ref_name = _images(data, sr.records, "lr"), data.name',
+           'ref_imgs, ref_name = _images(data, sr.records, "hr"), data.name', "the LR identity check reads HR images"),
 ]
 
 
@@ -414,6 +420,7 @@ FIRST = (("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
          ("scgan_bench/networks/iresnet.py", ("tests/test_arcface.py",)),
          ("scgan_bench/networks/dists.py", ("tests/test_dists.py",)),
          ("scgan_bench/metrics/dists.py", ("tests/test_dists.py",)),
+         ("scgan_bench/metrics/adaface.py", ("tests/test_adaface.py",)),
          ("scgan_bench/metrics/presets.py", ("tests/test_presets.py",)),
          ("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/test_metric_suite.py")),
          ("scgan_bench/features.py", ("tests/test_sharded.py", "tests/test_metric_references.py")),
@@ -421,7 +428,8 @@ FIRST = (("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
          ("scgan_bench/reproduce.py", ("tests/test_reproduce.py",)),
          ("scgan_bench/executors.py", ("tests/test_reproduce.py",)),
          ("scgan_bench/networks/", ("tests/test_metric_references.py",)),
-         ("scgan_bench/scoring.py", ("tests/test_metric_references.py", "tests/test_reliability.py")),
+         ("scgan_bench/scoring.py", ("tests/test_adaface.py", "tests/test_metric_references.py",
+                                     "tests/test_reliability.py")),
          ("scgan_bench/runlock.py", ("tests/test_reliability.py",)),
          ("scgan_bench/store.py", ("tests/test_reliability.py",)),
          ("datasets/", ("tests/test_reliability.py",)),

@@ -1,3 +1,3 @@
 """The metric suite. Each module registers its metrics with direction, version and requirements;
 `scgan-bench list metrics` shows which are available here and why not."""
-from . import arcface, dists, distribution, fid_stats, fidelity, identity, landmarks, niqe, perceptual  # noqa: F401
+from . import adaface, arcface, dists, distribution, fid_stats, fidelity, identity, landmarks, niqe, perceptual  # noqa: F401, E501
