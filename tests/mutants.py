@@ -29,7 +29,8 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_latex.py", "tests/test_tables.py",
          "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",
          "tests/test_sharded.py", "tests/test_reproduce.py", "tests/test_fid_stats.py", "tests/test_presets.py",
-         "tests/test_arcface.py", "tests/test_dists.py", "tests/test_adaface.py"]
+         "tests/test_arcface.py", "tests/test_dists.py", "tests/test_adaface.py",
+         "tests/test_lmd.py"]
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,11 @@ MUTANTS = [
     Mutant("id-lq-against-hr", "scgan_bench/scoring.py",
            'ref_imgs, ref_name = _images(data, sr.records, "lr"), data.name',
            'ref_imgs, ref_name = _images(data, sr.records, "hr"), data.name', "the LR identity check reads HR images"),
+    # LMD (tests/test_lmd.py)
+    Mutant("lmd-no-quarter-pixel", "scgan_bench/metrics/lmd.py",
+           "pts[j] += 0.25 * np.sign(", "pts[j] += 0.0 * np.sign(", "heatmap peaks without the quarter-pixel refinement"),
+    Mutant("lmd-box-shifted-down", "scgan_bench/metrics/lmd.py",
+           "size / 2.0 - 0.12 * size", "size / 2.0 + 0.12 * size", "face-alignment's box centre moved the wrong way"),
 ]
 
 
@@ -421,6 +427,8 @@ FIRST = (("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
          ("scgan_bench/networks/dists.py", ("tests/test_dists.py",)),
          ("scgan_bench/metrics/dists.py", ("tests/test_dists.py",)),
          ("scgan_bench/metrics/adaface.py", ("tests/test_adaface.py",)),
+         ("scgan_bench/metrics/lmd.py", ("tests/test_lmd.py",)),
+         ("scgan_bench/networks/fan.py", ("tests/test_lmd.py",)),
          ("scgan_bench/metrics/presets.py", ("tests/test_presets.py",)),
          ("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/test_metric_suite.py")),
          ("scgan_bench/features.py", ("tests/test_sharded.py", "tests/test_metric_references.py")),
