@@ -87,7 +87,7 @@ def test_lmd_in_a_run_equals_the_distance_and_the_file_is_checked(weights_dir, t
     bad = dict(sd)
     bad.pop("l3.bias")
     _install(weights_dir, bad)
-    with pytest.raises(UsageError, match="1 missing keys.*l3.bias"):
+    with pytest.raises(UsageError, match=r"official key layout: 1 missing \(l3.bias\)"):
         real(width=WIDTH)
     path = weights_dir / W.ASSETS.get(L.FAN_ASSET).filename
     data = bytearray(path.read_bytes())

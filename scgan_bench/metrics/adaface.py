@@ -30,6 +30,7 @@ def load_adaface(path: str | None = None, *, width: float = 1.0):
 
     import torch
 
+    from ..baselines.loading import load_strict
     from ..errors import UsageError
     from ..networks.adaface import IRBackbone
     from ..weights import resolve
@@ -46,17 +47,8 @@ def load_adaface(path: str | None = None, *, width: float = 1.0):
         raise UsageError(f"{r.path}: no state dict inside")
     model = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")} or \
         {k: v for k, v in sd.items() if not k.startswith("head.")}
-    net = IRBackbone(50, width=width)
-    ours = set(net.state_dict())
-    missing, unexpected = sorted(ours - set(model)), sorted(set(model) - ours)
-    if missing or unexpected:
-        raise UsageError(f"{r.path}: not an AdaFace IR-50 state dict: {len(missing)} missing keys "
-                         f"({', '.join(missing[:3])}), {len(unexpected)} unexpected ({', '.join(unexpected[:3])})")
-    try:
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in model.items()}, strict=True)
-    except RuntimeError as exc:
-        raise UsageError(f"{r.path}: tensors do not fit IR-50: {str(exc).splitlines()[-1].strip()}") from None
-    return net
+    model = {k: v.float() if v.is_floating_point() else v for k, v in model.items()}
+    return load_strict(IRBackbone(50, width=width), model, r.path, "AdaFace IR-50")
 
 
 class AdaFaceFeatures:

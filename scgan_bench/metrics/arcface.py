@@ -108,23 +108,13 @@ class ArcFaceFeatures:
 def load_arcface(path: str | None = None, *, width: float = 1.0):
     """The IResNet-100 of the release, its state dict checked key by key and loaded strictly (``width`` < 1:
     the tests' reduced copies of the official layout)."""
-    from ..errors import UsageError
+    from ..baselines.loading import load_strict
     from ..networks.iresnet import IResNet
     from ..weights import load_state_dict, strip_prefix
 
     sd, r = load_state_dict(ARCFACE_ASSET, path)
-    sd = strip_prefix(sd, "module.")
-    net = IResNet("r100", width=width)
-    ours = set(net.state_dict())
-    missing, unexpected = sorted(ours - set(sd)), sorted(set(sd) - ours)
-    if missing or unexpected:
-        raise UsageError(f"{r.path}: not an ArcFace IResNet-100 state dict: {len(missing)} missing keys "
-                         f"({', '.join(missing[:3])}), {len(unexpected)} unexpected ({', '.join(unexpected[:3])})")
-    try:
-        net.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
-    except RuntimeError as exc:
-        raise UsageError(f"{r.path}: tensors do not fit IResNet-100: {str(exc).splitlines()[-1].strip()}") from None
-    return net
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in strip_prefix(sd, "module.").items()}
+    return load_strict(IResNet("r100", width=width), sd, r.path, "ArcFace IResNet-100")
 
 
 def _cosines(sr: Mapping[str, np.ndarray], hr: Mapping[str, np.ndarray]) -> dict[str, float]:

@@ -75,23 +75,12 @@ def decode(heatmaps: np.ndarray, size: int) -> np.ndarray:
 
 def load_fan(path: str | None = None, *, width: float = 1.0):
     """2DFAN-4 from the release's state dict, strictly."""
-    from ..errors import UsageError
+    from ..baselines.loading import load_strict
     from ..networks.fan import FAN
     from ..weights import load_state_dict, strip_prefix
 
     sd, r = load_state_dict(FAN_ASSET, path)
-    sd = strip_prefix(sd, "module.")
-    net = FAN(4, width=width)
-    ours = set(net.state_dict())
-    missing, unexpected = sorted(ours - set(sd)), sorted(set(sd) - ours)
-    if missing or unexpected:
-        raise UsageError(f"{r.path}: not a 2DFAN-4 state dict: {len(missing)} missing keys ({', '.join(missing[:3])}), "
-                         f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})")
-    try:
-        net.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        raise UsageError(f"{r.path}: tensors do not fit 2DFAN-4: {str(exc).splitlines()[-1].strip()}") from None
-    return net
+    return load_strict(FAN(4, width=width), strip_prefix(sd, "module."), r.path, "2DFAN-4")
 
 
 class FANLandmarks:
