@@ -137,12 +137,16 @@ def run_benchmark(cfg: RunConfig, shard: Shard | None = None) -> RunResult:
     locked for the duration (:mod:`.runlock`): a second run on it stops (or waits, ``cfg.wait``).
     Under torchrun the ranks share the work (:mod:`.shard`; ``shard`` defaults to torchrun's world)
     and every rank returns the same result; rank 0 holds the lock and writes the folder's files."""
-    from contextlib import ExitStack
-
-    from .shard import from_environment
+    from .shard import session
 
     validate(cfg)
-    shard = from_environment() if shard is None else shard
+    with session(shard) as shard:
+        return _run_sharded(cfg, shard)
+
+
+def _run_sharded(cfg: RunConfig, shard: Shard) -> RunResult:
+    from contextlib import ExitStack
+
     device = shard_device(resolve_device(cfg.device), shard)
     out = Path(cfg.out)
     with ExitStack() as lock:

@@ -21,6 +21,7 @@ every rank finished. One process is the world of size 1 (:data:`SINGLE`): nothin
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Iterator, Sequence, TypeVar
@@ -112,6 +113,22 @@ def world_from_env(env: dict[str, str] | None = None) -> tuple[int, int]:
     if world < 1 or not 0 <= rank < world:
         raise UsageError(f"RANK={rank} is not a rank of WORLD_SIZE={world}")
     return rank, world
+
+
+@contextmanager
+def session(shard: Shard | None = None) -> Iterator[Shard]:
+    """The shard of this process for the block (:func:`from_environment` unless given); a process group it
+    started is destroyed at the end, so no rank exits with gloo's threads still running (which aborts the
+    process: "terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    started = shard is None and world_from_env()[1] > 1 and dist.is_available() and not dist.is_initialized()
+    shard = from_environment() if shard is None else shard
+    try:
+        yield shard
+    finally:
+        if started and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def from_environment() -> Shard:
