@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from .errors import UsageError
 from .image_io import atomic_write_text
-from .reproduce import Job, Plan, is_done, log_path, python_command, read_state
+from .reproduce import Job, Plan, is_done, log_path, python_command
 
 
 def job_command(plan: Plan, job: Job, gpus: int) -> list[str]:
@@ -265,7 +265,3 @@ def submit_slurm(plan: Plan, opts: SlurmOptions, *, say: Callable[[str], None] =
 def slurm_status(plan: Plan) -> tuple[dict[str, str], dict[str, str]]:
     ids = submitted(plan)
     return ids, queue_states(list(ids.values()))
-
-
-def job_state(plan: Plan, job_id: str) -> str:
-    return read_state(plan.out, plan.job(job_id)).get("status", "pending")
