@@ -40,8 +40,8 @@ def load_adaface(path: str | None = None, *, width: float = 1.0):
         with torch.serialization.safe_globals([argparse.Namespace]):
             ckpt = torch.load(r.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 (said with the file's name and the way out)
-        raise UsageError(f"{r.path}: not loadable with weights_only=True ({str(exc).splitlines()[0]}); save its "
-                         "state_dict alone: torch.save(torch.load(F)['state_dict'], F2)") from None
+        raise UsageError(f"{r.path}: not loadable with weights_only=True ({str(exc).splitlines()[0]}); if you trust "
+                         "the file, save its 'state_dict' entry alone with torch and use that file") from None
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
         raise UsageError(f"{r.path}: no state dict inside")
