@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -87,7 +87,5 @@ def slurm_cluster(root: Path) -> Iterator[dict[str, str]]:
     finally:
         subprocess.run(["scancel", "--full", "-u", "root"], env=env, capture_output=True)
         for pid_file in ("slurmd.pid", "slurmctld.pid"):
-            try:
+            with suppress(OSError, ValueError):  # a daemon that already stopped
                 os.kill(int((root / "run" / pid_file).read_text()), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass

@@ -52,6 +52,17 @@ def wider_layout(dst: Path, subset: str = "val") -> Path:
     return dst
 
 
+def tamper(path: Path) -> None:
+    """Flip one bit of a file (its sha256 no longer matches) and forget the cached digests, so the weights
+    manager checks the file again."""
+    from scgan_bench.weights import _DIGESTS
+
+    data = bytearray(Path(path).read_bytes())
+    data[-1] ^= 1
+    Path(path).write_bytes(bytes(data))
+    _DIGESTS.clear()
+
+
 def rgb_face(seed: int = 0, size: int = 64) -> np.ndarray:
     """A real face from shared/data if present, else scikit-image's astronaut face."""
     files = sorted(HR_FACES.glob("*.png")) if HR_FACES.exists() else []

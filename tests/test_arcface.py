@@ -17,7 +17,7 @@ from scgan_bench.metrics.arcface import (ARCFACE_112, ARCFACE_ASSET, FFHQ_512, A
                                          IdentitySimilarity, align_112, load_arcface, similarity_matrix)
 from scgan_bench.networks.iresnet import IResNet
 
-from sb_testdata import ORL, need, rgb_face
+from sb_testdata import ORL, need, rgb_face, tamper
 
 WIDTH = 1 / 16  # the official layout at 1/16 of the channels: the same keys, a small file
 
@@ -90,10 +90,7 @@ def test_official_file_loads_strictly_and_is_verified(weights_dir):
     with pytest.raises(UsageError, match=r"official key layout: 1 missing \(fc.bias\)"):
         load_arcface(width=WIDTH)
     _install(weights_dir, sd)
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 1
-    path.write_bytes(bytes(data))
-    W._DIGESTS.clear()
+    tamper(path)
     with pytest.raises(W.WeightsError, match="sha256"):
         load_arcface(width=WIDTH)
 

@@ -12,7 +12,7 @@ import torch
 from scgan_bench import weights as W
 from scgan_bench.metrics import dists as _dists  # noqa: F401 (registers the dists assets)
 
-from sb_testdata import HR_FACES, need
+from sb_testdata import HR_FACES, need, tamper
 
 
 def _faces(n: int) -> list[np.ndarray]:
@@ -87,9 +87,6 @@ def test_dists_files_are_checked(random_vgg, weights_dir):
     W.register_sha256("vgg16", hashlib.sha256(path.read_bytes()).hexdigest())
     with pytest.raises(UsageError, match="features.0.weight|stage1.0.weight"):
         DISTS()
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 1
-    path.write_bytes(bytes(data))
-    W._DIGESTS.clear()
+    tamper(path)
     with pytest.raises(W.WeightsError, match="sha256"):
         DISTS()

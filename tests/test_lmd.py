@@ -14,6 +14,8 @@ from scgan_bench.errors import UsageError
 from scgan_bench.metrics import lmd as L
 from scgan_bench.networks.fan import FAN
 
+from sb_testdata import tamper
+
 WIDTH = 1 / 8
 
 
@@ -90,9 +92,6 @@ def test_lmd_in_a_run_equals_the_distance_and_the_file_is_checked(weights_dir, t
     with pytest.raises(UsageError, match=r"official key layout: 1 missing \(l3.bias\)"):
         real(width=WIDTH)
     path = weights_dir / W.ASSETS.get(L.FAN_ASSET).filename
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 1
-    path.write_bytes(bytes(data))
-    W._DIGESTS.clear()
+    tamper(path)
     with pytest.raises(W.WeightsError, match="sha256"):
         real(width=WIDTH)
