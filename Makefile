@@ -76,4 +76,4 @@ gpu-bundle:
 # On the device machine (its own python3): install the carried wheels beside its torch, run the check.
 gpu-check:
 	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py --budget-s $${BUDGET_S:-300}
+	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py --budget-s $${BUDGET_S:-300} $(GPU_CHECK_ARGS)

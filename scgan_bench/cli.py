@@ -283,6 +283,9 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
                         "folder keeps the earlier invocations' still-valid results beside the new ones)")
     r.add_argument("--wait", action="store_true",
                    help="if another scgan-bench process is using --out, wait for it instead of stopping")
+    r.add_argument("--tf32", action="store_true",
+                   help="CUDA: let float32 networks use TF32 (faster; outputs then differ from strict float32 by up "
+                        "to hundreds of 8-bit levels for some methods, see README 'GPU precision'); default strict")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -327,7 +330,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset_options=parse_dataset_options(args.dataset_opt),
         method_options=parse_method_options(args.method_opt),
         accept_data_changes=args.accept_data_changes, progress=not args.quiet, wait=args.wait,
-        only_this_run=args.only_this_run)
+        only_this_run=args.only_this_run, tf32=args.tf32)
     return _report(run_benchmark(cfg))
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 from tqdm import tqdm
 
-from . import parallel
+from . import parallel, precision
 from .image_io import atomic_write_bytes, read_image
 from .interfaces import FeatureExtractor
 from .manifest import stable_hash
@@ -39,7 +39,7 @@ def cache_name(extractor: FeatureExtractor) -> str:
     the sha256 of every weight file and the version of every package it uses: other weights, other
     file. Every reader of the cache (metrics, figures) gets the same name."""
     req = getattr(extractor, "requirements", None)
-    loaded = req.fingerprint() if req is not None else None
+    loaded = {**(req.fingerprint() if req is not None else {}), **precision.tag()}
     return f"{stable_hash(extractor.key if not loaded else {'extractor': extractor.key, **loaded})}.npz"
 
 

@@ -61,6 +61,7 @@ class RunConfig:
     progress: bool = True
     wait: bool = False  # wait for another process's lock on ``out`` instead of stopping
     only_this_run: bool = False  # outputs cover this invocation only (else earlier still-valid results stay)
+    tf32: bool = False  # CUDA only: allow TF32 float32 arithmetic (scgan_bench.precision); off = strict float32
 
 
 @dataclass
@@ -147,6 +148,8 @@ def run_benchmark(cfg: RunConfig, shard: Shard | None = None) -> RunResult:
 def _run_sharded(cfg: RunConfig, shard: Shard) -> RunResult:
     from contextlib import ExitStack
 
+    from .precision import fp32_precision
+
     device = shard_device(resolve_device(cfg.device), shard)
     out = Path(cfg.out)
     with ExitStack() as lock:
@@ -156,7 +159,7 @@ def _run_sharded(cfg: RunConfig, shard: Shard) -> RunResult:
 
         shard.from_main(take_lock)
         try:
-            with worker_pool(cfg.workers):  # dlib's one-core metrics over --workers processes
+            with worker_pool(cfg.workers), fp32_precision(device, cfg.tf32):  # dlib's metrics over --workers
                 return _run_locked(cfg, out, device, shard)
         except BaseException as exc:
             if shard.main:

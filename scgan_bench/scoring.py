@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from tqdm import tqdm
 
-from . import parallel
+from . import parallel, precision
 from .features import cached_features
 from .image_io import atomic_write_text, read_image
 from .interfaces import MetricSpec, NoReferenceMetric, PairedMetric
@@ -108,7 +108,7 @@ def score_method(data: PreparedDataset, sr: SRResult, metrics: Mapping[str, Metr
         results[name] = MetricValues(name)
         need[name] = []
         try:
-            fingerprints[name] = spec.fingerprint()
+            fingerprints[name] = {**spec.fingerprint(), **precision.tag()}
         except Exception as exc:  # noqa: BLE001 (its weights vanished or changed since the availability check)
             broken[name] = f"{name}: {type(exc).__name__}: {exc}"
             stored[name] = {}
@@ -211,7 +211,7 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
             raise ValueError(f"{name}: no HR reference set for {data.name}")
         ref_imgs, ref_name = _images(reference, reference.records, "hr"), reference.name
     try:
-        fingerprint = spec.fingerprint()
+        fingerprint = {**spec.fingerprint(), **precision.tag()}
     except Exception as exc:  # noqa: BLE001 (its weights vanished or changed since the availability check)
         raise MetricUnavailable(f"{name}: {type(exc).__name__}: {exc}") from exc
     key = stable_hash({"metric": name, "fingerprint": fingerprint, "ref": ref_name,

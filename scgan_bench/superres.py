@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import precision
 from .image_io import atomic_write_bytes, encode_png, read_image
 from .interfaces import AnnotatingMethod, IdAwareMethod, ReferenceMethod, SRMethod
 from .manifest import sha256_bytes
@@ -90,7 +91,8 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
     checks its part of the cache and super-resolves its batches; every rank returns the whole result."""
     sdir = out / "sr" / data.name / method.name
     key, _ = shard.from_main(lambda: prepare_stage_dir(sdir, {
-        "method": dict(fingerprint), "dataset": data.name, "quantisation": "round(clamp(x,0,1)*255) uint8 PNG"}))
+        "method": dict(fingerprint), "dataset": data.name, "quantisation": "round(clamp(x,0,1)*255) uint8 PNG",
+        **precision.tag()}))
     res = SRResult(data.name, method.name, sdir, key)
 
     def cached(image_id: str) -> dict[str, Any] | None:

@@ -30,7 +30,7 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",
          "tests/test_sharded.py", "tests/test_reproduce.py", "tests/test_fid_stats.py", "tests/test_presets.py",
          "tests/test_arcface.py", "tests/test_dists.py", "tests/test_adaface.py",
-         "tests/test_lmd.py"]
+         "tests/test_lmd.py", "tests/test_precision.py"]
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,8 @@ MUTANTS = [
            'values = data["values"] if data.get("fingerprint") == json.loads(json.dumps(fingerprint)) else {}',
            'values = data["values"]', "per-image metric values kept after the weights changed"),
     Mutant("feature-cache-ignores-weights", "scgan_bench/features.py",
-           "loaded = req.fingerprint() if req is not None else None", "loaded = None",
+           "loaded = {**(req.fingerprint() if req is not None else {}), **precision.tag()}",
+           "loaded = {**precision.tag()}",
            "cached features kept after the extractor's weights changed"),
     # LRGAN / CycleGAN through the training engine (tests/test_training.py)
     Mutant("lrgan-l1-as-mse", "scgan_bench/training/lrgan.py",
@@ -404,6 +405,20 @@ MUTANTS = [
            "pts[j] += 0.25 * np.sign(", "pts[j] += 0.0 * np.sign(", "heatmap peaks without the quarter-pixel refinement"),
     Mutant("lmd-box-shifted-down", "scgan_bench/metrics/lmd.py",
            "size / 2.0 - 0.12 * size", "size / 2.0 + 0.12 * size", "face-alignment's box centre moved the wrong way"),
+    # GPU arithmetic and the batched RetinaFace pass (tests/test_precision.py, tests/test_metric_references.py)
+    Mutant("tf32-always-on", "scgan_bench/precision.py",
+           "torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(tf32)",
+           "torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True",
+           "a CUDA run in TF32 although strict float32 was asked for"),
+    Mutant("tf32-untagged-features", "scgan_bench/features.py",
+           "**precision.tag()}\n", "}\n",
+           "features made under TF32 share the strict cache"),
+    Mutant("run-outside-precision", "scgan_bench/pipeline.py",
+           "fp32_precision(device, cfg.tf32):", "fp32_precision(device, True):",
+           "--tf32 ignored: every CUDA run in TF32"),
+    Mutant("retinaface-batch-first-image", "scgan_bench/networks/retinaface.py",
+           "d = ldm[torch.arange(n, device=dev), best].view(n, 5, 2)", "d = ldm[0, best].view(n, 5, 2)",
+           "every image of a batch decoded with the first image's landmark offsets"),
 ]
 
 
@@ -421,7 +436,8 @@ def make_copy(dst: Path) -> None:
 
 
 # the tests most likely to catch a mutation of a file run first (-x stops at the first failure)
-FIRST = (("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
+FIRST = (("scgan_bench/precision.py", ("tests/test_precision.py",)),
+         ("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
          ("scgan_bench/metrics/arcface.py", ("tests/test_arcface.py",)),
          ("scgan_bench/networks/iresnet.py", ("tests/test_arcface.py",)),
          ("scgan_bench/networks/dists.py", ("tests/test_dists.py",)),
@@ -431,7 +447,7 @@ FIRST = (("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
          ("scgan_bench/networks/fan.py", ("tests/test_lmd.py",)),
          ("scgan_bench/metrics/presets.py", ("tests/test_presets.py",)),
          ("scgan_bench/metrics/", ("tests/test_metric_references.py", "tests/test_metric_suite.py")),
-         ("scgan_bench/features.py", ("tests/test_sharded.py", "tests/test_metric_references.py")),
+         ("scgan_bench/features.py", ("tests/test_precision.py", "tests/test_sharded.py", "tests/test_metric_references.py")),
          ("scgan_bench/shard.py", ("tests/test_sharded.py",)),
          ("scgan_bench/reproduce.py", ("tests/test_reproduce.py",)),
          ("scgan_bench/executors.py", ("tests/test_reproduce.py",)),
@@ -453,7 +469,7 @@ FIRST = (("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
          ("scgan_bench/report.py", ("tests/test_tables.py",)),
          ("scgan_bench/parallel.py", ("tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",)),
          ("scgan_bench/accumulate.py", ("tests/test_run_status.py", "tests/test_own_method.py")),
-         ("scgan_bench/pipeline.py", ("tests/test_run_status.py", "tests/test_own_method.py")))
+         ("scgan_bench/pipeline.py", ("tests/test_run_status.py", "tests/test_own_method.py", "tests/test_precision.py")))
 
 
 def ordered_tests(path: str | None) -> list[str]:

@@ -173,6 +173,44 @@ def test_retinaface_detections_follow_the_reference_decoding(weights_dir):
     np.testing.assert_allclose(got_lms, lms[keep][order], rtol=1e-4, atol=1e-3)
 
 
+def test_retinaface_landmarks_in_batches_equal_the_per_image_detection(monkeypatch):
+    """The metric's batched pass (images grouped by size, chunks of ``batch``) gives each image the points
+    of ``detect``'s first face (after NMS) on that image alone, divided by the 4x upsampling, and NaN
+    where ``detect`` finds none. A random network whose BatchNorm statistics are set on the images (so
+    its outputs depend on them; with the default statistics every image gives the same answer), two
+    sizes, chunks of 3, a threshold between the images' best scores so that both branches occur in one
+    chunk (1e-3 px: batched and single convolutions round differently)."""
+    import scgan_bench.metrics.landmarks as L
+    from scgan_bench.networks.retinaface import BGR_MEAN, RetinaFace, detect
+
+    ims = [rgb_face(k) for k in range(5)] + [np.asarray(Image.fromarray(rgb_face(k)).resize((48, 40))) for k in (5, 6)]
+    big = [L.resize_uint8(im, (im.shape[0] * 4, im.shape[1] * 4), "bicubic") for im in ims]
+    torch.manual_seed(3)
+    net = RetinaFace("mobilenet0.25")
+    for mod in net.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.momentum = 1.0
+    x = torch.from_numpy(np.stack(big[:5])[..., ::-1].astype(np.float32) - np.array(BGR_MEAN, np.float32))
+    with torch.no_grad():
+        net.train()(x.permute(0, 3, 1, 2))
+    m = L.RetinaFaceLandmarks.__new__(L.RetinaFaceLandmarks)
+    m.net, m.batch = net.eval(), 3
+    best = sorted(float(detect(net, b, conf_threshold=0.0)[1][0]) for b in big)
+    assert best[-1] - best[0] > 0.01, best  # the images' answers differ
+    conf = (best[2] + best[3]) / 2
+    monkeypatch.setattr(L, "RETINA_CONF", conf)
+    got = m.extract(ims)
+    found = 0
+    for b, row in zip(big, got):
+        _, scores, lms = detect(net, b, conf_threshold=conf)
+        if len(scores):
+            found += 1
+            np.testing.assert_allclose(row, lms[0].reshape(-1) / 4, atol=1e-3)
+        else:
+            assert np.isnan(row).all()
+    assert 0 < found < len(ims)
+
+
 # ------------------------------------------------------------------------------------ landmarks
 def test_normalised_landmark_error_divides_by_the_eye_centre_distance():
     """Both backends: l1 per point averaged, divided by the distance between the HR eye centres

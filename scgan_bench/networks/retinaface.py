@@ -179,3 +179,21 @@ def detect(net: RetinaFace, rgb: np.ndarray, *, conf_threshold: float = 0.5, nms
     boxes, lms, scores = boxes[keep], lms[keep], scores[keep]
     order = tv_nms(boxes, scores, nms)
     return (boxes[order].cpu().numpy(), scores[order].cpu().numpy(), lms[order].cpu().numpy())
+
+
+def best_landmarks(net: RetinaFace, rgbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The top-scoring face of each image in one forward pass: ``rgbs`` is N x H x W x 3 uint8 (one size);
+    returns scores (N,) and landmarks (N, 5, 2) px. The same face as :func:`detect`'s first (NMS always
+    keeps the highest score and puts it first), without its per-image passes."""
+    n, h, w = rgbs.shape[:3]
+    dev = next(net.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(rgbs[..., ::-1]).astype(np.float32) - np.array(BGR_MEAN, np.float32))
+    x = x.permute(0, 3, 1, 2).to(dev)
+    with torch.inference_mode():
+        _, conf, ldm = net(x)
+    scores, best = conf[:, :, 1].max(dim=1)
+    p = priors(h, w).to(dev)[best]  # N x 4
+    v0 = VARIANCES[0]
+    d = ldm[torch.arange(n, device=dev), best].view(n, 5, 2)
+    lms = (p[:, None, :2] + d * v0 * p[:, None, 2:]) * torch.tensor([w, h], dtype=torch.float32, device=dev)
+    return scores.cpu().numpy(), lms.cpu().numpy()
