@@ -194,6 +194,10 @@ class MetricSpec:
     backend: str = ""
     #: where this backend is weak (shown by `list metrics` and in the docs), e.g. near chance at 64 px
     caveat: str = ""
+    #: for SetMetric: settings that depend on the test set's name (NTIRE's per-set identity threshold), passed
+    #: to ``compute`` as keywords and part of the cache key; raises ValueError (a stated failure) when a set
+    #: has none
+    per_dataset: Callable[[str], dict[str, Any]] | None = None
 
     @property
     def arrow(self) -> str:

@@ -214,9 +214,11 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
         fingerprint = {**spec.fingerprint(), **precision.tag()}
     except Exception as exc:  # noqa: BLE001 (its weights vanished or changed since the availability check)
         raise MetricUnavailable(f"{name}: {type(exc).__name__}: {exc}") from exc
+    params = spec.per_dataset(data.name) if spec.per_dataset else {}  # ValueError: the set has no setting
     key = stable_hash({"metric": name, "fingerprint": fingerprint, "ref": ref_name,
                        "sr": sorted((i, s) for i, (_, s) in sr_imgs.items()),
-                       "hr": sorted((i, s) for i, (_, s) in ref_imgs.items())}, 32)
+                       "hr": sorted((i, s) for i, (_, s) in ref_imgs.items()), **({"params": params} if params else {})},
+                      32)
     path = out / "metrics" / data.name / sr.method / f"{name}.json"
 
     def stored() -> SetValues | None:
@@ -245,7 +247,7 @@ def score_set(data: PreparedDataset, sr: SRResult, name: str, spec: MetricSpec, 
                                 shard=shard) if ref_imgs else {}
 
     def compute() -> tuple[SetValues, list[Failure]]:
-        per, values = metric.compute(feats_sr, feats_ref)
+        per, values = metric.compute(feats_sr, feats_ref, **params)
         per = per or {}
         failures = [Failure("metric", data.name, sr.method, i, name, "no value (e.g. no face detected)")
                     for i in sr.records if per and i not in per]

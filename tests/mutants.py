@@ -30,7 +30,7 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",
          "tests/test_sharded.py", "tests/test_reproduce.py", "tests/test_fid_stats.py", "tests/test_presets.py",
          "tests/test_arcface.py", "tests/test_dists.py", "tests/test_adaface.py",
-         "tests/test_lmd.py", "tests/test_precision.py"]
+         "tests/test_lmd.py", "tests/test_precision.py", "tests/test_musiq.py"]
 
 
 @dataclass(frozen=True)
@@ -419,6 +419,25 @@ MUTANTS = [
     Mutant("retinaface-batch-first-image", "scgan_bench/networks/retinaface.py",
            "d = ldm[torch.arange(n, device=dev), best].view(n, 5, 2)", "d = ldm[0, best].view(n, 5, 2)",
            "every image of a batch decoded with the first image's landmark offsets"),
+    # MUSIQ (tests/test_musiq.py)
+    Mutant("musiq-no-weight-standardisation", "scgan_bench/networks/musiq.py",
+           "w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)", "w = w",
+           "the stem's convolutions without weight standardisation"),
+    Mutant("musiq-scale-ids-swapped", "scgan_bench/networks/musiq.py",
+           "for sid, side in enumerate(sorted(sides)):", "for sid, side in enumerate(sorted(sides, reverse=True)):",
+           "the 224 and 384 scales given each other's scale embedding"),
+    Mutant("musiq-inputs-0-1", "scgan_bench/networks/musiq.py",
+           "multiscale_tokens(x * 2 - 1, self.patch, self.grid)", "multiscale_tokens(x, self.patch, self.grid)",
+           "inputs in [0, 1] instead of [-1, 1]"),
+    Mutant("musiq-padding-attended", "scgan_bench/networks/musiq.py",
+           "att = logits.masked_fill(~pair, -1e3).softmax(-1)", "att = logits.softmax(-1)",
+           "masked padding tokens attended to"),
+    # NTIRE's identity gate (tests/test_adaface.py)
+    Mutant("id-gate-strict-inequality", "scgan_bench/metrics/adaface.py",
+           "failed = sum(v < threshold for v in per.values())", "failed = sum(v <= threshold for v in per.values())",
+           "an image exactly at the threshold counted as failing"),
+    Mutant("per-dataset-setting-not-in-key", "scgan_bench/scoring.py",
+           '**({"params": params} if params else {})}', "}", "a changed threshold reuses the stored value"),
 ]
 
 
@@ -437,6 +456,8 @@ def make_copy(dst: Path) -> None:
 
 # the tests most likely to catch a mutation of a file run first (-x stops at the first failure)
 FIRST = (("scgan_bench/precision.py", ("tests/test_precision.py",)),
+         ("scgan_bench/networks/musiq.py", ("tests/test_musiq.py",)),
+         ("scgan_bench/metrics/musiq.py", ("tests/test_musiq.py",)),
          ("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
          ("scgan_bench/metrics/arcface.py", ("tests/test_arcface.py",)),
          ("scgan_bench/networks/iresnet.py", ("tests/test_arcface.py",)),

@@ -85,3 +85,37 @@ def test_id_lq_on_a_real_world_set_equals_the_cosine_to_each_lr_input(weights_di
         assert cell.set_value == pytest.approx(float(np.mean(np.clip(cos, -1, 1))), abs=1e-9)
         assert sorted(cell.values) == pytest.approx(sorted(np.clip(cos, -1, 1)), abs=1e-9)
     assert (tmp_path / "run" / "features" / "demo-real" / "lr").is_dir()  # the LR inputs' own cache
+
+
+def test_identity_gate_applies_the_sets_threshold_and_says_when_a_set_has_none(weights_dir, tmp_path, monkeypatch):
+    """NTIRE's gate: the share of SR images whose cosine with their LR input reaches the set's threshold
+    (failed count beside it); a set without a threshold is a stated failure naming the variable; a new
+    threshold recomputes the value. NTIRE's own sets map: widerface -> 0.3, webface -> 0.3."""
+    import json
+
+    from scgan_bench.pipeline import RunConfig, run_benchmark
+
+    assert A.ntire_threshold("widerface") == {"threshold": 0.3} and A.ntire_threshold("webface") == {"threshold": 0.3}
+    torch.manual_seed(1)
+    _ckpt(weights_dir, IRBackbone(50, width=WIDTH))
+    real = A.load_adaface
+    monkeypatch.setattr(A, "load_adaface", lambda path=None, width=1.0: real(path, width=WIDTH))
+    cfg = RunConfig(datasets=["demo-real"], methods=["bicubic"], metrics=["id-lq-adaface", "id-gate-adaface"],
+                    out=tmp_path / "run", limit=6, progress=False, device="cpu")
+    res = run_benchmark(cfg)
+    [gate] = [c for c in res.cells if c.metric == "id-gate-adaface"]
+    assert gate.status != "ok" and any("SCGAN_BENCH_ID_GATE_DEMO_REAL" in f.reason for f in res.failures)
+    [lq] = [c for c in res.cells if c.metric == "id-lq-adaface"]
+    cos = sorted(lq.values)
+    stored = tmp_path / "run" / "metrics" / "demo-real" / "bicubic" / "id-gate-adaface.json"
+    for t in (cos[2], cos[4]):  # thresholds on values: ">=" passes the image at the threshold
+        monkeypatch.setenv("SCGAN_BENCH_ID_GATE_DEMO_REAL", repr(t))
+        res = run_benchmark(cfg)
+        [gate] = [c for c in res.cells if c.metric == "id-gate-adaface"]
+        passed = sum(c >= t for c in cos)
+        assert gate.status == "ok" and gate.set_value == pytest.approx(passed / len(cos), abs=1e-12)
+        values = json.loads(stored.read_text())["values"]
+        assert values["failed"] == len(cos) - passed and values["threshold"] == t
+    monkeypatch.setenv("SCGAN_BENCH_ID_GATE_DEMO_REAL", "1.5")
+    res = run_benchmark(cfg)
+    assert any("[-1, 1]" in f.reason for f in res.failures)

@@ -22,18 +22,24 @@ def test_gpu_check_smoke_runs_every_part_and_writes_its_report(tmp_path):
     [report] = tmp_path.glob("gpu_check_smoke_*.json")
     rep = json.loads(report.read_text())
     assert set(rep["parts"]) == {"env", "metric agreement", "method agreement", "bf16 losses", "train speed",
-                                 "training run", "metric throughput"}
+                                 "train profile", "training run", "metric throughput"}
     assert not [k for k, v in rep["parts"].items() if "error" in v]
     methods = rep["parts"]["method agreement"]["result"]
     compared = {k for k, v in methods.items() if v.get("ok") is not None}
     assert {"bicubic", "scgan", "lrgan", "lrgan-retrained", "cyclegan", "cyclegan-16", "realesrgan", "gfpgan-v1.3",
             "restoreformer++", "hifacegan"} <= compared
-    assert all(methods[k]["ok"] and methods[k]["max_levels"] == 0 for k in compared)  # CPU vs CPU: identical
-    assert all(v["ok"] for v in rep["parts"]["metric agreement"]["result"].values())
+    # CPU vs CPU: identical, in both float32 modes (TF32 does not exist on the CPU)
+    assert all(methods[k]["ok"] and methods[k][mode]["max_levels"] == 0 for k in compared for mode in ("strict_fp32", "tf32"))
+    nets = rep["parts"]["metric agreement"]["result"]
+    assert {"inception (fid/kid)", "lpips", "dists (random vgg16)", "arcface iresnet-100 (random)",
+            "adaface ir-50 (random)", "fan 2dfan-4 landmarks (px, random)"} <= set(nets)
+    assert all(v["ok"] and v["strict_fp32"]["max_diff"] == 0 for v in nets.values())
     tf = rep["parts"]["metric throughput"]["result"]["torch_fidelity"]
     assert tf["ok"] and tf["fid_relative_difference"] <= 1e-4 and tf["kid_relative_difference"] <= 1e-4
     speed = rep["parts"]["train speed"]["result"]["modes"]
-    assert set(speed) == {"eager", "fast"} and all(m["ms_per_step"] > 0 for m in speed.values())
+    assert set(speed) == {"eager", "bf16", "fast"} and all(m["ms_per_step"] > 0 for m in speed.values())
+    prof = rep["parts"]["train profile"]["result"]
+    assert all(prof[m]["top_operators"] and prof[m]["wall_ms_per_step"] > 0 for m in ("eager", "fast"))
     assert rep["parts"]["training run"]["result"]["steps"] >= 2
     assert (tmp_path / "gpu_check_loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     md = report.with_suffix(".md").read_text()

@@ -11,7 +11,8 @@ per-set thresholds and weighted score are not part of this metric.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -82,4 +83,57 @@ METRICS.register("id-lq-adaface", MetricSpec(
     higher_is_better=True, version="1", needs_hr=False, kind="set", reference="lr", availability=_ADAFACE,
     backend="adaface",
     convention="AdaFace IR-50 (MS1MV2), SR and LR input warped by the fixed FFHQ-to-ArcFace 5-point template to "
-               "112 px (bilinear), BGR (x/255-0.5)/0.5, unit embeddings; NTIRE's per-set thresholds not applied"))
+               "112 px (bilinear), BGR (x/255-0.5)/0.5, unit embeddings; NTIRE's per-set thresholds: id-gate-adaface"))
+
+
+#: NTIRE 2025 Real-World Face Restoration (challenge report, arXiv 2504.14600): an output passes the identity
+#: check when the AdaFace cosine with its low-quality input reaches its test set's threshold
+NTIRE_THRESHOLDS = {"WIDER-Test": 0.3, "WebPhoto-Test": 0.3, "CelebA": 0.5, "LFW-Test": 0.6, "CelebChild-Test": 0.6}
+#: scgan-bench's real-world sets and the NTIRE set each corresponds to (crops from WIDER FACE; photos from the web)
+NTIRE_SET_OF = {"widerface": "WIDER-Test", "webface": "WebPhoto-Test"}
+
+
+def ntire_threshold(dataset: str) -> dict[str, float]:
+    """The identity gate's threshold for a test set: ``$SCGAN_BENCH_ID_GATE_<SET>`` if set, else NTIRE's for
+    the set it corresponds to; a set with neither is a stated failure, never a guessed threshold."""
+    import os
+
+    env = "SCGAN_BENCH_ID_GATE_" + dataset.upper().replace("-", "_").replace(":", "_")
+    if os.environ.get(env):
+        try:
+            t = float(os.environ[env])
+        except ValueError:
+            raise ValueError(f"${env}={os.environ[env]!r} is not a number") from None
+        if not -1.0 <= t <= 1.0:
+            raise ValueError(f"${env}={t}: a cosine threshold lies in [-1, 1]")
+        return {"threshold": t}
+    if dataset in NTIRE_SET_OF:
+        return {"threshold": NTIRE_THRESHOLDS[NTIRE_SET_OF[dataset]]}
+    choices = ", ".join(f"{k} {v}" for k, v in NTIRE_THRESHOLDS.items())
+    raise ValueError(f"no identity-gate threshold for dataset {dataset!r}: set ${env} (NTIRE's: {choices})")
+
+
+@dataclass
+class IdentityGate:
+    """NTIRE's identity check: the share of SR images whose AdaFace cosine with their own LR input reaches
+    the set's threshold (``failed``: how many do not; per image: the cosine)."""
+
+    extractor: Any
+
+    def compute(self, sr: Mapping[str, np.ndarray], lr: Mapping[str, np.ndarray], *, threshold: float):
+        per = {i: float(np.clip(np.dot(sr[i], lr[i]), -1.0, 1.0)) for i in sorted(sr) if i in lr}
+        if not per:
+            raise ValueError("no SR image has its LR input")
+        failed = sum(v < threshold for v in per.values())
+        return per, {"": 1.0 - failed / len(per), "failed": float(failed), "threshold": threshold}
+
+
+METRICS.register("id-gate-adaface", MetricSpec(
+    name="id-gate-adaface", factory=lambda device="cpu": IdentityGate(AdaFaceFeatures(device)),
+    summary="NTIRE identity gate: share of SR images whose AdaFace cosine with their LR input reaches the set's "
+            "threshold (also: failed count, threshold)",
+    higher_is_better=True, version="1", needs_hr=False, kind="set", reference="lr", availability=_ADAFACE,
+    backend="adaface", per_dataset=ntire_threshold,
+    convention="as id-lq-adaface; threshold per set: NTIRE 2025's (WIDER-Test / WebPhoto-Test 0.3, CelebA 0.5, "
+               "LFW-Test / CelebChild-Test 0.6; widerface -> WIDER-Test, webface -> WebPhoto-Test) or "
+               "$SCGAN_BENCH_ID_GATE_<SET>; a set with neither fails with that message"))

@@ -13,7 +13,7 @@ PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
                       "FID to FFHQ", ("psnr", "ssim", "lpips", "dists", "ids-arcface", "deg-arcface", "lmd",
                                       "fid-ffhq512")),
     "ntire-rwfr": ("NTIRE Real-World Face Restoration: no-reference quality, FID to FFHQ and the identity gate",
-                   ("musiq", "maniqa", "clip-iqa", "niqe", "fid-ffhq512", "id-lq-adaface")),
+                   ("musiq", "maniqa", "clip-iqa", "niqe", "fid-ffhq512", "id-lq-adaface", "id-gate-adaface")),
 }
 
 
