@@ -262,6 +262,11 @@ def _raw_outputs(name: str, model: Any, faces: list):
     return None
 
 
+def fp32_modes(dev: str) -> tuple[tuple[str, bool], ...]:
+    """The float32 modes compared on ``dev``: strict and TF32 on CUDA; on the CPU, which has no TF32, one."""
+    return (("strict_fp32", True), ("tf32", False)) if dev.startswith("cuda") else (("strict_fp32", True),)
+
+
 def fp32_mode(strict: bool) -> tuple[bool, bool]:
     """Set cuDNN's and cuBLAS's TF32 switches off (``strict``) or to torch's defaults (convolutions in
     TF32, float32 matrix products not); returns the previous pair."""
@@ -295,7 +300,7 @@ def part_metric_agreement(dev: str, faces: list, smoke: bool = False) -> dict[st
             cpu_model = make("cpu")
             cpu, cpu_raw = run(cpu_model), _raw_outputs(name, cpu_model, faces)
             row: dict[str, Any] = {"tolerance": tol}
-            for label, strict in (("strict_fp32", True), ("tf32", False)):
+            for label, strict in fp32_modes(dev):
                 prev = fp32_mode(strict)
                 try:
                     gpu_model = make(dev)
@@ -386,7 +391,7 @@ def part_method_agreement(dev: str, faces: list, tmp: Path, n: int, width: float
             t = time.perf_counter()
             a = np.stack(quantise(make("cpu").upscale(lr))).astype(np.int16)
             row: dict[str, Any] = {}
-            for label, strict in (("strict_fp32", True), ("tf32", False)):
+            for label, strict in fp32_modes(dev):
                 prev = fp32_mode(strict)
                 try:
                     b = np.stack(quantise(make(dev).upscale(lr.to(dev)).cpu())).astype(np.int16)
