@@ -15,8 +15,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -e '.[test]'
 	# pinned-ancient packages, installed without their pins (they run fine on current torch/numpy):
 	# facenet-pytorch for the FaceNet metrics, pyiqa for the NIQE cross-check in the tests; DISTS-pytorch (MIT,
-	# 20 kB) ships DISTS' official weights.pt and is the reference the DISTS test compares with
-	$(BIN)/python -m pip install --no-deps facenet-pytorch==2.6.0 pyiqa==0.1.16 DISTS-pytorch==0.1
+	# 20 kB) ships DISTS' official weights.pt and is the reference the DISTS test compares with; timm + einops
+	# build pyiqa's MANIQA, the reference of the MANIQA test
+	$(BIN)/python -m pip install --no-deps facenet-pytorch==2.6.0 pyiqa==0.1.16 DISTS-pytorch==0.1 timm==1.0.31 einops==0.8.2
 	@$(BIN)/python -c "import torch; print('torch', torch.__version__)"
 	touch $(STAMP)
 

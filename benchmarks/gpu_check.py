@@ -215,9 +215,15 @@ def _metric_networks(smoke: bool) -> list[tuple[str, Callable[[str], Any], Calla
     from scgan_bench.networks.fan import FAN
     from scgan_bench.networks.iresnet import IResNet
 
+    from scgan_bench.metrics.maniqa import KONIQ_SCALE, MANIQAScore
+    from scgan_bench.metrics.musiq import MUSIQScore
+    from scgan_bench.networks.maniqa import MANIQA
+    from scgan_bench.networks.musiq import MUSIQ
+
     width = 0.25 if smoke else 1.0  # the CPU smoke run: reduced widths of the same layouts
     torch.manual_seed(0)
     arc, ada, fan = IResNet("r100", width=width), IRBackbone(50, width=width), FAN(4, width=width)
+    musiq, maniqa = MUSIQ(layers=2 if smoke else 14), MANIQA(scale=KONIQ_SCALE, dim=96 if smoke else 768)
     dists = DISTSNet()
     with torch.no_grad():
         dists.alpha.uniform_(0.1, 1.0)
@@ -229,6 +235,9 @@ def _metric_networks(smoke: bool) -> list[tuple[str, Callable[[str], Any], Calla
     def ext(m):
         return m.extract
 
+    def nr(m):
+        return m.score_images
+
     return [("inception (fid/kid)", InceptionFeatures, ext, 1e-3),
             ("inception basicsr path (fid-ffhq512)", InceptionBasicSRPath, ext, 1e-3),
             ("facenet (verif/cos)", FaceNetFeatures, ext, 1e-3),
@@ -237,7 +246,9 @@ def _metric_networks(smoke: bool) -> list[tuple[str, Callable[[str], Any], Calla
             ("dists (random vgg16)", lambda d: _DISTSScorer(copy.deepcopy(dists), d), None, 1e-3),
             ("arcface iresnet-100 (random)", shared(ArcFaceFeatures, arc), ext, 1e-3),
             ("adaface ir-50 (random)", shared(AdaFaceFeatures, ada), ext, 1e-3),
-            ("fan 2dfan-4 landmarks (px, random)", shared(FANLandmarks, fan), ext, 0.05)]
+            ("fan 2dfan-4 landmarks (px, random)", shared(FANLandmarks, fan), ext, 0.05),
+            ("musiq (random)", shared(MUSIQScore, musiq), nr, 1e-3),
+            ("maniqa (random)", shared(MANIQAScore, maniqa), nr, 1e-3)]
 
 
 def _raw_outputs(name: str, model: Any, faces: list):

@@ -30,7 +30,7 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",
          "tests/test_sharded.py", "tests/test_reproduce.py", "tests/test_fid_stats.py", "tests/test_presets.py",
          "tests/test_arcface.py", "tests/test_dists.py", "tests/test_adaface.py",
-         "tests/test_lmd.py", "tests/test_precision.py", "tests/test_musiq.py"]
+         "tests/test_lmd.py", "tests/test_precision.py", "tests/test_musiq.py", "tests/test_maniqa.py"]
 
 
 @dataclass(frozen=True)
@@ -438,6 +438,18 @@ MUTANTS = [
            "an image exactly at the threshold counted as failing"),
     Mutant("per-dataset-setting-not-in-key", "scgan_bench/scoring.py",
            '**({"params": params} if params else {})}', "}", "a changed threshold reuses the stored value"),
+    # MANIQA (tests/test_maniqa.py)
+    Mutant("maniqa-tab-no-regroup", "scgan_bench/networks/maniqa.py",
+           "return (att @ self.c_v(x)).transpose(1, 2).reshape(b, c, n) + x", "return (att @ self.c_v(x)) + x",
+           "the transposed-attention output without the released code's regrouping of its axes"),
+    Mutant("maniqa-shift-reversed", "scgan_bench/networks/maniqa.py",
+           "y = torch.roll(y, (-self.shift, -self.shift), (1, 2))", "y = torch.roll(y, (self.shift, self.shift), (1, 2))",
+           "windows shifted the wrong way (the checkpoint's masks then cut the wrong tokens)"),
+    Mutant("maniqa-weights-unused", "scgan_bench/networks/maniqa.py",
+           "return (wt * s).sum((1, 2)) / (wt.sum((1, 2)) + 1e-8)", "return s.mean((1, 2))",
+           "positions' scores averaged without their predicted weights"),
+    Mutant("maniqa-imagenet-normalisation", "scgan_bench/networks/maniqa.py",
+           "x = (x - 0.5) / 0.5", "x = (x - 0.45) / 0.225", "ImageNet-like normalisation instead of the checkpoint's 0.5 / 0.5"),
 ]
 
 
@@ -458,6 +470,8 @@ def make_copy(dst: Path) -> None:
 FIRST = (("scgan_bench/precision.py", ("tests/test_precision.py",)),
          ("scgan_bench/networks/musiq.py", ("tests/test_musiq.py",)),
          ("scgan_bench/metrics/musiq.py", ("tests/test_musiq.py",)),
+         ("scgan_bench/networks/maniqa.py", ("tests/test_maniqa.py",)),
+         ("scgan_bench/metrics/maniqa.py", ("tests/test_maniqa.py",)),
          ("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
          ("scgan_bench/metrics/arcface.py", ("tests/test_arcface.py",)),
          ("scgan_bench/networks/iresnet.py", ("tests/test_arcface.py",)),

@@ -42,21 +42,9 @@ class MUSIQScore:
         self.net = (net if net is not None else load_musiq(weights_path)).eval().to(device)
 
     def score_images(self, sr: Sequence[np.ndarray]) -> list[float]:
-        import torch
+        from .batching import scores_by_size
 
-        out = [float("nan")] * len(sr)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for k, im in enumerate(sr):
-            groups.setdefault(im.shape, []).append(k)
-        for idx in groups.values():
-            for s in range(0, len(idx), self.batch):
-                part = idx[s:s + self.batch]
-                x = torch.from_numpy(np.stack([sr[k] for k in part])).permute(0, 3, 1, 2).float() / 255.0
-                with torch.inference_mode():
-                    q = self.net(x.to(self.device)).double().cpu().numpy()
-                for k, v in zip(part, q):
-                    out[k] = float(v)
-        return out
+        return scores_by_size(self.net, sr, self.device, self.batch)
 
 
 register_asset(Asset(
