@@ -2,16 +2,20 @@
 asks to measure, written as JSON + Markdown (also to $OUT when set), a short table printed last.
 
     python benchmarks/gpu_check.py [--budget-s 300] [--faces DIR] [--out benchmarks/results] [--smoke]
+                                   [--parts env,train-profile,...] [--label b]
 
 Parts (each timed, each failure recorded and the next part run):
 1. environment and the measured bf16 matmul peak (the denominator of "% of peak");
 2. correctness: every SR method that runs here and every torch metric's network, on the faces, on the
-   GPU vs on the CPU (differences in 8-bit levels for SR outputs, relative for features); one bf16
+   GPU vs on the CPU, in strict float32 (what a run does) and with TF32 (differences in 8-bit levels for
+   SR outputs, relative for features); one bf16
    training step's losses vs fp32 from the same weights and batch;
 3. SCGAN's training step at batch 64 and released width, side by side: eager fp32, bf16 +
    channels_last (fast), and last of all fast + torch.compile of the generator (compiled; compiling
    may take minutes): ms/step, samples/s, TFLOP/s (FLOPs counted by torch), % of the measured peak,
    the full recipe's projected hours, peak memory;
+3b. where the step's time goes: torch.profiler over three steps per mode (wall vs GPU-kernel time, kernels
+   per step, the top operators and kernels);
 4. metric throughput: images/s of each GPU feature network on all faces at once, and a whole
    ``scgan-bench run`` over a folder of ~2,500 faces with every GPU metric, beside torch-fidelity's
    own ``calculate_metrics`` on the same folders (FID / KID must be equal);
