@@ -278,31 +278,18 @@ def _raw_outputs(name: str, model: Any, faces: list):
 
 
 def fp32_modes(dev: str) -> tuple[tuple[str, bool], ...]:
-    """The float32 modes compared on ``dev``: strict and TF32 on CUDA; on the CPU, which has no TF32, one."""
-    return (("strict_fp32", True), ("tf32", False)) if dev.startswith("cuda") else (("strict_fp32", True),)
-
-
-def fp32_mode(strict: bool) -> tuple[bool, bool]:
-    """Set cuDNN's and cuBLAS's TF32 switches off (``strict``) or to torch's defaults (convolutions in
-    TF32, float32 matrix products not); returns the previous pair."""
-    import torch
-
-    prev = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = not strict
-    torch.backends.cuda.matmul.allow_tf32 = False
-    return prev
-
-
-def _restore_fp32(prev: tuple[bool, bool]) -> None:
-    import torch
-
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = prev
+    """(label, tf32) of the float32 modes compared on ``dev``: a run's strict float32 and ``--tf32``
+    (scgan_bench.precision) on CUDA; on the CPU, which has no TF32, strict only."""
+    return (("strict_fp32", False), ("tf32", True)) if dev.startswith("cuda") else (("strict_fp32", False),)
 
 
 def part_metric_agreement(dev: str, faces: list, smoke: bool = False) -> dict[str, Any]:
     """Each torch metric network on the faces on ``dev`` vs on the CPU, in strict float32 (what a run
-    does: scgan_bench.precision) and with TF32 (``--tf32``, torch's default for convolutions), side by side."""
+    does: scgan_bench.precision) and with ``--tf32`` (TF32 convolutions and matrix products), side by side.
+    The 2026-11-27 reports' "tf32" column is torch's default instead (TF32 convolutions only)."""
     import numpy as np
+
+    from scgan_bench.precision import fp32_precision
 
     nets = _metric_networks(smoke)
     hr = faces[::-1]
@@ -315,13 +302,10 @@ def part_metric_agreement(dev: str, faces: list, smoke: bool = False) -> dict[st
             cpu_model = make("cpu")
             cpu, cpu_raw = run(cpu_model), _raw_outputs(name, cpu_model, faces)
             row: dict[str, Any] = {"tolerance": tol}
-            for label, strict in fp32_modes(dev):
-                prev = fp32_mode(strict)
-                try:
+            for label, tf32 in fp32_modes(dev):
+                with fp32_precision(dev, tf32):
                     gpu_model = make(dev)
                     gpu, gpu_raw = run(gpu_model), _raw_outputs(name, gpu_model, faces)
-                finally:
-                    _restore_fp32(prev)
                 ok = np.isfinite(cpu) & np.isfinite(gpu)
                 diff = np.abs(cpu - gpu)[ok]
                 absolute = "(px" in name
@@ -390,6 +374,7 @@ def part_method_agreement(dev: str, faces: list, tmp: Path, n: int, width: float
     import numpy as np
     import torch
 
+    from scgan_bench.precision import fp32_precision
     from scgan_bench.superres import quantise
 
     hr = torch.from_numpy(np.stack(faces[:n])).permute(0, 3, 1, 2).float() / 255
@@ -406,12 +391,9 @@ def part_method_agreement(dev: str, faces: list, tmp: Path, n: int, width: float
             t = time.perf_counter()
             a = np.stack(quantise(make("cpu").upscale(lr))).astype(np.int16)
             row: dict[str, Any] = {}
-            for label, strict in fp32_modes(dev):
-                prev = fp32_mode(strict)
-                try:
+            for label, tf32 in fp32_modes(dev):
+                with fp32_precision(dev, tf32):
                     b = np.stack(quantise(make(dev).upscale(lr.to(dev)).cpu())).astype(np.int16)
-                finally:
-                    _restore_fp32(prev)
                 d = np.abs(a - b)
                 row[label] = {"max_levels": int(d.max()), "mean_levels": float(d.mean()),
                               "ok": bool(d.max() <= 2 and d.mean() <= 0.05)}
@@ -582,17 +564,15 @@ def part_metric_throughput(dev: str, faces: list, tmp: Path, n_run: int, repeat:
     from scgan_bench import weights as W
     from scgan_bench.image_io import write_png
     from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.precision import fp32_precision
 
     per: dict[str, float] = {}
     hr = faces[::-1]
-    prev = fp32_mode(True)  # what a run does (scgan_bench.precision)
-    try:
+    with fp32_precision(dev):  # what a run does
         for name, make, ext, _ in _metric_networks(smoke):
             m = make(dev)
             per[name] = len(faces) / timed(lambda: ext(m)(faces) if ext else m.score_pairs(faces, hr), dev,
                                            repeat=repeat)
-    finally:
-        _restore_fp32(prev)
     folder = tmp / "faces"
     for k, im in enumerate(load_faces(None, 0) if not faces else load_faces_like(faces, n_run)):
         write_png(folder / f"{k:05d}.png", im)

@@ -18,19 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .musiq import Mlp  # fc1 -> GELU -> fc2, the same names in both checkpoints
+
 CROP, PATCH, GRID = 224, 8, 28  # 224 / 8 = 28 positions a side
 
 
 # ------------------------------------------------------------------------------------ ViT-B/8 (timm's names)
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class _ViTAttention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -47,7 +40,7 @@ class _ViTBlock(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.norm1, self.attn = nn.LayerNorm(dim, eps=1e-6), _ViTAttention(dim, heads)
-        self.norm2, self.mlp = nn.LayerNorm(dim, eps=1e-6), _Mlp(dim, dim * 4)
+        self.norm2, self.mlp = nn.LayerNorm(dim, eps=1e-6), Mlp(dim, dim * 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -135,7 +128,7 @@ class _SwinBlock(nn.Module):
         super().__init__()
         self.w, self.shift = w, shift
         self.norm1, self.attn = nn.LayerNorm(dim), _WindowAttention(dim, w, heads)
-        self.norm2, self.mlp = nn.LayerNorm(dim), _Mlp(dim, mlp)
+        self.norm2, self.mlp = nn.LayerNorm(dim), Mlp(dim, mlp)
         mask = None
         if shift:
             region = torch.zeros(1, GRID, GRID, 1)
