@@ -16,8 +16,10 @@ $(STAMP): setup.cfg pyproject.toml
 	# pinned-ancient packages, installed without their pins (they run fine on current torch/numpy):
 	# facenet-pytorch for the FaceNet metrics, pyiqa for the NIQE cross-check in the tests; DISTS-pytorch (MIT,
 	# 20 kB) ships DISTS' official weights.pt and is the reference the DISTS test compares with; timm + einops
-	# build pyiqa's MANIQA, the reference of the MANIQA test
-	$(BIN)/python -m pip install --no-deps facenet-pytorch==2.6.0 pyiqa==0.1.16 DISTS-pytorch==0.1 timm==1.0.31 einops==0.8.2
+	# build pyiqa's MANIQA, the reference of the MANIQA test; openai-clip (+ ftfy, regex, wcwidth, and setuptools
+	# < 81 for its pkg_resources import) is pyiqa's clip import and the CLIP-IQA test's reference tokenizer
+	$(BIN)/python -m pip install --no-deps facenet-pytorch==2.6.0 pyiqa==0.1.16 DISTS-pytorch==0.1 timm==1.0.31 einops==0.8.2 \
+		openai-clip==1.0.1 ftfy==6.3.1 regex==2026.11.19 wcwidth==0.9.4 "setuptools<81"
 	@$(BIN)/python -c "import torch; print('torch', torch.__version__)"
 	touch $(STAMP)
 

@@ -219,8 +219,10 @@ def _metric_networks(smoke: bool) -> list[tuple[str, Callable[[str], Any], Calla
     from scgan_bench.networks.fan import FAN
     from scgan_bench.networks.iresnet import IResNet
 
+    from scgan_bench.metrics.clipiqa import CLIPIQAScore
     from scgan_bench.metrics.maniqa import KONIQ_SCALE, MANIQAScore
     from scgan_bench.metrics.musiq import MUSIQScore
+    from scgan_bench.networks.clip import CLIP
     from scgan_bench.networks.maniqa import MANIQA
     from scgan_bench.networks.musiq import MUSIQ
 
@@ -228,6 +230,7 @@ def _metric_networks(smoke: bool) -> list[tuple[str, Callable[[str], Any], Calla
     torch.manual_seed(0)
     arc, ada, fan = IResNet("r100", width=width), IRBackbone(50, width=width), FAN(4, width=width)
     musiq, maniqa = MUSIQ(layers=2 if smoke else 14), MANIQA(scale=KONIQ_SCALE, dim=96 if smoke else 768)
+    clip = CLIP(layers=(1, 1, 1, 1), width=16, embed_dim=64, text_width=128, text_layers=2) if smoke else CLIP()
     dists = DISTSNet()
     with torch.no_grad():
         dists.alpha.uniform_(0.1, 1.0)
@@ -252,7 +255,23 @@ def _metric_networks(smoke: bool) -> list[tuple[str, Callable[[str], Any], Calla
             ("adaface ir-50 (random)", shared(AdaFaceFeatures, ada), ext, 1e-3),
             ("fan 2dfan-4 landmarks (px, random)", shared(FANLandmarks, fan), ext, 0.05),
             ("musiq (random)", shared(MUSIQScore, musiq), nr, 1e-3),
-            ("maniqa (random)", shared(MANIQAScore, maniqa), nr, 1e-3)]
+            ("maniqa (random)", shared(MANIQAScore, maniqa), nr, 1e-3),
+            ("clip-iqa rn50 (random, fixed token rows)",
+             lambda d: CLIPIQAScore(d, net=copy.deepcopy(clip), tokenizer=_FixedTokens()), nr, 1e-3)]
+
+
+class _FixedTokens:
+    """Token rows without the vocabulary file (not on the device machine): start id, a few ids drawn from
+    the text's characters, end id. The device check compares arithmetic, not tokenization."""
+
+    def tokenize(self, texts: list[str]):
+        import torch
+
+        rows = torch.zeros(len(texts), 77, dtype=torch.long)
+        for r, t in enumerate(texts):
+            ids = [49406, *[(ord(c) * 131 + k) % 49000 + 1 for k, c in enumerate(t[:20])], 49407]
+            rows[r, :len(ids)] = torch.tensor(ids)
+        return rows
 
 
 def _raw_outputs(name: str, model: Any, faces: list):

@@ -184,7 +184,7 @@ class MetricSpec:
     needs_hr: bool
     convention: str = ""
     availability: Callable[[], Availability] = Availability.yes
-    #: "image" (per-image PairedMetric / NoReferenceMetric) or "set" (SetMetric)
+    #: "image" (per-image PairedMetric / NoReferenceMetric), "set" (SetMetric) or "composite" (see ``parts``)
     kind: str = "image"
     #: for SetMetric: "paired" (this set's HR, by id), "lr" (this set's LR inputs, by id), "hr-set" (an HR
     #: set: FID/KID) or "stats" (published statistics the metric holds: no reference images)
@@ -198,6 +198,10 @@ class MetricSpec:
     #: to ``compute`` as keywords and part of the cache key; raises ValueError (a stated failure) when a set
     #: has none
     per_dataset: Callable[[str], dict[str, Any]] | None = None
+    #: kind "composite": the metrics it combines (added to a run that asks for it) and how, from their set
+    #: values (:mod:`scgan_bench.metrics.composite`)
+    parts: tuple[str, ...] = ()
+    combine: Callable[[Mapping[str, float]], float] | None = None
 
     @property
     def arrow(self) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import platform
 import sys
 import time
@@ -115,6 +116,9 @@ def validate(cfg: RunConfig) -> None:
             raise UsageError(f"an option names method {n!r}, which is not in --methods ({','.join(cfg.methods)})")
     for n in cfg.metrics:
         METRICS.get(n)
+    from .metrics.composite import with_parts
+
+    cfg.metrics = with_parts(cfg.metrics, METRICS.get)
     for n in cfg.references.values():
         DATASETS.get(n)
     refs = {*cfg.references.values(), *(DATASETS.get(d).default_reference for d in cfg.datasets)} - {None}
@@ -365,6 +369,8 @@ def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -
                                                   "note": "every image failed; see failures.csv"}
                     cells.append(_cell(data, mname, k, values=tuple(mv.values.values()),
                                        n_failed=len(data.manifest) - len(mv.values), **empty))
+                elif spec.kind == "composite":
+                    cells.append(_composite_cell(data, mname, k, spec, cells, rows))
                 else:
                     t = time.perf_counter()
                     cells.append(_score_set_cell(data, srr, k, spec, out, get_metric, references,
@@ -469,6 +475,23 @@ def _score_set_cell(data: PreparedDataset, srr, name: str, spec, out: Path, get_
         "vs published reference statistics" if spec.reference == "stats" else "")
     return _cell(data, srr.method, name, values=tuple(sv.per_image.values()), set_value=sv.values[""],
                  set_std=sv.values.get("std"), n_set=n, n_failed=len(data.manifest) - n, note=note)
+
+
+def _composite_cell(data: PreparedDataset, method: str, name: str, spec, cells: list[Cell], rows: list) -> Cell:
+    """A composite from its parts' cells of this dataset and method (computed before it in the run)."""
+    from .metrics.composite import combine_cells
+
+    got = {c.metric: c for c in cells if (c.dataset, c.method) == (data.name, method) and c.metric in spec.parts}
+    for p in spec.parts:
+        c = got.get(p)
+        if c is None or c.status != "ok" or not math.isfinite(c.mean):
+            status = "unavailable" if c is None or c.status in ("unavailable", "n/a") else "failed"
+            why = "not computed in this run" if c is None else (c.note or c.status)
+            return _cell(data, method, name, status=status, note=f"part {p}: {why}")
+    v = combine_cells(spec, {p: got[p].mean for p in spec.parts})
+    rows.append((data.name, method, name, "*", v))
+    return _cell(data, method, name, set_value=v, n_set=min(got[p].n for p in spec.parts),
+                 n_failed=max(got[p].n_failed for p in spec.parts), note=f"from {', '.join(spec.parts)}")
 
 
 def _metric_builder(device: str):

@@ -95,6 +95,9 @@ CACHE_DIRS: dict[str, Callable[[], Path]] = {
     "torch-hub": lambda: _torch_home() / "hub" / "checkpoints",
     "torch-checkpoints": lambda: _torch_home() / "checkpoints",   # facenet-pytorch's cache
     "scgan-bench": lambda: data_home() / "weights",
+    # OpenAI's clip.load (~/.cache/clip) and pyiqa's copy of it (<torch hub>/clip)
+    "openai-clip": lambda: (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")).expanduser() / "clip",
+    "pyiqa-clip": lambda: _torch_home() / "hub" / "clip",
 }
 
 ASSETS: Registry[Asset] = Registry("weights asset")

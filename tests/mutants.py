@@ -30,7 +30,8 @@ TESTS = ["tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/te
          "tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",
          "tests/test_sharded.py", "tests/test_reproduce.py", "tests/test_fid_stats.py", "tests/test_presets.py",
          "tests/test_arcface.py", "tests/test_dists.py", "tests/test_adaface.py",
-         "tests/test_lmd.py", "tests/test_precision.py", "tests/test_musiq.py", "tests/test_maniqa.py"]
+         "tests/test_lmd.py", "tests/test_precision.py", "tests/test_musiq.py", "tests/test_maniqa.py",
+         "tests/test_clipiqa.py", "tests/test_composite.py"]
 
 
 @dataclass(frozen=True)
@@ -450,6 +451,46 @@ MUTANTS = [
            "positions' scores averaged without their predicted weights"),
     Mutant("maniqa-imagenet-normalisation", "scgan_bench/networks/maniqa.py",
            "x = (x - 0.5) / 0.5", "x = (x - 0.45) / 0.225", "ImageNet-like normalisation instead of the checkpoint's 0.5 / 0.5"),
+    # CLIP-IQA (tests/test_clipiqa.py)
+    Mutant("clip-exact-gelu", "scgan_bench/networks/clip.py",
+           "return x * torch.sigmoid(1.702 * x)", "return x * torch.sigmoid(1.0 * x)",
+           "the text tower's QuickGELU with another constant"),
+    Mutant("clip-pool-scale", "scgan_bench/networks/clip.py",
+           "att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)",
+           "att = torch.softmax(q @ k.transpose(-1, -2) / d, dim=-1)", "the attention pool's scale 1/d, not 1/sqrt(d)"),
+    Mutant("clip-text-not-causal", "scgan_bench/networks/clip.py",
+           'causal = torch.full((n, n), float("-inf"), device=tokens.device).triu(1)',
+           "causal = torch.zeros((n, n), device=tokens.device)", "text tokens see the tokens after them"),
+    Mutant("clip-text-first-token", "scgan_bench/networks/clip.py",
+           "return x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ self.text_projection",
+           "return x[:, 0] @ self.text_projection", "the start token's state taken, not the end token's"),
+    Mutant("clipiqa-negative-prompt", "scgan_bench/metrics/clipiqa.py",
+           "return probs[..., 0].mean(1)", "return probs[..., 1].mean(1)", "the negative prompt's probability"),
+    Mutant("clipiqa-no-normalisation", "scgan_bench/metrics/clipiqa.py",
+           "feats = self.net.encode_image((x - self.mean) / self.std, positional=False)",
+           "feats = self.net.encode_image(x, positional=False)", "images fed in [0, 1], not OpenAI-normalised"),
+    Mutant("clip-tokens-not-lowercased", "scgan_bench/networks/clip_tokenizer.py",
+           'text = re.sub(r"\\s+", " ", html.unescape(html.unescape(text))).strip().lower()',
+           'text = re.sub(r"\\s+", " ", html.unescape(html.unescape(text))).strip()', "prompts tokenized with their capitals"),
+    Mutant("clip-merges-reversed", "scgan_bench/networks/clip_tokenizer.py",
+           "self.ranks = {m: i for i, m in enumerate(merges)}", "self.ranks = {m: -i for i, m in enumerate(merges)}",
+           "the last merges applied first"),
+    Mutant("torchscript-flat-names", "scgan_bench/torchscript.py",
+           '_flatten(value, f"{prefix}{name}.", out)', '_flatten(value, f"{name}.", out)',
+           "nested module names lose their parents"),
+    Mutant("clip-settings-unchecked", "scgan_bench/metrics/clipiqa.py",
+           "if k in want and int(v) != want[k]:", "if False:", "a file whose context length contradicts its tensors loads"),
+    # composite metrics, NTIRE's score (tests/test_composite.py)
+    Mutant("composite-parts-not-added", "scgan_bench/metrics/composite.py",
+           "out += [p for p in spec.parts if p in METRICS]", "out += []",
+           "a composite asked for alone runs without its parts"),
+    Mutant("composite-part-status-ignored", "scgan_bench/pipeline.py",
+           'if c is None or c.status != "ok" or not math.isfinite(c.mean):', "if c is None:",
+           "a failed part's NaN mean enters the composite"),
+    Mutant("ntire-musiq-scale", "scgan_bench/metrics/composite.py",
+           'v["musiq"] / 100', 'v["musiq"] / 10', "MUSIQ divided by 10, not 100"),
+    Mutant("ntire-niqe-unclipped", "scgan_bench/metrics/composite.py",
+           'max(0.0, (10 - v["niqe"]) / 10)', '(10 - v["niqe"]) / 10', "a NIQE above 10 subtracts from the score"),
 ]
 
 
@@ -472,6 +513,10 @@ FIRST = (("scgan_bench/precision.py", ("tests/test_precision.py",)),
          ("scgan_bench/metrics/musiq.py", ("tests/test_musiq.py",)),
          ("scgan_bench/networks/maniqa.py", ("tests/test_maniqa.py",)),
          ("scgan_bench/metrics/maniqa.py", ("tests/test_maniqa.py",)),
+         ("scgan_bench/networks/clip", ("tests/test_clipiqa.py",)),
+         ("scgan_bench/metrics/clipiqa.py", ("tests/test_clipiqa.py",)),
+         ("scgan_bench/torchscript.py", ("tests/test_clipiqa.py",)),
+         ("scgan_bench/metrics/composite.py", ("tests/test_composite.py",)),
          ("scgan_bench/metrics/fid_stats.py", ("tests/test_fid_stats.py",)),
          ("scgan_bench/metrics/arcface.py", ("tests/test_arcface.py",)),
          ("scgan_bench/networks/iresnet.py", ("tests/test_arcface.py",)),
@@ -504,7 +549,7 @@ FIRST = (("scgan_bench/precision.py", ("tests/test_precision.py",)),
          ("scgan_bench/report.py", ("tests/test_tables.py",)),
          ("scgan_bench/parallel.py", ("tests/test_pipeline.py::test_dlib_metrics_over_worker_processes_equal_one_process",)),
          ("scgan_bench/accumulate.py", ("tests/test_run_status.py", "tests/test_own_method.py")),
-         ("scgan_bench/pipeline.py", ("tests/test_run_status.py", "tests/test_own_method.py", "tests/test_precision.py")))
+         ("scgan_bench/pipeline.py", ("tests/test_composite.py", "tests/test_run_status.py", "tests/test_own_method.py", "tests/test_precision.py")))
 
 
 def ordered_tests(path: str | None) -> list[str]:

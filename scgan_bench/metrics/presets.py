@@ -12,8 +12,9 @@ PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "bfr-synthetic": ("blind face restoration on synthetic pairs: fidelity, perceptual, identity, landmarks, "
                       "FID to FFHQ", ("psnr", "ssim", "lpips", "dists", "ids-arcface", "deg-arcface", "lmd",
                                       "fid-ffhq512")),
-    "ntire-rwfr": ("NTIRE Real-World Face Restoration: no-reference quality, FID to FFHQ and the identity gate",
-                   ("musiq", "maniqa", "clip-iqa", "niqe", "fid-ffhq512", "id-lq-adaface", "id-gate-adaface")),
+    "ntire-rwfr": ("NTIRE Real-World Face Restoration: no-reference quality, FID to FFHQ, the identity gate and the "
+                   "weighted score", ("musiq", "maniqa", "clip-iqa", "niqe", "fid-ffhq512", "id-lq-adaface",
+                                      "id-gate-adaface", "ntire-rwfr-score")),
 }
 
 
