@@ -45,7 +45,8 @@ class PartsAvailable:
         return tuple(dict.fromkeys(ws))
 
     def fingerprint(self) -> dict[str, dict[str, Any]]:
-        return {"weights": {}, "packages": {}, "parts": {p: METRICS.get(p).fingerprint() for p in self.parts}}
+        return {"weights": {}, "packages": {},
+                "parts": {p: METRICS.get(p).fingerprint() for p in self.parts if p in METRICS}}
 
 
 def combine_cells(spec: MetricSpec, values: Mapping[str, float]) -> float:

@@ -44,7 +44,8 @@ class Tokenizer:
 
     def __init__(self, vocab_file: Path | str) -> None:
         try:
-            lines = gzip.open(vocab_file, "rt", encoding="utf-8").read().split("\n")
+            with gzip.open(vocab_file, "rt", encoding="utf-8") as f:
+                lines = f.read().split("\n")
         except (OSError, EOFError, UnicodeDecodeError) as exc:
             raise ValueError(f"{vocab_file}: not CLIP's gzipped merge list ({exc})") from None
         merges = [tuple(m.split()) for m in lines[1:N_MERGES + 1]]
