@@ -146,12 +146,15 @@ register_asset(Asset(
 
 _CONVENTION = ("OpenAI CLIP RN50 at native size, attention pool without positional embedding, "
                "softmax over each antonym pair, positive's probability averaged")
+_CAVEAT = ("scored at the image's own size: a 64 px output gives the image tower a 2 x 2 grid (CLIP saw 7 x 7 in "
+           "training); compare methods at one output size within a run, not with papers' 512 px numbers")
 METRICS.register("clip-iqa", MetricSpec(
     name="clip-iqa", factory=lambda device="cpu": CLIPIQAScore(device, PYIQA_PAIRS), higher_is_better=True,
     version="1", summary="CLIP-IQA no-reference quality, pyiqa's five antonym pairs (0-1)", needs_hr=False,
-    backend="clip-rn50", convention=f"pyiqa's clipiqa: {_CONVENTION}", availability=CLIPIQAScore.requirements))
+    backend="clip-rn50", convention=f"pyiqa's clipiqa: {_CONVENTION}", caveat=_CAVEAT,
+    availability=CLIPIQAScore.requirements))
 METRICS.register("clip-iqa-paper", MetricSpec(
     name="clip-iqa-paper", factory=lambda device="cpu": CLIPIQAScore(device, PAPER_PAIRS), higher_is_better=True,
     version="1", summary='CLIP-IQA no-reference quality, the paper\'s pair "Good photo." / "Bad photo." (0-1)',
-    needs_hr=False, backend="clip-rn50", convention=f"the paper's prompts: {_CONVENTION}",
+    needs_hr=False, backend="clip-rn50", convention=f"the paper's prompts: {_CONVENTION}", caveat=_CAVEAT,
     availability=CLIPIQAScore.requirements))
