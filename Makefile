@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-fast demo bench clean os-packages mutants gpu-bundle gpu-check
+.PHONY: install test test-fast test-isa tolerance-audit demo bench clean os-packages mutants gpu-bundle gpu-check
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ test: $(STAMP) os-packages
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
+
+# The fast tests as another CPU computes them: ATen's portable kernels (no AVX2 / AVX-512) on one thread.
+# Run this (and `make tolerance-audit`) before changing any float tolerance (README: Tests and benchmarks).
+test-isa: $(STAMP)
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(BIN)/pytest -m "not slow"
+
+# Every passing numeric check's observed / allowed ratio under default and AVX2 kernels, 1 and 2 threads
+# (tests/tolerance_audit.py; ~20 minutes on 2 cores): writes benchmarks/results/tolerance_audit.md
+tolerance-audit: $(STAMP)
+	$(BIN)/python tests/tolerance_audit.py -m "not slow"
 
 # one-line mutations (SCGAN, reliability, metrics) that the fast tests must catch (~15 minutes on 2 cores)
 mutants: $(STAMP)

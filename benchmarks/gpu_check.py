@@ -716,6 +716,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.smoke and dev == "cpu":  # tiny tensors: no more threads than 2 cores (oversubscribed OpenMP stalls)
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already fixed by an earlier parallel call in this process
+            pass
     clock = Clock(args.budget_s)
     faces_dir = args.faces or next((p for p in (REPO.parent / "shared" / "data" / "hr_faces_128",
                                                 REPO / ".gpu_data" / "hr_faces_128") if p.is_dir()), None)

@@ -1,20 +1,21 @@
-"""Generic image folders: ``folder`` (HR faces, degraded synthetically) and ``folder-lr`` (real LR
-faces, no ground truth). WebFace, whose paper set is not public, is a ``folder-lr`` with its own card."""
+"""Generic image folders: ``folder`` (HR faces, degraded synthetically), ``folder-lr`` (real LR faces, no
+ground truth) and ``folder-pairs`` (given LR/HR pairs, no degradation). WebFace, whose paper set is not public, is a ``folder-lr`` with its own card."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from scgan_bench.errors import UsageError
-from scgan_bench.image_io import list_images
+from scgan_bench.errors import ImageDecodeError, UsageError
+from scgan_bench.image_io import IMAGE_SUFFIXES, list_images, read_image
 from scgan_bench.interfaces import DatasetSpec, SourceItem
 from scgan_bench.manifest import Manifest
 from scgan_bench.registries import DATASETS
 
-from ._common import HR_SIZE, LR_SIZE, file_digest, load_face, options_of, resolve_root, unique_ids
+from ._common import HR_SIZE, LR_SIZE, file_digest, load_face, options_of, resolve_root, source_path, unique_ids
 
 
 def folder_manifest(name: str, root: Path, split: str) -> Manifest:
@@ -56,6 +57,69 @@ class ImageFolder:
         return options_of(self, exclude=("name", "kind", "default_degradation", "default_subdir"))
 
 
+@dataclass
+class PairFolder:
+    """Given LR/HR pairs: ``ROOT/hr/<path>`` (centre square -> 64 px) with ``ROOT/lr/<same path, any image
+    suffix>`` at 16 x 16 px, used as they are (no degradation). A pair missing one side is reported."""
+
+    name: str = "folder-pairs"
+    kind: str = "synthetic"
+    default_degradation: str | None = None
+    hr_size: int = HR_SIZE
+    lr_size: int = LR_SIZE
+
+    def locate(self, root: Path | None) -> Path:
+        path = resolve_root(self.name, root, "folder-pairs")
+        if not (path / "hr").is_dir() or not (path / "lr").is_dir():
+            raise UsageError(f"dataset {self.name!r}: {path} must hold hr/ and lr/ folders with the same file names "
+                             f"(datasets/folder.md)")
+        return path
+
+    def manifest(self, root: Path | None) -> Manifest:
+        hr = [p.relative_to(root / "hr").as_posix() for p in list_images(root / "hr")]
+        lr = {_stem(p.relative_to(root / "lr").as_posix()) for p in list_images(root / "lr")}
+        if not hr:
+            raise UsageError(f"dataset {self.name!r}: no image files under {root / 'hr'}")
+        paired = [r for r in hr if _stem(r) in lr]
+        rejected = tuple((f"hr/{r}", f"no LR image lr/{_stem(r)}.* beside it") for r in hr if _stem(r) not in lr)
+        rejected += tuple((f"lr/{s}", "no HR image hr/ of this name") for s in sorted(lr - {_stem(r) for r in hr}))
+        items = tuple(SourceItem(uid, f"hr/{rel}") for uid, rel in zip(unique_ids(paired), paired))
+        header = {"dataset": self.name, "split": "all", "selection": "every hr/ image with an lr/ image of the same "
+                  "name, sorted by path; LR given (no degradation)", "root": str(root)}
+        return Manifest(self.name, "all", items, header, rejected)
+
+    def _lr_item(self, root: Path, item: SourceItem) -> SourceItem:
+        stem = _stem(item.source[len("hr/"):])
+        for p in sorted((root / "lr" / stem).parent.glob(Path(stem).name + ".*")):
+            if p.suffix.lower() in IMAGE_SUFFIXES and _stem(p.name) == Path(stem).name:
+                return SourceItem(item.id, p.relative_to(root).as_posix())
+        raise ImageDecodeError(root / "lr" / stem, "the LR image of this pair is gone")
+
+    def source_digest(self, root: Path | None, item: SourceItem) -> str:
+        """Both files of the pair: a changed HR or LR image is a changed source."""
+        both = file_digest(root, item) + file_digest(root, self._lr_item(root, item))
+        return hashlib.sha256(both.encode()).hexdigest()
+
+    def load(self, root: Path | None, item: SourceItem) -> np.ndarray:
+        return load_face(root, item, self.hr_size)
+
+    def load_lr(self, root: Path | None, item: SourceItem) -> np.ndarray:
+        """The given LR image, as it is: it must be ``lr_size`` square (the x4 protocol's input)."""
+        lr_item = self._lr_item(root, item)
+        img = read_image(source_path(root, lr_item))
+        if img.shape[:2] != (self.lr_size, self.lr_size):
+            raise ImageDecodeError(root / lr_item.source, f"{img.shape[1]}x{img.shape[0]} px, but {self.name} takes "
+                                   f"{self.lr_size}x{self.lr_size} LR images (the x4 protocol's input), used as given")
+        return img
+
+    def options(self) -> Mapping[str, Any]:
+        return options_of(self, exclude=("name", "kind", "default_degradation"))
+
+
+def _stem(rel: str) -> str:
+    return rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
+
+
 DATASETS.register("folder", DatasetSpec(
     name="folder", kind="synthetic", card="folder.md",
     summary="any folder of HR face images (centre square -> 64 px), degraded synthetically",
@@ -65,6 +129,10 @@ DATASETS.register("folder-lr", DatasetSpec(
     summary="any folder of real LR face images (centre square -> 16 px), no ground truth",
     factory=lambda **kw: ImageFolder(**{"name": "folder-lr", "kind": "real", "default_degradation": None,
                                         "default_subdir": "folder-lr", **kw})))
+DATASETS.register("folder-pairs", DatasetSpec(
+    name="folder-pairs", kind="synthetic", card="folder.md",
+    summary="given LR/HR pairs: ROOT/hr/* (-> 64 px) and ROOT/lr/* (16 px, used as given, no degradation)",
+    factory=lambda **kw: PairFolder(**kw)))
 DATASETS.register("webface", DatasetSpec(
     name="webface", kind="real", card="webface.md", default_reference="ffhq",
     summary="WebFace: the paper's 1,028 crawled real LR faces (not public): a folder of LR faces",

@@ -91,8 +91,9 @@ def merge(prev: dict[str, Any], out: Path, meta: dict[str, Any], cells: list[Cel
         if key not in keep:
             continue
         mean, std = _float(r["mean"]), _float(r["std"])
+        spec = METRICS.get(k)
         cells.append(Cell(d, m, k, r["direction"] == "higher", n_failed=int(r["n_failed"] or 0), status=r["status"],
-                          note=r["note"], display_scale=METRICS.get(k).display_scale,
+                          note=r["note"], display_scale=spec.display_scale, std_shown=spec.kind == "set",
                           set_value=mean if mean is not None else (math.nan if r["status"] == "ok" else None),
                           set_std=std, n_set=int(r["n"] or 0)))
     rows += [(r["dataset"], r["method"], r["metric"], r["image_id"], float(r["value"])) for r in prev["results"]

@@ -99,13 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(r)
 
     d = sub.add_parser("demo", help="offline end-to-end demo on scikit-image's faces")
-    d.add_argument("--out", type=Path, default=Path("results/demo"))
-    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--out", type=Path, default=Path("results/demo"), help="run folder (default results/demo)")
+    d.add_argument("--workers", type=int, default=2,
+                   help="processes for decoding and the dlib metrics (one core each; default 2)")
     d.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ls = sub.add_parser("list", help="what exists, and whether it is available here")
-    ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations", "variants", "trainable"))
+    ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations", "variants", "trainable"),
+                    help="what to list, each with whether it is available here and why not")
     _add_recipe_options(ls, "variants: which of them train the same SR network under this recipe")
 
     t = sub.add_parser("train", help="train SCGAN (or one of its ablation variants), LRGAN or CycleGAN")
@@ -130,17 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None, help="default: the method's recipe (SCGAN 64, LRGAN "
                                                                 "32, CycleGAN 1)")
     t.add_argument("--learning-rate", type=float, default=None, help="default: the method's recipe")
-    t.add_argument("--seed", type=int, default=2020)
+    t.add_argument("--seed", type=int, default=2020, help="training seed: initialisation, data order, noise")
     t.add_argument("--width", type=float, default=1.0, help="channel-width factor (1 = the paper's model)")
-    t.add_argument("--amp", default="none", choices=("none", "bf16"))
-    t.add_argument("--channels-last", action="store_true")
+    t.add_argument("--amp", default="none", choices=("none", "bf16"),
+                   help="mixed precision: none (float32, default) or bf16 autocast")
+    t.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions with bf16)")
     t.add_argument("--compile", action="store_true", help="torch.compile the generator forward")
     t.add_argument("--log-every", type=int, default=None, metavar="N",
                    help="bring the losses to the host every N steps (default 1 on CPU, 25 on GPU: one sync per N)")
-    t.add_argument("--device", default="auto")
+    t.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda[:N]")
     t.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke runs)")
-    t.add_argument("--limit-hr", type=int, default=None)
-    t.add_argument("--limit-lr", type=int, default=None)
+    t.add_argument("--limit-hr", type=int, default=None, help="train on the first N HR faces only (smoke runs)")
+    t.add_argument("--limit-lr", type=int, default=None, help="train on the first N real LR faces only (smoke runs)")
     t.add_argument("--lr-schedule", default=None, choices=("cosine", "restarts"),
                    help="SCGAN: cosine (default): CosineAnnealingLR(T_max=10) as released, a 20-epoch wave; "
                         "restarts: 1e-4 -> 1e-5 in every 10-epoch period")
@@ -150,13 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly (refused if its "
                                                          "settings differ)")
     t.add_argument("--overwrite", action="store_true", help="replace the training run already in --out")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ex = sub.add_parser("export-lr", help="write the exact LR inputs a run used (by image id), to run your own "
                                           "method on; score its outputs with --methods dir:NAME=DIR")
-    ex.add_argument("run", type=Path)
-    ex.add_argument("--dataset", required=True)
-    ex.add_argument("--out", type=Path, required=True)
+    ex.add_argument("run", type=Path, help="a `scgan-bench run` output folder")
+    ex.add_argument("--dataset", required=True, help="a dataset the run prepared (its LR inputs are written)")
+    ex.add_argument("--out", type=Path, required=True, help="folder for <id>.png and ids.tsv")
 
     tb = sub.add_parser("table", help="render the paper's Table N from a run (no recomputation)")
     tb.add_argument("number", help="1-7")
@@ -176,13 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "gfpgan-v1.3, real-esrgan -> realesrgan; stated under the table)")
 
     rp = sub.add_parser("report", help="self-contained HTML report of a run")
-    rp.add_argument("run", type=Path)
+    rp.add_argument("run", type=Path, help="a `scgan-bench run` output folder (holds run.json)")
     rp.add_argument("--out", type=Path, default=None, help="default RUN/report.html")
     rp.add_argument("--train-run", type=Path, default=None, help="a training run whose curves to include")
     rp.add_argument("--images", type=int, default=40, help="images per dataset in the browser")
+    rp.add_argument("--no-tsne", action="store_true",
+                    help="skip the t-SNE figures (ResNet-101 features of every image; the slowest figure)")
 
     fg = sub.add_parser("figures", help="every figure of a run as PNG and PDF under RUN/figures")
-    fg.add_argument("run", type=Path)
+    fg.add_argument("run", type=Path, help="a `scgan-bench run` output folder")
     fg.add_argument("--out", type=Path, default=None, help="default RUN/figures")
     fg.add_argument("--train-run", type=Path, default=None, help="a training run whose curves to draw")
     fg.add_argument("--datasets", default=None, metavar="A,B", help="default: every dataset of the run")
@@ -214,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     rq.add_argument("--limit", type=int, default=None, help="only the first N images of each test set")
     rq.add_argument("--step-seconds", action="append", default=[], metavar="TRAINABLE=S",
                     help="measured seconds per training step (benchmarks/gpu_check.py) for the GPU-hours estimate")
+    rq.add_argument("--train-equal-variants", action="store_true",
+                    help="train every SCGAN variant on its own, also those that train the same SR network as another "
+                         "under recipe official (by default each such group is trained once and its checkpoint "
+                         "fills every row of the group; `list variants` names the groups)")
     rq.add_argument("--partition", default=None, help="slurm: partition")
     rq.add_argument("--account", default=None, help="slurm: account")
     rq.add_argument("--time-train", default="24:00:00", help="slurm: time limit of a training job")
@@ -225,16 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     rq.add_argument("--test-only", action="store_true", help="slurm: check the scripts with sbatch --test-only")
 
     w = sub.add_parser("weights", help="every pretrained file: status, verification, paths, downloads")
-    w.add_argument("action", choices=("list", "verify", "path", "fetch"))
+    w.add_argument("action", choices=("list", "verify", "path", "fetch"),
+                   help="list: status and source of each file; verify: check sha256 (exit 1 on a mismatch); "
+                        "path: where each resolves; fetch: download what is missing (unless offline)")
     w.add_argument("names", nargs="*", help="asset names (default: all); see `weights list`")
     w.add_argument("--offline", action="store_true", help="never download (also $SCGAN_BENCH_OFFLINE=1)")
 
     pr = sub.add_parser("prepare", help="build a dataset's manifest and record its files' sha256")
-    pr.add_argument("dataset")
+    pr.add_argument("dataset", help="a dataset name (`scgan-bench list datasets`)")
     pr.add_argument("--root", type=Path, default=None, help="dataset folder")
-    pr.add_argument("--dataset-opt", action="append", default=[], metavar="KEY=VALUE")
-    pr.add_argument("--workers", type=int, default=1)
-    pr.add_argument("--accept-data-changes", action="store_true")
+    pr.add_argument("--dataset-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="a dataset option (e.g. split=test; `list datasets` and the card name them)")
+    pr.add_argument("--workers", type=int, default=1, help="processes for decoding (one core each)")
+    pr.add_argument("--accept-data-changes", action="store_true",
+                    help="re-record source files whose sha256 changed since first preparation")
     return p
 
 
@@ -263,7 +276,7 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
                         "(`scgan-bench list methods` shows each method's options)")
     r.add_argument("--seed", type=int, default=0, help="global degradation seed (default 0)")
     r.add_argument("--workers", type=int, default=1, help="processes for decoding and degrading, and for the dlib metrics (one core each)")
-    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--batch-size", type=int, default=32, help="images per SR / metric network call (default 32)")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     r.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
     r.add_argument("--accept-data-changes", action="store_true",
@@ -279,13 +292,18 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
                    help="read dataset files that symbolic links point to outside the dataset root (refused by "
                         "default; also $SCGAN_BENCH_FOLLOW_LINKS=1)")
     r.add_argument("--only-this-run", action="store_true",
-                   help="results, summary and tables cover this invocation only (by default a rerun in the same "
-                        "folder keeps the earlier invocations' still-valid results beside the new ones)")
+                   help="also write this invocation's results alone to OUT/this_run/ (summary, results, run.json: "
+                        "`table N OUT/this_run` reads them) and print that summary; the folder's own files still keep "
+                        "every earlier still-valid result (nothing accumulated is dropped)")
+    r.add_argument("--require-comparable", action="store_true",
+                   help="exit with status 3 when some number is not comparable with published ones (a partial "
+                        "test set: --limit or unreadable images; non-official weight files); the summary says why")
     r.add_argument("--wait", action="store_true",
                    help="if another scgan-bench process is using --out, wait for it instead of stopping")
     r.add_argument("--tf32", action="store_true",
                    help="CUDA: let float32 networks use TF32 (faster; outputs then differ from strict float32 by up "
-                        "to hundreds of 8-bit levels for some methods, see README 'GPU precision'); default strict")
+                        "to hundreds of 8-bit levels for some methods, see README 'Protocol choices (the paper leaves "
+                        "these open)', row 'GPU arithmetic'); default strict")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -331,7 +349,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         method_options=parse_method_options(args.method_opt),
         accept_data_changes=args.accept_data_changes, progress=not args.quiet, wait=args.wait,
         only_this_run=args.only_this_run, tf32=args.tf32)
-    return _report(run_benchmark(cfg))
+    return _report(run_benchmark(cfg), args.require_comparable)
 
 
 def _restricted_licences(run: Path) -> list[str]:
@@ -347,7 +365,7 @@ def _restricted_licences(run: Path) -> list[str]:
             if any(f in str(info.get("license", "")).lower() for f in flags)]
 
 
-def _report(res) -> int:
+def _report(res, require_comparable: bool = False) -> int:
     print(res.summary_md)
     for k, why in res.unavailable.items():
         print(f"unavailable {k}: {why}")
@@ -359,8 +377,19 @@ def _report(res) -> int:
             print(f"  [{f.stage}] {f.dataset} {f.method} {f.image_id}: {f.reason}")
     done = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in res.recomputed.items())
     print(f"computed this run: {done}")
-    print(f"tables: {res.out / 'summary.md'} and {res.out / 'summary.csv'}; "
-          f"per-image results: {res.out / 'results.csv'}")
+    if res.this_run is not None:
+        print(f"this invocation only (--only-this-run): {res.this_run / 'summary.md'}, {res.this_run / 'summary.csv'}, "
+              f"{res.this_run / 'results.csv'} (`scgan-bench table N {res.this_run}`); the folder's files keep every "
+              f"still-valid result: {res.out / 'summary.md'}")
+    else:
+        print(f"tables: {res.out / 'summary.md'} and {res.out / 'summary.csv'}; "
+              f"per-image results: {res.out / 'results.csv'}")
+    lines = [line for group in res.caveats.values() for line in group]
+    for line in lines:
+        print(f"NOT COMPARABLE with published numbers: {line}")
+    if lines and require_comparable:
+        print("--require-comparable: exit status 3 (some numbers are not comparable with published ones)")
+        return 3
     return 0
 
 
@@ -393,6 +422,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"HTML report (tables, t-SNE, qualitative grids, landmarks, per-image browser): "
           f"{build_report(args.out, per_dataset=20)}")
     return code
+
+
+def _availability_text(a, weights: tuple[str, ...]) -> str:
+    """``available`` / ``unavailable: why``; an available plug-in whose weight files are not the official
+    release says so (its numbers are not comparable with published ones)."""
+    if not a.ok:
+        return f"unavailable: {a.reason}"
+    from .weights import unofficial_in_place
+
+    odd = unofficial_in_place(weights)
+    if odd:
+        return ("available with NON-OFFICIAL weights (not comparable with published numbers): "
+                + "; ".join(f"{k}: {v}" for k, v in odd.items()))
+    return "available"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -435,7 +478,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 desc += "\noptions: " + "; ".join(f"{k}={v!r}" for k, v, _ in spec.options)
             if spec.card:
                 desc += f"\ncard: {cards / spec.card}"
-            rows.append((name, desc, "available" if a.ok else f"unavailable: {a.reason}"))
+            rows.append((name, desc, _availability_text(a, spec.weights)))
         if untrained:  # one line for the SCGAN variants without a checkpoint, not 26 alike
             rows.append((f"scgan variants ({len(untrained)})", ", ".join(untrained) + "\nHou et al., arXiv 2205.03777: R_LS "
                          "of a trained checkpoint (Tables 1-5); `scgan-bench list variants` describes each",
@@ -468,7 +511,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                                      if w in ASSETS)
             if licences:
                 desc += f"\nlicence of its model files: {'; '.join(licences)}"
-            rows.append((name, desc, "available" if a.ok else f"unavailable: {a.reason}"))
+            rows.append((name, desc, _availability_text(a, getattr(spec.availability, "weights", ()))))
     elif args.what == "variants":
         from .scgan.dataflow import equivalence_classes
         from .scgan.model import get_recipe
@@ -557,7 +600,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.run} is not a scgan-bench run folder (no run.json)")
     if args.images < 1:
         raise UsageError(f"--images {args.images}: must be at least 1")
-    build_report(args.run, args.out, train_run=args.train_run, per_dataset=args.images, say=print)
+    build_report(args.run, args.out, train_run=args.train_run, per_dataset=args.images, say=print,
+                 tsne=not args.no_tsne)
     return 0
 
 
@@ -627,11 +671,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                         variants=[v for v in (args.variants or "").split(",") if v] or None,
                         roots=_pairs(args.root, "--root"), dataset_map=_pairs(args.dataset_map, "--dataset-map"),
                         train_hr=args.train_hr, train_lr=args.train_lr, seed=args.seed, device=args.device,
-                        eval_gpus=args.eval_gpus, workers=args.workers, limit=args.limit, step_seconds=steps)
+                        eval_gpus=args.eval_gpus, workers=args.workers, limit=args.limit, step_seconds=steps,
+                        share_equal=not args.train_equal_variants)
     path = R.save_plan(plan)
     kinds = {k: sum(j.kind == k for j in plan.jobs) for k in ("train", "eval", "tables")}
     print(f"plan {path}: {kinds['train']} training, {kinds['eval']} evaluation and 1 tables job(s); "
           f"{sum(map(len, plan.covers.values()))} table cells covered; {plan.hours_basis}")
+    shared = plan.maps.get("shared_checkpoints", {})
+    if shared:
+        print(f"  {len(shared)} variant(s) read the checkpoint of an equal variant (the same SR network under recipe "
+              f"official; --train-equal-variants trains each): "
+              + ", ".join(f"{m} <- {rep}" for m, rep in sorted(shared.items())))
     for why, n in R.uncovered_summary(plan).items():
         print(f"  {n} cell(s) not covered: {why}")
     if args.executor == "none":
@@ -652,12 +702,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_export_lr(args: argparse.Namespace) -> int:
-    from .export import export_lr
+    from .export import export_lr, rerun_command
 
     n = export_lr(args.run, args.dataset, args.out)
     print(f"wrote {n} LR inputs of {args.dataset} to {args.out} (<id>.png, ids.tsv); put your x4 outputs as "
-          f"<id>.png in a folder and score them: scgan-bench run --datasets {args.dataset} "
-          f"--methods dir:NAME=FOLDER,bicubic --out {args.run}")
+          f"<id>.png in a folder and score them (the run's root, degradation, seed, limit and metrics):\n  "
+          f"{rerun_command(args.run, args.dataset, 'dir:NAME=FOLDER,bicubic')}")
     return 0
 
 
@@ -677,11 +727,12 @@ def cmd_weights(args: argparse.Namespace) -> int:
             kind, want = W.expected_hash(a)
             if kind == "first-use" and a.git_blob:
                 kind, want = "git blob (published), then sha256 on first use", a.git_blob
-            print(f"{n}: {st.state}{f' at {st.path}' if st.path else ''}\n"
+            odd = "" if st.official else " — NOT the official file (not comparable with published numbers)"
+            print(f"{n}: {st.state}{f' at {st.path}' if st.path else ''}{odd}\n"
                   f"  file {a.filename}; check: {kind} {want[:16]}{'...' if len(want) > 16 else ''}\n"
                   f"  url {a.url}\n  used by {a.used_by}; licence {a.license}"
                   + (f"\n  note: {a.source_note}" if a.source_note else "")
-                  + (f"\n  {st.detail}" if st.state == "mismatch" else ""))
+                  + (f"\n  {st.detail}" if st.state == "mismatch" or not st.official else ""))
         return 0
     if args.action == "path":
         for n in names:

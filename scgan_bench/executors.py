@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -210,6 +211,96 @@ def queue_states(ids: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _gres_gpus(gres: str) -> int:
+    """GPUs per node in sinfo's ``%G`` (``gpu:4``, ``gpu:a100:2(S:0-1)``, ``(null)``)."""
+    return sum(int(n) for n in re.findall(r"(?:^|,)gpu(?::[^:,(]+)?:(\d+)", gres))
+
+
+def partition_resources(partition: str | None) -> tuple[str, int, int] | None:
+    """``(partition, most CPUs of one node, most GPUs of one node)`` as ``sinfo`` reports them for
+    ``partition`` (None: the default partition); None when sinfo cannot tell. A partition sinfo does not
+    list is a UsageError naming those it does."""
+    try:
+        p = subprocess.run(["sinfo", "-h", "-o", "%P|%c|%G"], capture_output=True, text=True, timeout=120)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+    rows = [ln.strip().split("|") for ln in p.stdout.splitlines() if ln.count("|") == 2]
+    if p.returncode != 0 or not rows:
+        return None
+    names = sorted({r[0].rstrip("*") for r in rows})
+    mine = [r for r in rows if (r[0].rstrip("*") == partition if partition else r[0].endswith("*"))]
+    if not mine:
+        if partition:
+            raise UsageError(f"--partition {partition}: sinfo lists no such partition (it lists: {', '.join(names)})")
+        return None
+    cpus = max(int(m.group()) for r in mine if (m := re.match(r"\d+", r[1])))
+    return mine[0][0].rstrip("*"), cpus, max(_gres_gpus(r[2]) for r in mine)
+
+
+def check_resources(jobs: Sequence[Job], opts: SlurmOptions) -> None:
+    """Refuse, in one line each, a submission that the partition can never run: GPUs asked of a partition
+    whose nodes have fewer (sbatch would say only "Invalid generic resource"), more CPUs per task than a
+    node has (the jobs would wait forever). Unchecked when sinfo cannot tell."""
+    res = partition_resources(opts.partition)
+    if res is None:
+        return
+    name, cpus, gpus = res
+    want = max([opts.gpus_per_job for j in jobs if j.kind == "train"] + [j.gpus for j in jobs if j.kind == "eval"],
+               default=0)
+    if want > gpus:
+        fix = ("--gpus-per-train 0 --eval-gpus 0 --device cpu (a CPU partition)" if gpus == 0 else
+               f"--gpus-per-train / --eval-gpus of at most {gpus}")
+        raise UsageError(f"partition {name}: its nodes have {gpus or 'no'} GPU(s) (sinfo), the jobs ask for {want}: "
+                         f"pass {fix}, or --partition of one with GPUs")
+    if opts.cpus_per_task > cpus:
+        raise UsageError(f"partition {name}: its nodes have at most {cpus} CPUs (sinfo), the jobs ask for "
+                         f"{opts.cpus_per_task} per task and would wait forever: pass --cpus-per-task {cpus} or fewer")
+
+
+def _array_tasks(spec: str) -> list[int]:
+    """Slurm's ``ArrayTaskId`` (``3``, ``0-5``, ``0-7:2``, ``1,4-6%2``) as task numbers."""
+    out: list[int] = []
+    for part in spec.split("%")[0].split(","):
+        rng, _, step = part.partition(":")
+        a, _, b = rng.partition("-")
+        if a.isdigit():
+            out += list(range(int(a), int(b or a) + 1, int(step or 1)))
+    return out
+
+
+def final_states(ids: Sequence[str]) -> dict[str, str]:
+    """The state of jobs that left the queue (``CANCELLED``, ``FAILED``, ``COMPLETED`` ...), by job id or
+    ``ARRAY_TASK``: from ``scontrol show job`` while the controller remembers them, else ``sacct``."""
+    out: dict[str, str] = {}
+    for base in sorted({i.split("_")[0] for i in ids if i}):
+        try:
+            p = subprocess.run(["scontrol", "-o", "show", "job", base], capture_output=True, text=True, timeout=120)
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            p = None
+        for line in (p.stdout.splitlines() if p is not None and p.returncode == 0 else []):
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if not f.get("JobState"):
+                continue
+            if f.get("ArrayTaskId", "N/A") != "N/A" and "ArrayJobId" in f:  # one task, or the tasks never split off
+                for task in _array_tasks(f["ArrayTaskId"]):
+                    out[f"{f['ArrayJobId']}_{task}"] = f["JobState"]
+            elif f.get("JobId"):
+                out[f["JobId"]] = f["JobState"]
+    missing = [i for i in ids if i and i not in out]
+    if missing:
+        try:
+            p = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(sorted(set(missing)))],
+                               capture_output=True, text=True, timeout=120)
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            return out
+        if p.returncode == 0:
+            for line in p.stdout.splitlines():
+                jid, _, state = line.partition("|")
+                if jid and state:
+                    out.setdefault(jid, state.split()[0])
+    return out
+
+
 def submitted(plan: Plan) -> dict[str, str]:
     try:
         return json.loads((plan.out / "slurm" / SUBMITTED).read_text())
@@ -234,6 +325,7 @@ def submit_slurm(plan: Plan, opts: SlurmOptions, *, say: Callable[[str], None] =
             say(f"{j.id}: still queued as Slurm job {queued[j.id]} ({alive.get(queued[j.id], 'pending')})")
     if not todo:
         return queued
+    check_resources(todo, opts)
     scripts = write_scripts(plan, todo, opts)
     ids: dict[str, str] = dict(queued)
     (plan.out / "logs").mkdir(parents=True, exist_ok=True)
@@ -263,5 +355,11 @@ def submit_slurm(plan: Plan, opts: SlurmOptions, *, say: Callable[[str], None] =
 
 
 def slurm_status(plan: Plan) -> tuple[dict[str, str], dict[str, str]]:
+    """Submitted job ids, and Slurm's state of each: queued ones from squeue, the others (cancelled,
+    failed, timed out, completed) from scontrol / sacct."""
     ids = submitted(plan)
-    return ids, queue_states(list(ids.values()))
+    states = queue_states(list(ids.values()))
+    gone = [i for i in ids.values() if i not in states]
+    if gone:
+        states.update({k: v for k, v in final_states(gone).items() if k in gone})
+    return ids, states

@@ -41,3 +41,35 @@ def export_lr(run: Path, dataset: str, out: Path) -> int:
     atomic_write_text(out / "export.json", json.dumps({"run": str(run.resolve()), "dataset": dataset,
                                                        "images": len(ids)}, indent=1))
     return len(ids)
+
+
+def rerun_command(run: Path, dataset: str, methods: str) -> str:
+    """The ``scgan-bench run`` command that scores ``methods`` on ``dataset`` exactly as ``run`` prepared it:
+    the same root, degradation, dataset options, seed, limit and metrics (read from its ``run.json``), so
+    that it works as printed and reuses the run's prepared images."""
+    import shlex
+
+    try:
+        cfg = json.loads((run / "run.json").read_text()).get("config", {})
+    except (OSError, ValueError):
+        cfg = {}
+    args = ["scgan-bench", "run", "--datasets", dataset]
+    root = (cfg.get("roots") or {}).get(dataset)
+    if root:
+        args += ["--root", f"{dataset}={Path(root).resolve()}"]
+    deg = (cfg.get("degradations") or {}).get(dataset)
+    if deg:
+        args += ["--degradation", f"{dataset}={deg}"]
+    for k, v in ((cfg.get("dataset_options") or {}).get(dataset) or {}).items():
+        args += ["--dataset-opt", f"{dataset}:{k}={v}"]
+    ref = (cfg.get("references") or {}).get(dataset)
+    if ref:
+        args += ["--reference", f"{dataset}={ref}"]
+    if cfg.get("seed") not in (None, 0):
+        args += ["--seed", str(cfg["seed"])]
+    if cfg.get("limit") is not None:
+        args += ["--limit", str(cfg["limit"])]
+    if cfg.get("metrics"):
+        args += ["--metrics", ",".join(cfg["metrics"])]
+    args += ["--methods", methods, "--out", str(run)]
+    return " ".join(a if a in ("dir:NAME=FOLDER,bicubic",) else shlex.quote(a) for a in args)

@@ -241,12 +241,19 @@ def metric_bars(run: Path, dataset: str) -> bytes | None:
     return None if fig is None else _png(fig)
 
 
+#: bar colours: best / second / third (as the tables colour them), the other methods, pseudo-methods (hatched)
+RANK_COLOURS = {1: "#c00000", 2: "#0030c0", 3: "0.15"}
+OTHER_COLOUR = "#d2b48c"
+PSEUDO_COLOUR = "0.8"
+
+
 def _bars_fig(run: Path, dataset: str):
     """One panel per metric with a value for two or more methods: the methods' means in the tables'
     units (KID x100 with its std as an error bar), best / second / third in red / blue / black,
-    pseudo-methods (ground-truth) last in grey and unranked."""
+    the other methods in tan, pseudo-methods (ground-truth) last in hatched grey and unranked."""
     import math
 
+    from .ranking import printed_ranks
     from .registries import METRICS, is_pseudo, ordered_methods
 
     rows = [r for r in _summary_rows(run) if r["dataset"] == dataset and r["status"] == "ok"]
@@ -272,18 +279,21 @@ def _bars_fig(run: Path, dataset: str):
         means = [float(vals[n]["mean"]) * scale for n in names]
         stds = [float(vals[n]["std"]) * scale if spec is not None and spec.kind == "set" and vals[n]["std"]
                 and math.isfinite(float(vals[n]["std"])) else 0.0 for n in names]
-        ranked = sorted({v for n, v in zip(names, means) if not is_pseudo(n)}, reverse=higher)
-        rank_of = {v: i + 1 for i, v in enumerate(ranked)} if len(ranked) >= 2 else {}
-        colours = ["0.75" if is_pseudo(n) else {1: "#c00000", 2: "#0030c0", 3: "0.15"}.get(rank_of.get(v, 0), "0.55")
-                   for n, v in zip(names, means)]
-        ax.bar(range(len(names)), means, color=colours, yerr=stds if any(stds) else None, capsize=2)
+        # ranked as the summary prints the values (4 decimals, table units): equal printed values share a colour
+        rank_of = printed_ranks({n: v for n, v in zip(names, means) if not is_pseudo(n)}, higher_is_better=higher,
+                                decimals=4)
+        colours = [PSEUDO_COLOUR if is_pseudo(n) else RANK_COLOURS.get(rank_of.get(n, 0), OTHER_COLOUR) for n in names]
+        bars = ax.bar(range(len(names)), means, color=colours, yerr=stds if any(stds) else None, capsize=2)
+        for b, n in zip(bars, names):
+            if is_pseudo(n):
+                b.set_hatch("///")
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
         unit = f" (x{scale:g})" if scale != 1 else ""
         ax.set_title(f"{m} {'↑' if higher else '↓'}{unit}", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
-    fig.suptitle(f"{dataset}: metrics by method (red / blue / black: best / second / third; grey: "
-                 "pseudo-method, not ranked)", fontsize=8)
+    fig.suptitle(f"{dataset}: metrics by method (red / blue / black: best / second / third; tan: the other "
+                 "methods; hatched grey: pseudo-method, not ranked)", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -256,6 +256,14 @@ class Dataset(Protocol):
         """The options that shape this dataset's images (enter the cache key)."""
 
 
+@runtime_checkable
+class GivenPairs(Protocol):
+    """A synthetic dataset whose LR images are given beside the HR ones (``folder-pairs``): the runner
+    reads them with ``load_lr`` instead of degrading the HR image."""
+
+    def load_lr(self, root: Path | None, item: SourceItem) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """Registry entry for a dataset: its factory accepts the dataset's documented options."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import __version__
+from .comparable import run_caveats
 from .errors import DataIntegrityError, UsageError
 from .image_io import atomic_write_text, max_pixels_limit
 from .interfaces import NoReferenceMetric, PairedMetric, ReferenceMethod, SetMetric
@@ -38,6 +39,7 @@ from .shard import SINGLE, Shard
 from .store import remove_temp_files
 from .summary import Cell, count_notes, notes_csv, results_csv, summary_csv, summary_markdown
 from .superres import run_method
+from .weights import unofficial
 
 
 @dataclass
@@ -73,6 +75,10 @@ class RunResult:
     recomputed: dict[str, int]
     unavailable: dict[str, str]
     summary_md: str
+    #: why some numbers are not comparable with published ones (:func:`scgan_bench.comparable.run_caveats`)
+    caveats: dict[str, list[str]] = field(default_factory=dict)
+    #: ``run --only-this-run``: the folder holding this invocation's own outputs (``out`` keeps everything)
+    this_run: Path | None = None
 
 
 def resolve_device(device: str) -> str:
@@ -255,7 +261,7 @@ def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -
 
         cfg = replace(cfg, progress=False)
     started = time.time()
-    earlier = {} if cfg.only_this_run or not shard.main else previous(out)
+    earlier = {} if not shard.main else previous(out)  # --only-this-run too: it is a view, never a deletion
     meta: dict[str, Any] = {"status": "running", "config": _jsonable(asdict(cfg)),
                             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             "versions": _versions(), "datasets": {}, "methods": {}, "metrics": {}}
@@ -279,6 +285,7 @@ def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -
         recomputed["images_prepared"] += p.recomputed
         meta["datasets"][name] = {"kind": p.kind, "key": p.key, "images": len(p.records),
                                   "manifest_items": len(p.manifest), "manifest_sha256": p.manifest.digest(),
+                                  "full_manifest_items": p.full_items, "limit": cfg.limit,
                                   "manifest": dict(p.manifest.header), "degradation": p.degradation}
 
     unavailable: dict[str, str] = {}
@@ -291,8 +298,9 @@ def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -
             continue
         try:
             methods[name] = spec.create(device=device, **cfg.method_options.get(name, {}))
-            meta["methods"][name] = {"summary": spec.summary, "license": spec.license,
-                                     "fingerprint": dict(methods[name].fingerprint())}
+            fp = _checked_fingerprint(name, methods[name])
+            meta["methods"][name] = {"summary": spec.summary, "license": spec.license, "fingerprint": fp,
+                                     "unofficial_weights": unofficial(fp.get("weights") or {})}
         except Exception as exc:  # noqa: BLE001 (a checkpoint that fails to load: the method, not the run)
             methods.pop(name, None)
             unavailable[f"method:{name}"] = f"could not be loaded: {type(exc).__name__}: {exc}"
@@ -306,11 +314,17 @@ def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -
             metric_specs[name] = spec
         meta["metrics"][name] = {"version": spec.version, "higher_is_better": spec.higher_is_better,
                                  "convention": spec.convention, "available": avail.ok,
-                                 "reason": avail.reason, "backend": spec.backend}
+                                 "reason": avail.reason, "backend": spec.backend,
+                                 "unofficial_weights": unofficial(spec.fingerprint().get("weights", {}))
+                                 if avail.ok else {}}
     meta["weights"] = _weights_in_use()
     get_metric = _metric_builder(device)
     references = _references(cfg, prepared, metric_specs, failures, shard)
     meta["references"] = {k: v if isinstance(v, str) else v.name for k, v in references.items()}
+    ref_metrics = [n for n, s in metric_specs.items() if s.kind == "set" and s.reference == "hr-set"]
+    meta["references_detail"] = {k: {"name": v.name, "images": len(v.records), "full_manifest_items": v.full_items,
+                                     "limit": cfg.limit, "metrics": ref_metrics}
+                                 for k, v in references.items() if not isinstance(v, str)}
 
     rows: list[tuple[str, str, str, str, float]] = []
     cells: list[Cell] = []
@@ -385,19 +399,21 @@ def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -
         if empty:
             raise UsageError("no image could be scored for " + "; ".join(empty))
         return RunResult(out, cells, failures, recomputed, unavailable, summary_markdown(cells, {}, n_images, {}))
+    view = None
+    if cfg.only_this_run:  # this invocation's outputs alone, beside (never instead of) the folder's
+        import copy
+
+        vmeta = copy.deepcopy(meta)
+        vmeta["comparability"] = run_caveats(vmeta)
+        vmeta["view_of"] = str(out)
+        view = (vmeta, list(cells), list(rows), list(note_rows), list(failures),
+                _summary_of(cells, note_rows, dict(note_counts), n_images, vmeta["comparability"]))
     meta["kept_from_earlier_runs"] = [list(k) for k in merge(earlier, out, meta, cells, rows, note_rows, failures,
                                                                n_images)]
-    for d, m in {(d, m) for d, m, _, _ in note_rows} - set(note_counts):
-        note_counts[(d, m)] = count_notes({i: n for dd, mm, i, n in note_rows if (dd, mm) == (d, m)})
-    conventions = {k: METRICS.get(k).convention for k in dict.fromkeys(c.metric for c in cells)
-                   if METRICS.get(k).convention}
-    md = summary_markdown(cells, conventions, n_images, note_counts)
+    meta["comparability"] = run_caveats(meta)
+    md = _summary_of(cells, note_rows, note_counts, n_images, meta["comparability"])
     t = time.perf_counter()
-    atomic_write_text(out / "method_notes.csv", notes_csv(note_rows), durable=True)
-    atomic_write_text(out / "results.csv", results_csv(rows), durable=True)
-    atomic_write_text(out / "summary.csv", summary_csv(cells), durable=True)
-    atomic_write_text(out / "summary.md", md, durable=True)
-    atomic_write_text(out / "failures.csv", failures_csv(failures), durable=True)
+    _write_outputs(out, cells, rows, note_rows, failures, md)
     log.done("write", "results.csv, summary, failures.csv", len(rows), time.perf_counter() - t, cells=len(cells))
     meta["stages"] = log.rows
     meta.update(status="failed" if empty else "complete", outputs_written=True,
@@ -406,12 +422,21 @@ def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -
                 unavailable=unavailable, failures=len(failures))
     if empty:
         meta["error"] = "; ".join(empty)
+    if view is not None:
+        vmeta, vcells, vrows, vnotes, vfail, vmd = view
+        vmeta.update({k: meta[k] for k in ("stages", "status", "outputs_written", "finished", "seconds", "recomputed",
+                                           "unavailable") if k in meta}, failures=len(vfail))
+        _write_outputs(out / THIS_RUN, vcells, vrows, vnotes, vfail, vmd)
+        atomic_write_text(out / THIS_RUN / "run.json", json.dumps(vmeta, indent=1, default=str), durable=True)
     atomic_write_text(out / "run.json", json.dumps(meta, indent=1, default=str), durable=True)
     shard.barrier()
     if empty:
         raise UsageError("no image could be scored for " + "; ".join(empty) + f" (the other datasets' results are in "
                          f"{out / 'summary.md'}; every failure in {out / 'failures.csv'})")
-    return RunResult(out, cells, failures, recomputed, unavailable, md)
+    if view is not None:
+        return RunResult(out, view[1], view[4], recomputed, unavailable, view[5], view[0]["comparability"],
+                         this_run=out / THIS_RUN)
+    return RunResult(out, cells, failures, recomputed, unavailable, md, meta["comparability"])
 
 
 def _empty_reason(p: PreparedDataset) -> str:
@@ -432,6 +457,53 @@ def _write_if_changed(path: Path, text: str) -> None:
     except OSError:
         pass
     atomic_write_text(path, text)
+
+
+#: where ``run --only-this-run`` writes the invocation's own outputs (the folder's files keep everything)
+THIS_RUN = "this_run"
+
+
+def _summary_of(cells: list[Cell], note_rows: list, note_counts: dict, n_images: dict[str, int],
+                caveats: dict[str, list[str]]) -> str:
+    """summary.md of these cells: conventions of their metrics, counted method notes, caveats."""
+    counts = dict(note_counts)
+    for d, m in {(d, m) for d, m, _, _ in note_rows} - set(counts):
+        counts[(d, m)] = count_notes({i: n for dd, mm, i, n in note_rows if (dd, mm) == (d, m)})
+    conventions = {k: METRICS.get(k).convention for k in dict.fromkeys(c.metric for c in cells)
+                   if METRICS.get(k).convention}
+    shown = {c.dataset for c in cells}
+    return summary_markdown(cells, conventions, {d: n for d, n in n_images.items() if d in shown}, counts, caveats)
+
+
+def _write_outputs(folder: Path, cells: list[Cell], rows: list, note_rows: list, failures: list[Failure],
+                   md: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "method_notes.csv", notes_csv(note_rows), durable=True)
+    atomic_write_text(folder / "results.csv", results_csv(rows), durable=True)
+    atomic_write_text(folder / "summary.csv", summary_csv(cells), durable=True)
+    atomic_write_text(folder / "summary.md", md, durable=True)
+    atomic_write_text(folder / "failures.csv", failures_csv(failures), durable=True)
+
+
+def _checked_fingerprint(name: str, method: Any) -> dict[str, Any]:
+    """``method.fingerprint()`` as a JSON-able dict (it enters cache keys and run.json), or a UsageError
+    naming the method and what it returned."""
+    fp = method.fingerprint()
+    if not isinstance(fp, Mapping):
+        raise UsageError(f"method {name}: fingerprint() returned {type(fp).__name__} ({fp!r:.60}), not a dict of what "
+                         "determines its outputs (code version, options, weights sha256); see README 'Your own "
+                         "method'")
+    def path_only(o: Any) -> str:   # a path is written as text (as cache keys do); any other object is refused
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+    try:
+        json.dumps(fp, sort_keys=True, default=path_only)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"method {name}: fingerprint() must hold only JSON values (str, number, bool, None, "
+                         f"lists, dicts with str keys) or paths: {exc}") from None
+    return dict(fp)
 
 
 def _weights_in_use() -> dict[str, dict[str, str]]:

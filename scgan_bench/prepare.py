@@ -18,7 +18,7 @@ from tqdm import tqdm
 from .degradations import degrade, derive_seed, make_degradation
 from .errors import ImageDecodeError, UsageError
 from .image_io import atomic_write_bytes, encode_png
-from .interfaces import Dataset, SourceItem
+from .interfaces import Dataset, GivenPairs, SourceItem
 from .manifest import Manifest, check_integrity, sha256_bytes
 from .registries import DATASETS, load_plugins
 from .shard import SINGLE, Shard
@@ -68,6 +68,8 @@ class PreparedDataset:
     failures: list[Failure] = field(default_factory=list)
     degradation: Mapping[str, Any] | None = None
     recomputed: int = 0
+    #: items of the dataset's whole selection (before ``--limit``): a run scoring fewer is a partial set
+    full_items: int | None = None
 
 
 def _digest_one(job: DatasetJob, item: SourceItem) -> tuple[str, str | None, str]:
@@ -87,7 +89,12 @@ def _process_one(job: DatasetJob, item: SourceItem, source_sha: str) -> dict[str
     img = ds.load(root, item)
     name = safe_name(item.id)
     rec: dict[str, Any] = {"id": item.id, "source": item.source, "source_sha256": source_sha}
-    if ds.kind == "synthetic":
+    if ds.kind == "synthetic" and isinstance(ds, GivenPairs):   # LR given beside the HR: used as it is
+        lr = ds.load_lr(root, item)
+        hr_png = encode_png(img)
+        atomic_write_bytes(out / "hr" / f"{name}.png", hr_png)
+        rec.update(hr=f"hr/{name}.png", hr_sha256=sha256_bytes(hr_png), degradation={"name": "given"})
+    elif ds.kind == "synthetic":
         deg = make_degradation(job.degradation)
         seed = derive_seed(job.seed, job.name, item.id)
         lr, params = degrade(deg, img, seed)
@@ -163,15 +170,20 @@ def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None
     if ds.kind == "real" and degradation:
         raise UsageError(f"dataset {name!r} is a real-world LR set (no ground truth): it takes no "
                          f"degradation, got {degradation!r}")
-    deg_name = (degradation or ds.default_degradation) if ds.kind == "synthetic" else None
+    if isinstance(ds, GivenPairs) and degradation:
+        raise UsageError(f"dataset {name!r} holds given LR/HR pairs: its LR images are used as they are, so it "
+                         f"takes no degradation, got {degradation!r}")
+    deg_name = (degradation or ds.default_degradation) if ds.kind == "synthetic" and not isinstance(ds, GivenPairs) \
+        else None
     deg_cfg = make_degradation(deg_name).config() if deg_name else None
-    manifest = ds.manifest(root).head(limit)
+    whole = ds.manifest(root)
+    manifest = whole.head(limit)
     ddir = out / "data" / name
     key_obj = {"dataset": name, "kind": ds.kind, "options": dict(ds.options()),
                "degradation": deg_cfg, "seed": seed if deg_name else None, "prep_version": PREP_VERSION}
     key, _ = shard.from_main(lambda: prepare_stage_dir(ddir, key_obj))
     job = DatasetJob(name, dict(ds.options()), str(root) if root else None, deg_name, seed, str(ddir))
-    result = PreparedDataset(name, ds.kind, ddir, key, manifest, degradation=deg_cfg)
+    result = PreparedDataset(name, ds.kind, ddir, key, manifest, degradation=deg_cfg, full_items=len(whole))
     result.failures += [Failure("annotation", name, "", "-", src, why) for src, why in manifest.rejected]
 
     sources = list(dict.fromkeys(it.source for it in manifest.items))

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .image_io import atomic_write_text
+from .comparable import run_caveats
 from .errors import UsageError
+from .ranking import printed_ranks
 from .registries import METRICS, load_plugins
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
@@ -26,7 +28,8 @@ th{background:#f3f3f3}td.lead,th.lead{text-align:left}.r1{color:#c00;font-weight
 #browser-grid{display:grid;gap:4px;align-items:start;overflow-x:auto}
 .gh{font-size:11px;font-weight:bold;text-align:center;position:sticky;top:0;background:#fff}
 .gc{font-size:10px;text-align:center;word-break:break-word}.gid{font-size:11px;align-self:center}
-code{background:#f6f6f6;padding:1px 3px}details{margin:.5em 0}figure{margin:1em 0}figcaption{font-size:12px}"""
+code{background:#f6f6f6;padding:1px 3px}details{margin:.5em 0}figure{margin:1em 0}figcaption{font-size:12px}
+.caveat{border:2px solid #c60;background:#fff6ec;padding:.4em 1em;margin:1em 0;font-size:13px;max-width:1100px}"""
 
 JS = """
 const DATA = JSON.parse(document.getElementById('browser-data').textContent);
@@ -139,8 +142,9 @@ def _summary_tables(run: Path) -> tuple[str, list[str]]:
                     and math.isfinite(float(cell[(me, mt)]["mean"]))}
             if len(vals) >= 2:
                 higher = spec.higher_is_better if spec else cell[(next(iter(vals)), mt)]["direction"] == "higher"
-                distinct = sorted(set(vals.values()), reverse=higher)
-                rank.update({(me, mt): distinct.index(v) + 1 for me, v in vals.items() if distinct.index(v) < 3})
+                scale = spec.display_scale if spec else 1.0   # ranked as _fmt_summary prints: 4 decimals, scaled
+                rank.update({(me, mt): k for me, k in printed_ranks({me: v * scale for me, v in vals.items()},
+                                                                     higher_is_better=higher, decimals=4).items()})
         notes: dict[str, int] = {}
 
         def head(m: str) -> str:
@@ -227,7 +231,8 @@ def _browser_data(run: Path, per_dataset: int) -> dict[str, Any]:
 
 
 def build_report(run: Path, out: Path | None = None, *, train_run: Path | None = None,
-                 per_dataset: int = 40, figures: bool = True, say: Callable[[str], None] | None = None) -> Path:
+                 per_dataset: int = 40, figures: bool = True, say: Callable[[str], None] | None = None,
+                 tsne: bool = True) -> Path:
     """Write ``RUN/report.html`` (or ``out``) and return its path; the figures are also written as PNG
     and PDF under ``RUN/figures``. ``say`` is told each part as it is built."""
     from .figures import write_figures
@@ -247,6 +252,11 @@ def build_report(run: Path, out: Path | None = None, *, train_run: Path | None =
                 f"<p>status {html.escape(meta.get('status', '?'))}, started {html.escape(meta.get('started', '?'))}, "
                 f"{meta.get('seconds', '?')} s; failures: {meta.get('failures', 0)} (see failures.csv)</p>",
                 "<h2>Summary</h2>", RANK_LEGEND, summary]
+    caveats = [line for group in run_caveats(meta).values() for line in group]
+    if caveats:  # partial sets, non-official weights: said before any number is read
+        sections.insert(2, "<div class='caveat'><b>Not comparable with published numbers:</b><ul>"
+                        + "".join(f"<li>{html.escape(c)}</li>" for c in caveats) + "</ul></div>")
+        say(f"caveats: {len(caveats)} reason(s) some numbers are not comparable with published ones")
     tables = find_tables(run)
     if tables:
         sections.append("<h2>Paper tables</h2>")
@@ -263,7 +273,7 @@ def build_report(run: Path, out: Path | None = None, *, train_run: Path | None =
     if figures:
         sections.append("<h2>Figures</h2><p class='legend'>Each figure is also under "
                         f"<code>{html.escape(str(run / 'figures'))}</code> as PNG and PDF.</p>")
-        for fig in write_figures(run, train_run=train_run):
+        for fig in write_figures(run, train_run=train_run, tsne=tsne):
             png = Path(fig["png"]).read_bytes()
             note = f"<br>{html.escape(fig['note'])}" if fig["note"] else ""
             sections.append(f"<figure>{_img_tag(png, fig['title'])}<figcaption>{html.escape(fig['title'])}{note}"

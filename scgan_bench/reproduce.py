@@ -148,10 +148,13 @@ def build_plan(out: Path, tables: Sequence[int], *, smoke: bool = False, variant
                roots: Mapping[str, str] | None = None, dataset_map: Mapping[str, str] | None = None,
                train_hr: str | None = None, train_lr: str | None = None, seed: int = 2020, eval_seed: int = 0,
                device: str = "auto", eval_gpus: int = 1, workers: int = 2, limit: int | None = None,
-               step_seconds: Mapping[str, float] | None = None) -> Plan:
+               step_seconds: Mapping[str, float] | None = None, share_equal: bool = True) -> Plan:
     """The jobs that regenerate ``tables`` (module docstring). ``variants`` restricts the methods trained and
     evaluated (their cells alone are covered); ``dataset_map`` reads a table's test set from another dataset
-    (``ffhq=folder``); ``step_seconds`` (trainable -> measured seconds per step) replaces the projection."""
+    (``ffhq=folder``); ``step_seconds`` (trainable -> measured seconds per step) replaces the projection.
+    ``share_equal``: SCGAN variants that train the same SR network under the training recipe (official) are
+    trained once, and the others of their group read that checkpoint (``maps["shared_checkpoints"]``,
+    stated in each job's line and in the tables); False trains every variant on its own."""
     from .registries import DATASETS, METHODS, METRICS, load_plugins
     from .scgan.method import _env_key
     from .scgan.variants import VARIANTS
@@ -211,6 +214,7 @@ def build_plan(out: Path, tables: Sequence[int], *, smoke: bool = False, variant
             else:
                 covers[str(n)].append([cell.dataset, m, cell.metric])
 
+    shared = _shared_checkpoints(trained) if share_equal else {}
     jobs: list[Job] = []
     basis: set[str] = set()
     common_roots = [a for k, v in sorted(roots.items()) for a in ("--root", f"{k}={v}")]
@@ -218,6 +222,8 @@ def build_plan(out: Path, tables: Sequence[int], *, smoke: bool = False, variant
     lr = train_lr or ("dataset:demo-real" if smoke else PAPER_TRAIN_LR)
     ckpt_env: dict[str, str] = {}
     for method, (trainable, variant) in sorted(trained.items()):
+        if method in shared:
+            continue
         folder = out / "train" / method
         argv = ["train", "--method", trainable, "--variant", variant, "--hr", hr, "--lr", lr, "--out", str(folder),
                 "--seed", str(seed), "--device", device, "--quiet", *common_roots]
@@ -225,9 +231,13 @@ def build_plan(out: Path, tables: Sequence[int], *, smoke: bool = False, variant
             argv += [a for k, v in SMOKE_TRAIN.items() for a in (f"--{k}", v)]
         hours, how = _train_hours(trainable, smoke, step_seconds)
         basis.add(how)
-        jobs.append(Job(f"train-{method}", "train", f"train {trainable} {variant} ({_steps(trainable, smoke):,} steps)",
-                        argv, [], {}, 1, round(hours, 3), str(folder)))
-        ckpt_env[_env_key(method)] = str(folder)
+        serves = sorted(m for m, rep in shared.items() if rep == method)
+        what = f"train {trainable} {variant} ({_steps(trainable, smoke):,} steps)" + (
+            f"; its checkpoint also fills {', '.join(serves)} (the same SR network under recipe official)"
+            if serves else "")
+        jobs.append(Job(f"train-{method}", "train", what, argv, [], {}, 1, round(hours, 3), str(folder)))
+        for m in [method, *serves]:
+            ckpt_env[_env_key(m)] = str(folder)
     train_ids = [j.id for j in jobs]
     eval_ids = []
     for d, slot in sorted(per_dataset.items()):
@@ -239,7 +249,7 @@ def build_plan(out: Path, tables: Sequence[int], *, smoke: bool = False, variant
         if limit:
             argv += ["--limit", str(limit)]
         env = {k: v for k, v in ckpt_env.items() if any(_env_key(m) == k for m in methods)}
-        deps = [f"train-{m}" for m in methods if f"train-{m}" in train_ids]
+        deps = sorted({f"train-{shared.get(m, m)}" for m in methods if f"train-{shared.get(m, m)}" in train_ids})
         jobs.append(Job(f"eval-{d}", "eval", f"evaluate {len(methods)} methods on {d}", argv, deps, env,
                         max(0, eval_gpus), None, str(folder)))
         eval_ids.append(jobs[-1].id)
@@ -251,9 +261,25 @@ def build_plan(out: Path, tables: Sequence[int], *, smoke: bool = False, variant
         f"projection: training FLOPs per step (benchmarks/train_step.py) x steps / an assumed {ASSUMED_TFLOPS:g} "
         "TFLOP/s sustained per GPU; pass --step-seconds METHOD=S from benchmarks/gpu_check.py to use a measurement")
     return Plan(out, list(tables), smoke, jobs, covers, uncovered,
-                {"datasets": {k: v for k, v in dmap.items() if k != v}, "metrics": kmap},
+                {"datasets": {k: v for k, v in dmap.items() if k != v}, "metrics": kmap, "shared_checkpoints": shared},
                 f"{train_hours:.1f} GPU-hours of training ({how}); evaluation not estimated",
                 datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _shared_checkpoints(trained: Mapping[str, tuple[str, str]]) -> dict[str, str]:
+    """SCGAN variant -> the variant whose training it reuses: within each group of variants that train the
+    same SR network under recipe official (:func:`scgan_bench.scgan.dataflow.equivalence_classes`; from one
+    seed their R_LS is bit-identical), the full model ``scgan`` if present, else the first in registry order."""
+    from .scgan.dataflow import equivalence_classes
+    from .scgan.model import get_recipe
+    from .scgan.variants import VARIANTS
+
+    names = [n for n in VARIANTS if trained.get(n, ("", ""))[0] == "scgan"]
+    out = {}
+    for group in equivalence_classes(get_recipe("official"), names):
+        rep = "scgan" if "scgan" in group else group[0]
+        out.update({m: rep for m in group if m != rep})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- the plan on disk
@@ -462,6 +488,10 @@ def table_coverage(plan: Plan) -> tuple[int, list[str]]:
 
 # ---------------------------------------------------------------------------------------------- status
 
+#: Slurm job states that end a job without it finishing its work (``--status`` shows them)
+ENDED = ("CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE")
+
+
 def status_rows(plan: Plan, slurm_ids: Mapping[str, str] | None = None,
                 slurm_states: Mapping[str, str] | None = None) -> list[tuple[str, str, str, str]]:
     """(job, state, detail, last log line) for every job."""
@@ -478,6 +508,8 @@ def status_rows(plan: Plan, slurm_ids: Mapping[str, str] | None = None,
             detail.append(f"slurm {sid}" + (f" {queue.lower()}" if queue else ""))
             if status in ("pending", "running") and queue in ("RUNNING", "COMPLETING"):
                 status = "running"
+            elif status in ("pending", "running") and queue in ENDED:   # left the queue without doing its work
+                status = queue.lower().replace("_", " ")
         if st.get("seconds") is not None:
             detail.append(f"{st['seconds']:.0f} s")
         if st.get("error"):

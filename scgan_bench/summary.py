@@ -31,6 +31,9 @@ class Cell:
     set_value: float | None = None   # set metrics (FID, KID, accuracy): the value itself
     set_std: float | None = None     # e.g. KID's std over subsets
     n_set: int | None = None
+    #: whether the summary prints ``± set_std`` (a set metric's spread; a kept per-image cell carries its std
+    #: for summary.csv only, as a freshly computed one does)
+    std_shown: bool = True
 
     @property
     def mean(self) -> float:
@@ -80,11 +83,16 @@ def summary_csv(cells: Iterable[Cell]) -> str:
     return buf.getvalue()
 
 
+#: footnote of a (method, metric) pair that no invocation kept in the folder computed
+NOT_RUN = ("not run: no invocation kept in this folder computed this method with this metric "
+           "(`scgan-bench run` with both in --methods / --metrics adds it)")
+
+
 def _cell_text(c: Cell, marks: dict[str, int]) -> str:
     if c.status == "ok":
         v = c.mean * c.display_scale
         txt = f"{v:.4f}" if math.isfinite(v) else f"{v}"
-        if c.set_std is not None:
+        if c.std_shown and c.set_std is not None and math.isfinite(c.set_std):   # a set metric's spread (KID)
             txt += f" ± {c.set_std * c.display_scale:.4f}"
         return txt + (f" ({c.n_failed} failed)" if c.n_failed else "")
     if c.status == "n/a":
@@ -119,10 +127,14 @@ def notes_csv(rows: Iterable[tuple[str, str, str, dict[str, Any]]]) -> str:
 
 def summary_markdown(cells: Sequence[Cell], conventions: dict[str, str],
                      n_images: dict[str, int] | None = None,
-                     notes: dict[tuple[str, str], str] | None = None) -> str:
+                     notes: dict[tuple[str, str], str] | None = None,
+                     caveats: dict[str, list[str]] | None = None) -> str:
     """One Markdown table per dataset: rows are methods, columns metrics (with direction arrows).
     Cells that are not computed show a mark and a footnote with the reason, never a blank. ``notes``:
-    counted per-image method notes of (dataset, method), listed under the dataset's table."""
+    counted per-image method notes of (dataset, method), listed under the dataset's table. ``caveats``
+    (:func:`scgan_bench.comparable.run_caveats`): why numbers are not comparable with published ones, per
+    dataset (a partial set) and under ``""`` for the run (non-official weights), stated in bold."""
+    caveats = caveats or {}
     out: list[str] = []
     datasets = list(dict.fromkeys(c.dataset for c in cells))
     for d in datasets:
@@ -139,8 +151,8 @@ def summary_markdown(cells: Sequence[Cell], conventions: dict[str, str],
         lookup = {(c.method, c.metric): c for c in dc}
         for meth in methods:
             out.append(f"| {meth} | " + " | ".join(
-                _cell_text(lookup[(meth, m)], marks) if (meth, m) in lookup else "— [?]"
-                for m in metrics) + " |")
+                _cell_text(lookup[(meth, m)], marks) if (meth, m) in lookup
+                else f"— [{marks.setdefault(NOT_RUN, len(marks) + 1)}]" for m in metrics) + " |")
         out.append("")
         for note, k in marks.items():
             out.append(f"[{k}] {note}  ")
@@ -152,6 +164,10 @@ def summary_markdown(cells: Sequence[Cell], conventions: dict[str, str],
         for (nd, nm), text in sorted((notes or {}).items()):
             if nd == d and text:
                 out.append(f"Method notes, {nm} (per image in method_notes.csv): {text}  ")
+        out += [f"**Not comparable:** {line}.  " for line in caveats.get(d, ())]
+        out.append("")
+    out += [f"**Not comparable:** {line}.  " for line in caveats.get("", ())]
+    if caveats.get(""):
         out.append("")
     if conventions:
         out.append("Conventions: " + "; ".join(f"{k}: {v}" for k, v in conventions.items()))

@@ -2,7 +2,9 @@
 ``<run>/sr/<dataset>/<method>/``.
 
 The SR output is quantised to uint8 exactly once, here (``round(clamp(x, 0, 1) * 255)``); every metric
-reads these PNGs, so the numbers describe what ships. An image is recomputed only when its LR image
+reads these PNGs, so the numbers describe what ships. An output with NaN / inf or values more than
+``RANGE_SLACK`` outside [0, 1] (another range: 0-255, [-1, 1]) is a failure of that image, named, never
+clamped into a picture. An image is recomputed only when its LR image
 changed (its record holds the LR sha256). A failing batch is retried image by image so one bad input
 cannot sink the others.
 """
@@ -64,7 +66,9 @@ def _notes_checked(method, notes: Any, n: int) -> list[dict[str, Any]]:
 
 def _upscale_checked(method: SRMethod | ReferenceMethod | AnnotatingMethod | IdAwareMethod, lr: torch.Tensor,
                      hr: torch.Tensor | None = None, ids: list[str] | None = None, dataset: str = ""
-                     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+                     ) -> tuple[np.ndarray, list[dict[str, Any]], list[str]]:
+    """The method's uint8 outputs, per-image notes and per-image errors (``""`` for a good image); raises
+    for what concerns the whole batch (a wrong shape, an exception of the method)."""
     notes: list[dict[str, Any]] = [{} for _ in range(lr.shape[0])]
     with torch.inference_mode():
         if hr is not None:
@@ -80,9 +84,32 @@ def _upscale_checked(method: SRMethod | ReferenceMethod | AnnotatingMethod | IdA
     want = (n, 3, h * method.scale, w * method.scale)
     if tuple(sr.shape) != want:
         raise ValueError(f"method {method.name!r} returned shape {tuple(sr.shape)}, expected {want}")
-    if not torch.isfinite(sr).all():
-        raise ValueError(f"method {method.name!r} returned NaN or inf values")
-    return quantise(sr), notes
+    return quantise(sr), notes, output_errors(method.name, sr, ids or [""] * n)
+
+
+#: SR outputs are clamped to [0, 1] before quantisation (as the official inference scripts do with a small
+#: overshoot); a value further than this outside [0, 1] means another range ([-1, 1], 0-255): an error
+RANGE_SLACK = 0.5
+
+
+def output_errors(method: str, sr: torch.Tensor, ids: list[str]) -> list[str]:
+    """Per image: ``""``, or why its SR output cannot be stored (NaN / inf, or values in another range than
+    [0, 1], e.g. 0-255 or [-1, 1]), naming the method and the image."""
+    flat = sr.detach().float().flatten(1)
+    finite = torch.isfinite(flat).all(dim=1).tolist()
+    lo = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amin(dim=1).tolist()
+    hi = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amax(dim=1).tolist()
+    out = []
+    for i, ok, a, b in zip(ids, finite, lo, hi):
+        if not ok:
+            out.append(f"method {method!r} returned NaN or inf values for image {i!r}")
+        elif a < -RANGE_SLACK or b > 1 + RANGE_SLACK:
+            hint = " (0-255? divide by 255)" if b > 2 else " ([-1, 1]? map with (x + 1) / 2)" if a < -RANGE_SLACK else ""
+            out.append(f"method {method!r} returned values in [{a:.3g}, {b:.3g}] for image {i!r}, not in [0, 1]{hint}; "
+                       "SR methods return float32 in [0, 1]")
+        else:
+            out.append("")
+    return out
 
 
 def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: Path, *, fingerprint: Mapping[str, Any],
@@ -125,8 +152,9 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
 
     for chunk, (lrs, hrs) in prefetched(batches, load):  # next chunk decodes meanwhile
         try:
-            srs, notes = _upscale_checked(method, to_device(to_tensor(lrs), device), hr_batch(hrs), chunk, data.name)
-            outs, errs = list(srs), [""] * len(chunk)
+            srs, notes, errs = _upscale_checked(method, to_device(to_tensor(lrs), device), hr_batch(hrs), chunk,
+                                                data.name)
+            outs = [None if e else x for x, e in zip(srs, errs)]
         except Exception as exc:  # isolate the failing image(s): retry one by one
             if len(chunk) == 1:
                 outs, errs, notes = [None], [f"{type(exc).__name__}: {exc}"], [{}]
@@ -134,11 +162,11 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
                 outs, errs, notes = [], [], []
                 for image_id, lr, hr in zip(chunk, lrs, hrs):
                     try:
-                        one, note = _upscale_checked(method, to_tensor([lr]).to(device), hr_batch([hr]), [image_id],
-                                                     data.name)
-                        outs.append(one[0])
+                        one, note, err = _upscale_checked(method, to_tensor([lr]).to(device), hr_batch([hr]),
+                                                          [image_id], data.name)
+                        outs.append(None if err[0] else one[0])
                         notes.append(note[0])
-                        errs.append("")
+                        errs.append(err[0])
                     except Exception as exc1:  # noqa: BLE001 (reported per image)
                         outs.append(None)
                         notes.append({})

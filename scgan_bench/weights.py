@@ -1,8 +1,9 @@
 """The weights manager: every pretrained file the suite can use, found offline, always sha256-checked.
 
-Resolution order for an asset: an explicit path > ``$SCGAN_BENCH_WEIGHTS/<file>`` > the file's usual
-caches (``$TORCH_HOME/hub/checkpoints``, ``$TORCH_HOME/checkpoints``, a package that bundles it) >
-download from its URL when allowed. ``--offline`` / ``SCGAN_BENCH_OFFLINE=1`` forbids downloads: a
+Resolution order for an asset: an explicit path > ``$SCGAN_BENCH_WEIGHTS/<file>`` > the one default
+folder ``$SCGAN_BENCH_HOME/weights`` (where downloads go) > the file's usual caches
+(``$TORCH_HOME/hub/checkpoints``, ``$TORCH_HOME/checkpoints``, CLIP's, pyiqa's ``$TORCH_HOME/hub/pyiqa``,
+a package that bundles it) > download from its URL when allowed. ``--offline`` / ``SCGAN_BENCH_OFFLINE=1`` forbids downloads: a
 missing file is then an error naming the file, its URL and where to put it.
 
 Verification: the full official sha256 when known; else the hash prefix that the official file name
@@ -20,7 +21,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from .errors import UsageError
 from .image_io import atomic_write_text
@@ -74,11 +75,14 @@ class Asset:
     git_blob: str | None = None
 
     def search_paths(self) -> list[tuple[str, Path]]:
+        """Where the file is looked for, in order: ``$SCGAN_BENCH_WEIGHTS``, the one default folder
+        (``$SCGAN_BENCH_HOME/weights``), the asset's usual caches (torch hub, facenet's, CLIP's), pyiqa's
+        cache, and a package that bundles it."""
         out: list[tuple[str, Path]] = []
         env = os.environ.get("SCGAN_BENCH_WEIGHTS")
         if env:
             out.append(("$SCGAN_BENCH_WEIGHTS", Path(env).expanduser() / self.filename))
-        for cache in self.caches:
+        for cache in dict.fromkeys(("scgan-bench",) + self.caches + ("pyiqa",)):
             out.append((cache, CACHE_DIRS[cache]() / self.filename))
         if self.bundled:
             pkg = _package_dir(self.bundled[0])()
@@ -87,8 +91,10 @@ class Asset:
         return out
 
     def download_target(self) -> Path:
+        """Where a download (or a file copied in by hand) goes: ``$SCGAN_BENCH_WEIGHTS``, else the one default
+        folder ``$SCGAN_BENCH_HOME/weights`` for every asset."""
         env = os.environ.get("SCGAN_BENCH_WEIGHTS")
-        return Path(env).expanduser() / self.filename if env else CACHE_DIRS[self.caches[0]]() / self.filename
+        return Path(env).expanduser() / self.filename if env else CACHE_DIRS["scgan-bench"]() / self.filename
 
 
 CACHE_DIRS: dict[str, Callable[[], Path]] = {
@@ -98,6 +104,8 @@ CACHE_DIRS: dict[str, Callable[[], Path]] = {
     # OpenAI's clip.load (~/.cache/clip) and pyiqa's copy of it (<torch hub>/clip)
     "openai-clip": lambda: (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")).expanduser() / "clip",
     "pyiqa-clip": lambda: _torch_home() / "hub" / "clip",
+    # pyiqa's DEFAULT_CACHE_DIR (torch.hub.get_dir() / "pyiqa"): its metrics' checkpoints
+    "pyiqa": lambda: _torch_home() / "hub" / "pyiqa",
 }
 
 ASSETS: Registry[Asset] = Registry("weights asset")
@@ -143,6 +151,26 @@ def expected_hash(asset: Asset) -> tuple[str, str]:
     return "first-use", ""
 
 
+def unofficial(weights: Mapping[str, str]) -> dict[str, str]:
+    """For ``{asset: sha256}`` (a fingerprint's weights), the assets whose file is not the official
+    release, each with why: a sha256 (or file-name prefix) other than the published one, or a file pinned
+    through an override where no official sha256 is published. Numbers computed with such files are not
+    comparable with published ones (tables print no difference for them). Unknown names are skipped."""
+    out = {}
+    for name, digest in weights.items():
+        if name not in ASSETS or not isinstance(digest, str):
+            continue
+        a = ASSETS.get(name)
+        if a.sha256 and digest != a.sha256:
+            out[name] = f"{a.filename} sha256 {digest[:12]}… is not the official file ({a.sha256[:12]}…)"
+        elif not a.sha256 and a.sha256_prefix and not digest.startswith(a.sha256_prefix):
+            out[name] = f"{a.filename} sha256 {digest[:12]}… is not the official file (prefix {a.sha256_prefix})"
+        elif not a.sha256 and not a.sha256_prefix and expected_hash(a)[0] == "override":
+            out[name] = (f"{a.filename} sha256 {digest[:12]}… was pinned through {_env_key(name)}; no official "
+                         "sha256 is published to show it is the released file")
+    return out
+
+
 def offline() -> bool:
     return os.environ.get("SCGAN_BENCH_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
@@ -165,6 +193,8 @@ class AssetStatus:
     path: Path | None
     detail: str
     looked: list[str] = field(default_factory=list)
+    #: False when the file found verifies against a pin but is not the official release (:func:`unofficial`)
+    official: bool = True
 
 
 def _lock_path() -> Path:
@@ -304,8 +334,22 @@ def status(name: str) -> AssetStatus:
             except WeightsError as exc:
                 return AssetStatus(name, "mismatch", p, str(exc), looked)
             state = "unverified" if r.check.startswith("first-use") and not _lock().get(name) else "verified"
-            return AssetStatus(name, state, p, f"{r.check} ({origin})", looked)
+            odd = unofficial({name: r.sha256}).get(name)
+            detail = f"{r.check} ({origin})" + (f"; NOT OFFICIAL: {odd}" if odd else "")
+            return AssetStatus(name, state, p, detail, looked, official=not odd)
     return AssetStatus(name, "missing", None, f"not found; download from {asset.url}", looked)
+
+
+def unofficial_in_place(names: Iterable[str]) -> dict[str, str]:
+    """Of the assets ``names``, those whose file found here verifies (against a pin) but is not the
+    official release, each with why (``list``, ``weights list`` and every run say so)."""
+    out = {}
+    for name in names:
+        if name in ASSETS:
+            st = status(name)
+            if st.state in ("verified", "unverified") and not st.official:
+                out[name] = st.detail.split("NOT OFFICIAL: ", 1)[-1]
+    return out
 
 
 def load_state_dict(name: str, explicit: Path | str | None = None) -> tuple[dict[str, Any], Resolved]:

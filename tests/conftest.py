@@ -50,3 +50,44 @@ def weights_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def wider_root(tmp_path) -> Path:
     return wider_layout(tmp_path / "wider")
+
+
+# ----------------------------------------------------------------------- tolerance audit (issue 26)
+def pytest_addoption(parser):
+    parser.addoption("--record-margins", metavar="FILE", default=None,
+                     help="append one JSON line per passing numeric check (observed / allowed) to FILE; "
+                          "see tests/sb_margins.py and `make tolerance-audit`")
+
+
+_RECORDER = None
+
+
+def pytest_configure(config):
+    global _RECORDER
+    path = config.getoption("--record-margins")
+    if path:
+        import sb_margins
+
+        _RECORDER = sb_margins.Recorder(Path(path))
+        sb_margins.wrap_close_functions(_RECORDER)
+
+
+def pytest_unconfigure(config):
+    if _RECORDER is not None:
+        _RECORDER.close()
+
+
+def pytest_runtest_setup(item):
+    if _RECORDER is not None:
+        _RECORDER.item = item.nodeid
+
+
+def pytest_assertion_pass(item, lineno, orig, expl):
+    if _RECORDER is None:
+        return
+    import sb_margins
+
+    got = sb_margins.comparison(expl)
+    if got is not None:
+        got.update(where=f"{Path(str(item.fspath)).name}:{lineno}", kind="assert", expr=orig)
+        _RECORDER.write(got)

@@ -179,7 +179,7 @@ def test_lrgan_adapter_equals_the_released_forward_on_rgb_in_minus1_1(weights_di
         wrong = (_lrgan_reference(sd, lr).clamp(-1, 1) + 1) / 2       # [0, 1] fed to the network
         bgr = (_lrgan_reference(sd, lr.flip(1) * 2 - 1).flip(1).clamp(-1, 1) + 1) / 2
         got = m.upscale(lr)
-    assert (got - want).abs().max() < 1e-5
+    assert (got - want).abs().max() < 1e-4   # 3.6e-6 at most over default / AVX2 ISAs, 1 / 2 threads (issue 26)
     assert (got - wrong).abs().max() > 1e-2 and (got - bgr).abs().max() > 1e-2  # the comparison can fail
     assert m.fingerprint()["channel_order"] == "rgb"
     mm = make("lrgan", minmax=True)
@@ -201,7 +201,9 @@ def test_adapter_output_is_64px_in_range_deterministic_and_batch_independent(wei
     assert out4.std() > 1e-3                                   # not a constant image
     second = make(method)                                      # a fresh load: another run
     out1 = second.upscale(lr[2:3])
-    assert (out1[0] - out4[2]).abs().max() <= 1e-5   # batch size changes only the float summation order
+    # batch size changes only the float summation order: up to 5.7e-6 here (RestoreFormer, default ISA), 1.1e-5
+    # on another AMD EPYC (issue 26); a batch-dependent bug (noise seeded by batch position) moves pixels by 1e-1
+    assert (out1[0] - out4[2]).abs().max() <= 1e-4
     fp = first.fingerprint()
     assert fp == second.fingerprint()
     assert set(fp["weights"]) == {asset} and len(fp["weights"][asset]) == 64

@@ -119,3 +119,30 @@ def test_prepare_records_hashes_and_reports_bad_files(capsys, hr_faces):
     (hr_faces / "00001.png").write_bytes((hr_faces / "00002.png").read_bytes())
     assert main(["prepare", "folder", "--root", str(hr_faces)]) == 2
     assert "changed: 00001.png" in capsys.readouterr().err
+
+
+def test_every_option_has_help_and_every_readme_section_it_cites_exists():
+    """Issue 26: `--help` explains every option of every command; a help text that points to a README
+    section names one that exists."""
+    import argparse
+    from pathlib import Path
+
+    from scgan_bench.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    headings = {ln.lstrip("#").strip() for ln in readme.splitlines() if ln.startswith("#")}
+    undocumented = []
+
+    def walk(parser, path):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    walk(sub, path + [name])
+            elif not isinstance(a, argparse._HelpAction):
+                if not a.help:
+                    undocumented.append(" ".join(path + [a.option_strings[0] if a.option_strings else a.dest]))
+                for cited in re.findall(r"README '([^']+)'", a.help or ""):
+                    assert cited in headings, (path, a.option_strings, cited)
+
+    walk(build_parser(), ["scgan-bench"])
+    assert undocumented == []

@@ -2,6 +2,7 @@
 generic folders with bad files mixed in, the demo sets, and source-integrity checks."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -212,3 +213,43 @@ def test_records_hold_degradation_parameters(tmp_path, monkeypatch):
     assert {k: v["lr_sha256"] for k, v in res2.records.items()} == first
     np.testing.assert_array_equal(read_image(res.dir / "lr" / "lfw-000.png"),
                                   read_image(res2.dir / "lr" / "lfw-000.png"))
+
+
+def test_folder_pairs_scores_given_lr_hr_pairs_as_given(tmp_path, hr_faces):
+    """Issue 26: a folder of given LR/HR pairs (hr/ and lr/, matched by name, any suffix): LR used byte for
+    byte (no degradation), unpaired files and a wrong-size LR reported, a degradation refused."""
+    import csv as _csv
+
+    from PIL import Image
+
+    from scgan_bench.cli import main
+    from scgan_bench.image_io import read_image
+
+    root = tmp_path / "pairs"
+    (root / "hr" / "sub").mkdir(parents=True)
+    (root / "lr" / "sub").mkdir(parents=True)
+    faces = sorted(hr_faces.glob("*.png"))[:5]
+    for k, f in enumerate(faces[:4]):
+        rel = f"sub/f{k}" if k % 2 else f"f{k}"
+        Image.open(f).save(root / "hr" / f"{rel}.png")
+        Image.open(f).resize((16, 16), Image.Resampling.BOX).save(root / "lr" / f"{rel}.png")
+    Image.open(faces[1]).resize((16, 16)).save(root / "lr" / "sub" / "f1.png")   # overwrite: used as given
+    (root / "lr" / "f2.png").unlink()
+    Image.open(faces[2]).resize((16, 16)).convert("RGB").save(root / "lr" / "f2.jpg", quality=95)  # any suffix
+    Image.open(faces[4]).save(root / "hr" / "lonely.png")                          # no LR
+    Image.open(faces[0]).resize((32, 32)).save(root / "lr" / "f0.png")            # wrong size
+    run = tmp_path / "run"
+    assert main(["run", "--datasets", "folder-pairs", "--root", f"folder-pairs={root}", "--methods", "bicubic",
+                 "--metrics", "psnr", "--quiet", "--device", "cpu", "--out", str(run)]) == 0
+    fails = {r["image_id"] or r["source"]: r["reason"] for r in _csv.DictReader(open(run / "failures.csv"))}
+    assert any("no LR image lr/lonely" in why for why in fails.values())
+    assert "32x32 px, but folder-pairs takes 16x16" in fails["f0"]
+    ids = (run / "data" / "folder-pairs" / "ids.txt").read_text().split()
+    assert ids == ["f2", "sub__f1", "sub__f3"]
+    for i, rel in (("sub__f1", "lr/sub/f1.png"), ("f2", "lr/f2.jpg")):
+        assert (read_image(run / "data" / "folder-pairs" / "lr" / f"{i}.png") == read_image(root / rel)).all()
+    rec = json.loads((run / "data" / "folder-pairs" / "records" / "f2.json").read_text())
+    assert rec["degradation"] == {"name": "given"}
+    assert main(["run", "--datasets", "folder-pairs", "--root", f"folder-pairs={root}", "--degradation",
+                 "folder-pairs=simple", "--methods", "bicubic", "--metrics", "psnr", "--quiet", "--out",
+                 str(tmp_path / "r2")]) == 2

@@ -91,8 +91,10 @@ def test_fid_kid_of_a_run_equal_torch_fidelity_calculate_metrics(weights_dir, tm
         feature_extractor_weights_path=str(path), cuda=False, verbose=False, cache=False)
     want_fid, want_kid = ref["frechet_inception_distance"], ref["kernel_inception_distance_mean"]
     assert abs(want_kid) > 1e-9 and want_fid > 1e-6  # the relative tolerances below are not vacuous
-    assert abs(ours_fid - want_fid) <= 1e-6 * want_fid
-    assert abs(ours_kid[""] - want_kid) <= 1e-6 * abs(want_kid)
+    assert abs(ours_fid - want_fid) <= 1e-6 * want_fid   # 8e-8 relative at most (default / AVX2 ISAs, issue 26)
+    # KID is a small mean of large cubic-kernel terms: float32 features computed in another order move it by
+    # 1.1e-5 relative under ATEN_CPU_CAPABILITY=default (< 1e-6 natively; issue 26), so 1e-4; KID doubled: 1.0
+    assert abs(ours_kid[""] - want_kid) <= 1e-4 * abs(want_kid)
     # the std is a spread of nearly equal subset values: float32 feature rounding in torch-fidelity's
     # own pipeline shows at ~2e-5 of it (measured), so 1e-4
     assert abs(ours_kid["std"] - ref["kernel_inception_distance_std"]) <= 1e-4 * ref["kernel_inception_distance_std"]

@@ -175,7 +175,7 @@ def test_plugins_from_an_entry_point_and_from_the_command_line(tmp_path, capsys,
 def test_runs_accumulate_until_told_otherwise(tmp_path, capsys):
     """A rerun with another method keeps the earlier methods' results (byte-identical values); cells
     whose dataset preparation or method fingerprint changed since are dropped, and ``--only-this-run``
-    restricts the outputs to the invocation."""
+    writes the invocation's own outputs beside the folder's, dropping nothing (issue 26)."""
     from scgan_bench.image_io import encode_png, read_image
     from scgan_bench.registries import METHODS
     from scgan_bench.superres import quantise, to_tensor
@@ -210,5 +210,92 @@ def test_runs_accumulate_until_told_otherwise(tmp_path, capsys):
     assert main(["run", "--methods", "nearest", "--metrics", "psnr", "--degradation", "demo=simple-bilinear", *base]) == 0
     assert {(r["method"], r["metric"]) for r in _rows(run / "summary.csv")} == {("nearest", "psnr")}
     assert main(["run", "--methods", "bicubic", "--metrics", "psnr", *base]) == 0
+    capsys.readouterr()
     assert main(["run", "--methods", "nearest", "--metrics", "psnr", "--only-this-run", *base]) == 0
-    assert {r["method"] for r in _rows(run / "summary.csv")} == {"nearest"}
+    # a view of this invocation in this_run/ (printed, and `table N RUN/this_run` reads it)...
+    assert {r["method"] for r in _rows(run / "this_run" / "summary.csv")} == {"nearest"}
+    assert {r["method"] for r in _rows(run / "this_run" / "results.csv")} == {"nearest"}
+    out = capsys.readouterr().out
+    assert "| nearest |" in out.split("this invocation only")[0] and "| bicubic |" not in out
+    assert json.loads((run / "this_run" / "run.json").read_text())["view_of"] == str(run)
+    # ...that never drops what the folder accumulated: its files and the next normal run keep bicubic
+    kept = _rows(run / "results.csv")
+    assert {r["method"] for r in kept} == {"nearest", "bicubic"}
+    assert main(["run", "--methods", "nearest", "--metrics", "psnr", *base]) == 0
+    assert _rows(run / "results.csv") == kept
+
+
+def test_export_lr_prints_a_next_command_that_works_as_printed(tmp_path, capsys, hr_faces):
+    """Issue 26: the printed command carries the run's --root, degradation, seed, limit and metrics."""
+    import shlex
+
+    run, lr_dir, mine = tmp_path / "run", tmp_path / "lr", tmp_path / "mine"
+    assert main(["run", "--datasets", "folder", "--root", f"folder={hr_faces}", "--degradation",
+                 "folder=simple-bilinear", "--seed", "3", "--limit", "3", "--methods", "bicubic", "--metrics", "psnr",
+                 "--quiet", "--device", "cpu", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["export-lr", str(run), "--dataset", "folder", "--out", str(lr_dir)]) == 0
+    cmd = capsys.readouterr().out.strip().splitlines()[-1].strip()
+    assert cmd.startswith("scgan-bench run ") and f"--root folder={hr_faces.resolve()}" in cmd
+    assert "--seed 3" in cmd and "--limit 3" in cmd and "--degradation folder=simple-bilinear" in cmd
+    mine.mkdir()
+    for p in lr_dir.glob("*.png"):   # "my method": nearest x4 of the exported inputs
+        from PIL import Image
+
+        Image.open(p).resize((64, 64), Image.Resampling.NEAREST).save(mine / p.name)
+    argv = shlex.split(cmd.replace("dir:NAME=FOLDER", f"dir:mine={mine}"))[1:] + ["--quiet", "--device", "cpu"]
+    assert main(argv) == 0
+    meta = json.loads((run / "run.json").read_text())
+    assert set(meta["methods"]) == {"bicubic", "mine"} and meta["recomputed"]["images_prepared"] == 0
+
+
+class _BadMethod:
+    """A plug-in whose fingerprint or outputs break the contract."""
+
+    scale = 4
+
+    def __init__(self, name: str, fingerprint, scale_values: float = 1.0, nan_on: int | None = None):
+        self.name, self._fp, self._k, self._nan = name, fingerprint, scale_values, nan_on
+
+    def upscale(self, lr):
+        import torch
+
+        out = torch.nn.functional.interpolate(lr, scale_factor=4, mode="nearest") * self._k
+        if self._nan is not None:
+            out[self._nan] = float("nan")
+        return out
+
+    def fingerprint(self):
+        return self._fp
+
+
+def test_plugin_contract_is_checked_per_method_and_per_image(tmp_path, capsys):
+    """A fingerprint that is not a dict is refused with a message naming the method; an output in 0-255
+    or with NaN fails the images it concerns, named, and the method's good images are still scored."""
+    from scgan_bench.interfaces import MethodSpec
+    from scgan_bench.registries import METHODS
+
+    specs = {"fp-list": _BadMethod("fp-list", ["v1"]), "range-255": _BadMethod("range-255", {"v": 1}, 255.0),
+             "nan-one": _BadMethod("nan-one", {"v": 1}, nan_on=1)}
+    for name, obj in specs.items():
+        METHODS.register(name, MethodSpec(name=name, factory=lambda device="cpu", _o=obj: _o, summary="test plug-in"))
+    try:
+        run = tmp_path / "run"
+        assert main(["run", "--datasets", "demo", "--limit", "4", "--batch-size", "4", "--methods",
+                     "fp-list,range-255,nan-one", "--metrics", "psnr", "--quiet", "--device", "cpu",
+                     "--out", str(run)]) == 0
+        out = capsys.readouterr().out
+        assert "unavailable method:fp-list: could not be loaded: UsageError: method fp-list: fingerprint() returned " \
+               "list" in out
+        fails = _rows(run / "failures.csv")
+        ids = (run / "data" / "demo" / "ids.txt").read_text().split()
+        rng = [f for f in fails if f["method"] == "range-255"]
+        assert len(rng) == 4 and all(f"for image {f['image_id']!r}" in f["reason"] and "0-255?" in f["reason"]
+                                     for f in rng)
+        nan = [f for f in fails if f["method"] == "nan-one"]
+        assert [f["image_id"] for f in nan] == [ids[1]] and "NaN or inf" in nan[0]["reason"]
+        scored = {r["image_id"] for r in _rows(run / "results.csv") if r["method"] == "nan-one"}
+        assert scored == set(ids) - {ids[1]}                       # the batch's other images are kept
+    finally:
+        for name in specs:
+            METHODS._entries.pop(name, None)

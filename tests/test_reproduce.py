@@ -33,8 +33,56 @@ def test_parse_tables():
             R.parse_tables(bad)
 
 
+#: the groups of variants that train one SR network under recipe official, written out here (not read from
+#: the code): the full model with the one that drops D_L1's adversarial term only (D_L1 trains D_HL, which
+#: R_LS never sees), and Table 4's rows whose removed terms never reach R_LS
+EQUAL_UNDER_OFFICIAL = [["scgan", "scgan-ladv-1-2"], ["scgan-ladv-1-1", "scgan-ladv-2-1"],
+                        ["scgan-ladv-1-3", "scgan-ladv-2-4"], ["scgan-ladv-1-4", "scgan-ladv-2-5"],
+                        ["scgan-ladv-2-2", "scgan-ladv-3-1"], ["scgan-ladv-2-3", "scgan-ladv-3-2"],
+                        ["scgan-ladv-2-6", "scgan-ladv-3-4"], ["scgan-ladv-3-3", "scgan-ladv-4-1", "scgan-wo-al"]]
+
+
+def test_full_plan_trains_each_group_of_equal_variants_once(tmp_path):
+    """Issue 26: 9 of the 26 variants train a network identical to another's under the default recipe:
+    one training per group; every member's evaluation reads that checkpoint; the old plan on request."""
+    plan = R.build_plan(tmp_path / "p", [1, 2, 3, 4])
+    train = {j.id for j in plan.jobs if j.kind == "train"}
+    reused = {m for g in EQUAL_UNDER_OFFICIAL for m in g[1:]}
+    assert len(reused) == 9 and len(train) == 17 and train == {f"train-{v}" for v in ABLATIONS_1_4 - reused}
+    assert plan.maps["shared_checkpoints"] == {m: g[0] for g in EQUAL_UNDER_OFFICIAL for m in g[1:]}
+    ev = plan.job("eval-widerface")
+    folder = str((tmp_path / "p" / "train" / "scgan-ladv-3-3").resolve())
+    assert ev.env["SCGAN_BENCH_CKPT_SCGAN_WO_AL"] == ev.env["SCGAN_BENCH_CKPT_SCGAN_LADV_4_1"] == folder
+    assert "train-scgan-wo-al" not in ev.deps and "train-scgan-ladv-3-3" in ev.deps
+    assert "also fills scgan-ladv-4-1, scgan-wo-al" in plan.job("train-scgan-ladv-3-3").what
+    per_run = 200 * 312 * R.TRAIN_FLOPS_PER_STEP["scgan"] / (R.ASSUMED_TFLOPS * 1e12) / 3600
+    assert sum(j.hours for j in plan.jobs if j.kind == "train") == pytest.approx(17 * per_run, rel=1e-3)
+    every = R.build_plan(tmp_path / "q", [1, 2, 3, 4], share_equal=False)
+    assert len([j for j in every.jobs if j.kind == "train"]) == 26 and every.maps["shared_checkpoints"] == {}
+
+
+def test_a_row_read_from_an_equal_variants_checkpoint_says_so_in_the_table(tmp_path):
+    """The table labels a reused checkpoint (trained as another variant of its group) and warns when a
+    checkpoint of a variant that trains another network fills a row."""
+    import json
+
+    from scgan_bench.scgan.model import get_recipe
+    from scgan_bench.tables.render import table_spec, with_recipes
+
+    spec = table_spec(3)
+    rs = get_recipe("official").spec()
+    prov = {"scgan-wo-al": {"trained_variant": "scgan-ladv-3-3", "recipe": "official", "recipe_spec": rs},
+            "scgan-wo-pl": {"trained_variant": "scgan", "recipe": "official", "recipe_spec": rs}}
+    spec2, marks = with_recipes(spec, prov)
+    rows = dict(spec2.extra_columns)["Recipe"]
+    assert rows["ffhq/scgan-wo-al"] == "official (trained as scgan-ladv-3-3)"
+    assert "reused" in marks[spec.cell("ffhq/scgan-wo-al", "fid")]
+    assert "not this variant's result" in marks[spec.cell("ffhq/scgan-wo-pl", "fid")]
+    json.dumps({str(k): v for k, v in marks.items()})
+
+
 def test_full_plan_of_tables_1_to_4_trains_every_variant_and_evaluates_each_test_set(tmp_path):
-    plan = R.build_plan(tmp_path / "p", [1, 2, 3, 4], roots={"ffhq": "/data/ffhq"})
+    plan = R.build_plan(tmp_path / "p", [1, 2, 3, 4], roots={"ffhq": "/data/ffhq"}, share_equal=False)
     train = {j.id: j for j in plan.jobs if j.kind == "train"}
     assert set(train) == {f"train-{v}" for v in ABLATIONS_1_4} and len(train) == 26
     evals = {j.id: j for j in plan.jobs if j.kind == "eval"}
@@ -235,6 +283,23 @@ def test_smoke_plan_resubmitted_through_a_real_slurm_redoes_what_is_not_done(smo
         assert test.returncode == 0, test.stdout + test.stderr
         assert test.stdout.count("to start at") == 4 and not X.queue_states(["1", "2", "3", "4", "5", "6", "7", "8"])
         assert not (tmp_path / "other" / "slurm" / "submitted.json").exists()
+        # issue 26: the defaults (1 GPU, 8 CPUs) on this GPU-less 2-CPU partition are refused in one line
+        # each before anything is queued (sbatch would say "Invalid generic resource" / jobs would wait forever)
+        defaults = [*args, "--executor", "slurm"]
+        defaults[defaults.index("--out") + 1] = str(tmp_path / "defaults")
+        refused = _reproduce(defaults, senv)
+        assert refused.returncode == 2 and "its nodes have no GPU(s) (sinfo)" in refused.stderr, refused.stderr
+        held = [a for a in other if a != "--test-only"] + ["--sbatch-arg=--hold"]
+        held[held.index("--out") + 1] = str(tmp_path / "held")
+        sub = _reproduce(held, senv)
+        assert sub.returncode == 0, sub.stdout + sub.stderr
+        hids = json.loads((tmp_path / "held" / "slurm" / "submitted.json").read_text())
+        subprocess.run(["scancel", *sorted({i.split("_")[0] for i in hids.values()})], env=senv, check=True)
+        while X.queue_states(list(hids.values())):
+            time.sleep(1)
+        status = _reproduce(["--out", str(tmp_path / "held"), "--status"], senv)
+        rows = {ln.split()[0]: ln.split()[1] for ln in status.stdout.splitlines()[1:] if ln.strip()}
+        assert rows["train-scgan"] == "cancelled" and rows["tables"] == "cancelled", status.stdout
 
 
 def test_slurm_submission_chains_dependencies_and_skips_done_or_queued_jobs(tmp_path, monkeypatch):
@@ -271,3 +336,53 @@ echo "$n"
     said: list[str] = []
     X.submit_slurm(plan, X.SlurmOptions(gpus_per_job=0), say=said.append)
     assert len(calls.read_text().splitlines()) == 4 and any("still queued" in s for s in said)
+
+
+def test_slurm_refuses_what_the_partition_cannot_run_and_reads_cancelled_jobs_back(tmp_path, monkeypatch):
+    """Issue 26, with stand-in sinfo / sbatch / squeue / scontrol on PATH: GPUs asked of a CPU partition and
+    more CPUs per task than a node has are refused in one line each before anything is submitted; a job
+    cancelled while pending shows as cancelled in --status, not pending."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    scripts = {
+        "sinfo": "echo 'cpu*|2|(null)'\necho 'gpu|64|gpu:a100:4(S:0-1)'\n",
+        "sbatch": f"n=$(( $(cat {calls} 2>/dev/null | wc -l) + 100 ))\necho \"$@\" >> {calls}\necho $n\n",
+        "squeue": "true\n",
+        "scontrol": "echo 'JobId=104 ArrayJobId=100 ArrayTaskId=0 JobState=CANCELLED Reason=None'\n"
+                    "echo 'JobId=101 JobState=CANCELLED Reason=Dependency'\n",
+        "sacct": "exit 1\n"}
+    for name, body in scripts.items():
+        (bin_dir / name).write_text("#!/bin/bash\n" + body)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    plan = R.build_plan(tmp_path / "p", [1], smoke=True, variants=["scgan"])
+    with pytest.raises(UsageError) as e:
+        X.submit_slurm(plan, X.SlurmOptions(cpus_per_task=1), say=lambda s: None)   # default: 1 GPU per job
+    msg = str(e.value)
+    assert "\n" not in msg and "partition cpu: its nodes have no GPU(s)" in msg and "--gpus-per-train 0" in msg
+    with pytest.raises(UsageError, match="the jobs ask for 1: pass"):          # evaluation's GPU alone
+        X.submit_slurm(plan, X.SlurmOptions(gpus_per_job=0, cpus_per_task=1), say=lambda s: None)
+    cpu_plan = R.build_plan(tmp_path / "c", [1], smoke=True, variants=["scgan"], eval_gpus=0)
+    with pytest.raises(UsageError, match="at most 2 CPUs .* --cpus-per-task 2 or fewer"):
+        X.submit_slurm(cpu_plan, X.SlurmOptions(gpus_per_job=0, cpus_per_task=8), say=lambda s: None)
+    with pytest.raises(UsageError, match="no such partition .* cpu, gpu"):
+        X.submit_slurm(cpu_plan, X.SlurmOptions(partition="big", gpus_per_job=0, cpus_per_task=1), say=lambda s: None)
+    assert not calls.exists()                                    # nothing was submitted
+    ok = X.SlurmOptions(partition="gpu", gpus_per_job=4, cpus_per_task=64)   # what the GPU partition has
+    plan = R.build_plan(tmp_path / "g", [1], smoke=True, variants=["scgan"])
+    ids = X.submit_slurm(plan, ok, say=lambda s: None)
+    assert ids["train-scgan"] == "100_0" and ids["eval-demo"] == "101"
+    rows = {r[0]: r for r in R.status_rows(plan, *X.slurm_status(plan))}
+    assert rows["train-scgan"][1] == "cancelled" and "slurm 100_0 cancelled" in rows["train-scgan"][2]
+    assert rows["eval-demo"][1] == "cancelled"
+
+
+def test_array_task_ranges_as_slurm_prints_them():
+    assert X._array_tasks("3") == [3] and X._array_tasks("0-2") == [0, 1, 2]
+    assert X._array_tasks("0-6:3") == [0, 3, 6] and X._array_tasks("1,4-5%2") == [1, 4, 5]
+
+
+def test_partition_gpus_are_read_from_every_gres_form():
+    assert X._gres_gpus("(null)") == 0 and X._gres_gpus("gpu:4") == 4
+    assert X._gres_gpus("gpu:a100:2(S:0-1)") == 2 and X._gres_gpus("gpu:a100:2,gpu:v100:1,shard:8") == 3

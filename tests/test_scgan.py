@@ -183,9 +183,14 @@ def test_two_process_gloo_equals_one_process(tmp_path, faces):
         torch.testing.assert_close(ddp["grads"][k], g, rtol=1e-3, atol=1e-6)
     for k, v in single["stats"].items():
         torch.testing.assert_close(ddp["stats"][k], v, rtol=1e-4, atol=1e-6)
-    # after 3 Adam steps (each moves a weight by at most ~lr = 1e-4) the weights still agree
-    for k, w in single["weights"].items():
-        assert (ddp["weights"][k] - w).abs().max() < 3e-4, k
+    # After 3 Adam steps (each moves a weight by about lr = 1e-4, whatever its gradient's size) the weights
+    # still agree, but float noise may flip the direction of a weight whose gradient is near zero, so the
+    # largest difference is no test (2e-4 under ATEN_CPU_CAPABILITY=default, one flip; a bug that stops
+    # averaging after the first step gives 4.3e-4). Share of weights off by more than lr / 2, measured
+    # (issue 26, `python tests/ddp_margin.py scgan`): 0.011 % natively, 0.002 % under the default ISA; 35 % with it.
+    w1 = torch.cat([w.flatten() for w in single["weights"].values()])
+    w2 = torch.cat([ddp["weights"][k].flatten() for k in single["weights"]])
+    assert ((w1 - w2).abs() > 5e-5).float().mean() < 0.01
 
 
 def test_checkpoint_round_trips_into_the_sr_method_and_a_run(tmp_path, faces, monkeypatch):

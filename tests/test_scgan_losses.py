@@ -76,7 +76,8 @@ def images(m: SCGAN, hr, lr, z) -> dict[str, torch.Tensor]:
 def test_bicubic_reference_is_pytorchs_align_corners_bicubic():
     x = torch.rand(2, 3, 16, 16)
     want = nn.functional.interpolate(x, size=64, mode="bicubic", align_corners=True)
-    torch.testing.assert_close(bicubic_up(x, 64), want, rtol=0, atol=2e-6)
+    # 1.3e-6 at most under the default ISA, 8e-7 with AVX2 (measured, issue 26); align_corners=False: > 1e-2
+    torch.testing.assert_close(bicubic_up(x, 64), want, rtol=0, atol=1e-5)
     other = nn.functional.interpolate(x, size=64, mode="bicubic", align_corners=False)
     assert (bicubic_up(x, 64) - other).abs().max() > 1e-2  # the reference tells the two apart
 
@@ -206,7 +207,11 @@ def test_crossing_weights_scale_exactly_the_crossing_gradient(recipe, cross):
     want = _expected_grads(m2, cross, WEIGHTS[recipe], hr, lr, z)
     assert set(got) == set(want)
     for k, g in got.items():
-        torch.testing.assert_close(g, want[k], rtol=2e-4, atol=1e-8, msg=k)
+        # float32 sums in another order, worst on near-zero entries (a bias whose true gradient is 0): 1.4e-8
+        # off under ATEN_CPU_CAPABILITY=default where 1e-8 + 2e-4 relative was allowed (ratio 0.75;
+        # tests/tolerance_audit.py, issue 26), so 1e-7 + 1e-3 relative. A crossing ignored or mis-scaled
+        # changes gradients by >= 50 % of their size
+        torch.testing.assert_close(g, want[k], rtol=1e-3, atol=1e-7, msg=k)
 
 
 def test_paper_recipe_defaults_state_their_crossings():

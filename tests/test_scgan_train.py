@@ -211,10 +211,12 @@ def test_deterministic_mode_runs_and_its_upsampling_is_the_same_map():
     x = torch.randn(2, 5, 16, 16, requires_grad=True)
     a = torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
     b = BilinearUp2x(matmul=True)(x)
-    torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+    # matmul against interpolate: 3.5e-6 (values) and 7.2e-6 (gradients) at most over the default / AVX2
+    # ISAs and 1 / 2 threads (tests/tolerance_audit.py, issue 26): ratios 0.07 / 0.05 of these limits
+    torch.testing.assert_close(b, a, rtol=0, atol=5e-5)
     ga = torch.autograd.grad(a.square().sum(), x)[0]
     gb = torch.autograd.grad(b.square().sum(), x)[0]
-    torch.testing.assert_close(gb, ga, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gb, ga, rtol=5e-5, atol=5e-5)
     assert (BilinearUp2x(matmul=True)(x) - torch.nn.functional.interpolate(
         x, scale_factor=2, mode="bilinear", align_corners=False)).abs().max() > 1e-2
 

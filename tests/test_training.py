@@ -330,13 +330,18 @@ def test_two_gloo_processes_equal_one(tmp_path, faces, cfg, sr):
     for k, v in single["buffers"].items():
         torch.testing.assert_close(ddp["buffers"][k], v, rtol=1e-4, atol=1e-6)
     if cfg["method"] == "cyclegan":
-        # after 3 steps (the discriminators' steps 2-3 read the shared pool) the runs still agree far
-        # below Adam's step size lr = 1e-4 on almost every weight: 0.35 % differ by > 1e-5 (measured).
+        # After 3 steps (the discriminators' steps 2-3 read the shared pool) Adam has moved each weight by
+        # about lr = 1e-4 per step, whatever its gradient's size; float noise from the reduction order can
+        # only flip the direction of weights whose gradient is near zero. Share of weights that differ by
+        # more than lr / 2, measured (issue 26, `python tests/ddp_margin.py cyclegan`): 0.17 % (AVX-512 / AVX2),
+        # 0.18 % (ATEN_CPU_CAPABILITY=default); with each rank querying its own pool (the bug this guards)
+        # 6.3 %. The share above 1e-5 is not used: it swings with the CPU's kernels (0.35 % here natively,
+        # 2.8 % under the default ISA, 4.3 % on another AMD EPYC) while that bug gives 54 %.
         # LRGAN's 15 BatchNorm layers at 4 faces per rank amplify float32 noise: 1 vs 2 threads in one
         # process already differ by > 1e-5 on 39 % of its weights, so there only the first step is compared.
         w1 = torch.cat([w.flatten() for w in single["weights"].values()])
         w2 = torch.cat([ddp["weights"][k].flatten() for k in single["weights"]])
-        assert ((w1 - w2).abs() > 1e-5).float().mean() < 0.02
+        assert ((w1 - w2).abs() > 5e-5).float().mean() < 0.01
 
 
 # ------------------------------------------------------------------------------ runs as SR methods

@@ -162,3 +162,56 @@ def test_weights_cli(capsys, _weights_dir):
     assert "not found (offline mode)" in capsys.readouterr().err
     assert main(["weights", "path", "alexnt"]) == 2
     assert "Did you mean 'alexnet'" in capsys.readouterr().err
+
+
+def test_one_default_folder_for_every_asset_and_pyiqas_cache_searched(tmp_path, monkeypatch):
+    """Issue 26: a user copies any weight file into one folder ($SCGAN_BENCH_HOME/weights, where downloads
+    go), whatever cache its library uses; pyiqa's cache ($TORCH_HOME/hub/pyiqa) is searched too."""
+    from scgan_bench.manifest import data_home
+
+    monkeypatch.delenv("SCGAN_BENCH_WEIGHTS")
+    home = data_home() / "weights"
+    home.mkdir(parents=True)
+    torch.save({"a": torch.zeros(1)}, home / "resnet101-63fe2227.pth")   # a torch-hub asset, in the one folder
+    W.register_sha256("resnet101", hashlib.sha256((home / "resnet101-63fe2227.pth").read_bytes()).hexdigest())
+    assert W.resolve("resnet101").origin == "scgan-bench"
+    pyiqa = tmp_path / "torch" / "hub" / "pyiqa"
+    pyiqa.mkdir(parents=True)
+    torch.save({"b": torch.zeros(1)}, pyiqa / W.ASSETS.get("alexnet").filename)
+    W.register_sha256("alexnet", hashlib.sha256((pyiqa / W.ASSETS.get("alexnet").filename).read_bytes()).hexdigest())
+    assert W.resolve("alexnet").origin == "pyiqa"
+    for name in W.ASSETS:     # every missing file is asked for in the same folder
+        a = W.ASSETS.get(name)
+        assert a.download_target() == home / a.filename
+
+
+def test_urls_are_direct_files_or_say_they_are_not():
+    """A URL the manager would download from names a file; a web page (a model zoo, a README, a Drive
+    folder) is stated as no direct download, so it is never fetched as if it were the weights."""
+    import posixpath
+    import urllib.parse
+
+    from scgan_bench.registries import load_plugins
+
+    load_plugins()
+    for name, a in W.ASSETS.items():
+        if a.url.startswith("http"):
+            ext = posixpath.splitext(urllib.parse.urlparse(a.url).path)[1]
+            assert ext and ext not in (".html", ".md"), (name, a.url)
+        elif "http" in a.url:   # a page to get the file from by hand, said as such
+            low = a.url.lower()
+            assert "no direct download" in low or "google drive" in low or "baidunetdisk" in low, (name, a.url)
+
+
+def test_a_pinned_file_that_is_not_the_official_release_is_said_so(capsys):
+    """Pinning a fine-tuned variant works, and is stated: `weights list`, `list metrics` and unofficial()."""
+    path = save_official("alexnet", {"x": torch.zeros(2)}, W.ASSETS.get("alexnet").download_target().parent)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert set(W.unofficial({"alexnet": digest})) == {"alexnet"}
+    assert W.unofficial({"alexnet": W.ASSETS.get("alexnet").sha256}) == {}       # the official file itself
+    assert W.unofficial({"resnet101": "63fe2227" + "0" * 56}) == {}              # prefix-checked and matching
+    assert set(W.unofficial({"resnet101": "0" * 64})) == {"resnet101"}
+    st = W.status("alexnet")
+    assert st.state == "verified" and not st.official and digest[:12] in st.detail
+    assert main(["weights", "list", "alexnet"]) == 0
+    assert "NOT the official file" in capsys.readouterr().out

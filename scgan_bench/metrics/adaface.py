@@ -71,7 +71,9 @@ class AdaFaceFeatures:
 
 
 register_asset(Asset(
-    ADAFACE_ASSET, "adaface_ir50_ms1mv2.ckpt", "https://github.com/mk-minchul/AdaFace#pretrained-models",
+    ADAFACE_ASSET, "adaface_ir50_ms1mv2.ckpt",
+    "no direct download (a web page, not the file): the README of https://github.com/mk-minchul/AdaFace "
+    "(Pretrained Models) links the IR-50 MS1MV2 checkpoint on Google Drive; save it as adaface_ir50_ms1mv2.ckpt",
     used_by="id-lq-adaface (AdaFace IR-50, MS1MV2)", license="MIT (AdaFace)", caches=("scgan-bench",),
     source_note="AdaFace's README links the checkpoint (Google Drive); no official sha256 is published: verified "
                 "by trust-on-first-use"))

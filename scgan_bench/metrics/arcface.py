@@ -149,7 +149,9 @@ class IdentityAngle:
 
 register_asset(Asset(
     ARCFACE_ASSET, "ms1mv3_arcface_r100_fp16.pth",
-    "https://github.com/deepinsight/insightface/tree/master/model_zoo",
+    "no direct download (a web page, not the file): from the InsightFace model zoo page "
+    "https://github.com/deepinsight/insightface/tree/master/model_zoo (arcface_torch, ms1mv3_arcface_r100_fp16) "
+    "get backbone.pth, saved as ms1mv3_arcface_r100_fp16.pth",
     used_by="ids-arcface, deg-arcface (ArcFace IResNet-100, MS1MV3)",
     license="InsightFace pretrained models: non-commercial research use only (code MIT)",
     caches=("scgan-bench",),

@@ -199,7 +199,7 @@ class FIDToStats:
 
 register_asset(Asset(
     STATS_ASSET, "inception_FFHQ_512-f7b384ab.pth",
-    "https://drive.google.com/drive/folders/13cWIQyHX3iNmZRJ5v8v3kdyrT9RBTAi9",
+    "Google Drive folder (no direct download) https://drive.google.com/drive/folders/13cWIQyHX3iNmZRJ5v8v3kdyrT9RBTAi9",
     used_by="fid-ffhq512 (FFHQ 512 px Inception statistics, 50,000 faces; BasicSR / GFPGAN / CodeFormer)",
     license="Apache-2.0 (BasicSR); statistics of FFHQ (CC BY-NC-SA 4.0 images)", sha256_prefix="f7b384ab",
     caches=("scgan-bench",),

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import UsageError
+from ..ranking import printed_ranks
 from .specs import (BACKEND_LABELS, DATASET_LABELS, METRIC_FORMATS, TABLES, Cell, TableSpec, relabel,
                     with_extra_methods)
 
@@ -70,6 +71,7 @@ def run_values(run: Path) -> tuple[dict[Cell, Value], dict[Cell, str]]:
 
 
 def missing_reason(cell: Cell, reasons: dict[Cell, str], number: int) -> str:
+    """Why a table cell has no value, in one line the user can act on."""
     from ..registries import METHODS, load_plugins
 
     load_plugins()
@@ -86,6 +88,11 @@ def missing_reason(cell: Cell, reasons: dict[Cell, str], number: int) -> str:
     return f"not in this run: `scgan-bench run --table {number}` computes it"
 
 
+@lru_cache(maxsize=1)
+def _paper_methods() -> frozenset[str]:
+    return frozenset(r[2] for r in _paper_rows())
+
+
 def fmt(cell: Cell, v: Value) -> str:
     f = METRIC_FORMATS.get(cell.metric)
     d = f.decimals if f else 4
@@ -98,8 +105,9 @@ def fmt(cell: Cell, v: Value) -> str:
 
 
 def ranks(spec: TableSpec, values: dict[Cell, Value]) -> dict[Cell, int]:
-    """1/2/3 for best/second/third along ``spec.rank_by``; equal values share a rank (dense). A line
-    is ranked only where two or more methods have a value; pseudo-methods (ground-truth) never are."""
+    """1/2/3 for best/second/third along ``spec.rank_by``, on the values as the table prints them: equal
+    printed values share a rank (dense). A line is ranked only where two or more methods have a value;
+    pseudo-methods (ground-truth) never are."""
     from ..registries import METRICS, is_pseudo, load_plugins
 
     load_plugins()
@@ -109,16 +117,14 @@ def ranks(spec: TableSpec, values: dict[Cell, Value]) -> dict[Cell, int]:
     if spec.groups and spec.rank_by == "column":  # rank within each dataset block
         lines = [[spec.cell(r, c) for r in keys] for _, keys in spec.groups for c, _ in spec.columns]
     for line in lines:
-        got = [(c, values[c].value) for c in line if c in values and c.method not in spec.rank_exclude
-               and not is_pseudo(c.method) and math.isfinite(values[c].value)]
-        if len({c.method for c, _ in got}) < 2:
+        got = {c: values[c].value for c in line if c in values and c.method not in spec.rank_exclude
+               and not is_pseudo(c.method) and math.isfinite(values[c].value)}
+        if not got:
             continue
-        higher = METRICS.get(got[0][0].metric).higher_is_better if got[0][0].metric in METRICS else False
-        distinct = sorted({v for _, v in got}, reverse=higher)
-        for c, v in got:
-            r = distinct.index(v) + 1
-            if r <= 3:
-                out[c] = r
+        first = next(iter(got)).metric
+        higher = METRICS.get(first).higher_is_better if first in METRICS else False
+        f = METRIC_FORMATS.get(first)
+        out.update(printed_ranks(got, higher_is_better=higher, decimals=f.decimals if f else 4))
     return out
 
 
@@ -132,6 +138,8 @@ class Rendered:
     substitutions: list[str] = field(default_factory=list)
     #: every cell by its table keys: dataset, method, metric, and the raw run value (None: missing)
     cells: list[dict] = field(default_factory=list)
+    #: table metric -> the run metric its values were read from (``--metric-map``), for the conventions
+    sources: dict[str, str] = field(default_factory=dict)
 
     def csv(self) -> str:
         buf = io.StringIO()
@@ -150,8 +158,16 @@ class Rendered:
         if "kid" in self.spec.metrics:
             out.append("KID is printed x100 (mean ± std over subsets), as in the paper.")
         if "facenet-verif" in self.spec.metrics:
-            out.append("Accuracy = share of SR images verified as the same person as their HR image (the reading "
-                       "the paper's values need), FaceNet: squared L2 of unit embeddings < 1.1.")
+            src = self.sources.get("facenet-verif", "facenet-verif")
+            if src == "facenet-verif":
+                out.append("Accuracy = share of SR images verified as the same person as their HR image (the "
+                           "reading the paper's values need), FaceNet: squared L2 of unit embeddings < 1.1.")
+            else:
+                from ..registries import METRICS, load_plugins
+
+                load_plugins()
+                conv = METRICS.get(src).convention if src in METRICS else ""
+                out.append(f"Accuracy read from run metric {src}" + (f": {conv}." if conv else "."))
         return out
 
     def markdown(self) -> str:
@@ -185,13 +201,13 @@ class Rendered:
 
 
 def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] | None = None,
-           paper: dict[Cell, Value] | None = None, marks: dict[Cell, str] | None = None,
+           paper: dict[Cell, Value] | None = None, marks: dict[Cell, str | list[str]] | None = None,
            no_delta: dict[Cell, str] | None = None) -> Rendered:
     """The grid of ``spec``: values formatted as in the paper, missing cells as ``—[k]`` with a
     footnote. With ``paper``, each cell also shows the paper's value and the difference, except the
     cells of ``no_delta`` (read from another dataset or backend: the paper's value is shown with the
     reason and no difference); ``marks`` footnote cells that have a value (e.g. two rows that are the
-    same SR network)."""
+    same SR network, a partial set)."""
     reasons, marks, no_delta = reasons or {}, marks or {}, no_delta or {}
     rk = ranks(spec, values)
     notes: dict[str, int] = {}
@@ -214,8 +230,8 @@ def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] 
                     d = f.decimals if f else 4
                     txt += (f" (paper {fmt(cell, p)}; no Δ: {no_delta[cell]})" if cell in no_delta
                             else f" (paper {fmt(cell, p)}, Δ {values[cell].value - p.value:+.{d}f})")
-                if cell in marks:
-                    txt += f"[{notes.setdefault(marks[cell], len(notes) + 1)}]"
+                for mark in ([marks[cell]] if isinstance(marks.get(cell), str) else marks.get(cell, ())):
+                    txt += f"[{notes.setdefault(mark, len(notes) + 1)}]"
                 cells.append(txt)
                 rrow.append(rk.get(cell, 0))
             else:
@@ -371,7 +387,7 @@ def with_recipes(spec: TableSpec, provenance: dict[str, dict]) -> tuple[TableSpe
     whose checkpoint is the same SR network as another row's under their common recipe."""
     from dataclasses import replace as dc_replace
 
-    from ..scgan.dataflow import equivalence_classes, explain
+    from ..scgan.dataflow import equivalence_classes, explain, same_network_as
     from ..scgan.model import Recipe
     from ..scgan.variants import VARIANTS
 
@@ -394,6 +410,20 @@ def with_recipes(spec: TableSpec, provenance: dict[str, dict]) -> tuple[TableSpe
         fp = provenance.get(m, {})
         if m in VARIANTS and fp.get("recipe_spec") and fp.get("trained_variant", m) in (m, None):
             by_recipe.setdefault(json.dumps(fp["recipe_spec"], sort_keys=True), []).append(m)
+    for r, m in method_of.items():  # a row filled by another variant's checkpoint (reproduce's shared training)
+        fp = provenance.get(m, {})
+        tv = fp.get("trained_variant")
+        if not tv or tv == m or m not in VARIANTS or tv not in VARIANTS or not fp.get("recipe_spec"):
+            continue
+        recipe = Recipe.from_spec(fp["recipe_spec"])
+        if tv in same_network_as(m, recipe, [tv]):
+            note = (f"checkpoint of {VARIANTS.get(tv).paper_name}'s training, reused: {explain(m, tv, recipe)}, so it "
+                    f"is this row's SR network too (`reproduce` trains each such group once)")
+        else:
+            note = (f"checkpoint trained as {VARIANTS.get(tv).paper_name}, which trains another SR network than "
+                    f"this row under recipe {recipe.name}: not this variant's result")
+        for c, _ in spec.columns:
+            marks[spec.cell(r, c)] = note
     for key, members in by_recipe.items():
         recipe = Recipe.from_spec(json.loads(key))
         for group in equivalence_classes(recipe, members):
@@ -406,6 +436,64 @@ def with_recipes(spec: TableSpec, provenance: dict[str, dict]) -> tuple[TableSpe
                         for c, _ in spec.columns:
                             marks[spec.cell(r, c)] = note
     return dc_replace(spec, extra_columns=spec.extra_columns + (("Recipe", label),)), marks
+
+
+def _cell_counts(run: Path) -> dict[tuple[str, str, str], int]:
+    """(dataset, method, metric) -> the n of the run's summary.csv (images the cell's value is over)."""
+    path = run / "summary.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {(r["dataset"], r["method"], r["metric"]): int(r["n"] or 0) for r in csv.DictReader(f)
+                if r.get("status") == "ok"}
+
+
+def not_comparable(spec: TableSpec, run: Path, values: dict[Cell, Value], msrc: dict[str, str],
+                   datasets: dict[str, str], metrics: dict[str, str]) -> dict[Cell, list[str]]:
+    """Table cells with a value that is not comparable with the paper's, and why (one sentence each):
+    computed on part of the test set (``--limit``, unreadable images: the sentence gives n), against a
+    partial reference set, or with weight files that are not the official release
+    (:mod:`scgan_bench.comparable`, from the run's ``run.json`` and ``summary.csv``)."""
+    from ..comparable import cell_caveats
+
+    try:
+        meta = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    counts = _cell_counts(run)
+    out = {}
+    for cell in values:
+        d, m, k = datasets.get(cell.dataset, cell.dataset), msrc.get(cell.method, cell.method), \
+            metrics.get(cell.metric, cell.metric)
+        why = cell_caveats(meta, d, m, k, counts.get((d, m, k)))
+        if why:
+            out[cell] = why
+    return out
+
+
+def _absent_reasons(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str], msrc: dict[str, str],
+                    present: dict[str, set[str]], datasets: dict[str, str]) -> dict[Cell, str]:
+    """Why a table cell of a method the run did score elsewhere is empty: the run has the method on other
+    datasets only (``--dataset-map`` reads the table's dataset from one), or not at all (a method of
+    ``--extra-methods`` that was never run here: not "not implemented")."""
+    from ..registries import METHODS, load_plugins
+
+    load_plugins()
+    out = {}
+    for cell in spec.cells():
+        if cell in values or cell in reasons:
+            continue
+        m, d = msrc.get(cell.method, cell.method), datasets.get(cell.dataset, cell.dataset)
+        here = present.get(m)
+        label = DATASET_LABELS.get(cell.dataset, cell.dataset)
+        if here and d not in here:
+            out[cell] = (f"method {m} was not run on {d} in this run (it has values for "
+                         f"{', '.join(sorted(here))}): run it on {d}, or read {label} from one of those with "
+                         f"--dataset-map {cell.dataset}=NAME")
+        elif not here and m not in METHODS and m not in _paper_methods():
+            out[cell] = (f"method {m} has no value in this run: run it in this folder (`scgan-bench run --methods "
+                         f"...`) on the table's datasets, or map them with --dataset-map")
+    return out
 
 
 def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper: bool = False,
@@ -422,7 +510,7 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
         spec = with_extra_methods(spec, extra_methods)
     paper = paper_values(spec.number)
     subs: list[str] = []
-    marks: dict[Cell, str] = {}
+    marks: dict[Cell, list[str]] = {}
     no_delta: dict[Cell, str] = {}
     if run is None:
         values, reasons = paper, {}
@@ -430,16 +518,25 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
         values, reasons = run_values(run)
         shown = {c.method for c in values}
         msrc = method_sources(spec, methods, shown)
+        present: dict[str, set[str]] = {}
+        for c in values:
+            present.setdefault(c.method, set()).add(c.dataset)
         values, reasons, subs = remap(spec, values, reasons, datasets or {}, metrics or {}, methods)
+        reasons.update(_absent_reasons(spec, values, reasons, msrc, present, datasets or {}))
         by, no_delta = substituted(spec, datasets or {}, metrics or {})
         spec = relabel(spec, datasets or {}, by)
         subs += [f"column '{k}' shows run method '{v}'" for k, v in msrc.items()
                  if k != v and v in shown]
         subs += pretrained_notes(spec, run, msrc, shown)
         values = {c: printed(c, v) for c, v in values.items()}
-        spec, marks = with_recipes(spec, scgan_provenance(run))
+        spec, recipe_marks = with_recipes(spec, scgan_provenance(run))
+        marks = {c: [m] for c, m in recipe_marks.items()}
+        for cell, whys in not_comparable(spec, run, values, msrc, datasets or {}, metrics or {}).items():
+            marks.setdefault(cell, []).extend(f"{why}: not comparable with the paper's value (no Δ)" for why in whys)
+            no_delta[cell] = "; ".join(([no_delta[cell]] if cell in no_delta else []) + whys)
     r = render(spec, values, reasons, marks=marks)
     r.substitutions = subs
+    r.sources = {k: v for k, v in (metrics or {}).items() if k in spec.metrics}
     written = []
     for ext, text in (("csv", r.csv()), ("md", r.markdown()), ("tex", r.latex()), ("json", r.json())):
         path = out / f"table{spec.number}.{ext}"
@@ -448,6 +545,7 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
     if compare_paper and run is not None:
         cmp = render(spec, values, reasons, paper=paper, marks=marks, no_delta=no_delta)
         cmp.substitutions = subs
+        cmp.sources = r.sources
         for ext, text in (("csv", cmp.csv()), ("md", cmp.markdown()), ("json", cmp.json())):
             path = out / f"table{spec.number}_vs_paper.{ext}"
             atomic_write_text(path, text)
