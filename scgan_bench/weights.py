@@ -156,7 +156,9 @@ def unofficial(weights: Mapping[str, str]) -> dict[str, str]:
     release, each with why: a sha256 (or file-name prefix) other than the published one, or a file pinned
     through an override where no official sha256 is published. Numbers computed with such files are not
     comparable with published ones (tables print no difference for them). Unknown names are skipped."""
-    out = {}
+    out: dict[str, str] = {}
+    if not isinstance(weights, Mapping):
+        return out
     for name, digest in weights.items():
         if name not in ASSETS or not isinstance(digest, str):
             continue

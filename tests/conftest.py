@@ -59,35 +59,9 @@ def pytest_addoption(parser):
                           "see tests/sb_margins.py and `make tolerance-audit`")
 
 
-_RECORDER = None
-
-
 def pytest_configure(config):
-    global _RECORDER
     path = config.getoption("--record-margins")
-    if path:
+    if path:  # registered only then: without it no passing assert pays for its explanation
         import sb_margins
 
-        _RECORDER = sb_margins.Recorder(Path(path))
-        sb_margins.wrap_close_functions(_RECORDER)
-
-
-def pytest_unconfigure(config):
-    if _RECORDER is not None:
-        _RECORDER.close()
-
-
-def pytest_runtest_setup(item):
-    if _RECORDER is not None:
-        _RECORDER.item = item.nodeid
-
-
-def pytest_assertion_pass(item, lineno, orig, expl):
-    if _RECORDER is None:
-        return
-    import sb_margins
-
-    got = sb_margins.comparison(expl)
-    if got is not None:
-        got.update(where=f"{Path(str(item.fspath)).name}:{lineno}", kind="assert", expr=orig)
-        _RECORDER.write(got)
+        config.pluginmanager.register(sb_margins.MarginPlugin(Path(path)), "sb-margins")

@@ -132,3 +132,24 @@ def wrap_close_functions(rec: Recorder) -> None:
 
     torch.testing.assert_close = torch_close
     np.testing.assert_allclose = np_close
+
+
+class MarginPlugin:
+    """The pytest plugin behind ``--record-margins FILE`` (registered by conftest.py only with that option:
+    pytest formats a passing assert's explanation only while a ``pytest_assertion_pass`` hook exists)."""
+
+    def __init__(self, path: Path) -> None:
+        self.rec = Recorder(path)
+        wrap_close_functions(self.rec)
+
+    def pytest_runtest_setup(self, item) -> None:
+        self.rec.item = item.nodeid
+
+    def pytest_assertion_pass(self, item, lineno, orig, expl) -> None:
+        got = comparison(expl)
+        if got is not None:
+            got.update(where=f"{Path(str(item.fspath)).name}:{lineno}", kind="assert", expr=orig)
+            self.rec.write(got)
+
+    def pytest_unconfigure(self, config) -> None:
+        self.rec.close()

@@ -179,8 +179,11 @@ def test_two_process_gloo_equals_one_process(tmp_path, faces):
     single = dp_steps(Trainer(TrainConfig(variant="scgan", width=WIDTH, batch_size=8, epochs=10, seed=3,
                                           out=str(tmp_path / "s"), progress=False), *faces))
     ddp = spawn_ranks(ddp_train_worker, 29500, tmp_path / "d", *faces)
+    # near-zero gradient entries differ by up to 9e-7 with AVX2 on one thread (issue 26, tests/tolerance_audit.py),
+    # so the absolute part is 1e-5 (ratio 0.09); the gradient of half the batch (no averaging) fails this on
+    # 32 % of the entries (largest gradient 0.23)
     for k, g in single["grads"].items():
-        torch.testing.assert_close(ddp["grads"][k], g, rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(ddp["grads"][k], g, rtol=1e-3, atol=1e-5)
     for k, v in single["stats"].items():
         torch.testing.assert_close(ddp["stats"][k], v, rtol=1e-4, atol=1e-6)
     # After 3 Adam steps (each moves a weight by about lr = 1e-4, whatever its gradient's size) the weights

@@ -322,11 +322,12 @@ def test_two_gloo_processes_equal_one(tmp_path, faces, cfg, sr):
     (ddp,) = spawn_ranks(ddp_model_worker, 29600, tmp_path / "d", [(cfg, sr)], *faces)
     # float32 noise from the reduction order grows through LRGAN's 15 BatchNorm layers (and the biases
     # feeding a BatchNorm have a true gradient of 0, so only noise): errors measured at 1.3e-4 of the
-    # largest gradient; BatchNorm statistics of one rank instead of both give errors of order 1e-1
+    # largest gradient natively and 3.5e-4 under ATEN_CPU_CAPABILITY=default (issue 26, tests/tolerance_audit.py),
+    # so 3e-3; BatchNorm statistics of one rank instead of both give errors of order 1e-1
     gmax = max(g.abs().max() for g in single["grads"].values())
     assert single["grads"].keys() == ddp["grads"].keys()
     for k, g in single["grads"].items():
-        assert (ddp["grads"][k] - g).abs().max() <= 1e-3 * gmax, (cfg["method"], k)
+        assert (ddp["grads"][k] - g).abs().max() <= 3e-3 * gmax, (cfg["method"], k)
     for k, v in single["buffers"].items():
         torch.testing.assert_close(ddp["buffers"][k], v, rtol=1e-4, atol=1e-6)
     if cfg["method"] == "cyclegan":
