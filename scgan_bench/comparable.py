@@ -31,6 +31,18 @@ def partial_set(meta: Mapping[str, Any], dataset: str) -> str | None:
     return f"partial set: {got:,} of {full:,} images of {dataset}" + (f" ({'; '.join(why)})" if why else "")
 
 
+def reference_partial(meta: Mapping[str, Any], dataset: str) -> str | None:
+    """Why the HR reference set behind FID / KID of real-world ``dataset`` is partial, or None."""
+    ref = meta.get("references_detail", {}).get(dataset)
+    if not ref or ref.get("name") == dataset:
+        return None
+    return partial_set({"datasets": {ref["name"]: ref}}, ref["name"])
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def unofficial_parts(meta: Mapping[str, Any], method: str | None, metric: str | None) -> list[str]:
     """The method's and metric's weight files that are not the official release, as sentences."""
     out = []
@@ -51,11 +63,9 @@ def cell_caveats(meta: Mapping[str, Any], dataset: str, method: str, metric: str
         out.append(part)
     elif n is not None and full is not None and 0 < n < full:
         out.append(f"partial: n = {n:,} of {full:,} images of {dataset} scored for this cell (failures.csv)")
-    ref = meta.get("references_detail", {}).get(dataset)
-    if ref and ref.get("name") != dataset and metric in set(ref.get("metrics", ())):
-        rp = partial_set({"datasets": {ref["name"]: ref}}, ref["name"])
-        if rp:
-            out.append(f"its reference set is a {rp}")
+    rp = reference_partial(meta, dataset)
+    if rp and metric in meta["references_detail"][dataset].get("metrics", ()):
+        out.append(f"its reference set is a {rp}")
     out += unofficial_parts(meta, method, metric)
     return out
 
@@ -69,17 +79,15 @@ def run_caveats(meta: Mapping[str, Any]) -> dict[str, list[str]]:
         lines = []
         part = partial_set(meta, d)
         if part:
-            lines.append(part[0].upper() + part[1:] + ": not comparable with numbers published for the whole set")
-        ref = meta.get("references_detail", {}).get(d)
-        if ref and ref.get("name") != d:
-            rp = partial_set({"datasets": {ref["name"]: ref}}, ref["name"])
-            if rp:
-                lines.append(f"{', '.join(ref.get('metrics', ()))} of {d} compare against a {rp}: not comparable "
-                             "with published numbers")
+            lines.append(_sentence(part) + ": not comparable with numbers published for the whole set")
+        rp = reference_partial(meta, d)
+        if rp:
+            lines.append(f"{', '.join(meta['references_detail'][d].get('metrics', ()))} of {d} compare against a "
+                         f"{rp}: not comparable with published numbers")
         if lines:
             out[d] = lines
     odd = [s for m in meta.get("methods", {}) for s in unofficial_parts(meta, m, None)]
     odd += [s for k in meta.get("metrics", {}) for s in unofficial_parts(meta, None, k)]
     if odd:
-        out[""] = [s[0].upper() + s[1:] + ": its numbers are not comparable with published ones" for s in odd]
+        out[""] = [_sentence(s) + ": its numbers are not comparable with published ones" for s in odd]
     return out

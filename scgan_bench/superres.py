@@ -97,8 +97,8 @@ def output_errors(method: str, sr: torch.Tensor, ids: list[str]) -> list[str]:
     [0, 1], e.g. 0-255 or [-1, 1]), naming the method and the image."""
     flat = sr.detach().float().flatten(1)
     finite = torch.isfinite(flat).all(dim=1).tolist()
-    lo = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amin(dim=1).tolist()
-    hi = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amax(dim=1).tolist()
+    clean = torch.nan_to_num(flat, nan=0.0, posinf=0.0, neginf=0.0)   # the range of each image's finite values
+    lo, hi = clean.amin(dim=1).tolist(), clean.amax(dim=1).tolist()
     out = []
     for i, ok, a, b in zip(ids, finite, lo, hi):
         if not ok:

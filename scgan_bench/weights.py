@@ -195,8 +195,12 @@ class AssetStatus:
     path: Path | None
     detail: str
     looked: list[str] = field(default_factory=list)
-    #: False when the file found verifies against a pin but is not the official release (:func:`unofficial`)
-    official: bool = True
+    #: why the file found, though it verifies against a pin, is not the official release (:func:`unofficial`)
+    not_official: str = ""
+
+    @property
+    def official(self) -> bool:
+        return not self.not_official
 
 
 def _lock_path() -> Path:
@@ -338,7 +342,7 @@ def status(name: str) -> AssetStatus:
             state = "unverified" if r.check.startswith("first-use") and not _lock().get(name) else "verified"
             odd = unofficial({name: r.sha256}).get(name)
             detail = f"{r.check} ({origin})" + (f"; NOT OFFICIAL: {odd}" if odd else "")
-            return AssetStatus(name, state, p, detail, looked, official=not odd)
+            return AssetStatus(name, state, p, detail, looked, not_official=odd or "")
     return AssetStatus(name, "missing", None, f"not found; download from {asset.url}", looked)
 
 
@@ -349,8 +353,8 @@ def unofficial_in_place(names: Iterable[str]) -> dict[str, str]:
     for name in names:
         if name in ASSETS:
             st = status(name)
-            if st.state in ("verified", "unverified") and not st.official:
-                out[name] = st.detail.split("NOT OFFICIAL: ", 1)[-1]
+            if st.state in ("verified", "unverified") and st.not_official:
+                out[name] = st.not_official
     return out
 
 

@@ -28,12 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def cpu_name() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:   # not Linux
+        lines = []
+    names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown CPU"
 
 
 def run_config(isa: str, threads: int, marker: str | None, extra: list[str], log_dir: Path) -> tuple[Path, int, float]:
@@ -53,24 +52,30 @@ def run_config(isa: str, threads: int, marker: str | None, extra: list[str], log
     return out, rc, time.monotonic() - t0
 
 
-def merge(files: dict[str, Path]) -> dict[str, dict]:
-    """``where`` -> the worst record per configuration (and the test that made it)."""
+def merge(files: dict[str, Path]) -> tuple[dict[str, dict], dict[str, str]]:
+    """``where`` -> the worst record per configuration (and the test that made it); and the checks whose
+    margin could not be computed (``where`` -> why)."""
     worst: dict[str, dict] = {}
+    unmeasured: dict[str, str] = {}
     for cfg, path in files.items():
         if not path.exists():
             continue
         for line in path.read_text().splitlines():
             r = json.loads(line)
-            if r["op"] in (">", ">=") if r.get("kind") == "assert" else False:
+            if r["kind"] == "unmeasured":
+                unmeasured[r["where"]] = r["error"]
+                continue
+            if r.get("op") in (">", ">="):
                 continue          # lower bounds (a std above a floor, an accuracy above a level) are not tolerances
             w = worst.setdefault(r["where"], {"expr": r.get("expr", r["kind"]), "by": {}})
             prev = w["by"].get(cfg)
             if prev is None or r["ratio"] > prev["ratio"]:
                 w["by"][cfg] = {"ratio": r["ratio"], "observed": r["observed"], "limit": r["limit"], "test": r["test"]}
-    return worst
+    return worst, unmeasured
 
 
-def report(worst: dict[str, dict], configs: list[str], meta: list[str]) -> str:
+def report(worst: dict[str, dict], configs: list[str], meta: list[str], unmeasured: dict[str, str] | None = None
+           ) -> str:
     rows = sorted(worst.items(), key=lambda kv: -max(v["ratio"] for v in kv[1]["by"].values()))
     out = ["# Tolerance audit", "", *meta, "",
            "Worst observed / allowed per check and configuration (ISA:threads); 1.0 is the limit. `moves`: the",
@@ -87,6 +92,9 @@ def report(worst: dict[str, dict], configs: list[str], meta: list[str]) -> str:
         moves = "yes" if len(ratios) > 1 and max(ratios) - min(ratios) > 1e-3 * max(ratios) else ""
         out.append(f"| {where} | " + " | ".join(cells) + f" | {top['ratio']:.3g} | {moves} | {top['observed']:.3g} | "
                    f"{top['limit']:.3g} | {top['test'].split('::', 1)[-1][:70]} |")
+    if unmeasured:
+        out += ["", "Passing checks whose margin could not be computed (not in the table):", ""]
+        out += [f"- {where}: {why}" for where, why in sorted(unmeasured.items())]
     return "\n".join(out) + "\n"
 
 
@@ -121,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         meta.append(f"- {label}: pytest exit {rc} in {secs:.0f} s: {tail[0] if tail else ''}")
         print(meta[-1], flush=True)
         bad += rc != 0
-    text = report(merge(files), configs, meta)
+    worst, unmeasured = merge(files)
+    text = report(worst, configs, meta, unmeasured)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(f"wrote {args.out} (logs in {log_dir})")
