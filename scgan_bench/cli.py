@@ -527,7 +527,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append((name, desc, f"Table {v.table}" if v.table else "full model"))
         notes = [f"{len(groups)} group{'s' if len(groups) != 1 else ''} of variants train the same SR network under "
                  f"recipe {recipe.name} ({recipe.note or 'custom crossings'}); from the same seed their R_LS is "
-                 "identical, so their table rows can only differ by training seed:"]
+                 "identical (bit for bit at one thread count on one machine), so their table rows can only differ by "
+                 "training seed:"]
         notes += [f"  {' = '.join(g)}" for g in groups]
     elif args.what == "trainable":
         from .training.models import TRAINABLE

@@ -269,7 +269,7 @@ def build_plan(out: Path, tables: Sequence[int], *, smoke: bool = False, variant
 def _shared_checkpoints(trained: Mapping[str, tuple[str, str]]) -> dict[str, str]:
     """SCGAN variant -> the variant whose training it reuses: within each group of variants that train the
     same SR network under recipe official (:func:`scgan_bench.scgan.dataflow.equivalence_classes`; from one
-    seed their R_LS is bit-identical), the full model ``scgan`` if present, else the first in registry order."""
+    seed their R_LS is bit-identical on one machine and thread count), the full model ``scgan`` if present, else the first in registry order."""
     from .scgan.dataflow import equivalence_classes
     from .scgan.model import get_recipe
     from .scgan.variants import VARIANTS

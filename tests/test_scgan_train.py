@@ -101,6 +101,13 @@ def test_list_variants_and_train_say_which_variants_coincide(tmp_path, capsys):
     msg = equivalence_warning(_cfg(tmp_path, variant="scgan-ladv-1-2"))
     assert "same SR network as scgan" in msg and "dsl_adv" in msg and "D_L2" in msg
     assert equivalence_warning(_cfg(tmp_path, variant="scgan-ladv-1-2", recipe="paper")) is None
+    # under crossings, the command it names lists the grouping of that recipe with those crossings
+    crossed = _cfg(tmp_path, variant="scgan-ladv-1-2", crossings={"forward_adv_to_dhl": 0.5})
+    msg = equivalence_warning(crossed)
+    assert "`scgan-bench list variants --recipe official --cross forward_adv_to_dhl=0.5`" in msg
+    assert main(["list", "variants", "--recipe", "official", "--cross", "forward_adv_to_dhl=0.5"]) == 0
+    listed = capsys.readouterr().out
+    assert "under recipe official[forward_adv_to_dhl=0.5]" in listed and "  scgan = scgan-ladv-1-2\n" in listed
 
 
 def test_resume_refuses_a_run_with_other_settings(tmp_path, faces):

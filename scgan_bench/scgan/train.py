@@ -133,9 +133,10 @@ def equivalence_warning(cfg: TrainConfig) -> str | None:
     if not same:
         return None
     return (f"warning: under recipe {recipe.name}, {cfg.variant} trains the same SR network as "
-            f"{', '.join(same)}: from the same seed its R_LS is identical to theirs. "
-            f"{explain(cfg.variant, same[0], recipe)}. `scgan-bench list variants --recipe {cfg.recipe}` "
-            "lists every such group")
+            f"{', '.join(same)}: from the same seed its R_LS is identical to theirs "
+            "(bit for bit at the same thread count on one machine). "
+            f"{explain(cfg.variant, same[0], recipe)}. `scgan-bench list variants --recipe {cfg.recipe}"
+            f"{''.join(f' --cross {k}={v:g}' for k, v in sorted(cfg.crossings.items()))}` lists every such group")
 
 
 TRAINABLE.register("scgan", TrainableSpec(

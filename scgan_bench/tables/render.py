@@ -430,7 +430,8 @@ def with_recipes(spec: TableSpec, provenance: dict[str, dict]) -> tuple[TableSpe
             for m in group:
                 other = next(o for o in group if o != m)
                 note = (f"same SR network as {VARIANTS.get(other).paper_name}'s row under recipe {recipe.name}: "
-                        f"{explain(m, other, recipe)}; from one seed the two checkpoints are identical")
+                        f"{explain(m, other, recipe)}; from one seed the two checkpoints are identical "
+                        "(bit for bit on one machine and thread count)")
                 for r, mm in method_of.items():
                     if mm == m:
                         for c, _ in spec.columns:

@@ -1,9 +1,10 @@
 """CycleGAN (Zhu et al., ICCV 2017) trained on this project's data: ``scgan-bench train --method
 cyclegan [--variant cyclegan-16]``; each run is the SR method of its variant's name.
 
-Stock CycleGAN (junyanz/pytorch-CycleGAN-and-pix2pix, BSD): ResNet generators (c7s1-64, d128, d256,
-6 residual blocks, u128, u64, c7s1-3; reflection padding, instance norm without affine, tanh), 70x70
-PatchGAN discriminators (n_layers 3, ndf 64, instance norm), LSGAN (MSE to 1 / 0), cycle weight 10,
+Stock CycleGAN (junyanz/pytorch-CycleGAN-and-pix2pix, BSD) except the block count: ResNet generators
+(c7s1-64, d128, d256, 6 residual blocks (upstream's default is 9; it uses 6 for 128 px images), u128,
+u64, c7s1-3; reflection padding, instance norm without affine, tanh), 70x70
+PatchGAN discriminators (n_layers 3, ndf 64, instance norm; wider than a 64 px face, so effectively global), LSGAN (MSE to 1 / 0), cycle weight 10,
 identity 0.5 (x the cycle weight), image pool of 50 fakes per discriminator, Adam 2e-4 (0.5, 0.999),
 batch 1, 100 epochs constant + 100 linear decay to 0, weights N(0, 0.02). Per step: the generators
 first (discriminators frozen), then both discriminators on pooled fakes (loss halved), as upstream.
@@ -237,6 +238,9 @@ class CycleGANTraining:
         self.optimizers = {"g": adam(unique_parameters(net.g_a, net.g_b), ctx),
                            "d": adam(unique_parameters(net.d_a, net.d_b), ctx)}
         decay = self.opts["decay_epochs"] if self.opts["decay_epochs"] >= 0 else cfg.epochs // 2
+        #: the schedule is fixed when the run starts: part of its identity, so --resume refuses another
+        #: --epochs (a longer run would otherwise continue the old decay below zero)
+        self.schedule = {"constant_epochs": cfg.epochs - decay, "decay_epochs": decay}
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, LinearDecay(cfg.epochs - decay, decay))
                            for k, o in self.optimizers.items()}
         self.pool_a, self.pool_b = ImagePool(self.opts["pool_size"]), ImagePool(self.opts["pool_size"])
@@ -301,7 +305,7 @@ class CycleGANTraining:
         return {**g_terms, **d_terms}
 
     def identity(self) -> dict[str, Any]:
-        return {"options": self.opts}
+        return {"options": self.opts, "schedule": self.schedule}
 
     def sr_network(self) -> CycleGANSR:
         return CycleGANSR(self.net.g_a, self.arch["upsample"])
@@ -349,7 +353,7 @@ def _check(cfg) -> None:
         raise UsageError("cyclegan options: pool_size >= 0, n_blocks >= 1, d_layers 1-4, d_layers_lr 1-2")
 
 
-SOURCE = ("junyanz/pytorch-CycleGAN-and-pix2pix defaults (BSD): resnet generator (6 blocks at 64 px), "
+SOURCE = ("junyanz/pytorch-CycleGAN-and-pix2pix (BSD): resnet generator with 6 blocks (upstream default 9), "
           "70x70 PatchGAN, LSGAN, cycle 10, identity 0.5, pool 50, Adam 2e-4 (0.5, 0.999), batch 1, "
           "100 + 100 epochs linear decay")
 

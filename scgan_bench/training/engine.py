@@ -14,7 +14,8 @@ LRGAN, CycleGAN) supplies its networks, optimisers, schedulers and one training 
 * Distributed: under ``torchrun`` each rank runs on ``cuda:LOCAL_RANK`` (NCCL; gloo on CPU), takes its
   slice of the global batch, gradients are averaged over ranks (one coalesced all-reduce per optimiser
   step) and BatchNorm statistics span all ranks (models make their BatchNorm syncable), so N processes
-  equal one process over the whole batch.
+  equal one process over the whole batch. The logged losses are averaged over ranks (one all-reduce per
+  log flush): the global batch's, not rank 0's half.
 * Outputs: ``checkpoints/step-<N>-<tag>/`` holds ``model.safetensors`` and ``state.pt`` (optimisers,
   schedulers, counters, the model's extra state, RNG states; loads with ``weights_only=True``);
   ``checkpoints/latest.json``, replaced atomically after both are on disk, names that pair with both
@@ -296,14 +297,16 @@ def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> lis
             diffs += [f"{k}.{f}: checkpoint {_describe(a.get(f))}, now {_describe(b.get(f))}"
                       for f in sorted(set(a) | set(b)) if not same(a.get(f), b.get(f))]
         else:
-            diffs.append(f"{k}: checkpoint {_describe(a)}, now {_describe(b)}")
+            diffs.append(f"{k}: checkpoint {_describe(a) if k in stored else 'not recorded'}, now {_describe(b)}")
     return diffs
 
 
 
-def load_checkpoint(out: Path, model: torch.nn.Module, identity: dict[str, Any] | None = None) -> dict[str, Any]:
+def load_checkpoint(out: Path, model: torch.nn.Module, identity: dict[str, Any] | None = None,
+                    legacy: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Verify and load the checkpoint ``latest.json`` names: both files' sha256, then (when given) the
-    run identity, then the weights (strict) and the optimiser state (``weights_only=True``)."""
+    run identity, then the weights (strict) and the optimiser state (``weights_only=True``). ``legacy``:
+    identity entries newer than the checkpoint's format, taken as recorded when the checkpoint lacks them."""
     from safetensors.torch import load as st_load
 
     ckpt = out / "checkpoints"
@@ -330,10 +333,15 @@ def load_checkpoint(out: Path, model: torch.nn.Module, identity: dict[str, Any] 
             raise UsageError(f"checkpoint file {path} is damaged: its sha256 {sha256_bytes(blobs[name])} differs from "
                              f"the {recorded.get(name)} recorded in {latest_path}")
     if identity is not None:
-        diffs = identity_differences(latest.get("identity", {}), identity)
+        stored = {**(legacy or {}), **latest.get("identity", {})}
+        diffs = identity_differences(stored, identity)
         if diffs:
+            hint = ""
+            if any(d.startswith("schedule") for d in diffs):
+                hint = ("\nthis method's schedule (learning-rate decay or training stages) is set by the --epochs "
+                        "the run started with, so --epochs cannot change on --resume (stop earlier with --max-steps)")
             raise UsageError(f"--resume: {out} was trained with other settings, so this would not continue "
-                             "that run:\n  " + "\n  ".join(diffs) + "\nuse the original settings, or a new --out")
+                             "that run:\n  " + "\n  ".join(diffs) + hint + "\nuse the original settings, or a new --out")
     meta = safetensors_metadata(blobs["model.safetensors"])
     tensors = st_load(blobs["model.safetensors"])
     for alias, orig in json.loads(meta.get("aliases", "{}")).items():
@@ -476,6 +484,19 @@ class Engine:
             self._identity = ident
         return self._identity
 
+    def _legacy_identity(self, out: Path) -> dict[str, Any]:
+        """A checkpoint written before a run's schedule joined its identity: its schedule is this run's
+        when the ``config.json`` saved with it records the same ``--epochs`` (else it stays missing and
+        the resume is refused)."""
+        ident = self.identity()
+        if "schedule" not in ident:
+            return {}
+        try:
+            epochs = json.loads((out / "config.json").read_text()).get("epochs")
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return {"schedule": ident["schedule"]} if epochs == self.cfg.epochs else {}
+
     @property
     def steps_per_epoch(self) -> int:
         return len(self.hr) // self.cfg.batch_size
@@ -537,6 +558,22 @@ class Engine:
         """One optimisation step; its logged terms still on the device (no host sync)."""
         return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in self.impl.step(batch, self).items()}
 
+    def _rank_mean(self, steps: list[dict[str, torch.Tensor | float]]) -> list[dict[str, torch.Tensor | float]]:
+        """Each step's loss terms averaged over ranks (each rank's is the mean over its equal slice of
+        the global batch, so this is the global batch's mean), in one all-reduce."""
+        if self.world == 1 or not steps:
+            return steps
+        keys = [(i, k) for i, t in enumerate(steps) for k, v in t.items() if isinstance(v, torch.Tensor)]
+        if not keys:
+            return steps
+        flat = torch.stack([steps[i][k].float().reshape(()) for i, k in keys])
+        dist.all_reduce(flat)
+        flat.div_(self.world)
+        out = [dict(t) for t in steps]
+        for (i, k), v in zip(keys, flat):
+            out[i][k] = v
+        return out
+
     def state(self) -> dict[str, Any]:
         st: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                               "global_step": self.global_step, "rng": _rng_state()}
@@ -550,7 +587,7 @@ class Engine:
         return st
 
     def load(self, out: Path) -> None:
-        st = load_checkpoint(out, self.model, self.identity())
+        st = load_checkpoint(out, self.model, self.identity(), self._legacy_identity(out))
         for name, opt in self.optimizers.items():
             opt.load_state_dict(st[f"{name}_opt"])
         for name, sched in self.schedulers.items():
@@ -588,9 +625,10 @@ class Engine:
         pending: list[tuple[dict[str, Any], dict[str, torch.Tensor | float]]] = []
 
         def flush() -> None:
-            """Bring the pending steps' losses to the host in one transfer; log them; stop at the
-            first non-finite one (nothing is saved between flushes, so no checkpoint holds it)."""
-            for (meta, _), logs in zip(pending, _to_host([t for _, t in pending])):
+            """Bring the pending steps' losses to the host in one transfer (averaged over ranks in one
+            collective: the global batch's losses); log them; stop at the first non-finite one
+            (nothing is saved between flushes, so no checkpoint holds it)."""
+            for (meta, _), logs in zip(pending, _to_host(self._rank_mean([t for _, t in pending]))):
                 bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
                 if bad:
                     raise TrainingDiverged(
@@ -617,10 +655,10 @@ class Engine:
                 pending.append(({"epoch": self.epoch, "step": self.global_step,
                                  "lr": first_opt.param_groups[0]["lr"]}, terms))
                 bar.update()
-                save_now = checkpoint_every and self.global_step % checkpoint_every == 0 and self.rank == 0
-                if len(pending) >= log_every or save_now:
+                due = bool(checkpoint_every) and self.global_step % checkpoint_every == 0
+                if len(pending) >= log_every or due:  # every rank flushes at the same steps (a collective)
                     flush()
-                if save_now:
+                if due and self.rank == 0:
                     self.save(out)
                 if cfg.max_steps and self.global_step >= cfg.max_steps:
                     done = True

@@ -1,8 +1,9 @@
 """LRGAN (Bulat, Yang & Tzimiropoulos, ECCV 2018) retrained on this project's data: ``scgan-bench train
 --method lrgan``; its run is the SR method ``lrgan-retrained``.
 
-The official repository has test code only; the recipe is yoon28/unpaired_face_sr's re-implementation
-(``yoon_train.py``, MIT), from which SCGAN's code is forked:
+The official repository releases no training script (its ``H2L.py`` and ``Discriminator.py`` hold
+networks of other designs; ``baselines/lrgan.md`` says how they differ); the recipe is
+yoon28/unpaired_face_sr's re-implementation (``yoon_train.py``, MIT), from which SCGAN's code is forked:
 
 * High-to-Low ``G_h2l`` (:class:`High2Low`, 12,300,280 parameters): noise z (64) -> Linear -> a 1x64x64
   map concatenated to the HR face; conv 4->96; 8 pre-activation BatchNorm blocks [96, 96, 128, 128, 256,
@@ -131,7 +132,12 @@ class LRGANTraining:
         return {**d_terms, **g_terms}
 
     def identity(self) -> dict[str, Any]:
-        return {"options": self.opts}
+        """The options and, for ``two-stage``, the epoch at which the stages switch (fixed at the start:
+        a resume with another ``--epochs`` must not move it)."""
+        ident: dict[str, Any] = {"options": self.opts}
+        if self.opts["schedule"] == "two-stage":
+            ident["schedule"] = {"stage1_epochs": self.stage1}
+        return ident
 
     def sample(self, lr: torch.Tensor) -> torch.Tensor:
         return in_eval(self.net.l2h, lr)

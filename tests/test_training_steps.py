@@ -1,0 +1,295 @@
+"""What a production training step executes, seen from outside: each network's gradient inside
+``step()`` (captured when its optimiser steps) equals the gradient of the loss written here from the
+papers' recipes on a copy of the networks taken before the step; the image pool's answer reaches the
+discriminators; train / eval modes; each optimiser's schedule; gradients averaged, not summed, over
+ranks; the logged losses are the global batch's; and a resume cannot change a schedule that
+``--epochs`` fixed when the run started."""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+from sb_testdata import unpaired_faces
+
+from scgan_bench.errors import UsageError
+from scgan_bench.training.engine import Engine, TrainConfig
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return unpaired_faces(16)
+
+
+def _cfg(tmp: Path, method: str, **kw) -> TrainConfig:
+    base = dict(method=method, width=1 / 16, batch_size=4, epochs=100, seed=3, out=str(tmp), progress=False,
+                learning_rate=1e-3, max_steps=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _capture(tr: Engine) -> dict[str, dict[str, torch.Tensor]]:
+    """Each optimiser's gradients (by parameter name) at the moment it steps, and a copy of the whole
+    model as it is then (the discriminators a generator step used)."""
+    names = {id(p): n for n, p in tr.model.named_parameters()}
+    seen: dict[str, dict[str, torch.Tensor]] = {}
+
+    def hook(name):
+        def pre_step(opt, args, kwargs):
+            seen[name] = {names[id(p)]: p.grad.detach().clone() for g in opt.param_groups for p in g["params"]
+                          if p.grad is not None}
+            seen[name + "@model"] = copy.deepcopy(tr.model)
+        return pre_step
+
+    for name, opt in tr.optimizers.items():
+        opt.register_step_pre_hook(hook(name))
+    return seen
+
+
+def _grads(loss: torch.Tensor, model: torch.nn.Module, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    params = {n: p for n, p in model.named_parameters() if n.startswith(prefixes)}
+    got = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    return {n: g for n, g in zip(params, got) if g is not None}
+
+
+def _same_grads(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], what: str) -> None:
+    """Every parameter with a gradient in the step has the same gradient in the formula (and no
+    other). The two backward passes run the same kernels in another summation order. Scale: each
+    tensor's largest entry, at least 1e-2 of the network's largest (a bias before instance norm has a
+    gradient of float noise only, ~1e-7 of the largest). Limit 1e-4 of the scale. Measured worst
+    (default / AVX2 / AVX-512 kernels, 1 and 2 threads): 1.2e-5 of the scale (such a bias), 5.6e-7 for
+    any tensor above the floor; a changed term moves gradients by 1e-2 or more."""
+    assert got.keys() == want.keys(), (what, sorted(set(got) ^ set(want))[:5])
+    top = max(float(v.abs().max()) for v in want.values())
+    for k in want:
+        scale = max(float(want[k].abs().max()), 1e-2 * top)
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-4 * scale, msg=f"{what}: {k}")
+
+
+def _mse(x, target: float):
+    return ((x - target) ** 2).mean()
+
+
+def _l1(x, y):
+    return (x - y).abs().mean()
+
+
+def _pool_answer(stored: list[torch.Tensor], images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """CycleGAN's image pool (upstream ``ImagePool.query``) on a full pool: per image, a draw u; if
+    u > 1/2 a random stored fake is returned and the new one takes its place, else the new one."""
+    out = []
+    for img in images:
+        if torch.rand((), generator=gen).item() > 0.5:
+            k = int(torch.randint(len(stored), (), generator=gen))
+            out.append(stored[k])
+            stored[k] = img
+        else:
+            out.append(img)
+    return torch.stack(out)
+
+
+# ------------------------------------------------------------------------------------------- CycleGAN
+def test_cyclegan_step_gradients_pool_and_logged_terms(tmp_path, faces):
+    """One step of ``cyclegan`` with both pools already full (of other images), so the
+    discriminators see the pool's answer: G_A and G_B's gradients equal those of the LSGAN + cycle +
+    identity loss written here (the A -> B -> A cycle reaches G_A), D_A and D_B's those of the halved
+    LSGAN on real vs pooled fakes (frozen generators' outputs, detached)."""
+    tr = Engine(_cfg(tmp_path, "cyclegan", options={"pool_size": 3}), *faces)
+    impl = tr.impl
+    fill = torch.Generator().manual_seed(11)
+    impl.pool_a.images = [torch.rand(3, 64, 64, generator=fill) * 2 - 1 for _ in range(3)]
+    impl.pool_b.images = [torch.rand(3, 64, 64, generator=fill) * 2 - 1 for _ in range(3)]
+    stored_a = [x.clone() for x in impl.pool_a.images]
+    stored_b = [x.clone() for x in impl.pool_b.images]
+    before = copy.deepcopy(tr.model)
+    seen = _capture(tr)
+    b = tr.batch(2, 1)
+    logged = tr._step(b)
+
+    n = before
+    real_a = F.interpolate(b.lr, size=(64, 64), mode="bicubic", align_corners=False).clamp(-1, 1)
+    real_b = b.hr
+    fake_b, fake_a = n.g_a(real_a), n.g_b(real_b)
+    g_terms = {"G_A": _mse(n.d_a(fake_b), 1), "G_B": _mse(n.d_b(fake_a), 1),
+               "cycle_A": 10 * _l1(n.g_b(fake_b), real_a), "cycle_B": 10 * _l1(n.g_a(fake_a), real_b),
+               "idt_A": 5 * _l1(n.g_a(real_b), real_b), "idt_B": 5 * _l1(n.g_b(real_a), real_a)}
+    _same_grads(seen["g"], _grads(sum(g_terms.values()), n, ("g_a.", "g_b.")), "generators")
+
+    gen = torch.Generator().manual_seed(_pool_seed(3, 2, 1))
+    pooled_b = _pool_answer(stored_b, fake_b.detach(), gen)  # pool B is queried first, as upstream
+    pooled_a = _pool_answer(stored_a, fake_a.detach(), gen)
+    assert not torch.equal(pooled_b, fake_b.detach()) and not torch.equal(pooled_a, fake_a.detach())
+    d_terms = {"D_A": 0.5 * (_mse(n.d_a(real_b), 1) + _mse(n.d_a(pooled_b), 0)),
+               "D_B": 0.5 * (_mse(n.d_b(real_a), 1) + _mse(n.d_b(pooled_a), 0))}
+    _same_grads(seen["d"], _grads(sum(d_terms.values()), n, ("d_a.", "d_b.")), "discriminators")
+    assert all(torch.equal(x, y) for x, y in zip(impl.pool_b.images, stored_b))  # the pool now holds the swaps
+    for k, v in {**g_terms, **d_terms}.items():
+        torch.testing.assert_close(logged[k], v.detach(), rtol=1e-5, atol=1e-7, msg=k)
+
+
+def _pool_seed(seed: int, epoch: int, step: int) -> int:
+    import hashlib
+
+    key = hashlib.sha256(f"{seed}/pool/{epoch}/{step}".encode()).digest()
+    return int.from_bytes(key[:8], "big") >> 1
+
+
+def test_cyclegan_16_step_gradients(tmp_path, faces):
+    """``cyclegan-16``: G_A 16 -> 64, G_B 64 -> 16, no identity term, the pixel term on G_B."""
+    tr = Engine(_cfg(tmp_path, "cyclegan", variant="cyclegan-16", options={"pool_size": 0, "lambda_pix": 0.3}),
+                *faces)
+    before = copy.deepcopy(tr.model)
+    seen = _capture(tr)
+    b = tr.batch(1, 0)
+    tr._step(b)
+    n = before
+    fake_b, fake_a = n.g_a(b.lr), n.g_b(b.hr)
+    g = (_mse(n.d_a(fake_b), 1) + _mse(n.d_b(fake_a), 1) + 10 * _l1(n.g_b(fake_b), b.lr)
+         + 10 * _l1(n.g_a(fake_a), b.hr) + 0.3 * _l1(fake_a, F.avg_pool2d(b.hr, 4)))
+    _same_grads(seen["g"], _grads(g, n, ("g_a.", "g_b.")), "generators")
+    d = 0.5 * (_mse(n.d_a(b.hr), 1) + _mse(n.d_a(fake_b.detach()), 0)
+               + _mse(n.d_b(b.lr), 1) + _mse(n.d_b(fake_a.detach()), 0))
+    _same_grads(seen["d"], _grads(d, n, ("d_a.", "d_b.")), "discriminators")
+
+
+def test_every_optimiser_follows_the_linear_decay(tmp_path, faces):
+    """Both optimisers (generators and discriminators) decay: lr(e) = lr * (1 - max(0, e - c) / (d + 1))
+    over epochs e = 1..c + d, never below zero."""
+    tr = Engine(_cfg(tmp_path, "cyclegan", epochs=6, learning_rate=2e-4), *faces)
+    assert set(tr.schedulers) == set(tr.optimizers) == {"g", "d"}
+    for o in tr.optimizers.values():
+        o.step()
+    for e in range(1, 7):
+        want = 2e-4 * (1 - max(0, e - 3) / 4)
+        for name, o in tr.optimizers.items():
+            assert o.param_groups[0]["lr"] == pytest.approx(want, rel=1e-12, abs=1e-18), (name, e)
+        for s in tr.schedulers.values():
+            s.step()
+
+
+# ---------------------------------------------------------------------------------------------- LRGAN
+def _hinge_d(d, real, fake):
+    return torch.clamp(1 - d(real), min=0).mean() + torch.clamp(1 + d(fake), min=0).mean()
+
+
+def test_lrgan_step_gradients(tmp_path, faces):
+    """One joint step: D_16 learns real LR faces (not a downsampled HR face) against G_h2l's outputs and
+    D_64 real HR faces against G_l2h's (hinge; real first, as each discriminator's spectral norm
+    iterates per call); then G_h2l and G_l2h the pixel + 0.05 x hinge terms against the updated
+    discriminators, G_l2h on detached G_h2l outputs; BatchNorm on batch statistics."""
+    tr = Engine(_cfg(tmp_path, "lrgan"), *faces)
+    before = copy.deepcopy(tr.model)
+    seen = _capture(tr)
+    b = tr.batch(1, 0)
+    logged = tr._step(b)
+
+    n = before
+    lr_gen = n.h2l(b.hr, b.z)
+    hr_gen = n.l2h(lr_gen.detach())
+    d = _hinge_d(n.d16, b.lr, lr_gen.detach()) + _hinge_d(n.d64, b.hr, hr_gen.detach())
+    _same_grads(seen["d"], _grads(d, n, ("d16.", "d64.")), "discriminators")
+    dn = seen["g@model"]  # the discriminators after their update, as the generator step saw them
+    dn.eval()  # spectral norm's vectors as that step left them (no further power iteration)
+    g = (((lr_gen - F.avg_pool2d(b.hr, 4)) ** 2).mean() - 0.05 * dn.d16(lr_gen).mean()
+         + ((hr_gen - b.hr) ** 2).mean() - 0.05 * dn.d64(hr_gen).mean())
+    _same_grads(seen["g"], _grads(g, n, ("h2l.", "l2h.")), "generators")
+    torch.testing.assert_close(logged["h2l_pix"], ((lr_gen - F.avg_pool2d(b.hr, 4)) ** 2).mean().detach())
+
+
+def test_training_runs_in_train_mode_and_samples_leave_the_statistics(tmp_path, faces):
+    """``fit`` trains with BatchNorm on batch statistics (their running averages move); the per-epoch
+    sample grid runs the SR network in eval mode and changes no tensor of the model (so the exported
+    statistics are the trained ones)."""
+    for method in ("lrgan", "scgan"):
+        tr = Engine(_cfg(tmp_path / method, method, max_steps=1), *faces)
+        bn = [m for m in tr.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert bn, method
+        start = [m.running_mean.clone() for m in bn]
+        tr.model.eval()  # whatever mode it was left in, fit trains in train mode
+        tr.fit(tmp_path / method)
+        assert all(m.training for m in tr.model.modules()), method
+        assert all(not torch.equal(s, m.running_mean) for s, m in zip(start, bn)), method
+        state = {k: v.clone() for k, v in tr.model.state_dict().items()}
+        tr._samples(tmp_path / method, 9)
+        after = tr.model.state_dict()
+        assert all(torch.equal(state[k], after[k]) for k in state), method
+        assert all(m.training for m in tr.model.modules()), method
+
+
+def test_gradients_are_averaged_over_ranks(tmp_path, faces, monkeypatch):
+    """Two ranks holding the same gradient: the all-reduce sums them, the engine divides by the number
+    of ranks, so the gradient is unchanged (summed gradients would double the step)."""
+    import scgan_bench.training.engine as engine
+
+    tr = Engine(_cfg(tmp_path, "lrgan"), *faces)
+    params = list(tr.model.l2h.parameters())[:4]
+    for i, p in enumerate(params):
+        p.grad = torch.full_like(p, float(i + 1))
+    monkeypatch.setattr(engine.dist, "all_reduce", lambda t, *a, **k: t.mul_(2))
+    tr.world = 2
+    tr.average_grads(params)
+    assert all(torch.equal(p.grad, torch.full_like(p, float(i + 1))) for i, p in enumerate(params))
+
+
+def test_logged_losses_are_the_global_batch_means(tmp_path, faces, monkeypatch):
+    """Under data parallelism each rank's loss is its half-batch mean; the log holds the mean over
+    ranks (the global batch's mean for equal slices), reduced in one collective per flush."""
+    import scgan_bench.training.engine as engine
+
+    def run(folder: Path, other: float) -> list[dict]:
+        """Rank 0 of 2 (its half of each batch) when the other rank's losses are ``other`` x its own."""
+        tr = Engine(_cfg(folder, "lrgan", max_steps=2), *faces)
+        monkeypatch.setattr(tr, "average_grads", lambda params: None)
+        monkeypatch.setattr(engine.dist, "all_reduce", lambda t, *a, **k: (calls.append(t.numel()), t.mul_(1 + other)))
+        tr.world = 2
+        return tr.fit(folder)
+
+    calls: list[int] = []
+    local = run(tmp_path / "one", 1.0)  # both ranks alike: the mean is this rank's value
+    calls.clear()
+    rows = run(tmp_path, 3.0)
+    assert calls == [6, 6]  # per flush (1 step on CPU): the 6 terms in one call
+    for a, b in zip(rows, local):
+        for k in ("D_h2l", "D_l2h", "h2l_pix", "h2l_adv", "l2h_pix", "l2h_adv"):
+            assert a[k] == pytest.approx(2 * b[k], rel=1e-6), k
+    log = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert float(log[0]["h2l_pix"]) == pytest.approx(2 * local[0]["h2l_pix"], rel=1e-6)
+
+
+# ------------------------------------------------------------------------------ resume and schedules
+def test_resume_cannot_change_a_schedule_fixed_by_epochs(tmp_path, faces):
+    """CycleGAN's linear decay and LRGAN's two-stage boundary are set by the ``--epochs`` a run started
+    with: a resume with other ``--epochs`` is refused, naming the schedule (it would drive the learning
+    rate below zero, or revisit a stage); what does not depend on it (LRGAN ``joint``; two-stage with
+    ``stage1_epochs`` given) may grow ``--epochs``; a checkpoint written before the schedule joined the
+    identity is accepted when its config.json records the same ``--epochs``."""
+    cyc = dict(epochs=4, batch_size=8, max_steps=2)
+    Engine(_cfg(tmp_path / "c", "cyclegan", **cyc), *faces).fit(tmp_path / "c")
+    with pytest.raises(UsageError, match=r"(?s)schedule.constant_epochs: checkpoint 2, now 4.*"
+                                         r"schedule.decay_epochs: checkpoint 2, now 4.*--epochs cannot change"):
+        Engine(_cfg(tmp_path / "c", "cyclegan", **{**cyc, "epochs": 8, "max_steps": 3}), *faces).load(tmp_path / "c")
+    latest = tmp_path / "c" / "checkpoints" / "latest.json"
+    old = json.loads(latest.read_text())
+    del old["identity"]["schedule"]  # as written before this version
+    latest.write_text(json.dumps(old))
+    Engine(_cfg(tmp_path / "c", "cyclegan", **{**cyc, "max_steps": 3}), *faces).load(tmp_path / "c")
+    with pytest.raises(UsageError, match="schedule: checkpoint not recorded"):
+        Engine(_cfg(tmp_path / "c", "cyclegan", **{**cyc, "epochs": 8, "max_steps": 3}), *faces).load(tmp_path / "c")
+
+    two = dict(epochs=4, batch_size=8, max_steps=2, options={"schedule": "two-stage"})
+    Engine(_cfg(tmp_path / "l", "lrgan", **two), *faces).fit(tmp_path / "l")
+    with pytest.raises(UsageError, match="schedule.stage1_epochs: checkpoint 2, now 4"):
+        Engine(_cfg(tmp_path / "l", "lrgan", **{**two, "epochs": 8}), *faces).load(tmp_path / "l")
+    fixed = dict(epochs=2, batch_size=8, max_steps=2, options={"schedule": "two-stage", "stage1_epochs": 1})
+    Engine(_cfg(tmp_path / "f", "lrgan", **fixed), *faces).fit(tmp_path / "f")
+    longer = Engine(_cfg(tmp_path / "f", "lrgan", **{**fixed, "epochs": 4, "max_steps": 8}), *faces)
+    rows = longer.fit(tmp_path / "f", resume=True)
+    assert [r["epoch"] for r in rows] == [2, 2, 3, 3, 4, 4] and all("l2h_pix" in r for r in rows)
+    joint = dict(epochs=1, batch_size=8, max_steps=2)
+    Engine(_cfg(tmp_path / "j", "lrgan", **joint), *faces).fit(tmp_path / "j")
+    assert len(Engine(_cfg(tmp_path / "j", "lrgan", **{**joint, "epochs": 2, "max_steps": 4}), *faces)
+               .fit(tmp_path / "j", resume=True)) == 2
