@@ -17,9 +17,11 @@ $(STAMP): setup.cfg pyproject.toml
 	# facenet-pytorch for the FaceNet metrics, pyiqa for the NIQE cross-check in the tests; DISTS-pytorch (MIT,
 	# 20 kB) ships DISTS' official weights.pt and is the reference the DISTS test compares with; timm + einops
 	# build pyiqa's MANIQA, the reference of the MANIQA test; openai-clip (+ ftfy, regex, wcwidth, and setuptools
-	# < 81 for its pkg_resources import) is pyiqa's clip import and the CLIP-IQA test's reference tokenizer
+	# < 81 for its pkg_resources import) is pyiqa's clip import and the CLIP-IQA test's reference tokenizer;
+	# facexlib (AWing's FAN) and gfpgan (ResNetArcFace = arcface-pytorch's resnet_face18) are the reference
+	# networks of lmd-awing and deg-vqfr (tests/test_vqfr_metrics.py)
 	$(BIN)/python -m pip install --no-deps facenet-pytorch==2.6.0 pyiqa==0.1.16 DISTS-pytorch==0.1 timm==1.0.31 einops==0.8.2 \
-		openai-clip==1.0.1 ftfy==6.3.1 regex==2026.11.19 wcwidth==0.9.4 "setuptools<81"
+		openai-clip==1.0.1 ftfy==6.3.1 regex==2026.11.19 wcwidth==0.9.4 "setuptools<81" facexlib==0.3.0 gfpgan==1.3.8
 	@$(BIN)/python -c "import torch; print('torch', torch.__version__)"
 	touch $(STAMP)
 

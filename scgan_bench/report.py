@@ -119,6 +119,8 @@ def _fmt_summary(r: dict[str, str], spec) -> str:
     std = float(r["std"]) if r.get("std") else float("nan")
     if spec is not None and spec.kind == "set" and math.isfinite(std):
         txt += f" ± {std * scale:.4f}"  # e.g. KID over subsets, in the same x100 units
+        if std == 0.0:
+            txt += " (no spread measurable: every subset is the whole set)"
     return txt
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import torch
 
 from scgan_bench import weights as W
 from scgan_bench.errors import UsageError
-from scgan_bench.metrics.arcface import (ARCFACE_112, ARCFACE_ASSET, FFHQ_512, ArcFaceFeatures, IdentityAngle,
-                                         IdentitySimilarity, align_112, load_arcface, similarity_matrix)
+from scgan_bench.metrics.arcface import (ARCFACE_112, ARCFACE_ASSET, FFHQ_512, ArcFaceFeatures, align_112,
+                                         load_arcface, similarity_matrix)
 from scgan_bench.networks.iresnet import IResNet
 
 from sb_testdata import ORL, need, rgb_face, tamper
@@ -63,6 +64,24 @@ def test_alignment_puts_the_ffhq_points_on_arcface_template():
             yy, xx = np.mgrid[0:15, 0:15]
             cy, cx = (w * yy).sum() / w.sum() + y0, (w * xx).sum() / w.sum() + x0  # the blob's centroid
             assert abs(cx - ex) <= 0.5 and abs(cy - ey) <= 0.5, (size, cx, ex, cy, ey)
+    # InsightFace's norm_crop written here: skimage's least-squares similarity from the five points to the
+    # 112 px template, cv2.warpAffine of the uint8 face (bilinear, zeros outside); equal to the level
+    import cv2
+    from skimage.transform import SimilarityTransform
+
+    insightface_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
+                                [70.7299, 92.2041]])  # face_align.arcface_dst
+    facexlib_512 = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
+                             [201.26117, 371.41043], [313.08905, 371.15118]])  # FaceRestoreHelper's template
+    for size in (64, 128, 512):
+        with warnings.catch_warnings():  # estimate() is deprecated for from_estimate() in scikit-image 0.26
+            warnings.simplefilter("ignore")
+            t = SimilarityTransform()
+            assert t.estimate(facexlib_512 * size / 512, insightface_112)
+        face = rgb_face(3, size)
+        want = cv2.warpAffine(face, t.params[0:2, :], (112, 112), borderValue=0.0)
+        got = np.rint((align_112([face])[0].permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
+        assert np.array_equal(got, want), size
     batch = align_112([rgb_face(0, 64), rgb_face(1, 128), rgb_face(2, 64)])  # mixed sizes keep their order
     assert batch.shape == (3, 3, 112, 112) and torch.equal(batch[2], align_112([rgb_face(2, 64)])[0])
     assert batch.min() >= -1 and batch.max() <= 1
@@ -95,23 +114,31 @@ def test_official_file_loads_strictly_and_is_verified(weights_dir):
         load_arcface(width=WIDTH)
 
 
-def test_ids_and_deg_equal_the_formulas(weights_dir):
+def test_ids_and_deg_equal_the_formulas(weights_dir, monkeypatch):
+    """The three registered metrics, built by their factories (the network at reduced width), against the
+    formulas: mean cosine; mean angle of every pair; mean angle without numerically identical pairs."""
+    import scgan_bench.metrics.arcface as A
+    from scgan_bench.registries import METRICS
+
     torch.manual_seed(1)
     _install(weights_dir, IResNet("r100", width=WIDTH).state_dict())
-    ex = ArcFaceFeatures(net=load_arcface(width=WIDTH))
+    real = A.load_arcface
+    monkeypatch.setattr(A, "load_arcface", lambda path=None, width=1.0: real(path, width=WIDTH))
+    made = {n: METRICS.get(n).create() for n in ("ids-arcface", "deg-arcface", "deg-arcface-excl")}
+    ex = made["ids-arcface"].extractor
     hr = {f"{k}": rgb_face(k) for k in range(5)}
     sr = {k: np.clip(v.astype(int) + 10 + 15 * (int(k) % 2), 0, 255).astype(np.uint8) for k, v in hr.items()}
     sr["0"] = hr["0"].copy()  # one SR image equal to its HR: cosine 1
     fs, fh = ({k: e for k, e in zip(d, ex.extract(list(d.values())))} for d in (sr, hr))
     assert all(abs(np.linalg.norm(v) - 1) < 1e-9 for v in fs.values())
     cos = {k: float(np.dot(fs[k], fh[k])) for k in hr}
-    per, val = IdentitySimilarity(ex).compute(fs, fh)
+    per, val = made["ids-arcface"].compute(fs, fh)
     assert per == pytest.approx(cos, abs=1e-12) and val[""] == pytest.approx(np.mean(list(cos.values())))
     ang = {k: math.degrees(math.acos(min(1.0, c))) for k, c in cos.items()}
-    per, val = IdentityAngle(ex).compute(fs, fh)
+    per, val = made["deg-arcface"].compute(fs, fh)
     assert per == pytest.approx(ang, abs=1e-9) and per["0"] == pytest.approx(0, abs=1e-3)
     assert val[""] == pytest.approx(np.mean(list(ang.values()))) and val["excluded"] == 0
-    per, val = IdentityAngle(ex, exclude_identical=True).compute(fs, fh)
+    per, val = made["deg-arcface-excl"].compute(fs, fh)
     assert set(per) == set(hr) - {"0"} and val["excluded"] == 1
     assert val[""] == pytest.approx(np.mean([a for k, a in ang.items() if k != "0"]))
 

@@ -121,19 +121,24 @@ def test_tokenizer_equals_openais(weights_dir):
         load_tokenizer().tokenize(["word " * 80])
 
 
-@pytest.mark.parametrize("which", ["pyiqa", "paper"])
-def test_clipiqa_equals_pyiqa_on_faces(which, reference_sd, weights_dir):
-    """The state dict loads strictly into the in-project CLIP, which scores faces of two sizes as pyiqa's
-    CLIPIQA (its prompts, or the paper's pair set on both)."""
-    from scgan_bench.metrics.clipiqa import PAPER_PAIRS, PYIQA_PAIRS, CLIPIQAScore, load_clip
+#: the CLIP-IQA paper's (Wang, Chan & Loy, AAAI 2023) single antonym pair, written here
+PAPER_PROMPTS = (("Good photo.", "Bad photo."),)
+
+
+@pytest.mark.parametrize("name", ["clip-iqa", "clip-iqa-paper"])
+def test_clipiqa_equals_pyiqa_on_faces(name, reference_sd, weights_dir):
+    """The registered metric, built by its factory from the weights file (state dict loaded strictly into
+    the in-project CLIP), scores faces of two sizes as pyiqa's CLIPIQA: ``clip-iqa`` with pyiqa's own
+    default prompts, ``clip-iqa-paper`` with the paper's pair given to both."""
+    from scgan_bench.registries import METRICS
 
     path = weights_dir / "RN50.pt"
     torch.save(reference_sd, path)
     _pin(path)
-    pairs = PYIQA_PAIRS if which == "pyiqa" else PAPER_PAIRS
-    ref = _pyiqa_clipiqa(path, None if which == "pyiqa" else pairs, reference_sd)
+    ref = _pyiqa_clipiqa(path, None if name == "clip-iqa" else PAPER_PROMPTS, reference_sd)
     faces = _faces()
-    got = CLIPIQAScore(pairs=pairs, net=load_clip()).score_images(faces)
+    assert METRICS.get(name).higher_is_better is True
+    got = METRICS.get(name).create().score_images(faces)
     with torch.no_grad():
         want = [float(ref(_tensor(f))) for f in faces]
     # float32 both, the attention pool through another kernel, logits scaled by 100: 3e-5 absolute on

@@ -51,10 +51,10 @@ def test_dists_equals_the_official_code_and_pyiqa(random_vgg):
     from DISTS_pytorch import DISTS_pt
     from pyiqa.archs.dists_arch import DISTS as PyiqaDISTS
 
-    from scgan_bench.metrics.dists import DISTS
+    from scgan_bench.registries import METRICS
     from scgan_bench.weights import resolve
 
-    ours = DISTS()
+    ours = METRICS.get("dists").create()  # what a run builds
     assert ours.weights.sha256 == W.ASSETS.get("dists-weights").sha256  # the official file, found in the wheel
     ab = torch.load(resolve("dists-weights", allow_download=False).path, weights_only=True)
     official = DISTS_pt.DISTS(load_weights=False).eval()

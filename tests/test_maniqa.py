@@ -46,17 +46,21 @@ def pyiqa_maniqa():
         timm.create_model = real
 
 
-def test_maniqa_equals_pyiqa_on_faces(pyiqa_maniqa):
-    """The checkpoint's layout loads strictly into the in-project network, which then scores as pyiqa's."""
-    from scgan_bench.metrics.maniqa import KONIQ_SCALE, MANIQAScore
-    from scgan_bench.networks.maniqa import MANIQA
+def test_maniqa_equals_pyiqa_on_faces(pyiqa_maniqa, weights_dir):
+    """The registered metric, built by its factory from a file in the checkpoint's layout (543 MB, loaded
+    strictly into the in-project network), scores as pyiqa's MANIQA with the KonIQ model's settings."""
+    from scgan_bench.registries import METRICS
 
-    net = MANIQA(scale=KONIQ_SCALE)
-    net.load_state_dict(pyiqa_maniqa.state_dict(), strict=True)
-    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in pyiqa_maniqa.parameters()) \
+    path = weights_dir / W.ASSETS.get("maniqa-koniq").filename
+    torch.save(pyiqa_maniqa.state_dict(), path)
+    W.register_sha256("maniqa-koniq", hashlib.sha256(path.read_bytes()).hexdigest())
+    metric = METRICS.get("maniqa").create()
+    path.unlink()
+    assert METRICS.get("maniqa").higher_is_better is True
+    assert sum(p.numel() for p in metric.net.parameters()) == sum(p.numel() for p in pyiqa_maniqa.parameters()) \
         == 135_747_530  # full size, pinned
     faces = _faces(2)
-    got = MANIQAScore(net=net).score_images(faces)
+    got = metric.score_images(faces)
     with torch.no_grad():
         want = pyiqa_maniqa(torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 255).flatten().tolist()
     # float32, the same operations (attention through another kernel): 1e-6 absolute on scores ~0.01-1

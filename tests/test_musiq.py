@@ -58,6 +58,32 @@ def test_musiq_equals_pyiqa_on_faces(pyiqa_musiq):
     assert m.score_images(faces + [odd]) == got  # no random crop: a score never changes between runs
 
 
+def test_registered_musiq_is_pyiqas_koniq_model(weights_dir):
+    """The metric a run builds (``METRICS.get("musiq").create()``, full size from the weights file) scores
+    faces as pyiqa's MUSIQ (KonIQ settings: the default 14 layers); higher is better (a MOS)."""
+    from pyiqa.archs.musiq_arch import MUSIQ as Ref
+
+    from scgan_bench.registries import METRICS
+
+    torch.manual_seed(1)
+    ref = Ref(pretrained=False).eval()
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if "emb" in name or name.endswith(".cls"):
+                p.normal_(0, 0.5)
+    path = weights_dir / W.ASSETS.get("musiq-koniq").filename
+    torch.save(ref.state_dict(), path)
+    W.register_sha256("musiq-koniq", hashlib.sha256(path.read_bytes()).hexdigest())
+    spec = METRICS.get("musiq")
+    assert spec.higher_is_better is True
+    faces = _faces(3)
+    got = spec.create().score_images(faces)
+    with torch.no_grad():
+        want = [float(v) for v in ref(torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 255).flatten()]
+    assert got == pytest.approx(want, abs=1e-5)  # as in the reduced test above
+    assert len({round(v, 5) for v in got}) == len(got)
+
+
 def test_musiq_size_and_strict_verified_loading(pyiqa_musiq, weights_dir):
     from pyiqa.archs.musiq_arch import MUSIQ as Ref
 

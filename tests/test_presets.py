@@ -17,7 +17,7 @@ def test_presets_expand_in_protocol_order_and_say_what_is_missing():
     got = expand(["preset:bfr-synthetic"], lambda m: m in {"psnr", "lpips"}, said.append)
     assert got == ["psnr", "lpips"]
     assert said == ["preset:bfr-synthetic: not implemented in this version, left out: ssim, dists, ids-arcface, "
-                    "deg-arcface, lmd, fid-ffhq512"]
+                    "deg-vqfr, lmd-awing, fid-ffhq512"]
     with pytest.raises(UsageError, match="preset:scgan"):
         expand(["preset:nope"], lambda m: True)
     assert {"scgan", "bfr-synthetic", "ntire-rwfr"} <= set(PRESETS)
@@ -37,4 +37,4 @@ def test_run_takes_a_preset(tmp_path, capsys):
     import json
 
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["metrics"] == [
-        "psnr", "ssim", "lpips", "dists", "ids-arcface", "deg-arcface", "lmd", "fid-ffhq512"]
+        "psnr", "ssim", "lpips", "dists", "ids-arcface", "deg-vqfr", "lmd-awing", "fid-ffhq512"]

@@ -66,6 +66,17 @@ def test_kid_cells_print_mean_and_std_x100_and_rank_lower_better():
     assert row[3] == "1.26±0.06"
     i = r.rows.index(row)
     assert r.rank[i][3] == 1 and r.rank[r.rows.index(next(x for x in r.rows if x[1] == "SCGAN-fc"))][3] == 2
+    assert not any("KID subset" in n for n in r.notes)
+    # KID over 2 images per set: every subset is the whole set, so its spread is exactly 0: footnoted
+    from scgan_bench.metrics.distribution import kid_from_features
+
+    rng = np.random.default_rng(1)
+    mean, std, size = kid_from_features(rng.normal(size=(2, 16)), rng.normal(0.5, 1.0, size=(2, 16)))
+    assert size == 2 and std == 0.0 and mean != 0.0
+    r = render(spec, {**v, Cell("ls3dw", "scgan", "kid"): Value(mean * 100, std * 100)})
+    row = next(x for x in r.rows if x[1] == "SCGAN" and x[0] == "LS3D-W balanced")
+    k = next(k for n, k in r.notes.items() if "every KID subset gave the same value" in n)
+    assert row[3] == f"{mean * 100:.2f}±0.00[{k}]"
 
 
 @pytest.mark.parametrize("number", range(1, 8))
@@ -316,13 +327,14 @@ def test_a_single_value_is_not_ranked_and_pseudo_methods_never_are():
 
 def test_report_summary_ranks_orders_and_prints_kid_x100_with_std(tmp_path):
     """The report's summary table from a summary.csv written by hand: ground-truth listed last and
-    unranked even where it is best; KID in the tables' x100 units with its std over subsets; a metric
+    unranked even where it is best; KID in the tables' x100 units with its std over subsets (a std of 0
+    said to be no measure of spread); a metric
     that one method has is not coloured; the footnote sits after the table."""
     from scgan_bench.report import _summary_tables
 
     rows = [("demo", "ground-truth", "psnr", "higher", "inf", "nan", "4", "0", "ok", ""),
             ("demo", "nearest", "psnr", "higher", "20.0", "1.0", "4", "0", "ok", ""),
-            ("demo", "ground-truth", "kid", "lower", "0.0001", "0.00002", "4", "0", "ok", ""),
+            ("demo", "ground-truth", "kid", "lower", "0.0001", "0.0", "2", "0", "ok", ""),
             ("demo", "bicubic", "psnr", "higher", "22.0", "1.0", "4", "0", "ok", ""),
             ("demo", "bicubic", "kid", "lower", "0.0123", "0.0004", "4", "0", "ok", ""),
             ("demo", "nearest", "kid", "lower", "0.0200", "0.0005", "4", "0", "ok", ""),
@@ -340,7 +352,8 @@ def test_report_summary_ranks_orders_and_prints_kid_x100_with_std(tmp_path):
     bicubic, gt = trs[2], trs[3]
     assert "<td class='r1'>22.0000</td>" in bicubic and "<td class='r1'>1.2300 ± 0.0400</td>" in bicubic
     assert "<td>0.3000</td>" in bicubic  # lpips: the only value, not ranked
-    assert "class='pseudo'" in gt and "r1" not in gt and "0.0100 ± 0.0020" in gt
+    assert "class='pseudo'" in gt and "r1" not in gt  # over 2 images: a spread of 0, said to be no measure
+    assert "0.0100 ± 0.0000 (no spread measurable: every subset is the whole set)" in gt
     assert "<td class='r2'>2.0000 ± 0.0500</td>" in trs[1]
     assert page.index("</table>") < page.index("[1] unavailable: weights missing")
     assert said == ["demo (3 methods x 3 metrics)"]

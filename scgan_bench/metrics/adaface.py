@@ -55,7 +55,7 @@ def load_adaface(path: str | None = None, *, width: float = 1.0):
 class AdaFaceFeatures:
     """L2-normalised 512-d AdaFace IR-50 embeddings of faces aligned with the fixed 5-point template."""
 
-    key = "adaface-ir50-ms1mv2/ffhq-template-112-bgr"
+    key = "adaface-ir50-ms1mv2/ffhq-template-112-bgr/cv2-warp"  # v1 (float bilinear warp) is stale
 
     def __init__(self, device: str = "cpu", weights_path: str | None = None, *, net=None) -> None:
         self.device, self.requirements = device, _ADAFACE
@@ -82,7 +82,7 @@ _ADAFACE = needs(weights=(ADAFACE_ASSET,))
 METRICS.register("id-lq-adaface", MetricSpec(
     name="id-lq-adaface", factory=lambda device="cpu": IdentitySimilarity(AdaFaceFeatures(device)),
     summary="identity kept from the LR input: AdaFace cosine of SR and its LR input, mean over images",
-    higher_is_better=True, version="1", needs_hr=False, kind="set", reference="lr", availability=_ADAFACE,
+    higher_is_better=True, version="2", needs_hr=False, kind="set", reference="lr", availability=_ADAFACE,
     backend="adaface",
     convention="AdaFace IR-50 (MS1MV2), SR and LR input warped by the fixed FFHQ-to-ArcFace 5-point template to "
                "112 px (bilinear), BGR (x/255-0.5)/0.5, unit embeddings; NTIRE's per-set thresholds: id-gate-adaface"))
@@ -134,7 +134,7 @@ METRICS.register("id-gate-adaface", MetricSpec(
     name="id-gate-adaface", factory=lambda device="cpu": IdentityGate(AdaFaceFeatures(device)),
     summary="NTIRE identity gate: share of SR images whose AdaFace cosine with their LR input reaches the set's "
             "threshold (also: failed count, threshold)",
-    higher_is_better=True, version="1", needs_hr=False, kind="set", reference="lr", availability=_ADAFACE,
+    higher_is_better=True, version="2", needs_hr=False, kind="set", reference="lr", availability=_ADAFACE,
     backend="adaface", per_dataset=ntire_threshold,
     convention="as id-lq-adaface; threshold per set: NTIRE 2025's (WIDER-Test / WebPhoto-Test 0.3, CelebA 0.5, "
                "LFW-Test / CelebChild-Test 0.6; widerface -> WIDER-Test, webface -> WebPhoto-Test) or "

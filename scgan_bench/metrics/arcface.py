@@ -1,5 +1,8 @@
-"""Identity similarity to the ground truth with ArcFace (``ids-arcface``, ``deg-arcface``), the measure
-face-restoration papers report beside PSNR / LPIPS ("IDS", "Deg").
+"""Identity similarity to the ground truth with InsightFace's ArcFace (``ids-arcface``, ``deg-arcface``).
+
+Comparable with: numbers stated as ArcFace IResNet-100 cosine / angle on aligned faces. Not with the
+"Deg" that VQFR, CodeFormer, RestoreFormer++ and most blind-face-restoration papers since print: that is
+VQFR's script (another network, grayscale, unaligned, pairs under 1 degree left out): ``deg-vqfr``.
 
 Network: InsightFace's ArcFace release most papers use, IResNet-100 trained on MS1MV3
 (``ms1mv3_arcface_r100_fp16/backbone.pth``), written in-project (:mod:`scgan_bench.networks.iresnet`)
@@ -10,8 +13,9 @@ Alignment (fixed, documented; no detector, so no face can fail to be found): the
 FFHQ-style aligned crops, whose five points (eyes, nose tip, mouth corners) sit at the FFHQ template that
 GFPGAN / CodeFormer align to (facexlib's 512 px template, scaled to the image size). One similarity
 transform (least squares, as InsightFace estimates it) maps that template onto ArcFace's 112 x 112
-template, and every image (SR and HR alike) is warped with it, bilinear, zeros outside (as
-``cv2.warpAffine(borderValue=0)``), then fed as RGB / 127.5 - 1. Embeddings are L2-normalised.
+template, and every image (SR and HR alike) is warped with it by ``cv2.warpAffine`` (bilinear, zeros
+outside, uint8 in and out: InsightFace's ``norm_crop``), then fed as RGB / 127.5 - 1. Embeddings are
+L2-normalised.
 For crops that are not FFHQ-aligned (WIDER FACE boxes) the fixed geometry is an approximation.
 
 * ``ids-arcface``: cosine similarity of the SR and HR embeddings, per image; the set value is the mean.
@@ -65,30 +69,22 @@ def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def align_112(images: Sequence[np.ndarray]) -> "torch.Tensor":
-    """FFHQ-aligned uint8 faces (any square size) -> 112 x 112 float RGB in [-1, 1], N x 3 x 112 x 112."""
+    """FFHQ-aligned uint8 faces (any square size) -> 112 x 112 float RGB in [-1, 1], N x 3 x 112 x 112:
+    ``cv2.warpAffine`` of each uint8 face by the template similarity, as InsightFace's ``norm_crop``."""
+    import cv2
     import torch
-    import torch.nn.functional as F
 
-    out = []
-    for size in sorted({im.shape[0] for im in images}):
-        idx = [k for k, im in enumerate(images) if im.shape[0] == size]
-        m = similarity_matrix(FFHQ_512 * size / 512.0, ARCFACE_112)
-        inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]  # output pixel -> input pixel (pixel centres)
-        u, v = np.meshgrid(np.arange(112.0), np.arange(112.0))
-        src = np.einsum("ij,jhw->ihw", inv, np.stack([u, v, np.ones_like(u)]))
-        grid = torch.from_numpy(((2 * src + 1) / size - 1).transpose(1, 2, 0)).float()[None]
-        x = torch.from_numpy(np.stack([images[k] for k in idx])).permute(0, 3, 1, 2).float()
-        warped = F.grid_sample(x, grid.expand(len(idx), -1, -1, -1), mode="bilinear", padding_mode="zeros",
-                               align_corners=False)
-        out += list(zip(idx, warped))
-    out.sort(key=lambda t: t[0])
-    return torch.stack([t for _, t in out]) / 127.5 - 1.0
+    matrices = {size: similarity_matrix(FFHQ_512 * size / 512.0, ARCFACE_112)
+                for size in {im.shape[0] for im in images}}
+    warped = [cv2.warpAffine(np.ascontiguousarray(im), matrices[im.shape[0]], (112, 112), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0) for im in images]
+    return torch.from_numpy(np.stack(warped)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 class ArcFaceFeatures:
     """L2-normalised 512-d ArcFace (IResNet-100, MS1MV3) embeddings of FFHQ-aligned faces."""
 
-    key = "arcface-iresnet100-ms1mv3/ffhq-template-112"
+    key = "arcface-iresnet100-ms1mv3/ffhq-template-112/cv2-warp"  # v1 (float bilinear warp) is stale
 
     def __init__(self, device: str = "cpu", weights_path: str | None = None, *, net=None) -> None:
         self.device = device
@@ -160,7 +156,8 @@ register_asset(Asset(
 _ARCFACE = needs(weights=(ARCFACE_ASSET,))
 
 _CONV = ("ArcFace IResNet-100 (MS1MV3) on the face warped from the FFHQ 5-point template to ArcFace's 112 px "
-         "template (one fixed similarity, no detector), RGB/127.5-1, unit embeddings")
+         "template (one fixed similarity by cv2.warpAffine, no detector), RGB/127.5-1, unit embeddings; not the "
+         "Deg of VQFR / CodeFormer-style papers (that is deg-vqfr)")
 for _name, _factory, _summary, _higher, _extra in (
         ("ids-arcface", lambda device="cpu": IdentitySimilarity(ArcFaceFeatures(device)),
          "identity similarity (IDS): ArcFace cosine of SR and HR, mean over images", True, ""),
@@ -171,5 +168,5 @@ for _name, _factory, _summary, _higher, _extra in (
          "identity angle (Deg) without numerically identical pairs (cos >= 1 - 1e-7)", False,
          "; pairs with cos >= 1 - 1e-7 left out of the mean (their count in the set values)")):
     METRICS.register(_name, MetricSpec(
-        name=_name, factory=_factory, summary=_summary, higher_is_better=_higher, version="1", needs_hr=True,
+        name=_name, factory=_factory, summary=_summary, higher_is_better=_higher, version="2", needs_hr=True,
         kind="set", reference="paired", availability=_ARCFACE, backend="arcface", convention=_CONV + _extra))

@@ -4,7 +4,10 @@ offline backend using dlib's 128-d face descriptor (labelled ``-dlib`` everywher
 Verification (the paper gives no protocol; ours, documented):
 * ``facenet-verif`` / ``dlib-verif`` (Table 7's reading): the share of SR images verified as the same
   person as their own HR image (genuine acceptance rate). The paper's Table 7 prints 13.2 % (DFDNet),
-  22.9 % (Bicubic), 27.0 % (HiFaceGAN): values a balanced accuracy (floor ~50 %) cannot take.
+  22.9 % (Bicubic), 27.0 % (HiFaceGAN): values a balanced accuracy (floor ~50 %) cannot take. Ground
+  Truth is then 100 % by construction (HR against itself, distance 0), where the paper prints 97.56 %:
+  its protocol must differ there (a detector missing some faces, or other photos as references), and
+  Table 7's footnote says so.
 * ``facenet-verif-balanced`` / ``dlib-verif-balanced``: accuracy over 2N pairs, each SR image in one
   genuine pair ``(SR_i, HR_i)`` and one impostor pair ``(SR_i, HR_pi(i))``, ``pi`` a derangement drawn
   with seed 2205 over the set's sorted ids (per-image value = (genuine ok + impostor ok) / 2).

@@ -10,8 +10,9 @@ PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "scgan": ("the SCGAN paper's metrics (Tables 1-7 and the landmark figure)",
               ("fid", "kid", "lpips", "niqe", "hog-detect", "facenet-verif", "landmark-retinaface")),
     "bfr-synthetic": ("blind face restoration on synthetic pairs: fidelity, perceptual, identity, landmarks, "
-                      "FID to FFHQ", ("psnr", "ssim", "lpips", "dists", "ids-arcface", "deg-arcface", "lmd",
-                                      "fid-ffhq512")),
+                      "FID to FFHQ; Deg and LMD as VQFR's scripts compute them (what VQFR / CodeFormer-style "
+                      "papers print)", ("psnr", "ssim", "lpips", "dists", "ids-arcface", "deg-vqfr", "lmd-awing",
+                                        "fid-ffhq512")),
     "ntire-rwfr": ("NTIRE Real-World Face Restoration: no-reference quality, FID to FFHQ, the identity gate and the "
                    "weighted score", ("musiq", "maniqa", "clip-iqa", "niqe", "fid-ffhq512", "id-lq-adaface",
                                       "id-gate-adaface", "ntire-rwfr-score")),

@@ -160,8 +160,13 @@ class Rendered:
         if "facenet-verif" in self.spec.metrics:
             src = self.sources.get("facenet-verif", "facenet-verif")
             if src == "facenet-verif":
-                out.append("Accuracy = share of SR images verified as the same person as their HR image (the "
-                           "reading the paper's values need), FaceNet: squared L2 of unit embeddings < 1.1.")
+                out.append("Accuracy = share of SR images verified as the same person as their HR image "
+                           "(genuine acceptance: the only reading that gives the paper's 13-27 % for methods; a "
+                           "balanced accuracy cannot fall below ~50 %), FaceNet: squared L2 of unit embeddings < 1.1. "
+                           "With this reading and no detector, Ground Truth is 100 % by construction (each HR image "
+                           "is compared with itself); the paper's 97.56 % implies something this protocol does not "
+                           "reproduce (faces its detector missed, or other photos of each person as the reference), "
+                           "so that row is not comparable.")
             else:
                 from ..registries import METRICS, load_plugins
 
@@ -200,6 +205,11 @@ class Rendered:
                             + [("", c) for c in self.conventions()])
 
 
+#: the footnote of a spread of exactly 0 (KID over sets of 2 images)
+NO_SPREAD = ("± 0 means no spread was measurable, not a certain value: every KID subset gave the same value "
+             "(with 2 images per set each subset is the whole set)")
+
+
 def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] | None = None,
            paper: dict[Cell, Value] | None = None, marks: dict[Cell, str | list[str]] | None = None,
            no_delta: dict[Cell, str] | None = None) -> Rendered:
@@ -224,6 +234,9 @@ def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] 
                         "value": values[cell].value if cell in values else None})
             if cell in values:
                 txt = fmt(cell, values[cell])
+                f = METRIC_FORMATS.get(cell.metric)
+                if f and f.with_std and values[cell].std == 0.0:
+                    txt += f"[{notes.setdefault(NO_SPREAD, len(notes) + 1)}]"
                 if paper is not None and cell in paper:
                     p = paper[cell]
                     f = METRIC_FORMATS.get(cell.metric)
