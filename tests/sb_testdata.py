@@ -202,6 +202,25 @@ def ddp_model_worker(rank: int, world: int, port: int, tmp: str, runs: list, hr,
     dist.destroy_process_group()
 
 
+def ddp_fit_worker(rank: int, world: int, port: int, tmp: str, cfg: dict, hr, lr) -> None:
+    """One rank of a 2-process gloo ``Engine.fit`` into ``tmp/run`` (rank 0 writes the log and the
+    checkpoints); rank 0 saves the rows ``fit`` returned."""
+    import torch
+    import torch.distributed as dist
+
+    from scgan_bench.training.engine import Engine, TrainConfig
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    rows = Engine(TrainConfig(out=str(Path(tmp) / "run"), progress=False, **cfg), hr, lr).fit(Path(tmp) / "run",
+                                                                                              checkpoint_every=2)
+    if rank == 0:
+        torch.save(rows, Path(tmp) / "rank0.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def model_steps(trainer, sr_attr: str, steps: int = 3) -> dict:
     """``steps`` training steps of any model; the logs, the first-step gradients and BatchNorm running
     statistics of its SR network (``trainer.model.<sr_attr>``), and its final weights."""

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fan
 from .fan import ConvBlock
 
 POINTS = 98
@@ -49,31 +50,16 @@ class CoordConv(nn.Module):
         return self.conv(torch.cat(parts, 1))
 
 
-class HourGlass(nn.Module):
-    """A depth-4 hourglass of ConvBlocks entered through a 1 x 1 CoordConv (``first``: without the boundary
-    channels, as the first stack has no previous heatmaps)."""
+class HourGlass(fan.HourGlass):
+    """2DFAN's hourglass with average pooling, entered through a 1 x 1 CoordConv (``first``: without the
+    boundary channels, as the first stack has no previous heatmaps); the CoordConv is registered first,
+    as in the checkpoint."""
 
     def __init__(self, depth: int, c: int, first: bool) -> None:
-        super().__init__()
-        self.depth = depth
+        nn.Module.__init__(self)
+        self.depth, self.pool = depth, F.avg_pool2d
         self.coordconv = CoordConv(64, c, c, 1, boundary=not first)
         self._build(depth, c)
-
-    def _build(self, level: int, c: int) -> None:  # registration order = the official one
-        self.add_module(f"b1_{level}", ConvBlock(c, c))
-        self.add_module(f"b2_{level}", ConvBlock(c, c))
-        if level > 1:
-            self._build(level - 1, c)
-        else:
-            self.add_module(f"b2_plus_{level}", ConvBlock(c, c))
-        self.add_module(f"b3_{level}", ConvBlock(c, c))
-
-    def _forward(self, level: int, x: torch.Tensor) -> torch.Tensor:
-        up1 = self._modules[f"b1_{level}"](x)
-        low = self._modules[f"b2_{level}"](F.avg_pool2d(x, 2, stride=2))
-        low = self._forward(level - 1, low) if level > 1 else self._modules[f"b2_plus_{level}"](low)
-        low = self._modules[f"b3_{level}"](low)
-        return up1 + F.interpolate(low, scale_factor=2, mode="nearest")
 
     def forward(self, x: torch.Tensor, heatmap: torch.Tensor | None) -> torch.Tensor:
         return self._forward(self.depth, self.coordconv(x, heatmap))

@@ -32,9 +32,11 @@ class ConvBlock(nn.Module):
 
 
 class HourGlass(nn.Module):
-    def __init__(self, depth: int, features: int) -> None:
+    """A depth-``depth`` hourglass of ConvBlocks, down-sampling by ``pool`` (2DFAN: max; AWing: average)."""
+
+    def __init__(self, depth: int, features: int, pool=F.max_pool2d) -> None:
         super().__init__()
-        self.depth = depth
+        self.depth, self.pool = depth, pool
         self._build(depth, features)
 
     def _build(self, level: int, c: int) -> None:  # registration order = the official one
@@ -48,7 +50,7 @@ class HourGlass(nn.Module):
 
     def _forward(self, level: int, x: torch.Tensor) -> torch.Tensor:
         up1 = self._modules[f"b1_{level}"](x)
-        low = self._modules[f"b2_{level}"](F.max_pool2d(x, 2, stride=2))
+        low = self._modules[f"b2_{level}"](self.pool(x, 2, stride=2))
         low = self._forward(level - 1, low) if level > 1 else self._modules[f"b2_plus_{level}"](low)
         low = self._modules[f"b3_{level}"](low)
         return up1 + F.interpolate(low, scale_factor=2, mode="nearest")
