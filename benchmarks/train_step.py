@@ -5,6 +5,13 @@ CycleGAN 200 epochs at batch 1 (4,000,000 steps).
 
     python benchmarks/train_step.py [--models scgan,lrgan,cyclegan,cyclegan-16] [--batch N] [--width 1]
                                     [--device cpu|cuda] [--modes eager,fast] [--warmup 1] [--steps 2]
+    python benchmarks/train_step.py --count-ops [--models ...] [--modes ...]   # host operations per step
+
+``--count-ops`` counts, with torch's profiler on the CPU, the operations one step dispatches from the
+host: every ``aten::`` call (nested ones included: each costs host time and, on a GPU, launches kernels
+or casts) and the top-level ones. The count does not depend on width or batch (the same graph), so it
+runs at width 1/16 and batch 4 unless given; it is what issue 28's "host-side operations per step" goal
+is measured by.
 
 ``--models`` names variants (each trains with its method's engine model); ``--batch`` overrides every
 model's recipe batch (the projection then scales by samples/s). Modes: ``eager`` = fp32, NCHW, no
@@ -56,6 +63,31 @@ def count_flops(trainer: Engine) -> float:
     return float(fc.get_total_flops())
 
 
+def count_ops(trainer: Engine) -> dict[str, int]:
+    """aten:: calls of one step (after a warm-up step): all, and those not nested in another aten:: call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer.train_step(*trainer.batch(1, 0))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        trainer.train_step(*trainer.batch(1, 1 % trainer.steps_per_epoch))
+    events = [e for e in prof.events() if e.name.startswith("aten::")]
+    ids = {id(e) for e in events}
+    top = [e for e in events if e.cpu_parent is None or id(e.cpu_parent) not in ids]
+    return {"aten_calls": len(events), "top_level_aten_calls": len(top)}
+
+
+def main_count_ops(args) -> None:
+    out = {}
+    for model in args.models.split(","):
+        for mode in args.modes.split(","):
+            tr = make(model, mode, args.batch or 4, args.width if args.width != 1.0 else 1 / 16, "cpu")
+            out[f"{model}/{mode}"] = count_ops(tr)
+            print(f"{model:<12} {mode:<9} {out[f'{model}/{mode}']['aten_calls']:7,d} aten calls per step "
+                  f"({out[f'{model}/{mode}']['top_level_aten_calls']:,} top-level)", flush=True)
+    (HERE / "out").mkdir(exist_ok=True)
+    (HERE / "out" / "train_step_ops.json").write_text(json.dumps({"torch": torch.__version__, "ops": out}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="scgan,lrgan,cyclegan,cyclegan-16")
@@ -65,7 +97,10 @@ def main() -> None:
     ap.add_argument("--modes", default="eager,fast")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--count-ops", action="store_true", help="count host operations per step (CPU profiler)")
     args = ap.parse_args()
+    if args.count_ops:
+        return main_count_ops(args)
     results: dict[str, dict] = {}
     for model in args.models.split(","):
         first = make(model, "eager", args.batch, args.width, args.device)

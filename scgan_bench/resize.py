@@ -6,6 +6,8 @@ Pillow's 32-bit float mode, so no rounding happens until the caller quantises.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 
@@ -67,3 +69,97 @@ def to_square(img: np.ndarray) -> np.ndarray:
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
     return np.ascontiguousarray(img[top:top + s, left:left + s])
+
+
+# ------------------------------------------------------------------ Pillow's resampling as matrices
+#: Pillow's filters (``libImaging/Resample.c``): support and kernel, evaluated in double precision
+def _box(x: float) -> float:
+    return 1.0 if -0.5 < x <= 0.5 else 0.0
+
+
+def _bilinear(x: float) -> float:
+    x = abs(x)
+    return 1.0 - x if x < 1.0 else 0.0
+
+
+def _bicubic(x: float) -> float:
+    a = -0.5
+    x = abs(x)
+    if x < 1.0:
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    if x < 2.0:
+        return (((x - 5) * x + 8) * x - 4) * a
+    return 0.0
+
+
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x = x * math.pi
+    return math.sin(x) / x
+
+
+def _lanczos(x: float) -> float:
+    return _sinc(x) * _sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
+
+
+KERNELS = {"box": (0.5, _box), "bilinear": (1.0, _bilinear), "bicubic": (2.0, _bicubic), "lanczos": (3.0, _lanczos)}
+#: Pillow's fixed-point precision for 8-bit images (``PRECISION_BITS = 32 - 8 - 2``)
+PRECISION_BITS = 22
+
+
+def pillow_weights(n_in: int, n_out: int, method: str = "bicubic") -> np.ndarray:
+    """The ``n_out x n_in`` integer weights with which Pillow resamples one axis of an 8-bit image
+    (``precompute_coeffs`` + ``normalize_coeffs_8bpc``: the kernel in double precision, normalised per
+    output pixel, rounded half away from zero to ``PRECISION_BITS`` fixed point)."""
+    if method not in KERNELS:
+        raise UsageError(f"no exact port of Pillow's {method!r} filter; ported: {', '.join(KERNELS)}")
+    support, kernel = KERNELS[method]
+    scale = n_in / n_out
+    filterscale = max(scale, 1.0)
+    support *= filterscale
+    ss = 1.0 / filterscale
+    out = np.zeros((n_out, n_in), np.int64)
+    for xx in range(n_out):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), n_in) - xmin
+        w = [kernel((x + xmin - center + 0.5) * ss) for x in range(xmax)]
+        total = 0.0
+        for v in w:
+            total += v
+        for x, v in enumerate(w):
+            v = v / total if total != 0.0 else v
+            out[xx, xmin + x] = int(-0.5 + v * (1 << PRECISION_BITS)) if v < 0 else int(0.5 + v * (1 << PRECISION_BITS))
+    return out
+
+
+def _fixed_point_pass(x, weights):
+    """One axis (the last) of Pillow's 8-bit pass: integer sum in float64 (exact), + half, >> bits, clip."""
+    import torch
+
+    acc = torch.matmul(x, weights.transpose(0, 1)) + float(1 << (PRECISION_BITS - 1))
+    return torch.floor(acc / float(1 << PRECISION_BITS)).clamp_(0, 255)
+
+
+def resize_uint8_torch(x, size: tuple[int, int], method: str = "bicubic"):
+    """``N x C x H x W`` uint8 images (any device) resized to ``size = (height, width)`` exactly as
+    :func:`resize_uint8` (Pillow) does, as float64 matrix products on the tensor's device: the horizontal
+    pass, rounded to 8 bits, then the vertical one. Returns uint8.
+
+    Only for resizes that keep the aspect ratio or change one axis (what the metrics do: square faces to
+    square inputs): for others Pillow 13 may run the vertical pass first (python-pillow/Pillow#9549, when
+    the height shrinks much more than the width), whose rounding differs, so they are refused."""
+    import torch
+
+    h, w = size
+    n_h, n_w = x.shape[-2:]
+    if n_h != h and n_w != w and h * n_w != w * n_h:
+        raise UsageError(f"resize_uint8_torch: {n_h} x {n_w} -> {h} x {w} changes the aspect ratio, where Pillow's "
+                         "pass order depends on its version; use resize_uint8")
+    y = x.to(torch.float64)
+    if n_w != w:
+        y = _fixed_point_pass(y, torch.from_numpy(pillow_weights(n_w, w, method)).to(y))
+    if n_h != h:
+        y = _fixed_point_pass(y.transpose(-1, -2), torch.from_numpy(pillow_weights(n_h, h, method)).to(y)).transpose(-1, -2)
+    return y.to(torch.uint8)

@@ -52,3 +52,17 @@ def test_gpu_check_smoke_runs_every_part_and_writes_its_report(tmp_path):
     md = report.with_suffix(".md").read_text()
     assert "## Summary" in md and "| SCGAN step fast |" in md
     assert "| SCGAN step eager |" in res.stdout  # the short table is printed last
+
+
+def test_train_step_counts_host_operations_per_step():
+    """``benchmarks/train_step.py --count-ops`` keeps working: the same step graph gives the same count
+    twice and the top-level calls are a part of all calls; the counts themselves are benchmark figures
+    (``benchmarks/NOTES.md``), not asserted."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import train_step
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    first = train_step.count_ops(train_step.make("cyclegan", "eager", 2, 1 / 16, "cpu"))
+    again = train_step.count_ops(train_step.make("cyclegan", "eager", 2, 1 / 16, "cpu"))
+    assert first == again and 0 < first["top_level_aten_calls"] < first["aten_calls"]
