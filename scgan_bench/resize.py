@@ -161,5 +161,6 @@ def resize_uint8_torch(x, size: tuple[int, int], method: str = "bicubic"):
     if n_w != w:
         y = _fixed_point_pass(y, torch.from_numpy(pillow_weights(n_w, w, method)).to(y))
     if n_h != h:
-        y = _fixed_point_pass(y.transpose(-1, -2), torch.from_numpy(pillow_weights(n_h, h, method)).to(y)).transpose(-1, -2)
+        vertical = torch.from_numpy(pillow_weights(n_h, h, method)).to(y)
+        y = _fixed_point_pass(y.transpose(-1, -2), vertical).transpose(-1, -2)
     return y.to(torch.uint8)

@@ -114,11 +114,13 @@ _NEEDS = needs(weights=(ASSET,))
 
 METRICS.register("deg-vqfr", MetricSpec(
     name="deg-vqfr", factory=lambda device="cpu": VQFRIdentityAngle(VQFRArcFaceFeatures(device)),
-    summary="identity angle (Deg) as VQFR's calculate_cos_dist.py: gray 128 px resnet_face18, pairs < 1 degree left out",
+    summary="identity angle (Deg) as VQFR's calculate_cos_dist.py: gray 128 px resnet_face18, pairs < 1 degree "
+            "left out",
     higher_is_better=False, version="1", needs_hr=True, kind="set", reference="paired", availability=_NEEDS,
     backend="arcface-resnet18",
     convention="arcface-pytorch resnet_face18 (resnet18_110.pth) on the unaligned face read as OpenCV grayscale, "
                "bilinear 128 px, (x - 127.5) / 127.5; degrees between raw embeddings; pairs under 1 degree left out "
-               "(count in the set values); the number VQFR / CodeFormer / RestoreFormer++ print as Deg (at their 512 px)",
+               "(count in the set values); the number VQFR / CodeFormer / RestoreFormer++ print as Deg (at their "
+               "512 px)",
     caveat="comparable with the papers' Deg only with resnet18_110.pth and their image size (512 px); at 64 px "
            "the network sees an upsampled 64 px face"))

@@ -13,8 +13,9 @@ found on the SR image and on its HR image by a heatmap landmark network. Two net
 
 ``lmd`` in detail.
 
-Network: face-alignment's 2DFAN-4 (Bulat & Tzimiropoulos 2017; BSD-3-Clause), the heatmap network face
-restoration papers use for LMD, written in-project (:mod:`scgan_bench.networks.fan`). Its weights are the
+Network: face-alignment's 2DFAN-4 (Bulat & Tzimiropoulos 2017; BSD-3-Clause; comparable with LMDs stated as
+face-alignment's, not with the VQFR-style LMD of most BFR papers, which is ``lmd-awing``), written
+in-project (:mod:`scgan_bench.networks.fan`). Its weights are the
 face-alignment 1.x release ``2DFAN4-11f355bf06.pth.tar``: a plain state dict, loadable with
 ``weights_only=True`` and checked against the sha256 prefix in its name (later releases ship TorchScript
 archives, which cannot be loaded that safely). Protocol, face-alignment's with two documented changes:

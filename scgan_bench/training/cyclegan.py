@@ -3,9 +3,9 @@ cyclegan [--variant cyclegan-16]``; each run is the SR method of its variant's n
 
 Stock CycleGAN (junyanz/pytorch-CycleGAN-and-pix2pix, BSD) except the block count: ResNet generators
 (c7s1-64, d128, d256, 6 residual blocks (upstream's default is 9; it uses 6 for 128 px images), u128,
-u64, c7s1-3; reflection padding, instance norm without affine, tanh), 70x70
-PatchGAN discriminators (n_layers 3, ndf 64, instance norm; wider than a 64 px face, so effectively global), LSGAN (MSE to 1 / 0), cycle weight 10,
-identity 0.5 (x the cycle weight), image pool of 50 fakes per discriminator, Adam 2e-4 (0.5, 0.999),
+u64, c7s1-3; reflection padding, instance norm without affine, tanh), 70x70 PatchGAN discriminators
+(n_layers 3, ndf 64, instance norm; wider than a 64 px face, so effectively global), LSGAN (MSE to 1 / 0),
+cycle weight 10, identity 0.5 (x the cycle weight), image pool of 50 fakes per discriminator, Adam 2e-4 (0.5, 0.999),
 batch 1, 100 epochs constant + 100 linear decay to 0, weights N(0, 0.02). Per step: the generators
 first (discriminators frozen), then both discriminators on pooled fakes (loss halved), as upstream.
 

@@ -341,7 +341,8 @@ def load_checkpoint(out: Path, model: torch.nn.Module, identity: dict[str, Any] 
                 hint = ("\nthis method's schedule (learning-rate decay or training stages) is set by the --epochs "
                         "the run started with, so --epochs cannot change on --resume (stop earlier with --max-steps)")
             raise UsageError(f"--resume: {out} was trained with other settings, so this would not continue "
-                             "that run:\n  " + "\n  ".join(diffs) + hint + "\nuse the original settings, or a new --out")
+                             "that run:\n  " + "\n  ".join(diffs) + hint
+                             + "\nuse the original settings, or a new --out")
     meta = safetensors_metadata(blobs["model.safetensors"])
     tensors = st_load(blobs["model.safetensors"])
     for alias, orig in json.loads(meta.get("aliases", "{}")).items():
