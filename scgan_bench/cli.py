@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", help="torch.compile the generator forward")
     t.add_argument("--log-every", type=int, default=None, metavar="N",
                    help="bring the losses to the host every N steps (default 1 on CPU, 25 on GPU: one sync per N)")
+    t.add_argument("--save-every", type=int, default=1, metavar="N",
+                   help="checkpoint every N epochs (default 1) and when the run stops; --resume continues from the "
+                        "last checkpoint")
+    t.add_argument("--background-save", action="store_true",
+                   help="write checkpoints in a background thread while training goes on (same atomic files)")
     t.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda[:N]")
     t.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke runs)")
     t.add_argument("--limit-hr", type=int, default=None, help="train on the first N HR faces only (smoke runs)")
@@ -645,7 +650,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                       seed=args.seed, width=args.width, amp=args.amp, channels_last=args.channels_last,
                       compile=args.compile, device=resolve_device(args.device), max_steps=args.max_steps,
-                      log_every=args.log_every,
+                      log_every=args.log_every, save_every=args.save_every, background_save=args.background_save,
                       limit_hr=args.limit_hr, limit_lr=args.limit_lr, progress=not args.quiet)
     run = run_training(cfg, resume=args.resume)
     sr_file = "rls.safetensors" if spec.name == "scgan" else "sr.safetensors"

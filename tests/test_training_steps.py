@@ -313,3 +313,147 @@ def test_resume_cannot_change_a_schedule_fixed_by_epochs(tmp_path, faces):
     Engine(_cfg(tmp_path / "j", "lrgan", **joint), *faces).fit(tmp_path / "j")
     assert len(Engine(_cfg(tmp_path / "j", "lrgan", **{**joint, "epochs": 2, "max_steps": 4}), *faces)
                .fit(tmp_path / "j", resume=True)) == 2
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+def test_checkpoints_every_k_epochs_and_when_the_run_stops(tmp_path, faces, monkeypatch):
+    """``save_every=2`` with 2 steps per epoch and 5 epochs: checkpoints after epochs 2 and 4 and at the
+    end (steps 4, 8, 10); a run stopped by ``max_steps`` saves where it stops (step 3, mid-epoch)."""
+    import scgan_bench.training.engine as engine
+
+    saved: list[int] = []
+    real = engine.write_checkpoint
+    monkeypatch.setattr(engine, "write_checkpoint", lambda out, p: (saved.append(p.step), real(out, p))[1])
+    Engine(_cfg(tmp_path / "a", "lrgan", epochs=5, batch_size=8, max_steps=None, save_every=2), *faces).fit(tmp_path / "a")
+    assert saved == [4, 8, 10]
+    saved.clear()
+    Engine(_cfg(tmp_path / "b", "lrgan", epochs=5, batch_size=8, max_steps=3, save_every=2), *faces).fit(tmp_path / "b")
+    assert saved == [3]
+    with pytest.raises(UsageError, match="--save-every"):
+        _cfg(tmp_path, "lrgan", save_every=0).resolve()
+
+
+def _checkpoint_contents(run: Path) -> dict:
+    """What a checkpoint holds: the step, ``state.pt``'s sha256 (torch.save is byte-stable), and both
+    safetensors files' metadata and tensor bytes (their header order is not: safetensors writes its
+    metadata map in hash order)."""
+    from safetensors.torch import load
+
+    from scgan_bench.training.engine import safetensors_metadata
+
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    out = {"step": latest["global_step"], "state.pt": latest["sha256"]["state.pt"]}
+    for name, path in (("model", run / "checkpoints" / latest["folder"] / "model.safetensors"),
+                       ("sr", run / "sr.safetensors")):
+        blob = path.read_bytes()
+        out[name] = (safetensors_metadata(blob), {k: v.numpy().tobytes() for k, v in load(blob).items()})
+    return out
+
+
+def test_a_background_save_writes_what_a_foreground_save_writes(tmp_path, faces, monkeypatch):
+    """The background writer saves a copy of the step: the same tensors and state as writing in the
+    training thread. The first checkpoint's writer is held until training has taken the next optimiser
+    step (weights updated in place), and that checkpoint is kept aside and compared too."""
+    import threading
+
+    import scgan_bench.training.engine as engine
+
+    real = engine.write_checkpoint
+    moved = threading.Event()
+
+    def write(out, p):
+        if p.step == 2:  # also keep the first checkpoint, written once training has moved on
+            if out.name == "bg":
+                assert moved.wait(timeout=None)
+            real(out.parent / f"{out.name}-step2", p)
+        return real(out, p)
+
+    monkeypatch.setattr(engine, "write_checkpoint", write)
+    kw = dict(epochs=3, batch_size=8, max_steps=None, options={"pool_size": 3})
+    fg = Engine(_cfg(tmp_path / "fg", "cyclegan", **kw), *faces)
+    fg.fit(tmp_path / "fg")
+    bg = Engine(_cfg(tmp_path / "bg", "cyclegan", background_save=True, **kw), *faces)
+    bg.optimizers["g"].register_step_post_hook(lambda opt, a, k: moved.set() if bg.global_step >= 2 else None)
+    bg.fit(tmp_path / "bg")
+    assert bg._pending_save is None and bg._writer is None  # the last write awaited, the writer gone
+    assert moved.is_set()
+    assert _checkpoint_contents(tmp_path / "bg-step2") == _checkpoint_contents(tmp_path / "fg-step2")
+    assert _checkpoint_contents(tmp_path / "bg") == _checkpoint_contents(tmp_path / "fg")
+    rest = Engine(_cfg(tmp_path / "bg", "cyclegan", **{**kw, "epochs": 3}), *faces)
+    rest.load(tmp_path / "bg")
+    assert rest.global_step == 6
+
+
+KILL_DURING_SAVE = r"""
+import sys, time
+from pathlib import Path
+import torch
+sys.path.insert(0, sys.argv[3])
+from sb_testdata import unpaired_faces
+import scgan_bench.training.engine as engine
+from scgan_bench.training.engine import Engine, TrainConfig
+
+out, marker = Path(sys.argv[1]), Path(sys.argv[2])
+torch.set_num_threads(int(sys.argv[4]))  # the test's own thread count: the same float sums as its runs
+real_text = engine.atomic_write_text
+def stalled(path, text, **kw):  # the second checkpoint: both files written, latest.json not yet replaced
+    if Path(path).name == "latest.json" and '"global_step": 4' in text:
+        marker.write_text("writing")
+        time.sleep(3600)
+    return real_text(path, text, **kw)
+engine.atomic_write_text = stalled
+cfg = TrainConfig(method="lrgan", width=1 / 16, batch_size=8, epochs=4, seed=3, out=str(out), progress=False,
+                  learning_rate=1e-3, background_save=True)
+Engine(cfg, *unpaired_faces(16)).fit(out)
+"""
+
+
+def test_killing_a_run_during_a_background_save_keeps_the_previous_checkpoint(tmp_path, faces):
+    """kill -9 of a run whose writer thread has written the second checkpoint's files but not yet its
+    ``latest.json``: the first checkpoint stays the one in force, verified and loadable, and a resumed run
+    equals an uninterrupted one bit for bit (the stall is a marker the test waits for, not a time)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_DURING_SAVE)
+    run, marker = tmp_path / "run", tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, str(script), str(run), str(marker), str(Path(__file__).parent),
+                             str(torch.get_num_threads())])
+    while not marker.exists():
+        assert proc.poll() is None, "the run ended before its second checkpoint"
+        os.sched_yield()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    folders = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
+    assert any(f.startswith("step-000000004") for f in folders)  # the half-saved one is on disk...
+    kw = dict(epochs=4, batch_size=8, max_steps=None)
+    rest = Engine(_cfg(run, "lrgan", **kw), *faces)
+    rest.load(run)
+    assert rest.global_step == 2  # ...but the pair in force is the first one
+    rest = Engine(_cfg(run, "lrgan", **kw), *faces)
+    rest.fit(run, resume=True)
+    whole = Engine(_cfg(tmp_path / "whole", "lrgan", **kw), *faces)
+    whole.fit(tmp_path / "whole")
+    assert all(torch.equal(v, rest.model.state_dict()[k]) for k, v in whole.model.state_dict().items())
+
+
+def test_train_command_takes_the_checkpoint_options(tmp_path, capsys):
+    """``scgan-bench train --save-every 2 --background-save`` reaches the engine: 16 faces, batch 8, 3 epochs
+    give checkpoints after epoch 2 and at the end (step 6), recorded in config.json."""
+    from sb_testdata import HR_FACES, need
+
+    from scgan_bench.cli import main
+
+    faces = str(need(HR_FACES))
+    out = tmp_path / "run"
+    assert main(["train", "--method", "lrgan", "--hr", faces, "--lr", faces, "--limit-hr", "16", "--limit-lr", "16",
+                 "--width", "0.0625", "--batch-size", "8", "--epochs", "3", "--save-every", "2", "--background-save",
+                 "--device", "cpu", "--out", str(out), "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["save_every"] == 2 and config["background_save"] is True
+    assert json.loads((out / "checkpoints" / "latest.json").read_text())["global_step"] == 6
+    assert main(["train", "--hr", faces, "--lr", faces, "--save-every", "0", "--quiet"]) == 2
+    assert "--save-every must be at least 1" in capsys.readouterr().err

@@ -21,8 +21,9 @@ LRGAN, CycleGAN) supplies its networks, optimisers, schedulers and one training 
   ``checkpoints/latest.json``, replaced atomically after both are on disk, names that pair with both
   files' sha256 and the run's identity (method, variant, recipe, seed, batch, learning rate, width,
   options, data digest), so a crash never pairs new weights with old optimiser state and ``--resume``
-  refuses a run with other settings. The SR network alone (``rls.safetensors`` for SCGAN,
-  ``sr.safetensors`` otherwise, with a ``.sha256`` sidecar; channel order, method, variant and its
+  refuses a run with other settings. Checkpoints every ``save_every`` epochs and when the run stops,
+  optionally written by a background thread from a copy of the step (``background_save``). The SR
+  network alone (``rls.safetensors`` for SCGAN, ``sr.safetensors`` otherwise, with a ``.sha256`` sidecar; channel order, method, variant and its
   architecture in the metadata) and ``config.json``; ``log.csv`` (and TensorBoard when installed);
   ``samples/epoch_NNN.png``.
 * Determinism: ``--resume`` continues bit for bit on CPU. On CUDA only with ``--deterministic``.
@@ -98,6 +99,10 @@ class TrainConfig:
     #: losses reach the host (log.csv, the divergence check) every N steps: one device sync per N steps
     #: instead of one per step; no save happens between (default: 1 on CPU, 25 on GPU)
     log_every: int | None = None
+    #: checkpoint every N epochs (and always when the run stops); a resume continues from the last one
+    save_every: int = 1
+    #: write checkpoints in a background thread (the step is copied first; at most one write in flight)
+    background_save: bool = False
 
     def resolve(self) -> "TrainConfig":
         """Fill the method, variant and recipe defaults (idempotent) and check every setting."""
@@ -113,6 +118,8 @@ class TrainConfig:
         spec.check(self)
         if self.log_every is not None and self.log_every < 1:
             raise UsageError(f"--log-every must be at least 1, got {self.log_every}")
+        if self.save_every < 1:
+            raise UsageError(f"--save-every must be at least 1 (epochs), got {self.save_every}")
         if self.amp not in ("none", "bf16"):
             raise UsageError(f"--amp must be none or bf16, got {self.amp!r}")
         if self.batch_size < 1 or self.epochs < 1:
@@ -232,41 +239,83 @@ def safetensors_metadata(blob: bytes) -> dict[str, str]:
     return json.loads(blob[8:8 + n]).get("__metadata__", {}) or {}
 
 
-def save_checkpoint(out: Path, model: torch.nn.Module, state: dict[str, Any], cfg: TrainConfig,
-                    identity: dict[str, Any], export: SRExport, config: Mapping[str, Any] | None = None) -> Path:
-    """Write weights + optimiser state into a new ``checkpoints/step-*`` folder, then point
-    ``latest.json`` at it (atomic rename) with both files' sha256, then drop older folders; then the
-    SR network (``export``) with its sha256 sidecar, and ``config.json``."""
-    from safetensors.torch import save
+@dataclass
+class CheckpointPayload:
+    """Everything one checkpoint writes, detached from the live run (``prepare_checkpoint``)."""
 
-    ckpt = out / "checkpoints"
+    step: int
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, str]
+    state: dict[str, Any]
+    identity: dict[str, Any]
+    export: SRExport
+    config: dict[str, Any]
+
+
+def _copied(obj: Any) -> Any:
+    """``obj`` with every tensor copied to the CPU (containers rebuilt): a snapshot training cannot change."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _copied(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copied(v) for v in obj)
+    return obj
+
+
+def prepare_checkpoint(out: Path, model: torch.nn.Module, state: dict[str, Any], cfg: TrainConfig,
+                       identity: dict[str, Any], export: SRExport, config: Mapping[str, Any] | None = None, *,
+                       copy: bool = False) -> CheckpointPayload:
+    """What :func:`write_checkpoint` writes; refuses non-finite weights (nothing is saved). ``copy``: every
+    tensor copied, so that a background writer saves this step while training goes on."""
     step = int(state["global_step"])
-    folder = ckpt / f"step-{step:09d}-{secrets.token_hex(3)}"
     tensors, aliases = _dedup_state(model)
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise TrainingDiverged(f"step {step}: non-finite weights in {len(bad)} tensor(s) (e.g. {bad[0]}); "
-                               f"nothing was saved: {_last_good(ckpt)}")
+                               f"nothing was saved: {_last_good(out / 'checkpoints')}")
     meta = {"format": str(CHECKPOINT_FORMAT), "aliases": json.dumps(aliases), "method": str(cfg.method),
             "variant": str(cfg.variant), "recipe": export.metadata.get("recipe", ""), "width": str(cfg.width)}
-    weights = save(tensors, metadata=meta)
+    conf = json.loads(json.dumps({**asdict(cfg), **(config or {})}, default=str))
+    if copy:
+        tensors, state = _copied(tensors), _copied(state)
+        export = SRExport(export.filename, _copied(dict(export.tensors)), dict(export.metadata))
+    return CheckpointPayload(step, tensors, meta, state, json.loads(json.dumps(identity, default=str)), export, conf)
+
+
+def write_checkpoint(out: Path, p: CheckpointPayload) -> Path:
+    """Write weights + optimiser state into a new ``checkpoints/step-*`` folder, then point
+    ``latest.json`` at it (atomic rename) with both files' sha256, then drop older folders; then the
+    SR network (``export``) with its sha256 sidecar, and ``config.json``. A crash at any point leaves the
+    previous pair in force."""
+    from safetensors.torch import save
+
+    ckpt = out / "checkpoints"
+    folder = ckpt / f"step-{p.step:09d}-{secrets.token_hex(3)}"
+    weights = save(p.tensors, metadata=p.meta)
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save(p.state, buf)
     atomic_write_bytes(folder / "model.safetensors", weights, durable=True)
     atomic_write_bytes(folder / "state.pt", buf.getvalue(), durable=True)
-    latest = {"format": CHECKPOINT_FORMAT, "folder": folder.name, "global_step": step,
+    latest = {"format": CHECKPOINT_FORMAT, "folder": folder.name, "global_step": p.step,
               "sha256": {"model.safetensors": sha256_bytes(weights), "state.pt": sha256_bytes(buf.getvalue())},
-              "identity": identity}
+              "identity": p.identity}
     atomic_write_text(ckpt / "latest.json", json.dumps(latest, indent=1, default=str), durable=True)
     for old in ckpt.glob("step-*"):
         if old.is_dir() and old.name != folder.name:
             shutil.rmtree(old, ignore_errors=True)
-    data = save({k: v.detach().cpu().contiguous() for k, v in export.tensors.items()}, metadata=export.metadata)
-    atomic_write_bytes(out / export.filename, data, durable=True)
-    atomic_write_text(out / f"{export.filename}.sha256", f"{sha256_bytes(data)}  {export.filename}\n", durable=True)
-    atomic_write_text(out / "config.json", json.dumps({**asdict(cfg), **(config or {})}, indent=1, default=str),
+    data = save({k: v.detach().cpu().contiguous() for k, v in p.export.tensors.items()}, metadata=p.export.metadata)
+    atomic_write_bytes(out / p.export.filename, data, durable=True)
+    atomic_write_text(out / f"{p.export.filename}.sha256", f"{sha256_bytes(data)}  {p.export.filename}\n",
                       durable=True)
+    atomic_write_text(out / "config.json", json.dumps(p.config, indent=1, default=str), durable=True)
     return folder
+
+
+def save_checkpoint(out: Path, model: torch.nn.Module, state: dict[str, Any], cfg: TrainConfig,
+                    identity: dict[str, Any], export: SRExport, config: Mapping[str, Any] | None = None) -> Path:
+    """:func:`prepare_checkpoint` then :func:`write_checkpoint`, in this thread."""
+    return write_checkpoint(out, prepare_checkpoint(out, model, state, cfg, identity, export, config))
 
 
 def _last_good(ckpt: Path) -> str:
@@ -458,6 +507,8 @@ class Engine:
         self._hr_src, self._lr_src = (hr.to(self.device), lr.to(self.device)) if self.device.type == "cuda" else (hr, lr)
         self._order: tuple[int, torch.Tensor, torch.Tensor] | None = None
         self._identity: dict[str, Any] | None = None
+        self._writer = None  # the background checkpoint writer (``background_save``), made on first use
+        self._pending_save = None
         self.impl = self.spec.build(self)
         self.model: torch.nn.Module = self.impl.net
         self.optimizers: dict[str, torch.optim.Optimizer] = self.impl.optimizers
@@ -597,10 +648,42 @@ class Engine:
         self.epoch, self.step_in_epoch, self.global_step = st["epoch"], st["step_in_epoch"], st["global_step"]
         _set_rng_state(st["rng"])
 
-    def save(self, out: Path) -> Path:
-        """Checkpoint now (rank 0 only calls this)."""
-        return save_checkpoint(out, self.model, self.state(), self.cfg, self.identity(),
-                               self.impl.sr_export(self.global_step), self.impl.config_extra())
+    def save(self, out: Path) -> None:
+        """Checkpoint now (rank 0 only calls this). With ``background_save`` the step is copied here and
+        written by one writer thread while training goes on (a save first waits for the one before, so at
+        most one is in flight; :meth:`wait_for_saves` re-raises a writer's error)."""
+        payload = prepare_checkpoint(out, self.model, self.state(), self.cfg, self.identity(),
+                                     self.impl.sr_export(self.global_step), self.impl.config_extra(),
+                                     copy=self.cfg.background_save)
+        if not self.cfg.background_save:
+            write_checkpoint(out, payload)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.wait_for_saves()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending_save = self._writer.submit(write_checkpoint, out, payload)
+
+    def _settle_saves(self) -> None:
+        """Let a background checkpoint in flight finish, whatever its outcome (an error is on its way)."""
+        try:
+            self.wait_for_saves()
+        except Exception as exc:  # noqa: BLE001 - the training error being raised is the one to report
+            print(f"(the checkpoint written in the background failed too: {exc})", file=sys.stderr)
+        finally:
+            self._close_writer()
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+    def wait_for_saves(self) -> None:
+        """Block until the background checkpoint in flight (if any) is on disk; its error, if any, raised."""
+        pending, self._pending_save = self._pending_save, None
+        if pending is not None:
+            pending.result()
 
     def fit(self, out: Path, *, resume: bool = False, checkpoint_every: int = 0) -> list[dict[str, Any]]:
         """Train to ``cfg.epochs`` (or ``cfg.max_steps``); returns the log rows of this call."""
@@ -647,35 +730,45 @@ class Engine:
             pending.clear()
 
         done = bool(cfg.max_steps and self.global_step >= cfg.max_steps)  # a resumed run already at its budget
-        while self.epoch <= cfg.epochs and not done:
-            t0 = time.perf_counter()
-            while self.step_in_epoch < spe:
-                terms = self._step(self.batch(self.epoch, self.step_in_epoch))
-                self.step_in_epoch += 1
-                self.global_step += 1
-                pending.append(({"epoch": self.epoch, "step": self.global_step,
-                                 "lr": first_opt.param_groups[0]["lr"]}, terms))
-                bar.update()
-                due = bool(checkpoint_every) and self.global_step % checkpoint_every == 0
-                if len(pending) >= log_every or due:  # every rank flushes at the same steps (a collective)
-                    flush()
-                if due and self.rank == 0:
+        try:
+            while self.epoch <= cfg.epochs and not done:
+                t0 = time.perf_counter()
+                while self.step_in_epoch < spe:
+                    terms = self._step(self.batch(self.epoch, self.step_in_epoch))
+                    self.step_in_epoch += 1
+                    self.global_step += 1
+                    pending.append(({"epoch": self.epoch, "step": self.global_step,
+                                     "lr": first_opt.param_groups[0]["lr"]}, terms))
+                    bar.update()
+                    due = bool(checkpoint_every) and self.global_step % checkpoint_every == 0
+                    if len(pending) >= log_every or due:  # every rank flushes at the same steps (a collective)
+                        flush()
+                    if due and self.rank == 0:
+                        self.save(out)
+                    if cfg.max_steps and self.global_step >= cfg.max_steps:
+                        done = True
+                        break
+                flush()
+                if self.step_in_epoch >= spe:
+                    for sched in self.schedulers.values():
+                        sched.step()
+                    if self.rank == 0:
+                        self._samples(out, self.epoch)
+                    self.epoch += 1
+                    self.step_in_epoch = 0
+                finished = done or self.epoch > cfg.epochs
+                completed = self.epoch - 1 if self.step_in_epoch == 0 else 0  # the epoch this pass ended, if any
+                if self.rank == 0 and (finished or (completed and completed % cfg.save_every == 0)):
                     self.save(out)
-                if cfg.max_steps and self.global_step >= cfg.max_steps:
-                    done = True
-                    break
-            flush()
-            if self.step_in_epoch >= spe:
-                for sched in self.schedulers.values():
-                    sched.step()
-                if self.rank == 0:
-                    self._samples(out, self.epoch)
-                self.epoch += 1
-                self.step_in_epoch = 0
-            if self.rank == 0:
-                self.save(out)
-                if writer:
+                if self.rank == 0 and writer:
                     writer.add_scalar("train/epoch_seconds", time.perf_counter() - t0, self.epoch)
+        except BaseException:
+            self._settle_saves()  # the training error is the one reported
+            raise
+        try:
+            self.wait_for_saves()
+        finally:
+            self._close_writer()
         bar.close()
         if writer:
             writer.close()
