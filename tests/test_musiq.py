@@ -24,14 +24,13 @@ def _faces(n: int) -> list[np.ndarray]:
     return [resize_uint8(read_image(p), (64, 64), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:n]]
 
 
-@pytest.fixture
-def pyiqa_musiq(weights_dir):
-    """pyiqa's MUSIQ, random, its embeddings drawn large (so a wrong position or scale index shows), saved
-    as the asset's file (sha256 registered)."""
+def _installed_pyiqa_musiq(weights_dir, seed: int, **kw):
+    """pyiqa's MUSIQ (``kw``: its constructor's options), random, its embeddings drawn large (so a wrong
+    position or scale index shows), saved as the asset's file (sha256 registered)."""
     from pyiqa.archs.musiq_arch import MUSIQ as Ref
 
-    torch.manual_seed(0)
-    ref = Ref(pretrained=False, num_layers=LAYERS).eval()
+    torch.manual_seed(seed)
+    ref = Ref(pretrained=False, **kw).eval()
     with torch.no_grad():
         for name, p in ref.named_parameters():
             if "emb" in name or name.endswith(".cls"):
@@ -40,6 +39,11 @@ def pyiqa_musiq(weights_dir):
     torch.save(ref.state_dict(), path)
     W.register_sha256("musiq-koniq", hashlib.sha256(path.read_bytes()).hexdigest())
     return ref
+
+
+@pytest.fixture
+def pyiqa_musiq(weights_dir):
+    return _installed_pyiqa_musiq(weights_dir, 0, num_layers=LAYERS)
 
 
 def test_musiq_equals_pyiqa_on_faces(pyiqa_musiq):
@@ -61,19 +65,9 @@ def test_musiq_equals_pyiqa_on_faces(pyiqa_musiq):
 def test_registered_musiq_is_pyiqas_koniq_model(weights_dir):
     """The metric a run builds (``METRICS.get("musiq").create()``, full size from the weights file) scores
     faces as pyiqa's MUSIQ (KonIQ settings: the default 14 layers); higher is better (a MOS)."""
-    from pyiqa.archs.musiq_arch import MUSIQ as Ref
-
     from scgan_bench.registries import METRICS
 
-    torch.manual_seed(1)
-    ref = Ref(pretrained=False).eval()
-    with torch.no_grad():
-        for name, p in ref.named_parameters():
-            if "emb" in name or name.endswith(".cls"):
-                p.normal_(0, 0.5)
-    path = weights_dir / W.ASSETS.get("musiq-koniq").filename
-    torch.save(ref.state_dict(), path)
-    W.register_sha256("musiq-koniq", hashlib.sha256(path.read_bytes()).hexdigest())
+    ref = _installed_pyiqa_musiq(weights_dir, 1)
     spec = METRICS.get("musiq")
     assert spec.higher_is_better is True
     faces = _faces(3)
