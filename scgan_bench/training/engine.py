@@ -23,9 +23,9 @@ LRGAN, CycleGAN) supplies its networks, optimisers, schedulers and one training 
   options, data digest), so a crash never pairs new weights with old optimiser state and ``--resume``
   refuses a run with other settings. Checkpoints every ``save_every`` epochs and when the run stops,
   optionally written by a background thread from a copy of the step (``background_save``). The SR
-  network alone (``rls.safetensors`` for SCGAN, ``sr.safetensors`` otherwise, with a ``.sha256`` sidecar; channel order, method, variant and its
-  architecture in the metadata) and ``config.json``; ``log.csv`` (and TensorBoard when installed);
-  ``samples/epoch_NNN.png``.
+  network alone (``rls.safetensors`` for SCGAN, ``sr.safetensors`` otherwise, with a ``.sha256``
+  sidecar; channel order, method, variant and its architecture in the metadata) and ``config.json``;
+  ``log.csv`` (and TensorBoard when installed); ``samples/epoch_NNN.png``.
 * Determinism: ``--resume`` continues bit for bit on CPU. On CUDA only with ``--deterministic``.
 """
 from __future__ import annotations
