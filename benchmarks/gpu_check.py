@@ -10,17 +10,21 @@ Parts (each timed, each failure recorded and the next part run):
    GPU vs on the CPU, in strict float32 (what a run does) and with TF32 (differences in 8-bit levels for
    SR outputs, relative for features); one bf16
    training step's losses vs fp32 from the same weights and batch;
-3. SCGAN's training step at batch 64 and released width, side by side: eager fp32, bf16 +
-   channels_last (fast), and last of all fast + torch.compile of the generator (compiled; compiling
-   may take minutes): ms/step, samples/s, TFLOP/s (FLOPs counted by torch), % of the measured peak,
-   the full recipe's projected hours, peak memory;
+3. SCGAN's training step at batch 64 and released width, side by side (benchmarks/train_step.py's
+   modes): separate (fp32, two discriminator calls: the step before issue 28), eager (fp32, fused
+   calls), bf16, fast (bf16 + channels_last), graph (fast, the whole step replayed as one CUDA graph),
+   and last of all compiled and compiled-graph (torch.compile: minutes of compilation): ms/step,
+   samples/s, TFLOP/s (FLOPs counted by torch), % of the measured peak, the full recipe's projected
+   hours, warm-up seconds, host operations per step (profiler), peak memory;
 3b. where the step's time goes: torch.profiler over three steps per mode (wall vs GPU-kernel time, kernels
    per step, the top operators and kernels);
 4. metric throughput: images/s of each GPU feature network on all faces at once, and a whole
    ``scgan-bench run`` over a folder of ~2,500 faces with every GPU metric, beside torch-fidelity's
    own ``calculate_metrics`` on the same folders (FID / KID must be equal);
-5. a real training run of SCGAN on the faces for 40 % of the remaining budget (fast mode) and its
-   loss curve.
+5. the real ``scgan-bench train`` command at the recipe's batch for 330 steps in the fastest mode that
+   needs no compilation (graph on CUDA), background-written checkpoints at the recipe's epoch
+   frequency: steady ms/step (to compare with the step benchmark), the share of wall time checkpoints
+   block, and its loss curve.
 
 The report is rewritten after every part, so a call cut off at its time limit still brings back
 everything that finished.
@@ -28,7 +32,7 @@ everything that finished.
 Networks whose official weights are absent (no network on the device machine) run with random
 weights saved in the official key layout (speed and CUDA-vs-CPU agreement do not depend on the
 values); the report says which. ``--smoke`` runs every part at tiny sizes on the CPU (a test runs it,
-so the script cannot rot). ``--budget-s`` scales the parts' repeat counts and the training run.
+so the script cannot rot). ``--budget-s`` scales the parts' repeat counts.
 See benchmarks/README.md for the one command that runs it on a device machine.
 """
 from __future__ import annotations
@@ -52,8 +56,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 FULL_RECIPE_STEPS = 62_400  # 200 epochs x 312 steps of batch 64 on 20,000 HR faces
 PARTS = ["env", "metric-agreement", "method-agreement", "bf16-losses", "train-speed", "train-profile",
-         "metric-throughput", "training-run", "train-speed-compiled"]
-GOALS = {"step_ms": 57.0, "recipe_hours": 1.0, "metric_images_per_s": 2000.0}
+         "metric-throughput", "train-command", "train-speed-compiled"]
+GOALS = {"step_ms": 57.0, "recipe_hours": 1.0, "metric_images_per_s": 2000.0, "host_ops": 3000,
+         "run_images_per_s": 600.0}
 
 
 def bootstrap() -> None:
@@ -423,13 +428,37 @@ def part_method_agreement(dev: str, faces: list, tmp: Path, n: int, width: float
     return rows
 
 
+def step_modes() -> dict[str, tuple[str, bool, str, str]]:
+    """mode -> (amp, channels_last, speed, d_calls): benchmarks/train_step.py's modes."""
+    from train_step import MODES
+
+    return MODES
+
+
 def _engine(dev: str, mode: str, batch: int, width: float, hr, lr, **kw):
     from scgan_bench.training.engine import Engine, TrainConfig
 
+    amp, channels_last, speed, d_calls = step_modes()[mode]
     cfg = TrainConfig(variant="scgan", batch_size=batch, width=width, device=dev, progress=False, seed=7,
-                      amp="bf16" if mode != "eager" else "none", channels_last=mode in ("fast", "compiled"),
-                      compile=mode == "compiled", out=str(Path(tempfile.mkdtemp(prefix="scgan-gpu-check-"))), **kw)
+                      amp=amp, channels_last=channels_last, speed=speed, d_calls=d_calls,
+                      out=str(Path(tempfile.mkdtemp(prefix="scgan-gpu-check-"))), **kw)
     return Engine(cfg, hr, lr)
+
+
+def _warmup_steps(mode: str) -> int:
+    """Steps before timing: 2; a compiled step compiles in its first; a graph mode records after 3."""
+    return 5 if "graph" in mode else 3 if mode == "compiled" else 2
+
+
+def host_ops_per_step(e, k: int = 0) -> int:
+    """``aten::`` calls the host dispatches in one step, not nested in another (torch.profiler, CPU side)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        e._step(e.batch(1, k % e.steps_per_epoch))
+    events = [ev for ev in prof.events() if ev.name.startswith("aten::")]
+    ids = {id(ev) for ev in events}
+    return sum(1 for ev in events if ev.cpu_parent is None or id(ev.cpu_parent) not in ids)
 
 
 def _train_data(faces: list, n_hr: int):
@@ -462,18 +491,27 @@ def part_train_speed(dev: str, faces: list, batch: int, width: float, steps: int
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from train_step import runnable
+
     hr, lr = _train_data(faces, batch * 4)
     rows: dict[str, Any] = {}
     flops = None
     for mode in modes:
+        why = runnable("scgan", mode, dev)
+        if why:
+            rows[mode] = {"skipped": why}
+            continue
         try:
             e = _engine(dev, mode, batch, width, hr, lr)
-            if flops is None:
+            if flops is None and "graph" not in mode:
                 with FlopCounterMode(display=False) as fc:
                     e._step(e.batch(1, 0))
                 flops = float(fc.get_total_flops())
-            for k in range(2 if mode != "compiled" else 3):  # warm-up (compilation included)
+            t_warm = time.perf_counter()
+            for k in range(_warmup_steps(mode)):  # warm-up (compilation, graph recording included)
                 e._step(e.batch(1, k % e.steps_per_epoch))
+            sync(dev)
+            warm_s = time.perf_counter() - t_warm
             if dev.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
             sync(dev)
@@ -483,8 +521,10 @@ def part_train_speed(dev: str, faces: list, batch: int, width: float, steps: int
             float(next(iter(terms.values())))  # the losses reach the host once, as --log-every does
             sync(dev)
             sec = (time.perf_counter() - t) / steps
-            rows[mode] = {"ms_per_step": sec * 1e3, "samples_per_s": batch / sec, "tflops": flops / sec / 1e12,
+            rows[mode] = {"ms_per_step": sec * 1e3, "samples_per_s": batch / sec,
+                          "tflops": flops / sec / 1e12 if flops else None,
                           "full_recipe_hours": FULL_RECIPE_STEPS * sec * (64 / batch) / 3600,
+                          "warmup_seconds": warm_s, "host_ops_per_step": host_ops_per_step(e),
                           "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if dev.startswith("cuda") else None}
         except Exception as exc:  # noqa: BLE001
             rows[mode] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -501,11 +541,16 @@ def part_train_profile(dev: str, faces: list, batch: int, width: float, modes: l
     cuda = dev.startswith("cuda")
     hr, lr = _train_data(faces, batch * 4)
     out: dict[str, Any] = {"batch": batch, "width": width, "steps": steps}
+    from train_step import runnable
+
     for mode in modes:
+        if runnable("scgan", mode, dev):
+            out[mode] = {"skipped": runnable("scgan", mode, dev)}
+            continue
         try:
             e = _engine(dev, mode, batch, width, hr, lr)
-            for k in range(2):
-                e._step(e.batch(1, k))
+            for k in range(_warmup_steps(mode)):
+                e._step(e.batch(1, k % e.steps_per_epoch))
             sync(dev)
             acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
             with profile(activities=acts) as prof:
@@ -541,37 +586,72 @@ def part_train_profile(dev: str, faces: list, batch: int, width: float, modes: l
     return out
 
 
-def part_training_run(dev: str, faces: list, seconds: float, batch: int, width: float, out: Path,
-                      chunk: int = 25) -> dict[str, Any]:
-    """A real SCGAN run on the faces (fast mode) for about ``seconds``: ``chunk`` steps to measure the
-    pace, then one resumed run of the steps that fit (two checkpoints in all); its log and loss curve."""
-    from scgan_bench.figures import training_curves
+def part_train_command(dev: str, faces: list, tmp: Path, out: Path, steps: int, speed: str, width: float,
+                       n_faces: int = 1024, flush: int = 25) -> dict[str, Any]:
+    """The real ``scgan-bench train`` (CLI parsing, folders decoded, ``run_training``) at the recipe's
+    batch 64 on ``n_faces`` faces, ``--speed`` as given with bf16 + channels_last, a background-written
+    checkpoint every 312 steps (the recipe's epoch on 20,000 faces) and at the stop, for ``steps`` steps.
+    Timed from inside: each step's return (the host blocks at each ``--log-every`` flush), so the
+    steady pace is the time between two flushes after the first; and each ``Engine.save`` call (what
+    a checkpoint costs the training thread). Its log's loss curve is written beside the report."""
+    import numpy as np
+    import torch
 
-    # 20 steps per epoch: each epoch ends with a checkpoint and a sample grid (with 2 steps per epoch the
-    # first check's minute went mostly to saving)
-    hr, lr = _train_data(faces, max(len(faces), batch * 20))
-    e = _engine(dev, "fast", batch, width, hr, lr, epochs=10_000, log_every=chunk)
-    run = Path(e.cfg.out)
+    from scgan_bench.cli import main as cli_main
+    from scgan_bench.figures import training_curves
+    from scgan_bench.image_io import write_png
+    from scgan_bench.training import engine as E
+
+    hr_dir, lr_dir, run = tmp / "train_hr", tmp / "train_lr", tmp / "train_run"
+    many = load_faces_like(faces, n_faces)
+    for k, im in enumerate(many):
+        write_png(hr_dir / f"{k:05d}.png", im)
+        small = torch.from_numpy(np.array(many[-1 - k])).permute(2, 0, 1)[None].float()
+        lr_im = torch.nn.functional.avg_pool2d(small, 4)[0].round().byte().permute(1, 2, 0).numpy()
+        write_png(lr_dir / f"{k:05d}.png", np.ascontiguousarray(lr_im))
+    per_epoch = n_faces // 64
+    save_every = max(1, round(312 / per_epoch))
+    stamps: list[float] = []
+    saves: list[float] = []
+    orig_step, orig_save = E.Engine._step, E.Engine.save
+
+    def step(self, b):
+        r = orig_step(self, b)
+        stamps.append(time.perf_counter())
+        return r
+
+    def save(self, o):
+        t = time.perf_counter()
+        orig_save(self, o)
+        saves.append(time.perf_counter() - t)
+
+    argv = ["train", "--hr", str(hr_dir), "--lr", str(lr_dir), "--out", str(run), "--device", dev,
+            "--width", str(width), "--amp", "bf16", "--channels-last", "--speed", speed, "--background-save",
+            "--save-every", str(save_every), "--log-every", str(flush), "--max-steps", str(steps), "--quiet"]
+    E.Engine._step, E.Engine.save = step, save
     t0 = time.perf_counter()
-    e.cfg.max_steps = chunk
-    e.fit(run)
-    pace = (time.perf_counter() - t0) / chunk
-    more = int((seconds - (time.perf_counter() - t0)) / pace)
-    if more > 0:
-        e.cfg.max_steps = chunk + more
-        e.fit(run, resume=True)
-    steps = e.global_step
-    sec = time.perf_counter() - t0
-    png = training_curves(run / "log.csv")
-    (out / "gpu_check_loss_curve.png").write_bytes(png)
+    try:
+        rc = cli_main(argv)
+    finally:
+        E.Engine._step, E.Engine.save = orig_step, orig_save
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise RuntimeError(f"scgan-bench {' '.join(argv)} exited {rc}")
+    steady = None
+    if len(stamps) > 2 * flush:
+        first, last = flush, (len(stamps) - 1) // flush * flush  # returns right after a flush's sync
+        steady = (stamps[last] - stamps[first]) / (last - first) * 1e3 if last > first else None
+    (out / "gpu_check_loss_curve.png").write_bytes(training_curves(run / "log.csv"))
     import csv
 
     rows = list(csv.DictReader(open(run / "log.csv")))
-    first, last = rows[0], rows[-1]
-    keys = [k for k in first if k not in ("epoch", "step", "lr")]
-    return {"seconds": sec, "steps": steps, "steps_per_s": steps / sec, "faces": len(hr), "batch": batch,
-            "width": width, "first": {k: float(first[k]) for k in keys}, "last": {k: float(last[k]) for k in keys},
-            "curve": "gpu_check_loss_curve.png"}
+    keys = [k for k in rows[0] if k not in ("epoch", "step", "lr")]
+    return {"command": "scgan-bench " + " ".join(argv), "steps": len(stamps), "wall_seconds": wall,
+            "steady_ms_per_step": steady, "steps_per_epoch": per_epoch, "save_every_epochs": save_every,
+            "checkpoints": len(saves), "checkpoint_blocking_seconds": sum(saves),
+            "checkpoint_share_of_wall": sum(saves) / wall,
+            "first": {k: float(rows[0][k]) for k in keys if rows[0][k]},
+            "last": {k: float(rows[-1][k]) for k in keys if rows[-1][k]}, "curve": "gpu_check_loss_curve.png"}
 
 
 def part_metric_throughput(dev: str, faces: list, tmp: Path, n_run: int, repeat: int = 2,
@@ -657,16 +737,26 @@ def summary(rep: dict[str, Any]) -> list[str]:
              **p.get("train speed compiled", {}).get("result", {}).get("modes", {})}
     for mode, r in speed.items():
         if "ms_per_step" in r:
-            pct = 100 * r["tflops"] / env["bf16_matmul_tflops"] if env.get("bf16_matmul_tflops") else float("nan")
-            out.append(f"| SCGAN step {mode} | {r['ms_per_step']:.1f} ms, {r['tflops']:.1f} TFLOP/s ({pct:.0f}% of peak), "
-                       f"full recipe {r['full_recipe_hours']:.2f} h | <= {GOALS['step_ms']:.0f} ms, <= 1 h |")
+            tf = r.get("tflops") or float("nan")
+            pct = 100 * tf / env["bf16_matmul_tflops"] if env.get("bf16_matmul_tflops") else float("nan")
+            out.append(f"| SCGAN step {mode} | {r['ms_per_step']:.1f} ms, {tf:.1f} TFLOP/s ({pct:.0f}% of peak), "
+                       f"full recipe {r['full_recipe_hours']:.2f} h; {r.get('host_ops_per_step', 0):,} host ops/step | "
+                       f"<= {GOALS['step_ms']:.0f} ms, <= 1 h; <= {GOALS['host_ops']:,} ops |")
         else:
-            out.append(f"| SCGAN step {mode} | {r.get('error')} | |")
+            out.append(f"| SCGAN step {mode} | {r.get('error') or 'skipped: ' + str(r.get('skipped'))} | |")
+    cmd = p.get("train command", {}).get("result")
+    if cmd:
+        bench = speed.get(cmd["command"].split("--speed ")[1].split()[0], {}).get("ms_per_step")
+        pace = cmd.get("steady_ms_per_step")
+        gap = f"{100 * (pace / bench - 1):+.0f}% vs the step benchmark" if pace and bench else "no comparison"
+        out.append(f"| `scgan-bench train`, {cmd['steps']} steps | steady {pace or float('nan'):.1f} ms/step ({gap}); "
+                   f"checkpoints {100 * cmd['checkpoint_share_of_wall']:.1f}% of wall ({cmd['checkpoints']} saves) | "
+                   f"within 15%; <= 5% |")
     thr = p.get("metric throughput", {}).get("result", {})
     if thr:
         run = thr["run"]
         out.append(f"| whole run, {len(run['metrics'])} GPU metrics | {run['images_per_s']:.0f} images/s "
-                   f"({run['images']} images) | >= {GOALS['metric_images_per_s']:.0f} images/s |")
+                   f"({run['images']} images, cold caches) | >= {GOALS['run_images_per_s']:.0f} images/s |")
         tf = thr["torch_fidelity"]
         out.append(f"| FID/KID vs torch-fidelity | rel. diff {tf['fid_relative_difference']:.1e} / "
                    f"{tf['kid_relative_difference']:.1e}; {tf['seconds']:.1f} s vs our run's {run['seconds']:.1f} s | equal |")
@@ -756,14 +846,18 @@ def main(argv: list[str] | None = None) -> int:
     part("method agreement", lambda: part_method_agreement(dev, faces, tmp, 2 if s else 16, width))
     part("bf16 losses", lambda: part_bf16_losses(dev, faces, batch, width))
     steps = 1 if s else 10
-    part("train speed", lambda: part_train_speed(dev, faces, batch, width, steps, ["eager", "bf16", "fast"]))
-    part("train profile", lambda: part_train_profile(dev, faces, batch, width, ["eager", "fast"], steps=1 if s else 3))
+    part("train speed", lambda: part_train_speed(dev, faces, batch, width, steps,
+                                                 ["separate", "eager", "bf16", "fast", "graph"]))
+    part("train profile", lambda: part_train_profile(dev, faces, batch, width, ["eager", "fast"] if s else
+                                                     ["eager", "fast", "graph"], steps=1 if s else 3))
     part("metric throughput", lambda: part_metric_throughput(dev, load_faces(faces_dir, 2 if s else 1024), tmp,
                                                              4 if s else 2500, repeat=1 if s else 2, smoke=s))
-    part("training run", lambda: part_training_run(dev, faces, 0.0 if s else max(20.0, 0.4 * clock.left()),
-                                                   batch, width, args.out, chunk=2 if s else 25))
+    fastest = "graph" if dev.startswith("cuda") else "eager"
+    part("train command", lambda: part_train_command(dev, faces, tmp, args.out, 4 if s else 330, fastest, width,
+                                                     n_faces=128 if s else 1024, flush=2 if s else 25))
     if not s:  # last: compiling may take minutes, and what ran before is already in the report
-        part("train speed compiled", lambda: part_train_speed(dev, faces, batch, width, steps, ["compiled"]))
+        part("train speed compiled", lambda: part_train_speed(dev, faces, batch, width, steps,
+                                                              ["compiled", "compiled-graph"]))
     rep["seconds"] = args.budget_s - clock.left()
     stem = write_report(rep, args.out, dev)
     print("\n".join(summary(rep)))

@@ -137,7 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", default="none", choices=("none", "bf16"),
                    help="mixed precision: none (float32, default) or bf16 autocast")
     t.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions with bf16)")
-    t.add_argument("--compile", action="store_true", help="torch.compile the generator forward")
+    t.add_argument("--speed", default=None, choices=("eager", "compiled", "graph", "compiled-graph"),
+                   help="how the step executes: eager (default); compiled (torch.compile of the networks and "
+                        "losses); graph (CUDA: the whole step recorded once as a CUDA graph and replayed); "
+                        "compiled-graph (both). Recorded in the run: --resume keeps it")
+    t.add_argument("--compile", action="store_true", help="same as --speed compiled")
+    t.add_argument("--d-calls", default="fused", choices=("fused", "separate"),
+                   help="a discriminator judges real and fake images in one call (fused, default: one "
+                        "spectral-norm power iteration per optimiser phase) or two (separate: the released "
+                        "code's two in the discriminator phase). Recorded in the run: --resume keeps it")
     t.add_argument("--log-every", type=int, default=None, metavar="N",
                    help="bring the losses to the host every N steps (default 1 on CPU, 25 on GPU: one sync per N)")
     t.add_argument("--save-every", type=int, default=1, metavar="N",
@@ -629,6 +637,12 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed(speed: str | None, compile_flag: bool) -> str:
+    """``--speed`` with the older ``--compile`` folded in (compiled; with ``--speed graph``: compiled-graph)."""
+    speed = speed or "eager"
+    return {"eager": "compiled", "graph": "compiled-graph"}.get(speed, speed) if compile_flag else speed
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import resolve_device
     from .training.engine import TrainConfig, run_training
@@ -649,7 +663,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       options=_pairs(args.opt, "--opt"), deterministic=args.deterministic, overwrite=args.overwrite,
                       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                       seed=args.seed, width=args.width, amp=args.amp, channels_last=args.channels_last,
-                      compile=args.compile, device=resolve_device(args.device), max_steps=args.max_steps,
+                      speed=_speed(args.speed, args.compile), d_calls=args.d_calls,
+                      device=resolve_device(args.device), max_steps=args.max_steps,
                       log_every=args.log_every, save_every=args.save_every, background_save=args.background_save,
                       limit_hr=args.limit_hr, limit_lr=args.limit_lr, progress=not args.quiet)
     run = run_training(cfg, resume=args.resume)

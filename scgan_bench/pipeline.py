@@ -254,6 +254,15 @@ def _prepare_all(cfg: RunConfig, out: Path, log: StageLog, shard: Shard = SINGLE
 
 
 def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -> RunResult:
+    """The run, with every image decoded once (:class:`.image_io.DecodeCache`; its counts in run.json's
+    ``decoded_images``)."""
+    from .image_io import decode_cache
+
+    with decode_cache() as images:
+        return _run_decoded_once(cfg, out, device, shard, images)
+
+
+def _run_decoded_once(cfg: RunConfig, out: Path, device: str, shard: Shard, images) -> RunResult:
     from .accumulate import merge, previous
 
     if not shard.main:  # one voice: rank 0 shows progress and stage lines, and writes the folder's files
@@ -416,6 +425,7 @@ def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -
     _write_outputs(out, cells, rows, note_rows, failures, md)
     log.done("write", "results.csv, summary, failures.csv", len(rows), time.perf_counter() - t, cells=len(cells))
     meta["stages"] = log.rows
+    meta["decoded_images"] = images.stats()
     meta.update(status="failed" if empty else "complete", outputs_written=True,
                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 seconds=round(time.time() - started, 3), recomputed=recomputed,

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .degradations import degrade, derive_seed, make_degradation
 from .errors import ImageDecodeError, UsageError
-from .image_io import atomic_write_bytes, encode_png
+from .image_io import atomic_write_bytes, encode_png, remember
 from .interfaces import Dataset, GivenPairs, SourceItem
 from .manifest import Manifest, check_integrity, sha256_bytes
 from .registries import DATASETS, load_plugins
@@ -93,6 +93,7 @@ def _process_one(job: DatasetJob, item: SourceItem, source_sha: str) -> dict[str
         lr = ds.load_lr(root, item)
         hr_png = encode_png(img)
         atomic_write_bytes(out / "hr" / f"{name}.png", hr_png)
+        remember(out / "hr" / f"{name}.png", img)
         rec.update(hr=f"hr/{name}.png", hr_sha256=sha256_bytes(hr_png), degradation={"name": "given"})
     elif ds.kind == "synthetic":
         deg = make_degradation(job.degradation)
@@ -100,6 +101,7 @@ def _process_one(job: DatasetJob, item: SourceItem, source_sha: str) -> dict[str
         lr, params = degrade(deg, img, seed)
         hr_png = encode_png(img)
         atomic_write_bytes(out / "hr" / f"{name}.png", hr_png)
+        remember(out / "hr" / f"{name}.png", img)
         rec.update(hr=f"hr/{name}.png", hr_sha256=sha256_bytes(hr_png),
                    degradation={"name": job.degradation, **params})
     else:
@@ -107,6 +109,7 @@ def _process_one(job: DatasetJob, item: SourceItem, source_sha: str) -> dict[str
         rec.update(hr=None, hr_sha256=None, degradation=None)
     lr_png = encode_png(lr)
     atomic_write_bytes(out / "lr" / f"{name}.png", lr_png)
+    remember(out / "lr" / f"{name}.png", lr)
     rec.update(lr=f"lr/{name}.png", lr_sha256=sha256_bytes(lr_png), lr_size=list(lr.shape[:2]))
     write_record(out / "records" / f"{name}.json", rec)
     return rec

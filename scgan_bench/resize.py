@@ -7,6 +7,7 @@ Pillow's 32-bit float mode, so no rounding happens until the caller quantises.
 from __future__ import annotations
 
 import math
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -164,3 +165,22 @@ def resize_uint8_torch(x, size: tuple[int, int], method: str = "bicubic"):
         vertical = torch.from_numpy(pillow_weights(n_h, h, method)).to(y)
         y = _fixed_point_pass(y.transpose(-1, -2), vertical).transpose(-1, -2)
     return y.to(torch.uint8)
+
+
+def resized_batch(images: Sequence[np.ndarray], size: tuple[int, int], device: Any = "cpu", method: str = "bicubic"):
+    """``HxWx3`` uint8 images -> one ``N x 3 x h x w`` uint8 tensor on ``device``, each resized exactly as
+    :func:`resize_uint8` (Pillow) resizes it. Images of one size whose resize keeps the aspect ratio go
+    to the device as uint8 and are resized there (:func:`resize_uint8_torch`: the same pixels, and a
+    quarter of the bytes crossing to a GPU); any others are resized on the host by Pillow."""
+    import torch
+
+    h, w = size
+    shapes = {im.shape[:2] for im in images}
+    if len(shapes) == 1:
+        (n_h, n_w), = shapes
+        if (n_h, n_w) == (h, w) or h * n_w == w * n_h or n_h == h or n_w == w:
+            x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+            x = x.to(device, non_blocking=True) if str(device) != "cpu" else x
+            return resize_uint8_torch(x, size, method) if (n_h, n_w) != (h, w) else x
+    x = torch.from_numpy(np.stack([resize_uint8(im, size, method) for im in images])).permute(0, 3, 1, 2)
+    return x.to(device)

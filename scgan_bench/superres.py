@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from . import precision
-from .image_io import atomic_write_bytes, encode_png, read_image
+from .image_io import atomic_write_bytes, encode_png, read_image, remember
 from .interfaces import AnnotatingMethod, IdAwareMethod, ReferenceMethod, SRMethod
 from .manifest import sha256_bytes
 from .parallel import prefetched, to_device
@@ -179,6 +179,7 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
             png = encode_png(np.ascontiguousarray(sr))
             name = safe_name(image_id)
             atomic_write_bytes(sdir / f"{name}.png", png)
+            remember(sdir / f"{name}.png", sr)
             rec = {"id": image_id, "lr_sha256": data.records[image_id]["lr_sha256"],
                    "sr": f"{name}.png", "sr_sha256": sha256_bytes(png)}
             if note:

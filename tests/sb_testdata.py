@@ -165,6 +165,33 @@ def unpaired_faces(n: int = 16):
     return hr, lr.flip(0)
 
 
+def small_train_cfg(tmp: Path, method: str, **kw):
+    """A training config the step tests share: width 1/16, batch 4, seed 3, lr 1e-3, 3 steps."""
+    from scgan_bench.training.engine import TrainConfig
+
+    base = dict(method=method, width=1 / 16, batch_size=4, epochs=100, seed=3, out=str(tmp), progress=False,
+                learning_rate=1e-3, max_steps=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def grads_at_step(tr) -> dict:
+    """Hooks on an engine's optimisers: each one's gradients (by parameter name) when it steps, filled
+    into the returned dict as steps run."""
+    names = {id(p): n for n, p in tr.model.named_parameters()}
+    seen: dict = {}
+
+    def hook(name):
+        def pre_step(opt, args, kwargs):
+            seen[name] = {names[id(p)]: p.grad.detach().clone() for g in opt.param_groups for p in g["params"]
+                          if p.grad is not None}
+        return pre_step
+
+    for name, opt in tr.optimizers.items():
+        opt.register_step_pre_hook(hook(name))
+    return seen
+
+
 def spawn_ranks(target, port_base: int, tmp: Path, *args, world: int = 2) -> dict:
     """Run ``target(rank, world, port, str(tmp), *args)`` in ``world`` spawned processes, wait for all
     (no wall-clock limit: a slow or loaded machine is not a failure), require exit 0 from each, and

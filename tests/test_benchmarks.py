@@ -27,7 +27,7 @@ def test_gpu_check_smoke_runs_every_part_and_writes_its_report(tmp_path):
     [report] = tmp_path.glob("gpu_check_smoke_*.json")
     rep = json.loads(report.read_text())
     assert set(rep["parts"]) == {"env", "metric agreement", "method agreement", "bf16 losses", "train speed",
-                                 "train profile", "training run", "metric throughput"}
+                                 "train profile", "train command", "metric throughput"}
     assert not [k for k, v in rep["parts"].items() if "error" in v]
     methods = rep["parts"]["method agreement"]["result"]
     compared = {k for k, v in methods.items() if v.get("ok") is not None}
@@ -44,10 +44,16 @@ def test_gpu_check_smoke_runs_every_part_and_writes_its_report(tmp_path):
     tf = rep["parts"]["metric throughput"]["result"]["torch_fidelity"]
     assert tf["ok"] and tf["fid_relative_difference"] <= 1e-4 and tf["kid_relative_difference"] <= 1e-4
     speed = rep["parts"]["train speed"]["result"]["modes"]
-    assert set(speed) == {"eager", "bf16", "fast"} and all(m["ms_per_step"] > 0 for m in speed.values())
+    assert set(speed) == {"separate", "eager", "bf16", "fast", "graph"}
+    assert speed["graph"] == {"skipped": "needs CUDA"}
+    timed = [m for k, m in speed.items() if k != "graph"]
+    assert all(m["ms_per_step"] > 0 and m["host_ops_per_step"] > 100 for m in timed)
+    assert speed["eager"]["host_ops_per_step"] < speed["separate"]["host_ops_per_step"]  # fused D calls
     prof = rep["parts"]["train profile"]["result"]
     assert all(prof[m]["top_operators"] and prof[m]["wall_ms_per_step"] > 0 for m in ("eager", "fast"))
-    assert rep["parts"]["training run"]["result"]["steps"] >= 2
+    cmd = rep["parts"]["train command"]["result"]
+    assert cmd["steps"] == 4 and cmd["checkpoints"] >= 1 and "--speed eager" in cmd["command"]
+    assert cmd["steady_ms_per_step"] is None or cmd["steady_ms_per_step"] > 0
     assert (tmp_path / "gpu_check_loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     md = report.with_suffix(".md").read_text()
     assert "## Summary" in md and "| SCGAN step fast |" in md

@@ -127,6 +127,13 @@ def test_facenet_input_is_facenet_pytorchs_fixed_standardisation(weights_dir):
     with torch.no_grad():
         want = torch.nn.functional.normalize(ref_net(x), dim=1).double().numpy()
     np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-6)
+    # 64 px faces: resized on the tensor's device by the Pillow port, the same input as Pillow's resize
+    small = [rgb_face(k) for k in range(3)]
+    big = np.stack([np.asarray(Image.fromarray(f).resize((160, 160), Image.Resampling.BICUBIC)) for f in small])
+    with torch.no_grad():
+        want = torch.nn.functional.normalize(ref_net(fixed_image_standardization(
+            torch.from_numpy(big).permute(0, 3, 1, 2).float())), dim=1).double().numpy()
+    np.testing.assert_allclose(FaceNetFeatures().extract(small), want, rtol=1e-4, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------- RetinaFace
@@ -194,7 +201,7 @@ def test_retinaface_landmarks_in_batches_equal_the_per_image_detection(monkeypat
     with torch.no_grad():
         net.train()(x.permute(0, 3, 1, 2))
     m = L.RetinaFaceLandmarks.__new__(L.RetinaFaceLandmarks)
-    m.net, m.batch = net.eval(), 3
+    m.net, m.batch, m.device = net.eval(), 3, "cpu"
     best = sorted(float(detect(net, b, conf_threshold=0.0)[1][0]) for b in big)
     assert best[-1] - best[0] > 0.01, best  # the images' answers differ
     conf = (best[2] + best[3]) / 2

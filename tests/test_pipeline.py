@@ -224,3 +224,57 @@ def test_prefetched_loads_in_a_thread_and_keeps_order_values_and_errors():
     assert list(prefetched([], load)) == []
     with pytest.raises(OSError, match="bad.png"):
         list(prefetched([["a"], ["bad"], ["c"]], load))
+
+
+def test_a_run_decodes_each_image_once(hr_faces, tmp_path, monkeypatch):
+    """Every file a run reads is decoded once (counted at the decoder): the source faces in preparation;
+    the HR, LR and SR PNGs the run writes are kept as written and never decoded, though the SR stage,
+    two per-image metrics and a set metric all read them. run.json reports the counts. A second run
+    on the same folder with a new metric reads the HR and both methods' SR faces from disk: once each."""
+    import scgan_bench.image_io as image_io
+
+    decoded: list[str] = []
+    real = image_io._read_file
+
+    def counting(path, max_pixels):
+        decoded.append(str(Path(path).resolve()))
+        return real(path, max_pixels)
+
+    monkeypatch.setattr(image_io, "_read_file", counting)
+    cfg = dict(datasets=["folder"], methods=["bicubic", "nearest"], metrics=["psnr", "lpips", "fid-dlib"],
+               roots={"folder": hr_faces}, progress=False, workers=1)
+    run_benchmark(RunConfig(out=tmp_path / "run", **cfg))
+    sources = {str(p.resolve()) for p in hr_faces.glob("*.png")}
+    assert sorted(decoded) == sorted(sources), "each source once; nothing the run wrote"
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["decoded_images"]["files_decoded"] == meta["decoded_images"]["decodes"] == len(sources)
+    assert meta["decoded_images"]["kept_as_written"] == 24 * 2 + 24 * 2  # HR + LR, two methods' SR
+    decoded.clear()
+    run_benchmark(RunConfig(out=tmp_path / "run", **{**cfg, "metrics": ["ssim"]}))  # reads HR and SR from disk
+    assert len(decoded) == len(set(decoded)) == 24 * 3, "a second run decodes each file it reads once"
+
+
+def test_the_decode_cache_follows_the_file_on_disk(tmp_path):
+    """Inside a run's cache a file replaced on disk is decoded anew (path, size, time and inode name it);
+    a reader gets a copy it may write into; an image over the pixel limit of a later read still raises;
+    a budget too small for two images keeps the newest."""
+    from scgan_bench.errors import ImageDecodeError
+    from scgan_bench.image_io import decode_cache, remember, write_png
+
+    a = np.full((8, 8, 3), 10, np.uint8)
+    b = np.full((8, 8, 3), 200, np.uint8)
+    p = tmp_path / "x.png"
+    with decode_cache(budget_bytes=300) as cache:
+        write_png(p, a)
+        first = read_image(p)
+        first[:] = 0  # the reader's copy
+        assert (read_image(p) == 10).all()
+        write_png(p, b)
+        assert (read_image(p) == 200).all()
+        with pytest.raises(ImageDecodeError):
+            read_image(p, max_pixels=10)
+        q = tmp_path / "y.png"
+        write_png(q, a)
+        remember(q, a)
+        assert cache.stats()["files_decoded"] == 1 and cache.stats()["decodes"] == 2
+        assert cache.bytes <= 300

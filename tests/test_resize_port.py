@@ -68,3 +68,20 @@ def test_weights_are_pillows_fixed_point_rows():
 
     with pytest.raises(UsageError, match="hamming"):
         pillow_weights(16, 64, "hamming")
+
+
+def test_a_metrics_batch_is_resized_as_pillow_resizes_each_image():
+    """``resized_batch`` (what FaceNet and RetinaFace feed their networks): one size -> the port on the
+    tensor's device; mixed sizes or an aspect change -> Pillow on the host; either way each image is
+    exactly Pillow's resize, as uint8 N x 3 x h x w."""
+    from scgan_bench.resize import resized_batch
+
+    rng = np.random.default_rng(5)
+    same = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    mixed = same[:2] + [rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)]
+    for images, size in ((same, (160, 160)), (same, (256, 256)), (mixed, (160, 160)), (same, (64, 64)),
+                         (same, (120, 160))):
+        got = resized_batch(images, size)
+        assert got.dtype == torch.uint8 and got.shape == (len(images), 3, *size)
+        want = np.stack([resize_uint8(im, size, "bicubic") for im in images])
+        assert np.array_equal(got.permute(0, 2, 3, 1).numpy(), want), size

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch.nn import functional as F
-from sb_testdata import ddp_fit_worker, spawn_ranks, unpaired_faces
+from sb_testdata import ddp_fit_worker, small_train_cfg, spawn_ranks, unpaired_faces
 
 from scgan_bench.errors import UsageError
 from scgan_bench.training.engine import Engine, TrainConfig
@@ -25,11 +25,7 @@ def faces():
     return unpaired_faces(16)
 
 
-def _cfg(tmp: Path, method: str, **kw) -> TrainConfig:
-    base = dict(method=method, width=1 / 16, batch_size=4, epochs=100, seed=3, out=str(tmp), progress=False,
-                learning_rate=1e-3, max_steps=3)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = small_train_cfg
 
 
 def _capture(tr: Engine) -> dict[str, dict[str, torch.Tensor]]:
@@ -172,16 +168,28 @@ def test_every_optimiser_follows_the_linear_decay(tmp_path, faces):
 
 
 # ---------------------------------------------------------------------------------------------- LRGAN
-def _hinge_d(d, real, fake):
-    return torch.clamp(1 - d(real), min=0).mean() + torch.clamp(1 + d(fake), min=0).mean()
+def _hinge_d(d, real, fake, d_calls="separate"):
+    """Hinge loss of ``d`` in training mode. ``separate``: two calls, each a power iteration of every
+    spectral norm; ``fused``: one power iteration (the call on the real faces), then the fake faces
+    through the same normalised weights (eval mode: no further iteration)."""
+    d_real = d(real)
+    if d_calls == "fused":
+        d.eval()
+        d_fake = d(fake)
+        d.train()
+    else:
+        d_fake = d(fake)
+    return torch.clamp(1 - d_real, min=0).mean() + torch.clamp(1 + d_fake, min=0).mean()
 
 
-def test_lrgan_step_gradients(tmp_path, faces):
+@pytest.mark.parametrize("d_calls", ["fused", "separate"])
+def test_lrgan_step_gradients(tmp_path, faces, d_calls):
     """One joint step: D_16 learns real LR faces (not a downsampled HR face) against G_h2l's outputs and
-    D_64 real HR faces against G_l2h's (hinge; real first, as each discriminator's spectral norm
-    iterates per call); then G_h2l and G_l2h the pixel + 0.05 x hinge terms against the updated
-    discriminators, G_l2h on detached G_h2l outputs; BatchNorm on batch statistics."""
-    tr = Engine(_cfg(tmp_path, "lrgan"), *faces)
+    D_64 real HR faces against G_l2h's (hinge; real first; each discriminator's spectral norm iterates
+    once for both (``fused``) or once per call (``separate``)); then G_h2l and G_l2h the pixel + 0.05 x
+    hinge terms against the updated discriminators, G_l2h on detached G_h2l outputs; BatchNorm on batch
+    statistics."""
+    tr = Engine(_cfg(tmp_path, "lrgan", d_calls=d_calls), *faces)
     before = copy.deepcopy(tr.model)
     seen = _capture(tr)
     b = tr.batch(1, 0)
@@ -190,7 +198,7 @@ def test_lrgan_step_gradients(tmp_path, faces):
     n = before
     lr_gen = n.h2l(b.hr, b.z)
     hr_gen = n.l2h(lr_gen.detach())
-    d = _hinge_d(n.d16, b.lr, lr_gen.detach()) + _hinge_d(n.d64, b.hr, hr_gen.detach())
+    d = _hinge_d(n.d16, b.lr, lr_gen.detach(), d_calls) + _hinge_d(n.d64, b.hr, hr_gen.detach(), d_calls)
     _same_grads(seen["d"], _grads(d, n, ("d16.", "d64.")), "discriminators")
     dn = seen["g@model"]  # the discriminators after their update, as the generator step saw them
     dn.eval()  # spectral norm's vectors as that step left them (no further power iteration)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 from ..interfaces import FeatureExtractor, MetricSpec
 from ..registries import METRICS
 from ..requirements import needs
-from ..resize import resize_uint8
+from ..resize import resize_uint8, resized_batch
 
 VERIFY_SEED = 2205
 FACENET_THRESHOLD = 1.1   # squared L2 of unit embeddings (davidsandberg/facenet's distance)
@@ -71,8 +71,8 @@ class FaceNetFeatures:
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         import torch
 
-        x = np.stack([resize_uint8(im, (160, 160), "bicubic") for im in images]).astype(np.float32)
-        t = torch.from_numpy((x - 127.5) / 128.0).permute(0, 3, 1, 2).to(self.device)
+        # uint8 to the device, resized there exactly as Pillow would (resize.resized_batch), standardised there
+        t = (resized_batch(images, (160, 160), self.device).float() - 127.5) / 128.0
         with torch.inference_mode():
             emb = self.net(t)
         return torch.nn.functional.normalize(emb.double(), dim=1).cpu().numpy()

@@ -26,7 +26,7 @@ import numpy as np
 from ..interfaces import FeatureExtractor, MetricSpec
 from ..registries import METRICS
 from ..requirements import needs
-from ..resize import resize_uint8
+from ..resize import resize_uint8, resized_batch
 
 UPSAMPLE = 4
 HOG_UPSAMPLE = 1
@@ -53,6 +53,7 @@ class RetinaFaceLandmarks:
         self.net = RetinaFace("mobilenet0.25")
         self.net.load_state_dict(strip_prefix(sd, "module."), strict=True)
         self.net.eval().to(device)
+        self.device = device
         self.batch = 256 if str(device).startswith("cuda") else 16  # images per forward pass
 
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -67,7 +68,7 @@ class RetinaFaceLandmarks:
         for (h, w), idx in by_size.items():
             for s in range(0, len(idx), self.batch):
                 part = idx[s:s + self.batch]
-                big = np.stack([resize_uint8(images[k], (h * UPSAMPLE, w * UPSAMPLE), "bicubic") for k in part])
+                big = resized_batch([images[k] for k in part], (h * UPSAMPLE, w * UPSAMPLE), self.device)
                 scores, lms = best_landmarks(self.net, big)
                 for k, score, pts in zip(part, scores, lms):
                     if score > RETINA_CONF:

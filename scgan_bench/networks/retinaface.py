@@ -182,13 +182,15 @@ def detect(net: RetinaFace, rgb: np.ndarray, *, conf_threshold: float = 0.5, nms
 
 
 def best_landmarks(net: RetinaFace, rgbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The top-scoring face of each image in one forward pass: ``rgbs`` is N x H x W x 3 uint8 (one size);
-    returns scores (N,) and landmarks (N, 5, 2) px. The same face as :func:`detect`'s first (NMS always
-    keeps the highest score and puts it first), without its per-image passes."""
-    n, h, w = rgbs.shape[:3]
+    """The top-scoring face of each image in one forward pass: ``rgbs`` is N x H x W x 3 uint8 (one size),
+    or an N x 3 x H x W uint8 RGB tensor on any device (converted to BGR minus the means on the
+    network's device); returns scores (N,) and landmarks (N, 5, 2) px. The same face as :func:`detect`'s
+    first (NMS always keeps the highest score and puts it first), without its per-image passes."""
     dev = next(net.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(rgbs[..., ::-1]).astype(np.float32) - np.array(BGR_MEAN, np.float32))
-    x = x.permute(0, 3, 1, 2).to(dev)
+    if isinstance(rgbs, np.ndarray):
+        rgbs = torch.from_numpy(np.ascontiguousarray(rgbs)).permute(0, 3, 1, 2)
+    n, _, h, w = rgbs.shape
+    x = rgbs.to(dev).flip(1).float() - torch.tensor(BGR_MEAN, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
     with torch.inference_mode():
         _, conf, ldm = net(x)
     scores, best = conf[:, :, 1].max(dim=1)

@@ -249,13 +249,16 @@ class SCGAN(nn.Module):
         out["_leaf:" + name] = leaf
         return leaf
 
-    def discriminator_loss(self, hr: torch.Tensor, lr: torch.Tensor, fakes: Mapping[str, torch.Tensor]
-                           ) -> dict[str, torch.Tensor]:
-        """Hinge losses of the active discriminators on real vs detached fake images."""
+    def discriminator_loss(self, hr: torch.Tensor, lr: torch.Tensor, fakes: Mapping[str, torch.Tensor],
+                           fused: bool = True) -> dict[str, torch.Tensor]:
+        """Hinge losses of the active discriminators on real vs detached fake images (``fused``: each
+        discriminator judges both in one call, see :func:`scgan_bench.training.models.judge`)."""
+        from ..training.models import judge
+
         terms = {}
         for k, d in self.disc.items():
-            real = lr if k[0] == "L" else hr
-            terms[f"D_{k}"] = F.relu(1.0 - d(real)).mean() + F.relu(1.0 + d(fakes[FAKE_OF[k]].detach())).mean()
+            d_real, d_fake = judge(d, lr if k[0] == "L" else hr, fakes[FAKE_OF[k]], fused)
+            terms[f"D_{k}"] = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
         return terms
 
     def generator_loss(self, hr: torch.Tensor, lr: torch.Tensor, fakes: Mapping[str, torch.Tensor]

@@ -23,11 +23,32 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils.parametrizations import _SpectralNorm, spectral_norm as _torch_spectral_norm
 
 DEGRADATION_BLOCKS = (96, 96, 128, 128, 256, 256, 512, 512, 128, 128, 32, 32)
 DISCRIMINATOR_BLOCKS = (128, 128, 256, 256, 512, 512)
 NOISE_DIM = 64
+
+
+class FullPrecisionSpectralNorm(_SpectralNorm):
+    """torch's spectral-norm parametrisation computed outside autocast: the power iteration and sigma
+    in float32 under ``--amp bf16`` too (under autocast its small matrix-vector products would run in
+    bf16, each with its casts); the normalised weight is cast once by the layer that uses it. Same
+    buffers (``_u``, ``_v``), same state-dict keys; identical without autocast."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(weight.device.type, enabled=False):
+            return super().forward(weight)
+
+
+def spectral_norm(module: nn.Module) -> nn.Module:
+    """``torch.nn.utils.parametrizations.spectral_norm`` (one power iteration per call in training
+    mode) with :class:`FullPrecisionSpectralNorm`."""
+    module = _torch_spectral_norm(module)
+    for p in module.parametrizations.weight:
+        if type(p) is _SpectralNorm:
+            p.__class__ = FullPrecisionSpectralNorm
+    return module
 
 
 def _c(n: int, width: float) -> int:

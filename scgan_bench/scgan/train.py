@@ -4,7 +4,10 @@
 * Step (as the released train.py): all images of the step are generated once; the active
   discriminators take a hinge step on detached fakes; then one backward of the variant's generator
   terms updates D_HL, D_SL and R_LS (Adam over their unique parameters: identical to the released
-  per-branch optimisers, and shared modules get one update from both cycles).
+  per-branch optimisers, and shared modules get one update from both cycles). Each discriminator
+  judges its real and fake batch in one call (``--d-calls fused``, default): its spectral norm runs one
+  power iteration per optimiser phase where the released code runs two in the discriminator phase
+  (``--d-calls separate`` keeps that count); nothing else changes (no BatchNorm in the discriminators).
 * Schedule: Adam(0.9, 0.999), lr 1e-4 -> 1e-5, batch 64, 200 epochs; stepped per epoch.
   ``cosine`` (default, as released): ``CosineAnnealingLR(T_max=10)``, a 20-epoch wave (down for 10
   epochs, back up for 10); ``restarts``: ``CosineAnnealingWarmRestarts(T_0=10)``, 1e-4 -> 1e-5 in every
@@ -72,16 +75,21 @@ class SCGANTraining:
         if len(model.disc):
             self.optimizers["d"] = adam(model.disc.parameters(), ctx)
         self.schedulers = {k: make_scheduler(o, cfg) for k, o in self.optimizers.items()}
-        self._gen = torch.compile(model.generate) if cfg.compile else model.generate
+        self.fused_d = cfg.d_calls == "fused"
+
+    capturable = True  # no host decision inside a step
+
+    def compiled_parts(self) -> list[tuple[Any, str]]:
+        return [(self.net, "generate"), (self.net, "discriminator_loss"), (self.net, "generator_loss")]
 
     def step(self, b: Batch, ctx: Engine) -> dict[str, torch.Tensor]:
         m = self.net
         with ctx.autocast():
-            fakes = self._gen(b.hr, b.lr, b.z)
+            fakes = m.generate(b.hr, b.lr, b.z)
         logs: dict[str, torch.Tensor] = {}
         if "d" in self.optimizers:
             with ctx.autocast():
-                d_terms = m.discriminator_loss(b.hr, b.lr, fakes)
+                d_terms = m.discriminator_loss(b.hr, b.lr, fakes, self.fused_d)
             ctx.optimise("d", d_terms, m.disc.parameters())
             logs.update(d_terms)
         with frozen(m.disc):
@@ -98,7 +106,7 @@ class SCGANTraining:
     def identity(self) -> dict[str, Any]:
         c = self.cfg
         return {"recipe": self.recipe.spec(), "lr_min": c.lr_min, "lr_period": c.lr_period,
-                "lr_schedule": c.lr_schedule}
+                "lr_schedule": c.lr_schedule, "d_calls": c.d_calls}
 
     def sample(self, lr: torch.Tensor) -> torch.Tensor:
         return in_eval(self.net.rls, lr)

@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from ..errors import UsageError
 from ..scgan.networks import _c
 from .engine import CHECKPOINT_FORMAT, Batch, Engine, SRExport
-from .models import TRAINABLE, TrainableSpec, adam, frozen, in_eval, placed, seeded, unique_parameters
+from .models import TRAINABLE, TrainableSpec, adam, frozen, in_eval, judge, placed, seeded, unique_parameters
 
 VARIANTS = ("cyclegan", "cyclegan-16")
 
@@ -245,6 +245,12 @@ class CycleGANTraining:
                            for k, o in self.optimizers.items()}
         self.pool_a, self.pool_b = ImagePool(self.opts["pool_size"]), ImagePool(self.opts["pool_size"])
         self.device = ctx.device
+        self.fused_d = cfg.d_calls == "fused"
+
+    capturable = False  # the image pools decide on the host every step
+
+    def compiled_parts(self) -> list[tuple[Any, str]]:
+        return [(self, "generate"), (self, "generator_terms"), (self, "discriminator_terms")]
 
     def domain_a(self, lr: torch.Tensor) -> torch.Tensor:
         return upsample_a(lr) if self.arch["upsample"] else lr
@@ -273,10 +279,13 @@ class CycleGANTraining:
 
     def discriminator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor, fake_a: torch.Tensor,
                             fake_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """LSGAN, halved (upstream ``backward_D_basic``), on real vs (pooled, detached) fakes."""
-        d_a, d_b = self.net.d_a, self.net.d_b
-        return {"D_A": 0.5 * (lsgan(d_a(real_b), True) + lsgan(d_a(fake_b.detach()), False)),
-                "D_B": 0.5 * (lsgan(d_b(real_a), True) + lsgan(d_b(fake_a.detach()), False))}
+        """LSGAN, halved (upstream ``backward_D_basic``), on real vs (pooled, detached) fakes; each
+        discriminator judges both in one call with ``--d-calls fused`` (instance norm: per image, so
+        the same values)."""
+        a_real, a_fake = judge(self.net.d_a, real_b, fake_b, self.fused_d)
+        b_real, b_fake = judge(self.net.d_b, real_a, fake_a, self.fused_d)
+        return {"D_A": 0.5 * (lsgan(a_real, True) + lsgan(a_fake, False)),
+                "D_B": 0.5 * (lsgan(b_real, True) + lsgan(b_fake, False))}
 
     def pool_generator(self, epoch: int, step: int) -> torch.Generator:
         key = hashlib.sha256(f"{self.cfg.seed}/pool/{epoch}/{step}".encode()).digest()

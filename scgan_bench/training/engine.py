@@ -10,7 +10,8 @@ LRGAN, CycleGAN) supplies its networks, optimisers, schedulers and one training 
   cycle); the noise z of a step from ``(seed, epoch, step)``: the data order and noise never depend on
   how the run was split into sessions, so ``--resume`` continues exactly.
 * Schedules are stepped once per epoch (each model defines its own).
-* Speed: ``--amp bf16`` autocast, ``--channels-last``, ``--compile``, fused Adam on CUDA.
+* Speed: ``--amp bf16`` autocast, ``--channels-last``, ``--speed eager|compiled|graph|compiled-graph``
+  (:mod:`.speed`), fused Adam on CUDA; discriminators judge real and fake in one call (``--d-calls``).
 * Distributed: under ``torchrun`` each rank runs on ``cuda:LOCAL_RANK`` (NCCL; gloo on CPU), takes its
   slice of the global batch, gradients are averaged over ranks (one coalesced all-reduce per optimiser
   step) and BatchNorm statistics span all ranks (models make their BatchNorm syncable), so N processes
@@ -55,11 +56,13 @@ from ..image_io import atomic_write_bytes, atomic_write_text, list_images, read_
 from ..manifest import sha256_bytes
 from ..resize import resize_uint8, to_square
 from ..store import remove_temp_files
+from .speed import GRAPH_SPEEDS, SPEEDS, make_step
 
 CHECKPOINT_FORMAT = 2
 # the narrowest network whose thinnest layer keeps one channel; the widest that is still a sensible
 # experiment
 MIN_WIDTH, MAX_WIDTH = 1 / 32, 4.0
+D_CALLS = ("fused", "separate")
 
 
 @dataclass
@@ -86,7 +89,12 @@ class TrainConfig:
     width: float = 1.0
     amp: str = "none"           # none | bf16
     channels_last: bool = False
-    compile: bool = False
+    #: how the step executes (:mod:`.speed`): eager | compiled | graph | compiled-graph
+    speed: str = "eager"
+    #: a discriminator judges real and fake images in one call ("fused": one spectral-norm power
+    #: iteration per optimiser phase) or in two ("separate": two, as the released code); see
+    #: :func:`.models.judge`
+    d_calls: str = "fused"
     device: str = "cpu"
     max_steps: int | None = None  # stop after this many steps in total (tests, smoke runs)
     limit_hr: int | None = None
@@ -120,6 +128,10 @@ class TrainConfig:
             raise UsageError(f"--log-every must be at least 1, got {self.log_every}")
         if self.save_every < 1:
             raise UsageError(f"--save-every must be at least 1 (epochs), got {self.save_every}")
+        if self.speed not in SPEEDS:
+            raise UsageError(f"--speed must be one of {', '.join(SPEEDS)}, got {self.speed!r}")
+        if self.d_calls not in D_CALLS:
+            raise UsageError(f"--d-calls must be one of {', '.join(D_CALLS)}, got {self.d_calls!r}")
         if self.amp not in ("none", "bf16"):
             raise UsageError(f"--amp must be none or bf16, got {self.amp!r}")
         if self.batch_size < 1 or self.epochs < 1:
@@ -513,6 +525,7 @@ class Engine:
         self.model: torch.nn.Module = self.impl.net
         self.optimizers: dict[str, torch.optim.Optimizer] = self.impl.optimizers
         self.schedulers: dict[str, Any] = self.impl.schedulers
+        self._run_step = make_step(self)  # the step as --speed executes it
         self.epoch, self.step_in_epoch, self.global_step = 1, 0, 0
         if self.world > 1:  # every rank starts from rank 0's weights
             for t in list(self.model.parameters()) + list(self.model.buffers()):
@@ -532,22 +545,27 @@ class Engine:
             ident: dict[str, Any] = {} if c.method == "scgan" else {"method": c.method}
             ident.update({"variant": c.variant, **self.impl.identity(), "seed": c.seed, "batch_size": c.batch_size,
                           "learning_rate": c.learning_rate, "betas": list(c.betas), "width": c.width,
-                          "data": tensor_digest(self.hr, self.lr)})
+                          "speed": c.speed, "data": tensor_digest(self.hr, self.lr)})
             self._identity = ident
         return self._identity
 
     def _legacy_identity(self, out: Path) -> dict[str, Any]:
-        """A checkpoint written before a run's schedule joined its identity: its schedule is this run's
-        when the ``config.json`` saved with it records the same ``--epochs`` (else it stays missing and
-        the resume is refused)."""
+        """What a checkpoint written before an entry joined the run identity did: it stepped eagerly
+        (``speed``) with separate discriminator calls (``d_calls``); its schedule is this run's when the
+        ``config.json`` saved with it records the same ``--epochs`` (else it stays missing and the resume
+        is refused)."""
         ident = self.identity()
-        if "schedule" not in ident:
-            return {}
-        try:
-            epochs = json.loads((out / "config.json").read_text()).get("epochs")
-        except (OSError, ValueError, AttributeError):
-            return {}
-        return {"schedule": ident["schedule"]} if epochs == self.cfg.epochs else {}
+        legacy: dict[str, Any] = {"speed": "eager"}
+        if "d_calls" in ident:
+            legacy["d_calls"] = "separate"
+        if "schedule" in ident:
+            try:
+                epochs = json.loads((out / "config.json").read_text()).get("epochs")
+            except (OSError, ValueError, AttributeError):
+                epochs = None
+            if epochs == self.cfg.epochs:
+                legacy["schedule"] = ident["schedule"]
+        return legacy
 
     @property
     def steps_per_epoch(self) -> int:
@@ -560,7 +578,7 @@ class Engine:
             hr_idx, lr_idx = epoch_order(self.cfg.seed, epoch, len(self.hr), len(self.lr))
             self._order = (epoch, hr_idx.to(self._hr_src.device), lr_idx.to(self._lr_src.device))
         _, hr_idx, lr_idx = self._order
-        z = step_noise(self.cfg.seed, epoch, step, b)
+        z = step_noise(self.cfg.seed, epoch, step, b)  # drawn on the host: the same noise on every device
         per = b // self.world
         mine = slice(self.rank * per, (self.rank + 1) * per)  # this rank's part of the global batch
         at = slice(step * b + mine.start, step * b + mine.stop)
@@ -568,11 +586,17 @@ class Engine:
         lr = to_unit(self._lr_src[lr_idx[at]]).to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
-        return Batch(hr, lr, z[mine].to(self.device), epoch, step)
+        z = z[mine]
+        if self.device.type == "cuda":  # pinned, so the copy is queued without blocking the host
+            z = z.pin_memory().to(self.device, non_blocking=True)
+        return Batch(hr, lr, z, epoch, step)
 
     def autocast(self):
+        """The step's autocast region (bf16 with ``--amp bf16``; without its weight-cast cache when the
+        step is captured as a CUDA graph, where cached casts would outlive the recording)."""
         if self.cfg.amp == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                  cache_enabled=self.cfg.speed not in GRAPH_SPEEDS)
         return torch.autocast(self.device.type, enabled=False)
 
     def average_grads(self, params) -> None:
@@ -608,7 +632,15 @@ class Engine:
 
     def _step(self, batch: Batch) -> dict[str, torch.Tensor | float]:
         """One optimisation step; its logged terms still on the device (no host sync)."""
-        return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in self.impl.step(batch, self).items()}
+        return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in self._run_step(batch).items()}
+
+    def _schedule_epoch(self) -> None:
+        """Step every learning-rate schedule at an epoch's end (a captured step reads the new rates)."""
+        for sched in self.schedulers.values():
+            sched.step()
+        sync = getattr(self._run_step, "sync_lr", None)
+        if sync is not None:
+            sync()
 
     def _rank_mean(self, steps: list[dict[str, torch.Tensor | float]]) -> list[dict[str, torch.Tensor | float]]:
         """Each step's loss terms averaged over ranks (each rank's is the mean over its equal slice of
@@ -750,8 +782,7 @@ class Engine:
                         break
                 flush()
                 if self.step_in_epoch >= spe:
-                    for sched in self.schedulers.values():
-                        sched.step()
+                    self._schedule_epoch()
                     if self.rank == 0:
                         self._samples(out, self.epoch)
                     self.epoch += 1

@@ -84,6 +84,15 @@ class LRGANTraining:
                            "g": adam(unique_parameters(net.h2l, net.l2h), ctx)}
         self.schedulers: dict[str, Any] = {}  # constant learning rate (yoon_train.py)
         self.stage1 = self.opts["stage1_epochs"] or max(1, cfg.epochs // 2)
+        self.fused_d = cfg.d_calls == "fused"
+
+    capturable = True  # the stage is the only host decision: a new stage records a new graph
+
+    def graph_key(self, b: Batch) -> tuple[bool, bool]:
+        return self.stages(b.epoch)
+
+    def compiled_parts(self) -> list[tuple[Any, str]]:
+        return [(self, "generate"), (self, "discriminator_terms"), (self, "generator_terms")]
 
     def stages(self, epoch: int) -> tuple[bool, bool]:
         """(train the High-to-Low GAN, train the Low-to-High GAN) in this epoch."""
@@ -99,9 +108,9 @@ class LRGANTraining:
 
     def discriminator_terms(self, hr: torch.Tensor, lr: torch.Tensor, lr_gen: torch.Tensor,
                             hr_gen: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        t = {"D_h2l": hinge_d(self.net.d16, lr, lr_gen)} if lr_gen.requires_grad else {}
+        t = {"D_h2l": hinge_d(self.net.d16, lr, lr_gen, self.fused_d)} if lr_gen.requires_grad else {}
         if hr_gen is not None:
-            t["D_l2h"] = hinge_d(self.net.d64, hr, hr_gen)
+            t["D_l2h"] = hinge_d(self.net.d64, hr, hr_gen, self.fused_d)
         return t
 
     def generator_terms(self, hr: torch.Tensor, lr_gen: torch.Tensor, hr_gen: torch.Tensor | None
@@ -134,7 +143,7 @@ class LRGANTraining:
     def identity(self) -> dict[str, Any]:
         """The options and, for ``two-stage``, the epoch at which the stages switch (fixed at the start:
         a resume with another ``--epochs`` must not move it)."""
-        ident: dict[str, Any] = {"options": self.opts}
+        ident: dict[str, Any] = {"options": self.opts, "d_calls": self.cfg.d_calls}
         if self.opts["schedule"] == "two-stage":
             ident["schedule"] = {"stage1_epochs": self.stage1}
         return ident

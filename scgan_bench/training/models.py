@@ -21,11 +21,16 @@ if TYPE_CHECKING:
 class Trainable(Protocol):
     """A model as the engine trains it. ``net`` holds every trained tensor (saved in the checkpoint);
     ``step`` runs one optimisation step on a batch (using the engine's ``autocast()`` and
-    ``average_grads()``) and returns the weighted loss terms to log."""
+    ``average_grads()``) and returns the weighted loss terms to log. ``compiled_parts`` names the
+    tensor-only functions ``--speed compiled`` compiles (``(owner, attribute)``); ``capturable`` says
+    whether the step makes no host-side decision, so ``--speed graph`` may record it once."""
 
     net: nn.Module
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, Any]
+    capturable: bool
+
+    def compiled_parts(self) -> list[tuple[Any, str]]: ...
 
     def step(self, batch: "Batch", ctx: "Engine") -> Mapping[str, torch.Tensor]: ...
 
@@ -115,9 +120,13 @@ def trainable_for(method: str | None, variant: str | None) -> TrainableSpec:
 
 
 def adam(params, ctx: "Engine") -> torch.optim.Adam:
-    """Adam with the run's learning rate and betas (fused on CUDA)."""
+    """Adam with the run's learning rate and betas (fused on CUDA; capturable when the step is
+    recorded as a CUDA graph)."""
+    from .speed import GRAPH_SPEEDS
+
     c = ctx.cfg
-    return torch.optim.Adam(params, lr=c.learning_rate, betas=tuple(c.betas), fused=ctx.device.type == "cuda")
+    return torch.optim.Adam(params, lr=c.learning_rate, betas=tuple(c.betas), fused=ctx.device.type == "cuda",
+                            capturable=c.speed in GRAPH_SPEEDS)
 
 
 def placed(net: nn.Module, ctx: "Engine") -> nn.Module:
@@ -136,9 +145,31 @@ def unique_parameters(*modules: nn.Module | None) -> list[nn.Parameter]:
     return list(seen.values())
 
 
-def hinge_d(d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Hinge discriminator loss on real vs detached fake images."""
-    return torch.relu(1.0 - d(real)).mean() + torch.relu(1.0 + d(fake.detach())).mean()
+def batch_independent(module: nn.Module) -> bool:
+    """True when no layer's output depends on the other samples of its batch (no BatchNorm computing
+    batch statistics): then one call on a concatenated batch computes what separate calls compute."""
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats)
+                   for m in module.modules())
+
+
+def judge(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, fused: bool = True
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``d``'s outputs on real and on detached fake images. ``fused``: one call on both (half the
+    launches, and a spectral-norm layer normalises its weight once, with one power iteration, for both
+    halves: "once per optimiser phase"); only where ``d`` is batch-independent (else two calls, which is
+    what the recipe computes). ``fused=False``: two calls, two power iterations (the released code's
+    count)."""
+    fake = fake.detach()
+    if fused and real.shape[1:] == fake.shape[1:] and batch_independent(d):
+        out = d(torch.cat([real, fake.to(real.dtype)]))
+        return out[: len(real)], out[len(real):]
+    return d(real), d(fake)
+
+
+def hinge_d(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, fused: bool = True) -> torch.Tensor:
+    """Hinge discriminator loss on real vs detached fake images (:func:`judge`)."""
+    d_real, d_fake = judge(d, real, fake, fused)
+    return torch.relu(1.0 - d_real).mean() + torch.relu(1.0 + d_fake).mean()
 
 
 def seeded(seed: int, name: str, make: Callable[[], nn.Module]) -> nn.Module:
