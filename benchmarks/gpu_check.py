@@ -678,14 +678,18 @@ def part_metric_throughput(dev: str, faces: list, tmp: Path, n_run: int, repeat:
     metrics = ["fid", "kid", "lpips", "facenet-verif", "landmark-retinaface"]
     out = tmp / "run"
     t = time.perf_counter()
-    run_benchmark(RunConfig(datasets=["folder"], methods=["bicubic"], metrics=metrics, out=out,
+    run_benchmark(RunConfig(datasets=["folder"], methods=["bicubic", "nearest"], metrics=metrics, out=out,
                                   roots={"folder": str(folder)}, device=dev, progress=False))
     run_s = time.perf_counter() - t
+    stages = json.loads((out / "run.json").read_text()).get("stages") or []
+    # the second method's stages (SR, per-image metrics, set metrics), its references already cached
+    further_s = sum(r["seconds"] for r in stages if r["stage"] in ("sr", "metrics", "metric")
+                    and r["what"].split()[1:2] == ["nearest"])
     ours = {}
     import csv
 
     for r in csv.DictReader(open(out / "results.csv")):
-        if r["image_id"] == "*" and r["metric"] in ("fid", "kid", "kid:std"):
+        if r["image_id"] == "*" and r["method"] == "bicubic" and r["metric"] in ("fid", "kid", "kid:std"):
             ours[r["metric"]] = float(r["value"])
     sr_dir = out / "sr" / "folder" / "bicubic"
     hr_dir = tmp / "hr_only"
@@ -704,8 +708,14 @@ def part_metric_throughput(dev: str, faces: list, tmp: Path, n_run: int, repeat:
     fid_rel = abs(ours.get("fid", math.nan) - fid_ref) / max(abs(fid_ref), 1e-12)
     kid_rel = abs(ours.get("kid", math.nan) - kid_ref) / max(abs(kid_ref), 1e-12)
     return {"per_network_images_per_s": per, "faces_per_call": len(faces),
-            "run": {"images": n, "metrics": metrics, "seconds": run_s, "images_per_s": n / run_s,
-                    "stages": json.loads((out / "run.json").read_text()).get("stages")},
+            # images_per_s: the first method's whole run from cold caches (preparation, references, SR, metrics;
+            # the 2026-11-27 figure's run), i.e. without the second method's stages
+            "run": {"images": n, "methods": 2, "metrics": metrics, "seconds": run_s,
+                    "images_per_s": n / (run_s - further_s),
+                    "further_method_seconds": further_s,
+                    "further_method_images_per_s": n / further_s if further_s else None,
+                    "decoded_images": json.loads((out / "run.json").read_text()).get("decoded_images"),
+                    "stages": stages},
             "torch_fidelity": {"seconds": tf_s, "fid": fid_ref, "kid": kid_ref, "ours_fid": ours.get("fid"),
                                "ours_kid": ours.get("kid"), "fid_relative_difference": fid_rel,
                                "kid_relative_difference": kid_rel, "ok": bool(fid_rel <= 1e-4 and kid_rel <= 1e-4)}}
@@ -755,8 +765,11 @@ def summary(rep: dict[str, Any]) -> list[str]:
     thr = p.get("metric throughput", {}).get("result", {})
     if thr:
         run = thr["run"]
-        out.append(f"| whole run, {len(run['metrics'])} GPU metrics | {run['images_per_s']:.0f} images/s "
-                   f"({run['images']} images, cold caches) | >= {GOALS['run_images_per_s']:.0f} images/s |")
+        out.append(f"| whole run, {len(run['metrics'])} GPU metrics, cold caches | {run['images_per_s']:.0f} images/s "
+                   f"({run['images']} images) | >= {GOALS['run_images_per_s']:.0f} images/s |")
+        if run.get("further_method_images_per_s"):
+            out.append(f"| a further method, references cached | {run['further_method_images_per_s']:.0f} images/s | "
+                       f">= {GOALS['metric_images_per_s']:.0f} images/s |")
         tf = thr["torch_fidelity"]
         out.append(f"| FID/KID vs torch-fidelity | rel. diff {tf['fid_relative_difference']:.1e} / "
                    f"{tf['kid_relative_difference']:.1e}; {tf['seconds']:.1f} s vs our run's {run['seconds']:.1f} s | equal |")

@@ -58,15 +58,22 @@ def _parts(path: Path) -> list[Path]:
 
 def cached_features(extractor: FeatureExtractor, images: Mapping[str, tuple[Path, str]], cache_dir: Path,
                     *, batch_size: int | None = None, desc: str = "", progress: bool = True,
-                    shard: Shard = SINGLE) -> dict[str, np.ndarray]:
+                    shard: Shard = SINGLE, pad: bool | None = None) -> dict[str, np.ndarray]:
     """Features for ``images`` (``id -> (png path, png sha256)``), computing only missing rows (the
-    file is :func:`cache_name`). Batches of 256 images for an extractor on a GPU, 32 otherwise.
+    file is :func:`cache_name`). Batches of 256 images for an extractor on a GPU, 32 otherwise. On a GPU
+    (or with ``pad``) a network extractor always gets full batches: a short last batch of one image size
+    is padded with copies of its last image and their rows dropped, so every call has one shape (kernels
+    autotuned once; an image's features do not depend on how many images the set has).
 
     Sharded (:mod:`.shard`): each rank extracts its batches into its own part file, rank 0 merges the
     parts into the cache file and removes them, and only rank 0 gets the features (other ranks get
     an empty dict). Rows of parts a killed sharded run left are reused."""
+    on_gpu = str(getattr(extractor, "device", "cpu")).startswith("cuda")
     if batch_size is None:
-        batch_size = 256 if str(getattr(extractor, "device", "cpu")).startswith("cuda") else 32
+        batch_size = 256 if on_gpu else 32
+    if pad is None:
+        pad = on_gpu
+    pad = pad and hasattr(extractor, "device") and not getattr(extractor, "cpu_parallel", False)
     path = cache_dir / cache_name(extractor)
     stored: dict[str, tuple[str, np.ndarray]] = {}
 
@@ -90,7 +97,10 @@ def cached_features(extractor: FeatureExtractor, images: Mapping[str, tuple[Path
     new: dict[str, tuple[str, np.ndarray]] = {}
     bar = tqdm(total=sum(map(len, batches)), desc=desc, disable=None if progress else True, unit="img", leave=False)
     for chunk, imgs in parallel.prefetched(batches, lambda ids: [read_image(images[i][0]) for i in ids]):
-        feats = parallel.call(extractor, "extract", imgs)
+        n = len(imgs)
+        if pad and n < batch_size and len({im.shape for im in imgs}) == 1:
+            imgs = imgs + [imgs[-1]] * (batch_size - n)
+        feats = parallel.call(extractor, "extract", imgs)[:n]
         for i, f in zip(chunk, feats):
             new[i] = (images[i][1], np.asarray(f, dtype=np.float64))
         bar.update(len(chunk))

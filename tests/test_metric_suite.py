@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from scgan_bench import weights as W
-from scgan_bench.image_io import write_png
+from scgan_bench.image_io import read_image, write_png
 from scgan_bench.registries import METRICS, load_plugins
 
 from sb_testdata import HR_FACES, ORL, SHARED, auc, need, random_inception_state_dict, rgb_face
@@ -58,6 +58,65 @@ def test_fid_kid_equal_torch_fidelity_functions_on_identical_features():
     assert want_mean > 0.01 and want_std > 1e-4  # values large enough for a relative check to mean something
     assert abs(mean - want_mean) <= 1e-9 * want_mean and abs(std - want_std) <= 1e-9 * want_std
     assert kid_from_features(a, b) == (mean, std, size)  # same seed, same value
+
+
+def test_the_gpu_fid_and_kid_equal_torch_fidelitys(monkeypatch):
+    """What a GPU run computes (``fid_torch`` / ``kid_torch``: float64 torch on the metric's device; run
+    here on the CPU) equals torch-fidelity's functions: FID to 1e-6 relative, also for rank-deficient
+    covariances (30 and 24 images of 256-d features: measured 4e-8; full rank ~1e-15), KID mean and
+    std to 1e-9 (measured ~1e-15: the same subsets, kernel and estimator). The metrics take that path
+    on a GPU (the device test stubbed)."""
+    import scgan_bench.metrics.distribution as D
+
+    rng = np.random.default_rng(1)
+    for n1, n2, d in ((300, 250, 64), (30, 24, 256)):
+        a, b = rng.normal(size=(n1, d)) * 0.3 + rng.random(d), rng.normal(0.1, 0.35, size=(n2, d))
+        want = D.fid_from_features(a, b)
+        assert abs(D.fid_torch(a, b) - want) <= 1e-6 * want, (n1, n2, d)
+        km, ks, kn = D.kid_from_features(a, b)
+        gm, gs, gn = D.kid_torch(a, b)
+        assert gn == kn and abs(gm - km) <= 1e-9 * abs(km) and abs(gs - ks) <= 1e-9 * ks, (n1, n2, d)
+    sr = {f"{k:03d}": v for k, v in enumerate(a)}
+    ref = {f"{k:03d}": v for k, v in enumerate(b)}
+    called = []
+    monkeypatch.setattr(D, "on_gpu", lambda device: True)
+    monkeypatch.setattr(D, "fid_torch", lambda x, y, device: called.append("fid") or 1.0)
+    monkeypatch.setattr(D, "kid_torch", lambda x, y, device: called.append("kid") or (2.0, 3.0, 12))
+    assert D.FID(None, "cuda").compute(sr, ref)[1][""] == 1.0
+    assert D.KID(None, "cuda").compute(sr, ref)[1] == {"": 2.0, "std": 3.0, "subset_size": 12.0}
+    assert called == ["fid", "kid"]
+
+
+def test_feature_batches_are_padded_to_one_shape(tmp_path):
+    """On a GPU (or ``pad=True``) a network extractor gets only full batches: a short last batch is
+    padded with copies of its last image and their rows dropped; dlib's per-image extractors are never
+    padded; without padding the last batch is short."""
+    from scgan_bench.features import cached_features
+
+    class Recording:
+        key = "recording/v1"
+
+        def __init__(self, device="cpu"):
+            self.device, self.calls = device, []
+
+        def extract(self, images):
+            self.calls.append(len(images))
+            return np.stack([im.reshape(-1, 3).mean(0) for im in images]).astype(np.float64)
+
+    rng = np.random.default_rng(2)
+    images = {}
+    for k in range(5):
+        im = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        write_png(tmp_path / f"{k}.png", im)
+        images[str(k)] = (tmp_path / f"{k}.png", f"sha{k}")
+    want = {k: read_image(p).reshape(-1, 3).mean(0) for k, (p, _) in images.items()}
+    for pad, cpu_parallel, calls in ((True, False, [4, 4]), (False, False, [4, 1]), (True, True, [4, 1])):
+        ext = Recording()
+        if cpu_parallel:
+            ext.cpu_parallel = True
+        got = cached_features(ext, images, tmp_path / f"c{pad}{cpu_parallel}", batch_size=4, progress=False, pad=pad)
+        assert ext.calls == calls, (pad, cpu_parallel)
+        assert got.keys() == want.keys() and all(np.allclose(got[k], want[k]) for k in want)
 
 
 @pytest.mark.slow

@@ -82,6 +82,62 @@ def fid_from_features(sr: np.ndarray, ref: np.ndarray) -> float:
     return float(fid_statistics_to_metric(s1, s2, verbose=False)["frechet_inception_distance"])
 
 
+def fid_torch(sr: np.ndarray, ref: np.ndarray, device: Any = "cpu") -> float:
+    """The same Fréchet distance in float64 on ``device`` (a GPU run's; no scipy/numpy round trip):
+    means and unbiased covariances, and tr(sqrt(S1 S2)) as the sum of the square roots of the
+    eigenvalues of the symmetric S1^1/2 S2 S1^1/2 (similar to S1 S2, so the same eigenvalues; torch-fidelity
+    takes them from the non-symmetric product with ``eigvals``; eigenvalues below zero, rounding noise of
+    rank-deficient covariances, count as zero in both)."""
+    import torch
+
+    x = torch.as_tensor(np.ascontiguousarray(sr), dtype=torch.float64, device=device)
+    y = torch.as_tensor(np.ascontiguousarray(ref), dtype=torch.float64, device=device)
+    s1, s2 = torch.cov(x.T), torch.cov(y.T)
+    w, v = torch.linalg.eigh(s1)
+    root = (v * w.clamp_min(0).sqrt()) @ v.T
+    m = root @ s2 @ root
+    tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0).sqrt().sum()
+    d = x.mean(0) - y.mean(0)
+    return float(d @ d + s1.trace() + s2.trace() - 2 * tr_covmean)
+
+
+def kid_torch(sr: np.ndarray, ref: np.ndarray, device: Any = "cpu", subsets_per_pass: int = 10
+              ) -> tuple[float, float, int]:
+    """The same KID in float64 on ``device``: torch-fidelity's subsets (indices drawn on the host from
+    ``RandomState(2020)`` in its order: SR subset, then reference subset, per subset), its polynomial
+    kernel (x.y / d + 1)^3 and unbiased MMD^2 estimator, ``subsets_per_pass`` subsets per batched
+    matrix product; mean and population std over the subsets."""
+    import torch
+
+    size = kid_subset_size(len(sr), len(ref))
+    rng = np.random.RandomState(KID_SEED)
+    picks = [(rng.choice(len(sr), size, replace=False), rng.choice(len(ref), size, replace=False))
+             for _ in range(KID_SUBSETS)]
+    x = torch.as_tensor(np.ascontiguousarray(sr), dtype=torch.float64, device=device)
+    y = torch.as_tensor(np.ascontiguousarray(ref), dtype=torch.float64, device=device)
+    gamma = 1.0 / x.shape[1]
+
+    def kernel_sums(a: torch.Tensor, b: torch.Tensor, drop_diagonal: bool) -> torch.Tensor:
+        k = (torch.bmm(a, b.transpose(1, 2)) * gamma + 1.0) ** 3
+        total = k.sum(dim=(1, 2))
+        return total - k.diagonal(dim1=1, dim2=2).sum(1) if drop_diagonal else total
+
+    mmds = []
+    for s in range(0, KID_SUBSETS, subsets_per_pass):
+        part = picks[s:s + subsets_per_pass]
+        a = x[torch.as_tensor(np.stack([p[0] for p in part]), device=device)]
+        b = y[torch.as_tensor(np.stack([p[1] for p in part]), device=device)]
+        m = float(size)
+        mmds.append((kernel_sums(a, a, True) + kernel_sums(b, b, True)) / (m * (m - 1))
+                    - 2 * kernel_sums(a, b, False) / (m * m))
+    mmd = torch.cat(mmds)
+    return float(mmd.mean()), float(mmd.std(correction=0)), size
+
+
+def on_gpu(device: Any) -> bool:
+    return str(device).startswith("cuda")
+
+
 def kid_subset_size(n_sr: int, n_ref: int) -> int:
     """Images per KID subset: half the smaller set, at least 2, at most 1000 (see the module doc)."""
     return min(KID_MAX_SUBSET, max(2, min(n_sr, n_ref) // 2))
@@ -111,18 +167,28 @@ def _matrices(what: str, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndar
 
 @dataclass
 class FID:
+    """FID of two feature sets: torch-fidelity's functions on the CPU; on a GPU the same formulas in
+    float64 there (:func:`fid_torch`)."""
+
     extractor: FeatureExtractor
+    device: str = "cpu"
 
     def compute(self, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]):
-        return None, {"": fid_from_features(*_matrices("FID", sr, ref))}
+        a, b = _matrices("FID", sr, ref)
+        return None, {"": fid_torch(a, b, self.device) if on_gpu(self.device) else fid_from_features(a, b)}
 
 
 @dataclass
 class KID:
+    """KID of two feature sets: torch-fidelity's functions on the CPU; on a GPU the same subsets and
+    estimator in float64 there (:func:`kid_torch`)."""
+
     extractor: FeatureExtractor
+    device: str = "cpu"
 
     def compute(self, sr: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]):
-        mean, std, size = kid_from_features(*_matrices("KID", sr, ref))
+        a, b = _matrices("KID", sr, ref)
+        mean, std, size = kid_torch(a, b, self.device) if on_gpu(self.device) else kid_from_features(a, b)
         return None, {"": mean, "std": std, "subset_size": float(size)}
 
 
@@ -146,7 +212,7 @@ for _name, _cls, _feat, _avail, _summary, _scale, _backend in (
         ("kid-dlib", KID, _dlib_features, _DLIB,
          "KID in dlib's 128-d face-descriptor space (offline identity-space backend)", 100.0, "dlib")):
     METRICS.register(_name, MetricSpec(
-        name=_name, factory=lambda device="cpu", _c=_cls, _f=_feat: _c(_f(device)),
+        name=_name, factory=lambda device="cpu", _c=_cls, _f=_feat: _c(_f(device), str(device)),
         summary=_summary, higher_is_better=False, version="2" if _cls is KID else "1", needs_hr=False, kind="set",
         reference="hr-set",
         availability=_avail, display_scale=_scale, backend=_backend,
