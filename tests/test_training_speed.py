@@ -103,8 +103,10 @@ def test_spectral_norm_runs_outside_autocast(monkeypatch):
 
 
 # --------------------------------------------------------------------------------------- compiled
+# CycleGAN-16 (image pools, instance norm) fast; SCGAN (spectral norm, BatchNorm, crossings) slow: 35 s of
+# tracing on 2 cores. LRGAN's parts (the same discriminators, BatchNorm generators) pass too (measured,
+# 24 s), left out to keep the suite's time.
 COMPILED_MODELS = [pytest.param("cyclegan-16", id="cyclegan-16"),
-                   pytest.param("lrgan", id="lrgan", marks=pytest.mark.slow),
                    pytest.param("scgan", id="scgan", marks=pytest.mark.slow)]
 
 
@@ -241,8 +243,8 @@ def test_the_graph_runner_copies_the_learning_rate_the_schedule_sets(tmp_path, f
 
 
 def test_speed_modes_refuse_where_they_cannot_run(tmp_path, faces):
-    """``graph`` needs CUDA, one process, and a step without host decisions: each refusal says which
-    and what to use instead; an unknown mode names the known ones."""
+    """``graph`` needs CUDA and a step without host decisions, every mode but eager one process: each
+    refusal says which and what to use instead; an unknown mode names the known ones."""
     with pytest.raises(UsageError, match="needs --device cuda"):
         Engine(_cfg(tmp_path, "scgan", speed="graph"), *faces)
     cuda = torch.device("cuda")
@@ -250,6 +252,8 @@ def test_speed_modes_refuse_where_they_cannot_run(tmp_path, faces):
         speed.check_speed("graph", cuda, 1, False, "cyclegan")
     with pytest.raises(UsageError, match="one process"):
         speed.check_speed("compiled-graph", cuda, 2, True, "scgan")
+    with pytest.raises(UsageError, match="one process"):
+        speed.check_speed("compiled", torch.device("cpu"), 2, False, "cyclegan")
     speed.check_speed("compiled-graph", cuda, 1, True, "scgan")
     with pytest.raises(UsageError, match="eager, compiled, graph, compiled-graph"):
         Engine(_cfg(tmp_path, "scgan", speed="fast"), *faces)

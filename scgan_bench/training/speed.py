@@ -9,12 +9,12 @@
   CUDA graph after :data:`WARMUP_STEPS` eager steps, then replayed: the host launches one graph per
   step instead of ~10,000 kernels. Needs capturable optimisers (fused Adam reading its learning rate
   from a device tensor that mirrors the scheduled float) and a step without host decisions (CycleGAN's
-  pools draw on the host: refused), one process.
+  pools draw on the host: refused).
 * ``compiled-graph`` (CUDA): ``graph`` around the ``compiled`` step.
 
 Every mode computes the same step: the modes differ in floating-point order only (tested on the CPU for
-``compiled``; the device check measures ``graph`` against ``eager``). The mode is part of a run's
-identity (a resume keeps it)."""
+``compiled``; the device check measures ``graph`` against ``eager``). Modes other than ``eager`` run
+one process. The mode is part of a run's identity (a resume keeps it)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
@@ -40,13 +40,13 @@ def check_speed(speed: str, device: torch.device, world: int, capturable: bool, 
     """A clear error when ``speed`` cannot run here."""
     if speed not in SPEEDS:
         raise UsageError(f"--speed must be one of {', '.join(SPEEDS)}, got {speed!r}")
+    if speed != "eager" and world > 1:
+        raise UsageError(f"--speed {speed} runs one process (the cross-rank BatchNorm's and the gradients' "
+                         "all-reduces are neither traced nor captured); with torchrun use --speed eager")
     if speed in GRAPH_SPEEDS:
         if device.type != "cuda":
             raise UsageError(f"--speed {speed} captures the step as a CUDA graph: it needs --device cuda "
                              f"(on {device.type} use --speed eager or compiled)")
-        if world > 1:
-            raise UsageError(f"--speed {speed} runs one process (the gradient all-reduce is not captured); "
-                             "with torchrun use --speed eager or compiled")
         if not capturable:
             raise UsageError(f"--speed {speed}: method {method}'s step makes host-side decisions every step "
                              "(CycleGAN's image pools draw on the host), so it cannot be captured as one graph; "
@@ -67,8 +67,8 @@ def compile_parts(impl: Any) -> None:
 class GraphedStep:
     """The whole step as one CUDA graph: :data:`WARMUP_STEPS` eager steps on a side stream, then the
     step is recorded once (inputs in static buffers, outputs stacked into one static tensor) and every
-    later step copies its batch in and replays. ``capture``/``stream`` are injectable so the plumbing is
-    testable without a GPU. ``key(batch)``: what the step's host-side structure depends on (LRGAN's
+    later step copies its batch in and replays. ``capture`` and ``side_stream`` are injectable so the
+    plumbing is testable without a GPU. ``key(batch)``: what the step's host-side structure depends on (LRGAN's
     stage); a new key records a new graph after a new warm-up."""
 
     def __init__(self, step: StepFn, optimizers: Iterable[torch.optim.Optimizer] = (), *,
