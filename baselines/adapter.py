@@ -12,6 +12,8 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
     import torch
     from torch import nn
 
+    from scgan_bench.interfaces import Availability
+
 from scgan_bench.interfaces import MethodSpec
 from scgan_bench.registries import METHODS
 
@@ -90,9 +92,46 @@ class Card:
     weights: tuple[str, ...] = ()
 
 
+#: method options that name a file standing in for an asset (``weights``: the network's file;
+#: ``gaussian_fit``: PULSE's statistics)
+FILE_OPTIONS = ("weights", "gaussian_fit")
+
+
+def option_aware(name: str, availability: Callable) -> Callable[..., "Availability"]:
+    """``availability`` seen through the run's method options: a file option (``weights=PATH``) must name
+    an existing file, and then stands in for the asset it replaces (for a plain requirement list, its
+    first weight asset: the network). An availability that takes ``**options`` decides the rest itself
+    (HiFaceGAN's ``checkpoint``, RestoreFormer's ``layout``, PULSE's two files and ``allow_cpu``)."""
+    import inspect
+    from pathlib import Path
+
+    from scgan_bench.interfaces import Availability
+    from scgan_bench.requirements import Requirements
+
+    try:
+        takes_options = any(p.kind is inspect.Parameter.VAR_KEYWORD
+                            for p in inspect.signature(availability).parameters.values())
+    except (TypeError, ValueError):
+        takes_options = False
+
+    def check(**options: Any) -> Availability:
+        for opt in FILE_OPTIONS:
+            given = options.get(opt)
+            if given and not Path(str(given)).expanduser().is_file():
+                return Availability(False, f"--method-opt {name}:{opt}={given}: no such file")
+        if isinstance(availability, Requirements):
+            if options.get("weights") and availability.weights:
+                return Requirements(availability.modules, availability.weights[1:])()
+            return availability()
+        return availability(**options) if takes_options else availability()
+
+    return check
+
+
 def register(name: str, card: Card, factory: Callable[..., PretrainedSR], availability: Callable,
              options: tuple[tuple[str, Any, str], ...] = ()) -> None:
-    """Register a pretrained baseline (options: ``(name, default, help)``)."""
+    """Register a pretrained baseline (options: ``(name, default, help)``); its availability follows the
+    run's method options (:func:`option_aware`)."""
     METHODS.register(name, MethodSpec(name=name, factory=factory, summary=card.summary, paper=card.paper,
-                                      availability=availability, license=card.license, card=card.card,
-                                      options=options, weights=card.weights))
+                                      availability=option_aware(name, availability), license=card.license,
+                                      card=card.card, options=options, weights=card.weights))

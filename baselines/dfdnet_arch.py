@@ -11,7 +11,8 @@
   (two spectral-norm convs) of ``atom - crop`` weights the atom, which is added to the crop in place.
 * ``MSDilate`` (dilations 4, 3, 2, 1) on the 32 px VGG features, then four SFT up-blocks (``up0..up3``:
   blur, conv, leaky ReLU twice, ``x * scale(f) + shift(f)`` from the updated features, bilinear x2, conv)
-  and ``up4`` (conv, two residual blocks, conv, tanh). ``to_rgb0..3`` are in the checkpoint, unused.
+  and ``up4`` (spectral-norm conv, two residual blocks of plain convs, plain conv, tanh). ``to_rgb0..3``
+  are in the checkpoint, unused. 386 state-dict entries, the four up-blocks' blur buffers included.
 
 Spectral-norm convolutions use the stored ``weight_u`` / ``weight_v`` (eval semantics: the official test
 never calls ``eval()``, so it performs one power iteration per call; negligible, stated in the card).
@@ -95,9 +96,12 @@ class StyledUpBlock(nn.Module):
 
 
 class UpResBlock(nn.Module):
+    """``up4``'s residual block: two plain convolutions (the official ``UpResBlock`` has its spectral
+    norm commented out), so the checkpoint stores ``Model.{0,2}.{weight,bias}``."""
+
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.Model = nn.Sequential(SNConv2d(c, c, 3, 1), nn.LeakyReLU(0.2), SNConv2d(c, c, 3, 1))
+        self.Model = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(c, c, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.Model(x)

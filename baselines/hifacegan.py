@@ -71,7 +71,8 @@ def create(device: str = "cpu", checkpoint: str = "x16", bridge: str = "bicubic"
 register("hifacegan", Card(
     "HiFaceGAN (released LIP-SPADE generator, checkpoint x16 by default); 16 -> bicubic 512 -> area 64",
     "Yang et al., ACM MM 2020", LICENSE, "hifacegan.md", tuple(asset_name(c) for c in CHECKPOINTS)),
-    create, needs(weights=(asset_name("x16"),)),
+    create, lambda **options: needs(weights=() if options.get("weights") else
+                                    (asset_name(options.get("checkpoint") or "x16"),))(),
     options=(("checkpoint", "x16", "released checkpoint: x16, face_renov or face_renov_2"),
              ("bridge", "bicubic", "16->512: bicubic (Pillow) or official (cv2 INTER_LINEAR, as test_nogt.py)"),
              ("sn", "stored", "spectral norm: stored u/v (eval) or iterate (one power iteration per call, as "

@@ -218,7 +218,7 @@ def create(device: str = "cpu", steps: int = 100, time_budget_s: float = 0.0, al
 
 
 def availability(**options: Any) -> Availability:
-    base = needs(weights=(SYNTH, FIT))()
+    base = needs(weights=tuple(a for a, opt in ((SYNTH, "weights"), (FIT, "gaussian_fit")) if not options.get(opt)))()
     if not base.ok:
         return base
     import torch

@@ -14,7 +14,7 @@ allow-list entry (``quantize.utility_counter``, a training statistic some checkp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # imported where used: registering and listing need none of it
     import torch
@@ -133,11 +133,17 @@ def factory(method: str) -> Callable[..., PretrainedSR]:
     return create
 
 
-def available(method: str) -> Callable[[], Availability]:
-    checks = [needs(modules=(("spandrel", "pip install spandrel"),), weights=(a,)) for a, _ in LAYOUTS[method]]
+def available(method: str) -> Callable[..., Availability]:
+    """Any released layout present (or the one ``layout`` names; none with ``weights=PATH``)."""
+    modules = (("spandrel", "pip install spandrel"),)
 
-    def check() -> Availability:
-        results = [c() for c in checks]
+    def check(**options: Any) -> Availability:
+        if options.get("weights"):
+            return needs(modules=modules)()
+        layout = options.get("layout") or "auto"
+        assets = [a for a, _ in LAYOUTS[method] if layout == "auto" or a.endswith(layout)] or \
+            [a for a, _ in LAYOUTS[method]]
+        results = [needs(modules=modules, weights=(a,))() for a in assets]
         if any(r.ok for r in results):
             return Availability.yes()
         return Availability(False, " or ".join(r.reason for r in results))

@@ -167,16 +167,97 @@ def gaussian_fit(dlatent: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def dfdnet_state_dict(seed: int = 0, width: float = 0.125) -> dict[str, torch.Tensor]:
-    """UNetDictFace keys at a reduced width (the project's network: no reference class ships offline; the
-    full-size count, 240,117,181, and BasicSR's documented key names are pinned separately)."""
-    from scgan_bench.baselines.dfdnet_arch import UNetDictFace
+    """UNetDictFace's file at a reduced width in the official layout (:func:`dfdnet_official_state_dict`;
+    no reference class ships offline, so the layout is written from the official source below)."""
+    return dfdnet_official_state_dict(seed, width)
 
-    torch.manual_seed(seed)
-    net = UNetDictFace(width)
+
+def dfdnet_official_shapes(width: float = 1.0) -> dict[str, tuple[int, ...]]:
+    """Every entry of csxmli2016/DFDNet's ``UNetDictFace(64)`` state dict and its shape, written from the
+    official ``models/networks.py`` (not from the project's network): old-style spectral norm
+    (``weight_orig``, ``weight_u`` (out,), ``weight_v`` (in*k*k,), ``bias``) on the attention blocks,
+    MSDilate, the up-blocks and ToRGB; plain ``weight`` / ``bias`` in ``up4``'s two ``UpResBlock`` and its
+    last conv; the up-blocks' Blur buffers ``weight`` / ``weight_flip`` (C, 1, 3, 3); torchvision VGG19
+    (``model.features``, ``model.classifier`` at full width only) and its four slices naming the same
+    tensors again; ``RGB_mean`` / ``RGB_std``. 386 entries at full width. ``width`` scales channels."""
+    def c(n: int) -> int:
+        return max(1, int(n * width))
+
+    out: dict[str, tuple[int, ...]] = {}
+
+    def sn(name: str, cin: int, cout: int, k: int = 3) -> None:
+        out.update({f"{name}.weight_orig": (cout, cin, k, k), f"{name}.weight_u": (cout,),
+                    f"{name}.weight_v": (cin * k * k,), f"{name}.bias": (cout,)})
+
+    def plain(name: str, cin: int, cout: int, k: int = 3) -> None:
+        out.update({f"{name}.weight": (cout, cin, k, k), f"{name}.bias": (cout,)})
+
+    for part in ("le", "re", "no", "mo"):
+        for size, ch in ((256, 128), (128, 256), (64, 512), (32, 512)):
+            sn(f"{part}_{size}.0", c(ch), c(ch))
+            sn(f"{part}_{size}.2", c(ch), c(ch))
+    vgg = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+    cin, idx, convs = 3, 0, []
+    for v in vgg:
+        if v == "M":
+            idx += 1
+            continue
+        convs.append((idx, cin, c(v)))
+        cin, idx = c(v), idx + 2   # conv, ReLU
+    slices = ((0, 8), (8, 17), (17, 26), (26, 35))
+    for j, ci, co in convs:
+        plain(f"VggExtract.model.features.{j}", ci, co)
+        s_idx = next(n for n, (a, b) in enumerate(slices) if a <= j < b)
+        plain(f"VggExtract.features.{s_idx}.{j}", ci, co)
+    if width == 1.0:
+        for j, (fi, fo) in zip((0, 3, 6), ((25088, 4096), (4096, 4096), (4096, 1000))):
+            out.update({f"VggExtract.model.classifier.{j}.weight": (fo, fi),
+                        f"VggExtract.model.classifier.{j}.bias": (fo,)})
+    out.update({"VggExtract.RGB_mean": (1, 3, 1, 1), "VggExtract.RGB_std": (1, 3, 1, 1)})
+    ngf = c(64)
+    for k in range(1, 5):
+        sn(f"MSDilate.conv{k}.0", ngf * 8, ngf * 8)
+        sn(f"MSDilate.conv{k}.2", ngf * 8, ngf * 8)
+    sn("MSDilate.convi", ngf * 32, ngf * 8)
+    for n, (ci, co) in enumerate(((ngf * 8, ngf * 8), (ngf * 8, ngf * 4), (ngf * 4, ngf * 2), (ngf * 2, ngf))):
+        out.update({f"up{n}.conv1.0.weight": (ci, 1, 3, 3), f"up{n}.conv1.0.weight_flip": (ci, 1, 3, 3)})
+        sn(f"up{n}.conv1.1", ci, co)
+        sn(f"up{n}.convup.1", co, co)
+        for model in ("ScaleModel1", "ShiftModel1"):
+            sn(f"up{n}.{model}.0", ci, co)
+            sn(f"up{n}.{model}.2", co, co)
+    sn("up4.0", ngf, ngf)
+    for blk in (2, 3):
+        plain(f"up4.{blk}.Model.0", ngf, ngf)
+        plain(f"up4.{blk}.Model.2", ngf, ngf)
+    plain("up4.4", ngf, 3)
+    for n, ch in enumerate((ngf * 8, ngf * 4, ngf * 2, ngf)):
+        sn(f"to_rgb{n}.0", ch, ch)
+        sn(f"to_rgb{n}.2", ch, 3)
+    return out
+
+
+def dfdnet_official_state_dict(seed: int = 0, width: float = 0.125) -> dict[str, torch.Tensor]:
+    """A random file in the official layout (:func:`dfdnet_official_shapes`) at a reduced width: weights
+    scaled by fan-in, unit ``u`` / ``v``, the fixed Blur kernel, the VGG slices naming the same tensors."""
     g = torch.Generator().manual_seed(seed)
-    sd = {k: v + 0.02 * torch.randn(v.shape, generator=g) if v.is_floating_point() and "conv1.0.weight" not in k
-          else v for k, v in net.state_dict().items()}
-    for k in sd:   # the VGG slices name the same tensors as model.features (official: shared modules)
+    blur = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]).view(1, 1, 3, 3) / 16
+    sd: dict[str, torch.Tensor] = {}
+    for k, shape in dfdnet_official_shapes(width).items():
+        if k.endswith("conv1.0.weight") or k.endswith("conv1.0.weight_flip"):
+            sd[k] = blur.repeat(shape[0], 1, 1, 1)          # symmetric: its flip is itself
+        elif k.endswith(("weight_u", "weight_v")):
+            sd[k] = torch.nn.functional.normalize(torch.randn(shape, generator=g), dim=0)
+        elif k.endswith("RGB_mean"):
+            sd[k] = torch.tensor([0.485, 0.456, 0.406]).view(shape)
+        elif k.endswith("RGB_std"):
+            sd[k] = torch.tensor([0.229, 0.224, 0.225]).view(shape)
+        elif len(shape) > 1:
+            fan_in = int(np.prod(shape[1:]))
+            sd[k] = torch.randn(shape, generator=g) * (1.0 / fan_in) ** 0.5
+        else:
+            sd[k] = torch.randn(shape, generator=g) * 0.01
+    for k in sd:   # the VGG slices name the same tensors as model.features
         if k.startswith("VggExtract.features."):
             sd[k] = sd["VggExtract.model.features." + k.split(".", 3)[3]]
     return sd

@@ -428,6 +428,17 @@ MUTANTS = [
     Mutant("retinaface-rgb-not-bgr", "scgan_bench/networks/retinaface.py",
            "x = rgbs.to(dev).flip(1).float()", "x = rgbs.to(dev).float()",
            "RetinaFace gets RGB where it was trained on BGR"),
+    # DFDNet's official layout (tests/test_baselines.py, issue 34)
+    Mutant("dfdnet-upres-spectral-norm", "baselines/dfdnet_arch.py",
+           "self.Model = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(c, c, 3, 1, 1))",
+           "self.Model = nn.Sequential(SNConv2d(c, c, 3, 1), nn.LeakyReLU(0.2), SNConv2d(c, c, 3, 1))",
+           "up4's residual blocks with spectral norm: the official file (386 entries) is refused"),
+    Mutant("method-weights-option-ignored", "baselines/adapter.py",
+           'if options.get("weights") and availability.weights:', "if False:",
+           "--method-opt NAME:weights=PATH leaves the method missing its weight file"),
+    Mutant("hifacegan-checkpoint-ignored", "baselines/hifacegan.py",
+           '(asset_name(options.get("checkpoint") or "x16"),)', '(asset_name("x16"),)',
+           "hifacegan:checkpoint=face_renov still demands the x16 file"),
     # FID / KID on the GPU, padded feature batches (tests/test_metric_suite.py, issue 28)
     Mutant("gpu-kid-other-seed", "scgan_bench/metrics/distribution.py",
            "    rng = np.random.RandomState(KID_SEED)\n    picks", "    rng = np.random.RandomState(KID_SEED + 1)\n    picks",

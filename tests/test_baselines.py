@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from baseline_weights import (
     codeformer_state_dict,
     dfdnet_dictionaries,
+    dfdnet_official_shapes,
     dfdnet_state_dict,
     gaussian_fit,
     gfpgan_clean_state_dict,
@@ -119,13 +120,15 @@ def test_parameter_counts_of_the_official_configurations_are_pinned():
         dfd = dfdnet_arch.UNetDictFace()
         dsd = dfd.state_dict()
         assert count(dfd) == 240_117_181
-        # 394 entries as built: baselines.md counted 386; the 8 more are the four up-blocks' blur buffers
-        # (weight, weight_flip), which the loader also accepts absent
-        assert len(dsd) == 394 and len([k for k in dsd if ".conv1.0.weight" in k and k.startswith("up")]) == 8
+        # every entry of the official UNetDictFace(64) with its shape, written from the official source in
+        # the test data (386 entries, the four up-blocks' blur buffers included; up4's residual blocks are
+        # plain convolutions there)
+        official = dfdnet_official_shapes(1.0)
+        assert len(official) == 386 and {k: tuple(v.shape) for k, v in dsd.items()} == official
         # key names of BasicSR's convert_dfdnet.py mapping (the official checkpoint's side)
         assert {"VggExtract.model.features.0.weight", "VggExtract.RGB_mean", "VggExtract.RGB_std", "le_256.0.weight_orig",
                 "mo_32.2.weight_v", "MSDilate.conv1.0.weight_orig", "MSDilate.convi.weight_orig",
-                "up0.ScaleModel1.0.weight_orig", "up3.ShiftModel1.2.bias", "up4.2.Model.0.weight_orig", "up4.4.weight",
+                "up0.ScaleModel1.0.weight_orig", "up3.ShiftModel1.2.bias", "up4.2.Model.0.weight", "up4.4.weight",
                 "to_rgb0.0.weight_orig", "VggExtract.model.classifier.6.weight"} <= set(dsd)
         lip = hifacegan_arch.LIPSPADEGenerator()
         assert count(lip) == 72_223_660 and len(lip.state_dict()) == 230
@@ -851,3 +854,29 @@ def test_methods_all_runs_what_is_available_and_table5_shows_it(weights_dir, tmp
     assert "column 'real-esrgan' shows run method 'realesrgan'" in md
     assert "official pretrained weights" in md and "not retrained" in md
     assert "method cyclegan unavailable: no checkpoint: train one (`scgan-bench train --method cyclegan" in md
+
+
+def test_file_and_checkpoint_options_make_a_method_available_through_the_cli(weights_dir, tmp_path):
+    """``--method-opt NAME:weights=PATH`` (a file outside the weights folder, its sha256 pinned as a user
+    pins one) makes Real-ESRGAN available and scored with no file in the weights folder; HiFaceGAN's
+    ``checkpoint=face_renov`` needs the face_renov file, not the x16 one; a path that does not exist is
+    the method's stated reason, in the run's cells."""
+    import csv
+    import json
+
+    from scgan_bench.cli import main
+
+    own = save({"params_ema": rrdb_state_dict()}, tmp_path / "mine" / "my_realesrgan.pth")
+    W.register_sha256("realesrgan-x4plus", sha256_file(own))
+    install("hifacegan-face_renov", hifacegan_state_dict(module_prefix=True))
+    out = tmp_path / "run"
+    args = ["run", "--datasets", "demo", "--methods", "realesrgan,hifacegan,lrgan", "--metrics", "psnr",
+            "--limit", "2", "--out", str(out), "--method-opt", f"realesrgan:weights={own}",
+            "--method-opt", "realesrgan:any_config=true", "--method-opt", "hifacegan:checkpoint=face_renov",
+            "--method-opt", "hifacegan:any_config=true", "--method-opt", f"lrgan:weights={tmp_path / 'nope.pkl'}"]
+    assert main(args) == 0
+    rows = [r for r in csv.DictReader(open(out / "results.csv")) if r["metric"] == "psnr" and r["image_id"] != "*"]
+    assert sorted({r["method"] for r in rows}) == ["hifacegan", "realesrgan"]
+    assert all(sum(r["method"] == m for r in rows) == 2 for m in ("hifacegan", "realesrgan"))
+    unavailable = json.loads((out / "run.json").read_text())["unavailable"]
+    assert unavailable == {"method:lrgan": f"--method-opt lrgan:weights={tmp_path / 'nope.pkl'}: no such file"}
