@@ -19,7 +19,8 @@ from scgan_bench.weights import Asset, register_asset
 
 from .adapter import Card, PretrainedSR, register
 from .bridge import Bridge
-from .loading import Container, check_official_size, expect_family, load_strict, read_official, spandrel_build
+from .loading import (Container, check_official_size, expect_family, load_strict, meta_shapes, read_official,
+                      spandrel_build)
 
 ASSET = "codeformer"
 PARAMS = 94_112_707
@@ -41,12 +42,27 @@ def _extra_arches() -> None:
         spandrel_extra_arches.install()
 
 
+def expected_shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """CodeFormer's layout at the file's own size where its tensors tell it (codebook entries, embedding
+    width, transformer layers; the release's 1024 / 512 / 9 otherwise), 8 heads as released."""
+    from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+    def dim(key: str, axis: int, default: int) -> int:
+        t = sd.get(key)
+        return int(t.shape[axis]) if getattr(t, "ndim", 0) > axis else default
+
+    layers = len({k.split(".")[1] for k in sd if k.startswith("ft_layers.")}) or 9
+    return meta_shapes(lambda: CodeFormer(dim_embd=dim("position_emb", 1, 512), n_head=8, n_layers=layers,
+                                          codebook_size=dim("quantize.embedding.weight", 0, 1024)))
+
+
 def load_network(sd: dict[str, torch.Tensor], path: Path | str, any_config: bool = False) -> tuple[nn.Module, int]:
     """CodeFormer through spandrel(-extra-arches), whose loader reads the configuration from the
     tensors; keys are checked strictly against the network it builds."""
     _extra_arches()
     expect_family(sd, "codeformer", path, "codeformer")
-    net = load_strict(spandrel_build(sd, "CodeFormer", path, "codeformer"), sd, path, "codeformer")
+    net = load_strict(spandrel_build(sd, "CodeFormer", path, "codeformer", lambda: expected_shapes(sd)), sd, path,
+                      "codeformer")
     return net, check_official_size(net, PARAMS, path, "codeformer", any_config)
 
 

@@ -15,7 +15,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 if TYPE_CHECKING:  # imported where used: registering and listing need none of it
     import torch
@@ -148,32 +148,43 @@ def expect_family(sd: Mapping[str, Any], family: str | tuple[str, ...], path: Pa
                            f"({family_label(families[0])}); check which file you put where")
 
 
-def _list(keys: Iterable[str], n: int = 4) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:n]) + (f" ... ({len(keys)} in all)" if len(keys) > n else "")
+def _list(keys: Iterable[str]) -> str:
+    """Every key, sorted (a file of another method is refused before, naming both methods)."""
+    return ", ".join(sorted(keys))
+
+
+def layout_differences(expected: Mapping[str, Any] | Iterable[str], sd: Mapping[str, Any],
+                       allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = ()) -> list[str]:
+    """Every difference between a file and a layout: missing keys, unexpected keys and (where
+    ``expected`` maps keys to shapes or tensors) every tensor of another shape, each named."""
+    shapes = ({k: tuple(getattr(v, "shape", v)) for k, v in expected.items()} if isinstance(expected, Mapping)
+              else {k: None for k in expected})
+    missing = set(shapes) - set(sd) - set(allow_missing)
+    unexpected = set(sd) - set(shapes) - set(allow_unexpected)
+    wrong = sorted(k for k in set(sd) & set(shapes)
+                   if shapes[k] is not None and tuple(getattr(sd[k], "shape", ())) != shapes[k])
+    return (([f"{len(missing)} missing ({_list(missing)})"] if missing else [])
+            + ([f"{len(unexpected)} unexpected ({_list(unexpected)})"] if unexpected else [])
+            + ([f"{len(wrong)} of another shape ("
+                + ", ".join(f"{k}: {tuple(sd[k].shape)}, the network needs {shapes[k]}" for k in wrong) + ")"]
+               if wrong else []))
 
 
 def check_keys(expected: Iterable[str], sd: Mapping[str, Any], path: Path | str, what: str,
                allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = ()) -> None:
     """Strict key check: every missing or unexpected key is named (allow-lists are explicit)."""
-    expected, got = set(expected), set(sd)
-    missing = expected - got - set(allow_missing)
-    unexpected = got - expected - set(allow_unexpected)
-    if missing or unexpected:
-        parts = ([f"{len(missing)} missing ({_list(missing)})"] if missing else []) + (
-            [f"{len(unexpected)} unexpected ({_list(unexpected)})"] if unexpected else [])
+    parts = layout_differences(list(expected), sd, allow_missing, allow_unexpected)
+    if parts:
         raise WeightsError(f"{what}: {path} does not match the official key layout: {'; '.join(parts)}")
 
 
 def load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], path: Path | str, what: str,
                 allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = ()) -> nn.Module:
-    """Load ``sd`` into ``net``: keys checked by :func:`check_keys`, shapes named on mismatch."""
+    """Load ``sd`` into ``net``: every missing, unexpected and mis-shaped tensor named in one error."""
     own = net.state_dict()
-    check_keys(own, sd, path, what, allow_missing, allow_unexpected)
-    for k, v in sd.items():
-        if k in own and tuple(own[k].shape) != tuple(v.shape):
-            raise WeightsError(f"{what}: {path}: tensor {k} has shape {tuple(v.shape)}, the network needs "
-                               f"{tuple(own[k].shape)}")
+    parts = layout_differences(own, sd, allow_missing, allow_unexpected)
+    if parts:
+        raise WeightsError(f"{what}: {path} does not match the official key layout: {'; '.join(parts)}")
     keep = {k: v for k, v in sd.items() if k in own}
     net.load_state_dict({**{k: own[k] for k in own if k not in keep}, **keep}, strict=True)
     return net
@@ -194,16 +205,29 @@ def check_official_size(net: nn.Module, expected: int, path: Path | str, what: s
     return n
 
 
-def spandrel_build(sd: Mapping[str, torch.Tensor], arch_id: str, path: Path | str, what: str) -> nn.Module:
+def meta_shapes(make: Callable[[], nn.Module]) -> dict[str, tuple[int, ...]]:
+    """Every state-dict entry's shape of ``make()``, built on the meta device (no memory, no time)."""
+    import torch
+
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in make().state_dict().items()}
+
+
+def spandrel_build(sd: Mapping[str, torch.Tensor], arch_id: str, path: Path | str, what: str,
+                   expected: Callable[[], Mapping[str, Any]] | None = None) -> nn.Module:
     """The network spandrel builds from ``sd`` (it reads the configuration from the tensors), refused
-    unless it is architecture ``arch_id``; spandrel's own errors are reported with the file named."""
+    unless it is architecture ``arch_id``. When spandrel cannot build it, the error names every key that
+    differs from ``expected()`` (the official layout: key -> shape) and keeps all of spandrel's message."""
     import spandrel
 
     try:
         desc = spandrel.ModelLoader().load_from_state_dict(dict(sd))
     except Exception as exc:  # noqa: BLE001 (spandrel raises several types; the cause is named)
-        raise WeightsError(f"{what}: {path}: spandrel cannot build {arch_id} from it: "
-                           f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+        said = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or "no message"
+        diffs = layout_differences(expected(), sd) if expected is not None else []
+        against = f"; against the official layout: {'; '.join(diffs)}" if diffs else ""
+        raise WeightsError(f"{what}: {path}: spandrel cannot build {arch_id} from it "
+                           f"({type(exc).__name__}: {said}){against}") from None
     if desc.architecture.id != arch_id:
         raise WeightsError(f"{what}: {path} loads as {desc.architecture.id}, not {arch_id}")
     net = desc.model

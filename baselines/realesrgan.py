@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # imported where used: registering and listing need none of it
     import torch
@@ -11,7 +11,8 @@ from scgan_bench.requirements import needs
 from scgan_bench.weights import Asset, WeightsError, register_asset
 
 from .adapter import Card, PretrainedSR, register
-from .loading import Container, check_keys, check_official_size, expect_family, read_official, spandrel_build
+from .loading import (Container, check_official_size, expect_family, layout_differences, read_official,
+                      spandrel_build)
 
 ASSET = "realesrgan-x4plus"
 PARAMS = 16_697_987  # RRDBNet(num_feat=64, num_block=23, num_grow_ch=32, scale=4)
@@ -26,11 +27,28 @@ register_asset(Asset(
     source_note="sha256 pinned by OpenModelDB and 2 other repositories; the release page publishes none"))
 
 
-def rrdb_keys(num_block: int) -> list[str]:
-    """State-dict keys of BasicSR's RRDBNet (the layout of the Real-ESRGAN releases)."""
-    names = ["conv_first"] + [f"body.{i}.rdb{r}.conv{c}" for i in range(num_block) for r in (1, 2, 3)
-                              for c in range(1, 6)] + ["conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last"]
-    return [f"{n}.{p}" for n in names for p in ("weight", "bias")]
+def rrdb_shapes(sd: Mapping[str, Any], blocks: int) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in BasicSR's RRDBNet at the file's own width (``nf`` from ``conv_first``,
+    ``gc`` from the first dense block's first conv; the release's 64 / 32 when they cannot be read)."""
+    def out_channels(key: str, default: int) -> int:
+        t = sd.get(key)
+        return int(t.shape[0]) if getattr(t, "ndim", 0) == 4 else default
+
+    nf, gc = out_channels("conv_first.weight", 64), out_channels("body.0.rdb1.conv1.weight", 32)
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def conv(name: str, cin: int, cout: int) -> None:
+        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (cout, cin, 3, 3), (cout,)
+
+    conv("conv_first", 3, nf)
+    for i in range(blocks):
+        for r in (1, 2, 3):
+            for c in range(1, 6):
+                conv(f"body.{i}.rdb{r}.conv{c}", nf + (c - 1) * gc, gc if c < 5 else nf)
+    for name in ("conv_body", "conv_up1", "conv_up2", "conv_hr"):
+        conv(name, nf, nf)
+    conv("conv_last", nf, 3)
+    return shapes
 
 
 def load_network(sd: dict[str, torch.Tensor], path: Path | str, any_config: bool = False) -> tuple[torch.nn.Module, int]:
@@ -40,8 +58,10 @@ def load_network(sd: dict[str, torch.Tensor], path: Path | str, any_config: bool
     what = "realesrgan"
     expect_family(sd, "realesrgan", path, what)
     blocks = len({k.split(".")[1] for k in sd if k.startswith("body.")})
-    check_keys(rrdb_keys(blocks), sd, path, what)
-    net = spandrel_build(sd, "ESRGAN", path, what)
+    diffs = layout_differences(rrdb_shapes(sd, blocks), sd)  # names every key (spandrel's renames them)
+    if diffs:
+        raise WeightsError(f"{what}: {path} does not match the official key layout: {'; '.join(diffs)}")
+    net = spandrel_build(sd, "ESRGAN", path, what, lambda: rrdb_shapes(sd, blocks))
     if net.spandrel_scale != 4:
         raise WeightsError(f"{what}: {path} is an x{net.spandrel_scale} RRDBNet, not x4")
     return net, check_official_size(net, PARAMS, path, what, any_config)

@@ -32,6 +32,7 @@ from .loading import (
     check_official_size,
     expect_family,
     load_strict,
+    meta_shapes,
     read_official,
     spandrel_build,
 )
@@ -89,7 +90,8 @@ def load_network(method: str, sd: StateDict, path: Path | str, any_config: bool 
     except KeyError as exc:
         raise WeightsError(f"{method}: {path} lacks {exc.args[0]!r}, which the released files hold") from None
     if method == "restoreformer":
-        net: nn.Module = spandrel_build(sd, "RestoreFormer", path, method)
+        net: nn.Module = spandrel_build(sd, "RestoreFormer", path, method,
+                                        lambda: meta_shapes(lambda: arch.RestoreFormerNet(cfg)))
     else:
         net = arch.RestoreFormerNet(cfg)
     load_strict(net, sd, path, method)

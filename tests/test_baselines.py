@@ -880,3 +880,34 @@ def test_file_and_checkpoint_options_make_a_method_available_through_the_cli(wei
     assert all(sum(r["method"] == m for r in rows) == 2 for m in ("hifacegan", "realesrgan"))
     unavailable = json.loads((out / "run.json").read_text())["unavailable"]
     assert unavailable == {"method:lrgan": f"--method-opt lrgan:weights={tmp_path / 'nope.pkl'}: no such file"}
+
+
+@pytest.mark.parametrize("method,shaped,second,dropped", [
+    ("realesrgan", "conv_body.weight", "body.0.rdb2.conv2.weight", "conv_up1.bias"),
+    ("restoreformer", "encoder.down.0.block.1.conv1.weight", "encoder.down.1.block.0.conv2.weight",
+     "encoder.down.0.block.1.norm1.bias"),
+    ("codeformer", "encoder.blocks.2.conv1.weight", "encoder.blocks.4.conv2.weight", "encoder.blocks.2.norm1.bias"),
+    ("dfdnet", "up4.2.Model.0.weight", "up4.3.Model.2.weight", "up4.4.bias"),
+])
+def test_a_refused_file_names_every_key_that_differs(weights_dir, method, shaped, second, dropped):
+    """A file with one tensor of another shape, one missing and one unexpected entry is refused with all
+    three named in the layout's own names (spandrel's loader renames Real-ESRGAN's keys and, for shape
+    errors, used to be cut after its first line), and a second mis-shaped tensor is named too."""
+    from scgan_bench.weights import WeightsError
+
+    asset, container = {**CASES, "codeformer": ("codeformer", lambda: {"params_ema": codeformer_state_dict()}),
+                        "dfdnet": ("dfdnet", dfdnet_state_dict)}[method]
+    obj = container()
+    sd = obj.get("params_ema", obj.get("params", obj.get("state_dict", obj))) if isinstance(obj, dict) else obj
+    sd[shaped] = torch.zeros(1, 1, 1, 1)
+    sd[second] = torch.zeros(2, 1, 1, 1)
+    del sd[dropped]
+    sd["extra.weight"] = torch.zeros(1)
+    if method == "dfdnet":
+        _install_dfdnet(weights_dir, sd)
+    else:
+        install(asset, obj)
+    with pytest.raises(WeightsError) as err:
+        make(method)
+    for key in (shaped, second, dropped, "extra.weight"):
+        assert key in str(err.value), (key, str(err.value)[:600])
