@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations", "variants", "trainable"),
                     help="what to list, each with whether it is available here and why not")
     _add_recipe_options(ls, "variants: which of them train the same SR network under this recipe")
+    ls.add_argument("--check", action="store_true",
+                    help="methods: also load each available method's files (strict key and size checks), as a "
+                         "run would; without it, available means present and verified, not yet loaded")
 
     t = sub.add_parser("train", help="train SCGAN (or one of its ablation variants), LRGAN or CycleGAN")
     t.add_argument("--method", default=None, help="scgan (default), lrgan or cyclegan: the model the engine trains "
@@ -437,18 +440,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def _availability_text(a, weights: tuple[str, ...]) -> str:
+def _availability_text(a, weights: tuple[str, ...], load: Any = None) -> str:
     """``available`` / ``unavailable: why``; an available plug-in whose weight files are not the official
-    release says so (its numbers are not comparable with published ones)."""
+    release says so (its numbers are not comparable with published ones). With ``load`` (a callable
+    that builds the method) a file that fails to load is unavailable with the loader's reason; without
+    it, a plug-in with weight files says they are present and verified but not yet loaded."""
     if not a.ok:
         return f"unavailable: {a.reason}"
+    if load is not None:
+        try:
+            load()
+        except Exception as exc:  # noqa: BLE001 (a file that does not load: the method's state, not a crash)
+            return f"unavailable: its files do not load: {type(exc).__name__}: {exc}"
     from .weights import unofficial_in_place
 
+    if weights and load is None:
+        state = "available (files present and verified; loaded by a run, or now with `list methods --check`)"
+    else:
+        state = "available" + (" (loaded)" if load is not None and weights else "")
     odd = unofficial_in_place(weights)
     if odd:
-        return ("available with NON-OFFICIAL weights (not comparable with published numbers): "
-                + "; ".join(f"{k}: {v}" for k, v in odd.items()))
-    return "available"
+        return (state.replace("available", "available with NON-OFFICIAL weights", 1)
+                + " (not comparable with published numbers): " + "; ".join(f"{k}: {v}" for k, v in odd.items()))
+    return state
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -491,7 +505,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 desc += "\noptions: " + "; ".join(f"{k}={v!r}" for k, v, _ in spec.options)
             if spec.card:
                 desc += f"\ncard: {cards / spec.card}"
-            rows.append((name, desc, _availability_text(a, spec.weights)))
+            rows.append((name, desc, _availability_text(a, spec.weights,
+                                                         spec.create if getattr(args, "check", False) else None)))
         if untrained:  # one line for the SCGAN variants without a checkpoint, not 26 alike
             rows.append((f"scgan variants ({len(untrained)})", ", ".join(untrained) + "\nHou et al., arXiv 2205.03777: R_LS "
                          "of a trained checkpoint (Tables 1-5); `scgan-bench list variants` describes each",

@@ -23,21 +23,28 @@ class Requirements:
         for mod, hint in self.modules:
             if importlib.util.find_spec(mod) is None:
                 return Availability(False, f"Python package '{mod}' is not installed ({hint})")
-        from .weights import status
+        from .weights import ASSETS, status
 
+        missing: list[str] = []
+        hows: dict[str, list[str]] = {}
         for name in self.weights:
             st = status(name)
+            if st.state == "mismatch":  # the check that failed (sha256, git blob id) and how to pin the file
+                return Availability(False, f"weights '{name}' at {st.path}: {st.detail}")
             if st.state == "missing":
-                from .weights import ASSETS
-
                 a = ASSETS.get(name)
+                missing.append(f"'{name}' ({a.filename})")
+                # one source (a release URL, or a shared folder whose note names each file) per destination
                 how = f"download {a.url}" if a.url.startswith("http") else a.url
-                return Availability(False, f"weights '{name}' ({a.filename}) missing: {how} into "
-                                           f"{a.download_target().parent} or set $SCGAN_BENCH_WEIGHTS "
-                                           "(see `scgan-bench weights list`)")
-            if st.state == "mismatch":
-                return Availability(False, f"weights '{name}' at {st.path} fail the sha256 check")
-        return Availability.yes()
+                if len(self.weights) > 1 and not a.url.startswith("http"):
+                    how = how.split(": ")[0]
+                hows.setdefault(f"{how} into {a.download_target().parent}", []).append(name)
+        if not missing:
+            return Availability.yes()
+        what = f"weights {missing[0]} missing" if len(missing) == 1 else \
+            f"{len(missing)} weight files missing: {', '.join(missing)}"
+        return Availability(False, f"{what}: {'; '.join(hows)} or set $SCGAN_BENCH_WEIGHTS "
+                                   "(see `scgan-bench weights list`)")
 
     def fingerprint(self) -> dict[str, dict[str, str]]:
         """``{"weights": {asset: sha256}, "packages": {module: version}}`` of what is installed here."""

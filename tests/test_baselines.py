@@ -911,3 +911,28 @@ def test_a_refused_file_names_every_key_that_differs(weights_dir, method, shaped
         make(method)
     for key in (shaped, second, dropped, "extra.weight"):
         assert key in str(err.value), (key, str(err.value)[:600])
+
+
+def test_list_methods_names_every_missing_file_the_failed_check_and_what_loads(weights_dir, tmp_path, capsys):
+    """``list methods``: DFDNet without files names all 17 it needs at once; an LRGAN file that is not the
+    release is refused by its git blob id (not "the sha256 check") with how to pin it; an available method
+    says its files are verified but not yet loaded, and ``--check`` loads them: a DFDNet file with a key of
+    another shape becomes unavailable with the loader's reason."""
+    from scgan_bench.cli import main
+
+    reason = METHODS.get("dfdnet").check().reason
+    assert reason.startswith("17 weight files missing") and "mouth_32_center.npy" in reason
+    assert "DFDNet_latest_net_G.pth" in reason
+    save(lrgan_state_dict(), Path(weights_dir) / W.ASSETS.get("lrgan-released").filename, legacy=True)
+    reason = METHODS.get("lrgan").check().reason
+    assert "git blob id" in reason and "SCGAN_BENCH_SHA256_LRGAN_RELEASED=<sha256>" in reason
+    assert "sha256 check" not in reason
+    sd = dfdnet_state_dict()
+    sd["up4.4.weight"] = torch.zeros(3, 1, 3, 3)
+    _install_dfdnet(weights_dir, sd)
+    assert main(["list", "methods"]) == 0
+    row = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("dfdnet ")]
+    assert row and "available" in row[0] and "files present and verified; loaded by a run" in row[0]
+    assert main(["list", "methods", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "unavailable: its files do not load: WeightsError: dfdnet:" in out and "up4.4.weight" in out
