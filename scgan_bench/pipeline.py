@@ -310,6 +310,10 @@ def _run_decoded_once(cfg: RunConfig, out: Path, device: str, shard: Shard, imag
             fp = _checked_fingerprint(name, methods[name])
             meta["methods"][name] = {"summary": spec.summary, "license": spec.license, "fingerprint": fp,
                                      "unofficial_weights": unofficial(fp.get("weights") or {})}
+            bridge = getattr(methods[name], "bridge", None)
+            if getattr(bridge, "mode", None) == "bicubic" and getattr(bridge, "official_resizer", "pil-bicubic") \
+                    != "pil-bicubic":  # the tables' notes say that published numbers used the official resize
+                meta["methods"][name]["official_bridge"] = bridge.official_resizer
         except Exception as exc:  # noqa: BLE001 (a checkpoint that fails to load: the method, not the run)
             methods.pop(name, None)
             unavailable[f"method:{name}"] = f"could not be loaded: {type(exc).__name__}: {exc}"

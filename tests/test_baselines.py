@@ -878,8 +878,19 @@ def test_file_and_checkpoint_options_make_a_method_available_through_the_cli(wei
     rows = [r for r in csv.DictReader(open(out / "results.csv")) if r["metric"] == "psnr" and r["image_id"] != "*"]
     assert sorted({r["method"] for r in rows}) == ["hifacegan", "realesrgan"]
     assert all(sum(r["method"] == m for r in rows) == 2 for m in ("hifacegan", "realesrgan"))
-    unavailable = json.loads((out / "run.json").read_text())["unavailable"]
-    assert unavailable == {"method:lrgan": f"--method-opt lrgan:weights={tmp_path / 'nope.pkl'}: no such file"}
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["unavailable"] == {"method:lrgan": f"--method-opt lrgan:weights={tmp_path / 'nope.pkl'}: no such file"}
+    # HiFaceGAN ran with the default bicubic bridge where its script resizes with cv2: Table 5's note says so
+    assert meta["methods"]["hifacegan"]["official_bridge"] == "cv2-linear"
+    assert "official_bridge" not in meta["methods"]["realesrgan"]   # native 16 -> 64, no bridge
+    from scgan_bench.tables.render import pretrained_notes
+    from scgan_bench.tables.specs import TABLES
+
+    notes = pretrained_notes(TABLES.get("5"), out, {"hifacegan": "hifacegan", "real-esrgan": "realesrgan"},
+                             {"hifacegan", "realesrgan"})
+    hf = next(n for n in notes if n.startswith("HifaceGAN"))
+    assert "resizes with cv2-linear" in hf and "--method-opt hifacegan:bridge=official" in hf
+    assert not any("bridge=official" in n for n in notes if not n.startswith("HifaceGAN"))
 
 
 @pytest.mark.parametrize("method,shaped,second,dropped", [

@@ -374,9 +374,12 @@ def pretrained_notes(spec: TableSpec, run: Path, msrc: dict[str, str], shown: se
             continue
         label = dict(spec.columns).get(key) or dict(spec.rows).get(key) or key
         bridge = fp["bridge"] if isinstance(fp["bridge"], str) else f"{fp['bridge'].get('up')}, {fp['bridge'].get('down')}"
+        official = methods.get(src, {}).get("official_bridge")
         notes.append(f"{label}: method {src}, official pretrained weights (sha256 "
                      f"{', '.join(str(h)[:12] for h in fp['weights'].values())}), not retrained on SCGAN's data; "
-                     f"bridge {bridge}")
+                     f"bridge {bridge}" + (f"; its own script resizes with {official}, as its published numbers "
+                                           f"did: compare with them only from `--method-opt {src}:bridge=official`"
+                                           if official else ""))
     return notes
 
 
