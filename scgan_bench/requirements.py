@@ -26,7 +26,7 @@ class Requirements:
         from .weights import ASSETS, status
 
         missing: list[str] = []
-        hows: dict[str, list[str]] = {}
+        hows: dict[str, None] = {}  # each source and destination once, in order
         for name in self.weights:
             st = status(name)
             if st.state == "mismatch":  # the check that failed (sha256, git blob id) and how to pin the file
@@ -38,7 +38,7 @@ class Requirements:
                 how = f"download {a.url}" if a.url.startswith("http") else a.url
                 if len(self.weights) > 1 and not a.url.startswith("http"):
                     how = how.split(": ")[0]
-                hows.setdefault(f"{how} into {a.download_target().parent}", []).append(name)
+                hows.setdefault(f"{how} into {a.download_target().parent}")
         if not missing:
             return Availability.yes()
         what = f"weights {missing[0]} missing" if len(missing) == 1 else \
