@@ -947,3 +947,19 @@ def test_list_methods_names_every_missing_file_the_failed_check_and_what_loads(w
     assert main(["list", "methods", "--check"]) == 0
     out = capsys.readouterr().out
     assert "unavailable: its files do not load: WeightsError: dfdnet:" in out and "up4.4.weight" in out
+
+
+def test_spandrel_refusals_keep_all_of_spandrels_message():
+    """Without a layout to compare with, a file spandrel refuses is reported with all of spandrel's
+    message (its missing, unexpected and size-mismatch lines), not its first line."""
+    from scgan_bench.baselines.loading import spandrel_build
+    from scgan_bench.weights import WeightsError
+
+    sd = restoreformer_state_dict()
+    sd["encoder.down.0.block.1.conv1.weight"] = torch.zeros(1, 1, 1, 1)
+    del sd["encoder.down.0.block.1.norm1.bias"]
+    sd["extra.weight"] = torch.zeros(1)
+    with pytest.raises(WeightsError) as err:
+        spandrel_build(sd, "RestoreFormer", "x.pth", "restoreformer")
+    for key in ("encoder.down.0.block.1.conv1.weight", "encoder.down.0.block.1.norm1.bias", "extra.weight"):
+        assert key in str(err.value), key
