@@ -195,7 +195,7 @@ def load_gaussian_fit(path: Path | None = None) -> tuple[torch.Tensor, torch.Ten
 
 def gpu_only_reason() -> str:
     return ("GPU only here: no CUDA device is visible, and the search costs 100 forward + backward passes of the "
-            "1024 px synthesis per face (~2 s each on a 2-core CPU, measured: ~3 min per face, ~5 days for a "
+            "1024 px synthesis per face (~3 s each on a 2-core CPU, measured: ~5 min per face, ~8.5 days for a "
             "2,500-face test set); --method-opt pulse:allow_cpu=true runs it anyway")
 
 
@@ -234,7 +234,7 @@ register("pulse", Card(
     options=(("steps", 100, "optimisation steps (100 as released)"),
              ("time_budget_s", 0.0, "seconds per image before the search stops (0 = none; then results depend on "
                                     "the machine's speed, and the steps done are in the notes)"),
-             ("allow_cpu", False, "run without a GPU (~3 min per face on 2 CPU cores)"),
+             ("allow_cpu", False, "run without a GPU (~5 min per face on 2 CPU cores)"),
              ("any_config", False, "accept another synthesis size (recorded)"),
              ("weights", "", "explicit synthesis.pt (still verified)"),
              ("gaussian_fit", "", "explicit gaussian_fit.pt (still sha256-checked)")))
