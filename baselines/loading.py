@@ -170,10 +170,12 @@ def layout_differences(expected: Mapping[str, Any] | Iterable[str], sd: Mapping[
                if wrong else []))
 
 
-def check_keys(expected: Iterable[str], sd: Mapping[str, Any], path: Path | str, what: str,
+def check_keys(expected: Mapping[str, Any] | Iterable[str], sd: Mapping[str, Any], path: Path | str, what: str,
                allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = ()) -> None:
-    """Strict key check: every missing or unexpected key is named (allow-lists are explicit)."""
-    parts = layout_differences(list(expected), sd, allow_missing, allow_unexpected)
+    """Strict layout check: every missing or unexpected key, and (where ``expected`` maps keys to shapes
+    or tensors) every tensor of another shape, named in one error (allow-lists are explicit)."""
+    parts = layout_differences(expected if isinstance(expected, Mapping) else list(expected), sd,
+                               allow_missing, allow_unexpected)
     if parts:
         raise WeightsError(f"{what}: {path} does not match the official key layout: {'; '.join(parts)}")
 
@@ -182,9 +184,7 @@ def load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], path: Path | str
                 allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = ()) -> nn.Module:
     """Load ``sd`` into ``net``: every missing, unexpected and mis-shaped tensor named in one error."""
     own = net.state_dict()
-    parts = layout_differences(own, sd, allow_missing, allow_unexpected)
-    if parts:
-        raise WeightsError(f"{what}: {path} does not match the official key layout: {'; '.join(parts)}")
+    check_keys(own, sd, path, what, allow_missing, allow_unexpected)
     keep = {k: v for k, v in sd.items() if k in own}
     net.load_state_dict({**{k: own[k] for k in own if k not in keep}, **keep}, strict=True)
     return net

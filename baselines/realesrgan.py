@@ -11,8 +11,7 @@ from scgan_bench.requirements import needs
 from scgan_bench.weights import Asset, WeightsError, register_asset
 
 from .adapter import Card, PretrainedSR, register
-from .loading import (Container, check_official_size, expect_family, layout_differences, read_official,
-                      spandrel_build)
+from .loading import Container, check_keys, check_official_size, expect_family, read_official, spandrel_build
 
 ASSET = "realesrgan-x4plus"
 PARAMS = 16_697_987  # RRDBNet(num_feat=64, num_block=23, num_grow_ch=32, scale=4)
@@ -58,9 +57,7 @@ def load_network(sd: dict[str, torch.Tensor], path: Path | str, any_config: bool
     what = "realesrgan"
     expect_family(sd, "realesrgan", path, what)
     blocks = len({k.split(".")[1] for k in sd if k.startswith("body.")})
-    diffs = layout_differences(rrdb_shapes(sd, blocks), sd)  # names every key (spandrel's renames them)
-    if diffs:
-        raise WeightsError(f"{what}: {path} does not match the official key layout: {'; '.join(diffs)}")
+    check_keys(rrdb_shapes(sd, blocks), sd, path, what)  # in the release's names (spandrel renames them)
     net = spandrel_build(sd, "ESRGAN", path, what, lambda: rrdb_shapes(sd, blocks))
     if net.spandrel_scale != 4:
         raise WeightsError(f"{what}: {path} is an x{net.spandrel_scale} RRDBNet, not x4")

@@ -451,14 +451,10 @@ def _warmup_steps(mode: str) -> int:
 
 
 def host_ops_per_step(e, k: int = 0) -> int:
-    """``aten::`` calls the host dispatches in one step, not nested in another (torch.profiler, CPU side)."""
-    from torch.profiler import ProfilerActivity, profile
+    """Top-level ``aten::`` calls the host dispatches in one step (no loss sync: as ``--log-every`` runs)."""
+    from train_step import aten_calls
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        e._step(e.batch(1, k % e.steps_per_epoch))
-    events = [ev for ev in prof.events() if ev.name.startswith("aten::")]
-    ids = {id(ev) for ev in events}
-    return sum(1 for ev in events if ev.cpu_parent is None or id(ev.cpu_parent) not in ids)
+    return aten_calls(lambda: e._step(e.batch(1, k % e.steps_per_epoch)))["top_level_aten_calls"]
 
 
 def _train_data(faces: list, n_hr: int):

@@ -87,18 +87,25 @@ def count_flops(trainer: Engine) -> float:
     return float(fc.get_total_flops())
 
 
-def count_ops(trainer: Engine) -> dict[str, int]:
-    """aten:: calls of one step (after a warm-up step): all, and those not nested in another aten:: call."""
+def aten_calls(run) -> dict[str, int]:
+    """``aten::`` calls the host dispatches while ``run()`` runs (torch.profiler, CPU side): all, and
+    those not nested in another ``aten::`` call."""
     from torch.profiler import ProfilerActivity, profile
 
-    for k in range(4):  # a graph mode records after 3 eager steps; a compiled one compiles in the first
-        trainer.train_step(*trainer.batch(1, k % trainer.steps_per_epoch))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        trainer.train_step(*trainer.batch(1, 4 % trainer.steps_per_epoch))
+        run()
     events = [e for e in prof.events() if e.name.startswith("aten::")]
     ids = {id(e) for e in events}
     top = [e for e in events if e.cpu_parent is None or id(e.cpu_parent) not in ids]
     return {"aten_calls": len(events), "top_level_aten_calls": len(top)}
+
+
+def count_ops(trainer: Engine) -> dict[str, int]:
+    """:func:`aten_calls` of one step after 4 warm-up steps (a graph mode records after 3 eager steps; a
+    compiled one compiles in the first)."""
+    for k in range(4):
+        trainer.train_step(*trainer.batch(1, k % trainer.steps_per_epoch))
+    return aten_calls(lambda: trainer.train_step(*trainer.batch(1, 4 % trainer.steps_per_epoch)))
 
 
 def main_count_ops(args) -> None:

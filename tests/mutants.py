@@ -91,7 +91,7 @@ MUTANTS = [
            "    families = (family,) if isinstance(family, str) else family\n",
            "    return\n", "a file of another method is not recognised"),
     Mutant("rrdb-key-check-off", "baselines/realesrgan.py",
-           "    diffs = layout_differences(rrdb_shapes(sd, blocks), sd)", "    diffs = []",
+           "    check_keys(rrdb_shapes(sd, blocks), sd, path, what)", "    pass",
            "Real-ESRGAN keys not checked (spandrel drops unknown keys)"),
     Mutant("hifacegan-spade-one-plus-gamma", "baselines/hifacegan_arch.py",
            "return self.param_free_norm(x) * self.mlp_gamma(actv) + self.mlp_beta(actv)",
