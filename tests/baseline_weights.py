@@ -114,14 +114,76 @@ def gfpgan_v1_state_dict(seed: int = 0, out_size: int = 128, narrow: float = 0.2
     return _perturbed(net, seed)
 
 
-def hifacegan_state_dict(seed: int = 0, ngf: int = 4, module_prefix: bool = False) -> dict[str, torch.Tensor]:
-    """LIP-SPADE generator keys at a reduced width. No reference class ships offline, so the layout comes
-    from the project's network; the full-size key count (230) and parameter count (72,223,660, measured
-    on the official class by shared/baselines.md) are pinned separately."""
-    from scgan_bench.baselines.hifacegan_arch import LIPSPADEConfig, LIPSPADEGenerator
+def hifacegan_official_shapes(ngf: int = 48) -> dict[str, tuple[int, ...]]:
+    """Every entry of Face-Renovation's ``LIPSPADEGenerator`` state dict (``norm_G=spectralspadesyncbatch3x3``,
+    ``semantic_nc=3``, 512 px, 5 halvings) and its shape, written from the author's own port (BasicSR's
+    ``hifacegan_arch.py`` / ``hifacegan_util.py``) with the official names (``G_middle_*``), not from the
+    project's network: ``fc``; SPADE residual blocks (old-style spectral norm on ``conv_0`` / ``conv_1`` /
+    bias-free ``conv_s``; each SPADE a parameter-free SyncBatchNorm's three buffers, ``mlp_shared.0``,
+    bias-free ``mlp_gamma`` / ``mlp_beta`` from min(128, C) hidden channels); ``to_rgbs``; the LIP encoder
+    (bias-free stem conv, then per halving a SimplifiedLIP (bias-free conv + affine InstanceNorm) and a conv,
+    channels ngf x 1, 2, 4, 8, 16, 16, at Sequential indices 0 and 3 + 4 i, 4 + 4 i). 230 entries."""
+    out: dict[str, tuple[int, ...]] = {}
 
-    torch.manual_seed(seed)
-    sd = _perturbed(LIPSPADEGenerator(LIPSPADEConfig(ngf=ngf)), seed)
+    def sn(name: str, cin: int, cout: int, k: int, bias: bool = True) -> None:
+        out.update({f"{name}.weight_orig": (cout, cin, k, k), f"{name}.weight_u": (cout,),
+                    f"{name}.weight_v": (cin * k * k,)})
+        if bias:
+            out[f"{name}.bias"] = (cout,)
+
+    def spade(name: str, c: int) -> None:
+        hidden = min(128, c)
+        out.update({f"{name}.param_free_norm.running_mean": (c,), f"{name}.param_free_norm.running_var": (c,),
+                    f"{name}.param_free_norm.num_batches_tracked": (),
+                    f"{name}.mlp_shared.0.weight": (hidden, 3, 3, 3), f"{name}.mlp_shared.0.bias": (hidden,),
+                    f"{name}.mlp_gamma.weight": (c, hidden, 3, 3), f"{name}.mlp_beta.weight": (c, hidden, 3, 3)})
+
+    def block(name: str, fin: int, fout: int) -> None:
+        mid = min(fin, fout)
+        sn(f"{name}.conv_0", fin, mid, 3)
+        sn(f"{name}.conv_1", mid, fout, 3)
+        if fin != fout:
+            sn(f"{name}.conv_s", fin, fout, 1, bias=False)
+        spade(f"{name}.norm_0", fin)
+        spade(f"{name}.norm_1", mid)
+        if fin != fout:
+            spade(f"{name}.norm_s", fin)
+
+    out.update({"fc.weight": (16 * ngf, 3, 3, 3), "fc.bias": (16 * ngf,)})
+    for name in ("head_0", "G_middle_0", "G_middle_1"):
+        block(name, 16 * ngf, 16 * ngf)
+    for i, (a, b) in enumerate(((16, 8), (8, 4), (4, 2), (2, 1))):
+        block(f"ups.{i}", a * ngf, b * ngf)
+        out.update({f"to_rgbs.{i}.weight": (3, b * ngf, 3, 3), f"to_rgbs.{i}.bias": (3,)})
+    out["lip_encoder.model.0.weight"] = (ngf, 3, 3, 3)
+    ratios = (1, 2, 4, 8, 16, 16)
+    for i in range(5):
+        cin, cout, j = ngf * ratios[i], ngf * ratios[i + 1], 3 + 4 * i
+        out.update({f"lip_encoder.model.{j}.logit.0.weight": (cin, cin, 3, 3),
+                    f"lip_encoder.model.{j}.logit.1.weight": (cin,), f"lip_encoder.model.{j}.logit.1.bias": (cin,),
+                    f"lip_encoder.model.{j + 1}.weight": (cout, cin, 3, 3), f"lip_encoder.model.{j + 1}.bias": (cout,)})
+    return out
+
+
+def hifacegan_state_dict(seed: int = 0, ngf: int = 4, module_prefix: bool = False) -> dict[str, torch.Tensor]:
+    """A random LIP-SPADE file in the official layout (:func:`hifacegan_official_shapes`) at a reduced
+    width: weights scaled by fan-in, unit ``u`` / ``v``, positive running variances, counters as int64,
+    affine InstanceNorm weights near 1; ``module_prefix`` adds DataParallel's ``module.``."""
+    g = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+    for k, shape in hifacegan_official_shapes(ngf).items():
+        if k.endswith("num_batches_tracked"):
+            sd[k] = torch.tensor(1000)
+        elif k.endswith(("weight_u", "weight_v")):
+            sd[k] = torch.nn.functional.normalize(torch.randn(shape, generator=g), dim=0)
+        elif k.endswith("running_var"):
+            sd[k] = 0.5 + torch.rand(shape, generator=g)
+        elif k.endswith("logit.1.weight"):
+            sd[k] = 1 + 0.1 * torch.randn(shape, generator=g)
+        elif len(shape) > 1:
+            sd[k] = torch.randn(shape, generator=g) * (1.0 / int(np.prod(shape[1:]))) ** 0.5
+        else:
+            sd[k] = 0.02 * torch.randn(shape, generator=g)
     return {f"module.{k}" if module_prefix else k: v for k, v in sd.items()}
 
 
