@@ -11,8 +11,6 @@ container, recognise whose weights a file holds, and load strictly.
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
@@ -21,6 +19,7 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
     import torch
     from torch import nn
 
+from scgan_bench.safeload import torch_load
 from scgan_bench.weights import Resolved, WeightsError, resolve
 
 StateDict = dict[str, "torch.Tensor"]
@@ -86,19 +85,8 @@ class Container:
 
 
 def _torch_load(path: Path, what: str) -> Any:
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise WeightsError(
-            f"{what}: {path} cannot be loaded with torch.load(weights_only=True): it pickles objects other than "
-            f"tensors ({str(exc).splitlines()[0][:200]}). scgan-bench never unpickles arbitrary objects; if you "
-            "trust the file, extract its state dict yourself, save that alone with torch.save and pin the new "
-            "file with its SCGAN_BENCH_SHA256_<ASSET> variable") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise WeightsError(f"{what}: {path} is not a readable PyTorch file ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0][:200]})") from None
+    """``torch.load(weights_only=True)`` after the size checks of :mod:`scgan_bench.safeload`."""
+    return torch_load(path, what)
 
 
 def unwrap(obj: Any, container: Container, path: Path, what: str) -> StateDict:

@@ -182,12 +182,11 @@ def load_synthesis(sd: dict[str, torch.Tensor], path: Path | str, any_config: bo
 
 
 def load_gaussian_fit(path: Path | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
-    import torch
-
+    from scgan_bench.safeload import torch_load
     from scgan_bench.weights import resolve
 
     r = resolve(FIT, path, allow_download=None)
-    fit = torch.load(r.path, map_location="cpu", weights_only=True)
+    fit = torch_load(r.path, "pulse gaussian fit")
     if not isinstance(fit, dict) or not {"mean", "std"} <= set(fit):
         raise WeightsError(f"pulse: {r.path} is not PULSE's gaussian_fit.pt (a dict with 'mean' and 'std')")
     return fit["mean"].float(), fit["std"].float(), r.sha256

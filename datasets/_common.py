@@ -96,10 +96,22 @@ def load_face(root: Path, item: SourceItem, size: int) -> np.ndarray:
     return face_crop(read_image(source_path(root, item)), item.box, size)
 
 
+#: Longest id (UTF-8 bytes) a relative path gives as it is: the run folder stores ``<id>.png`` /
+#: ``<id>.json`` next to temporary names, and file systems allow 255 bytes per name. A longer id keeps its
+#: first bytes and ends in ``~`` + 16 hex of the path's sha256 (still distinct, still stable).
+MAX_ID_BYTES = 200
+
+
 def id_from_relpath(rel: str) -> str:
-    """A filename-safe id from a relative path: ``a/b/c.png`` -> ``a__b__c``."""
+    """A filename-safe id from a relative path: ``a/b/c.png`` -> ``a__b__c``; ids over
+    :data:`MAX_ID_BYTES` are shortened with a hash of the path."""
     stem = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
-    return stem.replace("/", "__").replace("\\", "__").replace(" ", "_")
+    uid = stem.replace("/", "__").replace("\\", "__").replace(" ", "_")
+    raw = uid.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_ID_BYTES:
+        return uid
+    head = raw[:MAX_ID_BYTES - 17].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha256(rel.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
 
 
 def unique_ids(rels: list[str]) -> list[str]:
@@ -111,7 +123,7 @@ def unique_ids(rels: list[str]) -> list[str]:
     count: dict[str, int] = {}
     for b in base:
         count[b.lower()] = count.get(b.lower(), 0) + 1
-    ids = [b if count[b.lower()] == 1 else f"{b}-{hashlib.sha256(r.encode()).hexdigest()[:8]}"
+    ids = [b if count[b.lower()] == 1 else f"{b}-{hashlib.sha256(r.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
            for b, r in zip(base, rels)]
     seen: dict[str, str] = {}
     for i, r in zip(ids, rels):

@@ -193,7 +193,17 @@ class WiderFace:
                     rejected.append((f"{images}/{b.image}", f"{ann.name}:{b.line}: {why}; dropped"))
                 else:
                     clipped.append(c)
-            kept = {f"{id_from_relpath(b.image)}__f{b.index:03d}": b for b in clipped if self.keep(b)}
+            kept: dict[str, WiderBox] = {}
+            seen: dict[str, WiderBox] = {}
+            for b in clipped:
+                uid = f"{id_from_relpath(b.image)}__f{b.index:03d}"
+                if uid in seen:   # a photo listed twice: the first listing counts, this face is reported
+                    rejected.append((f"{images}/{b.image}", f"{ann.name}:{b.line}: the photo is listed again (its "
+                                     f"face {b.index} is already read from line {seen[uid].line}); dropped"))
+                    continue
+                seen[uid] = b
+                if self.keep(b):
+                    kept[uid] = b
             chosen = seeded_selection(list(kept), self.count, self.seed)
             items = tuple(SourceItem(i, f"{images}/{kept[i].image}",
                                      square_crop_box(kept[i].x, kept[i].y, kept[i].w, kept[i].h))

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from .errors import TrainingDiverged, UsageError, describe_os_error
+from .errors import Interrupted, TrainingDiverged, UsageError, describe_os_error
 from .image_io import DEFAULT_MAX_PIXELS
 
 EXIT_USAGE = 2
@@ -250,9 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     rq.add_argument("--test-only", action="store_true", help="slurm: check the scripts with sbatch --test-only")
 
     w = sub.add_parser("weights", help="every pretrained file: status, verification, paths, downloads")
-    w.add_argument("action", choices=("list", "verify", "path", "fetch"),
+    w.add_argument("action", choices=("list", "verify", "path", "fetch", "unpin"),
                    help="list: status and source of each file; verify: check sha256 (exit 1 on a mismatch); "
-                        "path: where each resolves; fetch: download what is missing (unless offline)")
+                        "path: where each resolves; fetch: download what is missing (unless offline); "
+                        "unpin NAME: forget a first-use pin (the next file that loads is pinned)")
     w.add_argument("names", nargs="*", help="asset names (default: all); see `weights list`")
     w.add_argument("--offline", action="store_true", help="never download (also $SCGAN_BENCH_OFFLINE=1)")
 
@@ -702,6 +706,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         ids, states = X.slurm_status(plan)
         print(R.format_status(R.status_rows(plan, ids, states)))
         return 0
+    from .runlock import run_lock
+
+    # one executor per folder: a second is refused at once, naming the holder (jobs run by --job lock nothing
+    # here; each evaluation locks its own run folder)
+    with run_lock(Path(args.out) / "state"):
+        return _reproduce(args, R, X)
+
+
+def _reproduce(args: argparse.Namespace, R: Any, X: Any) -> int:
     steps = {k: _convert(0.0, v, f"--step-seconds {k}") for k, v in _pairs(args.step_seconds, "--step-seconds").items()}
     plan = R.build_plan(args.out, R.parse_tables(args.tables), smoke=args.smoke,
                         variants=[v for v in (args.variants or "").split(",") if v] or None,
@@ -757,6 +770,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
     names = args.names or list(W.ASSETS)
     for n in names:
         W.ASSETS.get(n)
+    if args.action == "unpin":
+        if not args.names:
+            raise UsageError("weights unpin: name the assets whose first-use pin to forget (see `weights list`)")
+        gone = W.unpin(names)
+        for n in names:
+            print(f"{n}: {'pin forgotten; the next file that loads is pinned' if n in gone else 'had no pin'}")
+        return 0
     if args.action == "list":
         for n in names:
             a, st = W.ASSETS.get(n), W.status(n)
@@ -787,7 +807,34 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Interrupted` while a command runs (main thread only; handlers a
+    host program installed are kept), so that run.json and job states say ``interrupted``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            saved[sig] = signal.signal(sig, _raise_interrupted)
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with _stop_signals_as_interrupts():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "demo": cmd_demo, "list": cmd_list, "prepare": cmd_prepare,
@@ -812,9 +859,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the environment, not the input: full or read-only disk, permissions
         print(f"scgan-bench: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("scgan-bench: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        why = f" ({exc})" if isinstance(exc, Interrupted) else ""
+        print(f"scgan-bench: interrupted{why}; rerun the same command to resume", file=sys.stderr)
+        return 128 + exc.signum if isinstance(exc, Interrupted) else 130
 
 
 if __name__ == "__main__":

@@ -24,12 +24,27 @@ class ImageDecodeError(ValueError):
         super().__init__(f"{path}: {reason}")
 
 
+class WeightsError(UsageError):
+    """A weight file is missing (offline), unverifiable, fails its sha256 check or cannot be loaded."""
+
+
 class DataIntegrityError(UsageError):
     """Source files differ from the sha256 recorded when the dataset was first prepared."""
 
 
 class DatasetUnavailableError(UsageError):
     """A dataset's files cannot be found; the message says where they were looked for."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a scheduler's stop, a closed terminal), raised like Ctrl-C so that every stage
+    records the stop (``run.json``: ``interrupted``) and the command exits with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
 
 
 class TrainingDiverged(RuntimeError):

@@ -21,10 +21,17 @@ def export_lr(run: Path, dataset: str, out: Path) -> int:
         have = sorted(p.parent.name for p in (run / "data").glob("*/ids.txt")) if (run / "data").is_dir() else []
         raise UsageError(f"{run}: no dataset {dataset!r} prepared by a run ({ids_file} is missing); "
                          f"{'datasets here: ' + ', '.join(have) if have else 'run `scgan-bench run` on it first'}")
-    ids = [line for line in ids_file.read_text().splitlines() if line]
+    try:
+        ids = [line for line in ids_file.read_text(encoding="utf-8").splitlines() if line]
+    except UnicodeDecodeError:
+        raise UsageError(f"{ids_file} is not UTF-8 text (damaged): rerun `scgan-bench run` on {run} to rewrite it") from None
     rows = ["id\tfile\tlr_sha256\tsize"]
-    for image_id in ids:
-        name = safe_name(image_id)
+    for line_no, image_id in enumerate(ids, 1):
+        try:
+            name = safe_name(image_id)
+        except ValueError as exc:
+            raise UsageError(f"{ids_file}, line {line_no}: {exc} (the file was edited or damaged): rerun "
+                             f"`scgan-bench run` on {run} to rewrite it") from None
         rec = read_record(ddir / "records" / f"{name}.json")
         if rec is None:
             raise UsageError(f"{ddir / 'records' / name}.json is missing or unreadable: rerun `scgan-bench run` "

@@ -231,8 +231,9 @@ def _curves_fig(log_csv: Path):
 
 
 def _summary_rows(run: Path) -> list[dict[str, str]]:
-    with open(run / "summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
+    from .summary import SUMMARY_COLUMNS, read_run_csv
+
+    return read_run_csv(run / "summary.csv", SUMMARY_COLUMNS, numeric=("mean", "std", "n"))
 
 
 def metric_bars(run: Path, dataset: str) -> bytes | None:

@@ -280,6 +280,13 @@ def _fault_point(torn: bool) -> None:
         os._exit(137)
 
 
+def _temp_prefix(name: str) -> str:
+    """``.<name>.`` for the temporary file beside ``name``, cut so that the whole temporary name (8
+    random characters and ``.tmp`` follow) stays within 255 bytes."""
+    raw = name.encode("utf-8", "surrogateescape")
+    return "." + raw[:200].decode("utf-8", "ignore") + "."
+
+
 def atomic_write_bytes(path: Path | str, data: bytes, *, durable: bool = False) -> None:
     """Write ``data`` to ``path`` via a temporary file and ``os.replace``: a killed process never
     leaves a torn file. ``durable=True`` also fsyncs before the rename (survives power loss; costs
@@ -288,7 +295,7 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, durable: bool = False) 
     _fault_point(torn=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -299,11 +306,13 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, durable: bool = False) 
         _fault_point(torn=True)
         os.replace(tmp, path)
         _writes_done += 1
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:   # a full disk's write names no file
+            exc.filename = str(path)
         raise
 
 

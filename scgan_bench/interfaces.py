@@ -132,7 +132,10 @@ class MethodSpec:
 
             allowed = ", ".join(sorted(self.defaults())) or "none"
             raise UsageError(f"method {self.name!r} has no option {unknown[0]!r}; options: {allowed}")
-        return self.factory(device=device, **options)
+        from .weights import pin_after_load
+
+        with pin_after_load():   # first-use weight files are pinned only once the method is built
+            return self.factory(device=device, **options)
 
 
 # --------------------------------------------------------------------------------- metrics
@@ -208,7 +211,10 @@ class MetricSpec:
         return "↑" if self.higher_is_better else "↓"
 
     def create(self, device: str = "cpu") -> PairedMetric | NoReferenceMetric | SetMetric:
-        return self.factory(device=device)
+        from .weights import pin_after_load
+
+        with pin_after_load():   # first-use weight files are pinned only once the metric is built
+            return self.factory(device=device)
 
     def fingerprint(self) -> dict[str, Any]:
         """What determines this metric's values here: its version, and the sha256 of every weight file

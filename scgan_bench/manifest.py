@@ -21,6 +21,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .errors import DataIntegrityError, UsageError
 from .image_io import atomic_write_text
+from .statefiles import is_str_map, read_state, write_state
 
 
 def data_home() -> Path:
@@ -157,12 +158,12 @@ def generated_manifest(dataset: str, split: str, root: Path | None, key: Mapping
     if path.exists():
         try:
             cached = Manifest.load(path, dataset, split)
-            if cached.header.get("items_sha256", cached.digest()) == cached.digest():
-                return cached  # (a manifest cached before digests were recorded is taken as it is)
+            if cached.header.get("items_sha256") == cached.digest():
+                return cached
         except (UsageError, OSError, UnicodeDecodeError):
             pass
-        # edited or damaged: the cache is ours to rebuild (the selection is deterministic, so the same
-        # files give the same manifest), and its sources are checked against the root anyway
+        # edited, damaged, emptied or without its digest: the cache is ours to rebuild (the selection is
+        # deterministic, so the same files give the same manifest), and its sources are checked anyway
     manifest = build()
     manifest = Manifest(manifest.dataset, manifest.split, manifest.items,
                         {**manifest.header, "items_sha256": manifest.digest()}, manifest.rejected)
@@ -208,7 +209,15 @@ def check_integrity(dataset: str, root: Path | None, digests: Mapping[str, str |
     ``errors``) with the lock; record new sources. Raises :class:`DataIntegrityError` on a
     mismatch unless ``accept_changes`` (which re-records the current hashes)."""
     path = lock_path(dataset, root)
-    lock = json.loads(path.read_text()) if path.exists() else {
+
+    def sound(obj: object) -> str:
+        if not isinstance(obj, dict) or not isinstance(obj.get("sources"), dict):
+            return "no 'sources' object of file -> sha256"
+        return is_str_map(obj["sources"])
+
+    lock = read_state(path, f"data integrity lock of {dataset!r}", sound,
+                      "delete it: the files found now are then recorded as the reference (a change made since "
+                      "the first run goes unnoticed)") or {
         "dataset": dataset, "root": str(root.resolve()) if root else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "sources": {}}
     recorded: dict[str, str] = lock["sources"]
@@ -230,7 +239,7 @@ def check_integrity(dataset: str, root: Path | None, digests: Mapping[str, str |
         raise DataIntegrityError(report.message(dataset))
     if report.recorded_new or (accept_changes and report.changed):
         lock["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        atomic_write_text(path, json.dumps(lock, indent=1, sort_keys=True))
+        write_state(path, lock)
     return report
 
 

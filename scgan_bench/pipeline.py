@@ -27,7 +27,8 @@ from typing import Any, Mapping
 
 from . import __version__
 from .comparable import run_caveats
-from .errors import DataIntegrityError, UsageError
+from .errors import DataIntegrityError, Interrupted, UsageError
+from .statefiles import StateFileError
 from .image_io import atomic_write_text, max_pixels_limit
 from .interfaces import NoReferenceMetric, PairedMetric, ReferenceMethod, SetMetric
 from .parallel import worker_pool
@@ -217,8 +218,9 @@ def _mark_stopped(out: Path, exc: BaseException) -> None:
     if meta.get("status") == "failed":
         return  # already recorded (e.g. a dataset with no scored image), with its reason
     interrupted = isinstance(exc, KeyboardInterrupt)
+    why = f" ({exc})" if isinstance(exc, Interrupted) else ""
     meta.update(status="interrupted" if interrupted else "failed",
-                error="interrupted; rerun the same command to resume" if interrupted else
+                error=f"interrupted{why}; rerun the same command to resume" if interrupted else
                 f"{type(exc).__name__}: {exc}" if not isinstance(exc, UsageError) else str(exc),
                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     try:
@@ -242,7 +244,7 @@ def _prepare_all(cfg: RunConfig, out: Path, log: StageLog, shard: Shard = SINGLE
             p = prepared[-1]
             log.done("prepare", name, len(p.records), time.perf_counter() - t, decoded=p.recomputed,
                      failed=len([f for f in p.failures if f.dataset == name]))
-        except DataIntegrityError:
+        except (DataIntegrityError, StateFileError):   # the data changed, or the lock is damaged: said alone
             raise
         except UsageError as exc:
             problems.append(f"{name}: {exc}")

@@ -7,6 +7,7 @@ processes; the output does not depend on their number.
 """
 from __future__ import annotations
 
+import errno
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -121,10 +122,15 @@ def _process_safe(job: DatasetJob, item: SourceItem, source_sha: str
         return item.id, _process_one(job, item, source_sha), ""
     except ImageDecodeError as exc:
         return item.id, None, exc.reason
-    except ValueError as exc:  # e.g. an image too small to crop
+    except ValueError as exc:  # e.g. an image too small to crop, an id too long to be a file name
         return item.id, None, f"{type(exc).__name__}: {exc}"
-    # an OSError here comes from writing the run folder (reads raise ImageDecodeError): a full or
-    # read-only disk is the run's problem, not this image's, so it propagates
+    except OSError as exc:
+        # an OSError here comes from writing the run folder (reads raise ImageDecodeError): a full or
+        # read-only disk is the run's problem, not this image's, so it propagates; a name too long for
+        # the file system is this image's
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        return item.id, None, f"its id is too long for a file name here ({exc.strerror}): shorten the file name"
 
 
 #: Below this many images per worker, starting processes (each imports torch, ~1.5 s) costs more
@@ -205,7 +211,10 @@ def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None
     shard.from_main(lambda: check_integrity(name, root, digests, errors, accept_changes=accept_data_changes))
 
     def cached(it: SourceItem) -> dict[str, Any] | None:
-        rec = read_record(ddir / "records" / f"{safe_name(it.id)}.json")
+        try:
+            rec = read_record(ddir / "records" / f"{safe_name(it.id)}.json")
+        except ValueError:   # an unusable id: _process_safe reports it as this image's failure
+            return None
         ok = (rec is not None and rec.get("source_sha256") == digests[it.source] and rec.get("source") == it.source
               and files_intact(ddir, rec, ("lr", "hr")))
         return rec if ok else None

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .image_io import atomic_write_text
 from .comparable import run_caveats
+from .summary import RESULT_COLUMNS, SUMMARY_COLUMNS, read_run_csv
 from .errors import UsageError
 from .ranking import printed_ranks
 from .registries import METRICS, load_plugins
@@ -129,7 +130,7 @@ def _summary_tables(run: Path) -> tuple[str, list[str]]:
     second / third coloured per metric where two or more methods have a value."""
     from .registries import is_pseudo, ordered_methods
 
-    rows = list(csv.DictReader(open(run / "summary.csv", newline="")))
+    rows = read_run_csv(run / "summary.csv", SUMMARY_COLUMNS, numeric=("mean", "std", "n"))
     parts, said = [], []
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         sub = [r for r in rows if r["dataset"] == ds]
@@ -194,6 +195,13 @@ def find_tables(run: Path) -> list[Path]:
     return [found[k] for k in sorted(found)]
 
 
+def script_json(obj: Any) -> str:
+    """JSON to embed in a ``<script>`` element: ``<``, ``>`` and ``&`` written as ``\\u003c`` etc. (JSON string
+    escapes, equal once parsed), so that no file name can close the element (``</script>``) or open an
+    HTML comment (``<!--``) that swallows the closing tag."""
+    return (json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
 def _table_html(path: Path) -> str:
     if path.suffix == ".json":
         return _rendered_table(json.loads(path.read_text()))
@@ -204,16 +212,14 @@ def _browser_data(run: Path, per_dataset: int) -> dict[str, Any]:
     from .figures import _records, methods_in
 
     scores: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
-    with open(run / "results.csv", newline="") as f:
-        for r in csv.DictReader(f):
-            if r["image_id"] != "*":
-                scores.setdefault((r["dataset"], r["method"]), {}).setdefault(r["image_id"], {})[r["metric"]] = \
-                    f"{float(r['value']):.4g}"
+    for r in read_run_csv(run / "results.csv", RESULT_COLUMNS, numeric=("value",)):
+        if r["image_id"] != "*":
+            scores.setdefault((r["dataset"], r["method"]), {}).setdefault(r["image_id"], {})[r["metric"]] = \
+                f"{float(r['value']):.4g}"
     if (run / "method_notes.csv").exists():  # per-image method notes (PULSE convergence, fallback boxes ...)
-        with open(run / "method_notes.csv", newline="") as f:
-            for r in csv.DictReader(f):
-                scores.setdefault((r["dataset"], r["method"]), {}).setdefault(r["image_id"], {})[
-                    f"note:{r['key']}"] = r["value"]
+        for r in read_run_csv(run / "method_notes.csv", ("dataset", "method", "image_id", "key", "value")):
+            scores.setdefault((r["dataset"], r["method"]), {}).setdefault(r["image_id"], {})[
+                f"note:{r['key']}"] = r["value"]
     data = {}
     for ds_dir in sorted((run / "data").iterdir()):
         ds = ds_dir.name
@@ -295,7 +301,7 @@ def build_report(run: Path, out: Path | None = None, *, train_run: Path | None =
                     + html.escape(json.dumps({k: meta.get(k) for k in ("versions", "weights", "datasets", "methods",
                                                                         "references", "config")}, indent=1, default=str))
                     + "</pre></details>")
-    data = json.dumps(browser).replace("</", "<\\/")
+    data = script_json(browser)
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>scgan-bench report</title>"
             f"<style>{CSS}</style></head><body>{''.join(sections)}"
             f"<script type='application/json' id='browser-data'>{data}</script><script>{JS}</script></body></html>")

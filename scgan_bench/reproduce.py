@@ -338,11 +338,36 @@ def is_done(plan: Plan, job: Job) -> bool:
     return True
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: field 22 of /proc/PID/stat, in clock ticks since boot), so that
+    a recycled pid is not taken for the job's process; ``None`` where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def job_process_alive(st: Mapping[str, Any]) -> bool | None:
+    """Whether the process a ``running`` state names still runs: ``None`` when it ran on another host."""
+    if st.get("host") != socket.gethostname() or not isinstance(st.get("pid"), int):
+        return None
+    pid = st["pid"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's process holds the pid: not ours
+        return False
+    started = process_start(pid)
+    return st.get("pid_start") is None or started is None or started == st["pid_start"]
+
+
 def _write_state(out: Path, job: Job, **fields: Any) -> None:
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, rank 0 records the job
     st = {"job": job.id, "fingerprint": job.fingerprint(), "host": socket.gethostname(), "pid": os.getpid(),
-          "slurm_job": os.environ.get("SLURM_JOB_ID"), **fields}
+          "pid_start": process_start(os.getpid()), "slurm_job": os.environ.get("SLURM_JOB_ID"), **fields}
     atomic_write_text(state_path(out, job.id), json.dumps(st, indent=1), durable=True)
 
 
@@ -371,7 +396,9 @@ def run_job(out: Path, job_id: str) -> int:
         else:
             code = build_tables(plan)
     except BaseException as exc:
-        _write_state(plan.out, job, status="failed", **started, error=f"{type(exc).__name__}: {exc}",
+        stopped = isinstance(exc, KeyboardInterrupt)
+        _write_state(plan.out, job, status="interrupted" if stopped else "failed", **started,
+                     error=(f"interrupted ({exc or 'Ctrl-C'})" if stopped else f"{type(exc).__name__}: {exc}"),
                      seconds=round(time.perf_counter() - t0, 1))
         raise
     finally:
@@ -380,7 +407,8 @@ def run_job(out: Path, job_id: str) -> int:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    _write_state(plan.out, job, status="done" if code == 0 else "failed", **started,
+    stopped = code in (129, 130, 143)   # the command's own exit after SIGHUP, Ctrl-C, SIGTERM
+    _write_state(plan.out, job, status="done" if code == 0 else "interrupted" if stopped else "failed", **started,
                  finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), finished_ts=time.time(),
                  seconds=round(time.perf_counter() - t0, 1), **({} if code == 0 else {"error": f"exit code {code}"}))
     return code
@@ -510,6 +538,14 @@ def status_rows(plan: Plan, slurm_ids: Mapping[str, str] | None = None,
                 status = "running"
             elif status in ("pending", "running") and queue in ENDED:   # left the queue without doing its work
                 status = queue.lower().replace("_", " ")
+        if status == "running" and not (sid and (slurm_states or {}).get(sid)):
+            alive = job_process_alive(st)
+            if alive is False:
+                status = "killed"
+                detail.append(f"its process {st.get('pid')} on {st.get('host')} ended without recording an end "
+                              f"(killed?): rerun `scgan-bench reproduce --out {plan.out}` to run it again")
+            elif alive is None and st.get("host"):
+                detail.append(f"running on {st['host']} (pid {st.get('pid')}), not checkable from here")
         if st.get("seconds") is not None:
             detail.append(f"{st['seconds']:.0f} s")
         if st.get("error"):

@@ -93,8 +93,18 @@ def write_record(path: Path, record: Mapping[str, Any]) -> None:
     atomic_write_text(path, json.dumps(record, sort_keys=True))
 
 
+#: Longest image id (UTF-8 bytes) stored under its own name: ``<id>.json`` and the temporary names beside
+#: it must stay under the file systems' 255 bytes per name.
+MAX_NAME_BYTES = 230
+
+
 def safe_name(image_id: str) -> str:
-    """File name for an id (ids are filename-safe by construction; guard anyway)."""
-    if "/" in image_id or "\\" in image_id or image_id in ("", ".", ".."):
+    """File name for an id (ids are filename-safe by construction; guard anyway): a ``ValueError``
+    for a path separator, ``.``/``..``, a NUL, or an id too long to be a file name."""
+    if "/" in image_id or "\\" in image_id or "\0" in image_id or image_id in ("", ".", ".."):
         raise ValueError(f"image id {image_id!r} is not a safe file name")
+    size = len(image_id.encode("utf-8", "surrogateescape"))
+    if size > MAX_NAME_BYTES:
+        raise ValueError(f"image id {image_id[:40]!r}... is {size} bytes long; file names allow "
+                         f"{MAX_NAME_BYTES} here: shorten the file name")
     return image_id

@@ -1,17 +1,48 @@
-"""Long-format results and the run's summary table (pure functions of the per-image values)."""
+"""Long-format results and the run's summary table (pure functions of the per-image values), and the
+checked reader of the CSV files a run wrote."""
 from __future__ import annotations
 
 import csv
 import io
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .errors import UsageError
+
 RESULT_COLUMNS = ("dataset", "method", "metric", "image_id", "value")
 SUMMARY_COLUMNS = ("dataset", "method", "metric", "direction", "mean", "std", "n", "n_failed",
                    "status", "note")
+
+
+def read_run_csv(path: Path, columns: Sequence[str], numeric: Sequence[str] = ()) -> list[dict[str, str]]:
+    """The rows of a CSV file a run wrote (``results.csv``, ``summary.csv``, ...); a file that is not
+    UTF-8 CSV with ``columns``, or whose ``numeric`` columns do not parse, is refused in one line naming
+    it and the line (:class:`UsageError`)."""
+    fix = "rerun `scgan-bench run` on the run folder to rewrite it"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file (damaged or replaced); {fix}") from None
+    except csv.Error as exc:
+        raise UsageError(f"{path}: not a CSV file ({exc}); {fix}") from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise UsageError(f"{path}: no column {', '.join(missing)} (not a file scgan-bench wrote, or damaged); {fix}")
+    for n, r in enumerate(rows, 2):
+        for c in numeric:
+            try:
+                if r.get(c) not in ("", None):
+                    float(r[c])
+            except (TypeError, ValueError):
+                raise UsageError(f"{path}, line {n}: {c} is {str(r[c])[:40]!r}, not a number; {fix}") from None
+    return rows
 
 
 @dataclass(frozen=True)

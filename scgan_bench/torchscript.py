@@ -84,7 +84,11 @@ class _Unpickler(pickle.Unpickler):
 
 def _rebuild_tensor(storage: Any, offset: int, size: tuple, stride: tuple, requires_grad: bool = False,
                     hooks: Any = None, metadata: Any = None) -> Any:
-    return storage.as_strided(tuple(size), tuple(stride), offset).clone()
+    view = storage.as_strided(tuple(size), tuple(stride), offset)
+    if view.numel() > storage.numel():   # a broadcast view would be materialised by the copy: no weight is one
+        raise pickle.UnpicklingError(f"a tensor of shape {tuple(size)} is a broadcast view of {storage.numel()} "
+                                     "stored values")
+    return view.clone()
 
 
 def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -100,7 +104,10 @@ def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
 def read_state_dict(path: Path | str) -> dict[str, Any]:
     """The tensors of TorchScript archive ``path`` as ``{dotted.name: tensor}`` (parameters, buffers and
     tensor attributes, as ``torch.jit.load(path).state_dict()`` lists them), no code run."""
+    from .safeload import check_archive
+
     path = Path(path)
+    check_archive(path, "TorchScript archive")   # member and storage sizes, before anything is read
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:

@@ -8,29 +8,27 @@ missing file is then an error naming the file, its URL and where to put it.
 
 Verification: the full official sha256 when known; else the hash prefix that the official file name
 carries (torchvision's convention, what ``torch.hub`` itself checks); else trust-on-first-use (the
-first file seen is recorded in ``$SCGAN_BENCH_HOME/weights-lock.json`` and later files must match).
+first file that loads and passes its checks is recorded in ``$SCGAN_BENCH_HOME/weights-lock.json``
+(:func:`pin_after_load`; ``weights unpin NAME`` forgets it) and later files must match).
 ``SCGAN_BENCH_SHA256_<NAME>`` or :func:`register_sha256` pin a different file (a fine-tuned variant, a
 test's generated weights). Tensors load with ``torch.load(weights_only=True)`` only after the check.
 """
 from __future__ import annotations
 
-import json
+import contextvars
 import os
 import shutil
 import tempfile
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .errors import UsageError
-from .image_io import atomic_write_text
+from .errors import UsageError, WeightsError
 from .manifest import data_home, sha256_file
 from .registry import Registry
-
-
-class WeightsError(UsageError):
-    """A weight file is missing (offline), unverifiable or fails its sha256 check."""
+from .statefiles import is_str_map, read_state, write_state
 
 
 def _torch_home() -> Path:
@@ -208,10 +206,43 @@ def _lock_path() -> Path:
 
 
 def _lock() -> dict[str, str]:
+    """The trust-on-first-use pins (asset -> sha256); a damaged pin file is refused in one line."""
+    return read_state(_lock_path(), "weights pin file", is_str_map,
+                      "delete it: each first-use file is then pinned again when it next loads") or {}
+
+
+#: first-use files resolved inside :func:`pin_after_load` blocks, waiting for their load to succeed
+_PENDING: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("scgan_bench_pins", default=None)
+
+
+@contextmanager
+def pin_after_load() -> Iterator[None]:
+    """Trust on first use only for files that work: a first-use file resolved inside the block is pinned
+    when the block ends without an exception (the file loaded and passed its layout checks), never
+    otherwise, so a rejected file cannot pin itself and lock out the genuine one. Nested blocks pin when
+    the outermost ends."""
+    outer, pending = _PENDING.get(), {}
+    token = _PENDING.set(pending)
     try:
-        return json.loads(_lock_path().read_text())
-    except FileNotFoundError:
-        return {}
+        yield
+    finally:
+        _PENDING.reset(token)
+    if outer is not None:
+        outer.update(pending)
+    elif pending:
+        lock = _lock()
+        new = {k: v for k, v in pending.items() if k not in lock}
+        if new:
+            write_state(_lock_path(), {**lock, **new})
+
+
+def unpin(names: Iterable[str]) -> list[str]:
+    """Forget the first-use pins of ``names`` (the next file that loads is pinned); returns those removed."""
+    lock = _lock()
+    gone = [n for n in names if n in lock]
+    if gone:
+        write_state(_lock_path(), {k: v for k, v in lock.items() if k not in gone})
+    return gone
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
@@ -237,6 +268,20 @@ def git_blob_sha1(path: Path) -> str:
     return h.hexdigest()
 
 
+def _sidecar_hash(asset: Asset, side: Path, path: Path) -> str:
+    """The sha256 a ``<file>.sha256`` sidecar holds (``sha256sum``'s format: the digest first)."""
+    fix = f"it should hold the sha256 of {path.name} (`sha256sum {path.name} > {side.name}`), or delete it"
+    try:
+        words = side.read_bytes()[:4096].decode("ascii").split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{asset.name}: {side} cannot be read as a sha256 sidecar "
+                           f"({getattr(exc, 'strerror', None) or 'not text'}); {fix}") from None
+    want = words[0].lower() if words else ""
+    if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+        raise WeightsError(f"{asset.name}: {side} {'is empty' if not words else 'does not start with a sha256'}; {fix}")
+    return want
+
+
 def _verify(asset: Asset, path: Path, origin: str, *, record: bool = True) -> Resolved:
     digest = _digest(path)
     kind, want = expected_hash(asset)
@@ -254,26 +299,29 @@ def _verify(asset: Asset, path: Path, origin: str, *, record: bool = True) -> Re
         ok = digest.startswith(want)
     elif kind == "sidecar":
         side = path.with_name(path.name + ".sha256")
-        want = side.read_text().split()[0].lower() if side.exists() else ""
+        want = _sidecar_hash(asset, side, path) if side.exists() else ""
         ok = not want or digest == want
         kind = "sidecar" if want else "no sidecar (recorded in the run's fingerprint)"
     else:
-        lock = _lock()
-        want = lock.get(asset.name, "")
+        want = _lock().get(asset.name, "")
         ok = not want or digest == want
-        if ok and not want and record:
-            lock[asset.name] = digest
-            atomic_write_text(_lock_path(), json.dumps(lock, indent=1, sort_keys=True), durable=True)
-            kind = "first-use (recorded now)"
-        elif want:
+        pending = _PENDING.get()
+        if want:
             kind = "first-use (recorded earlier)"
+        elif record and pending is not None:
+            pending[asset.name] = digest
+            kind = "first-use (pinned once it loads)"
+        else:
+            kind = "first-use (not pinned yet)"
         if asset.git_blob:
             kind = f"git blob {asset.git_blob[:12]} (published) + sha256 " + kind
     if not ok:
+        reset = (f" If you replaced the file on purpose, `scgan-bench weights unpin {asset.name}` forgets the "
+                 f"pin in {_lock_path()} (the file is pinned again once it loads)." if "first-use" in kind else "")
         raise WeightsError(
             f"{asset.name}: {path} has sha256 {digest}, expected {kind} {want}: the file is "
             f"corrupt, tampered with, or a different release. Replace it with the official file "
-            f"from {asset.url}, or pin this file with {_env_key(asset.name)}=<sha256> if you trust it.")
+            f"from {asset.url}, or pin this file with {_env_key(asset.name)}=<sha256> if you trust it.{reset}")
     return Resolved(asset, path, digest, origin, kind)
 
 
@@ -284,7 +332,8 @@ def resolve(name: str, explicit: Path | str | None = None, *, allow_download: bo
     if explicit is not None:
         p = Path(explicit).expanduser()
         if not p.is_file():
-            raise WeightsError(f"{asset.name}: explicit weight path {p} does not exist")
+            what = "is not a regular file (a pipe, device or folder)" if p.exists() else "does not exist"
+            raise WeightsError(f"{asset.name}: explicit weight path {p} {what}")
         return _verify(asset, p, "explicit path")
     looked = []
     for origin, p in asset.search_paths():
@@ -359,11 +408,12 @@ def unofficial_in_place(names: Iterable[str]) -> dict[str, str]:
 
 
 def load_state_dict(name: str, explicit: Path | str | None = None) -> tuple[dict[str, Any], Resolved]:
-    """Resolve, verify, then ``torch.load(weights_only=True, map_location='cpu')``."""
-    import torch
+    """Resolve, verify, then ``torch.load(weights_only=True, map_location='cpu')`` after the size checks
+    of :mod:`scgan_bench.safeload`."""
+    from .safeload import torch_load
 
     r = resolve(name, explicit)
-    sd = torch.load(r.path, map_location="cpu", weights_only=True)
+    sd = torch_load(r.path, name)
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

@@ -684,15 +684,28 @@ def test_method_notes_reach_the_records_summary_csv_and_report(weights_dir, tmp_
     assert "PULSE code: no licence" in capsys.readouterr().out    # the restricted licence is named
 
 
-def test_trust_on_first_use_files_are_recorded_then_a_changed_file_is_refused(weights_dir):
-    """HiFaceGAN, DFDNet and PULSE publish no hash: the first file seen is recorded; a later, different
-    file under the same name is refused (named, with how to pin it)."""
-    path = install("hifacegan-x16", hifacegan_state_dict(), pin=False)
-    make("hifacegan")
-    assert "hifacegan-x16" in (W.data_home() / "weights-lock.json").read_text()
-    save(hifacegan_state_dict(seed=1), path)
-    with pytest.raises(W.WeightsError, match="expected first-use .*SCGAN_BENCH_SHA256_HIFACEGAN_X16"):
+def test_trust_on_first_use_files_are_recorded_then_a_changed_file_is_refused(weights_dir, capsys):
+    """HiFaceGAN, DFDNet and PULSE publish no hash: the first file that loads is recorded (issue 33: a file
+    that fails to load pins nothing, so the genuine one put in its place is taken); a later, different
+    file under the same name is refused (named, with how to pin it or forget the pin)."""
+    from scgan_bench.cli import main
+
+    lock = W.data_home() / "weights-lock.json"
+    path = install("hifacegan-x16", {"params_ema": rrdb_state_dict()}, pin=False)   # another method's file
+    with pytest.raises(W.WeightsError, match="Real-ESRGAN"):
         make("hifacegan")
+    assert not lock.exists() or "hifacegan-x16" not in lock.read_text()
+    save(hifacegan_state_dict(), path)
+    make("hifacegan")
+    assert "hifacegan-x16" in lock.read_text()
+    save(hifacegan_state_dict(seed=1), path)
+    with pytest.raises(W.WeightsError, match="expected first-use .*SCGAN_BENCH_SHA256_HIFACEGAN_X16.*"
+                                             "weights unpin hifacegan-x16"):
+        make("hifacegan")
+    assert main(["weights", "unpin", "hifacegan-x16"]) == 0
+    assert "pin forgotten" in capsys.readouterr().out and "hifacegan-x16" not in lock.read_text()
+    make("hifacegan")
+    assert "hifacegan-x16" in lock.read_text()
 
 
 # ------------------------------------------------------------------------------------ RestoreFormer

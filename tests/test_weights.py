@@ -113,11 +113,17 @@ def test_offline_missing_file_names_file_url_and_place(_weights_dir):
 
 
 def test_trust_on_first_use_records_then_enforces(_weights_dir):
+    """A first-use file is pinned only when the block that loads it succeeds (issue 33)."""
     net_sd = {"w": torch.zeros(3)}
     path = _weights_dir / "Resnet50_Final.pth"
     torch.save(net_sd, path)
-    r = W.resolve("retinaface-resnet50")
-    assert r.check == "first-use (recorded now)"
+    assert W.resolve("retinaface-resnet50").check == "first-use (not pinned yet)"
+    with pytest.raises(RuntimeError, match="layout check failed"), W.pin_after_load():
+        assert W.resolve("retinaface-resnet50").check == "first-use (pinned once it loads)"
+        raise RuntimeError("layout check failed")
+    assert W.resolve("retinaface-resnet50").check == "first-use (not pinned yet)"
+    with W.pin_after_load():
+        W.load_state_dict("retinaface-resnet50")
     assert W.resolve("retinaface-resnet50").check == "first-use (recorded earlier)"
     torch.save({"w": torch.ones(3)}, path)
     W._DIGESTS.clear()

@@ -29,20 +29,15 @@ def load_adaface(path: str | None = None, *, width: float = 1.0):
     """The IR-50 backbone of the release, from a Lightning checkpoint's ``model.`` keys, strictly."""
     import argparse
 
-    import torch
-
     from ..baselines.loading import load_strict
     from ..errors import UsageError
     from ..networks.adaface import IRBackbone
+    from ..safeload import torch_load
     from ..weights import resolve
 
     r = resolve(ADAFACE_ASSET, path)
-    try:  # Lightning keeps the training arguments beside the weights: a Namespace is allowed, nothing else
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(r.path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 (said with the file's name and the way out)
-        raise UsageError(f"{r.path}: not loadable with weights_only=True ({str(exc).splitlines()[0]}); if you trust "
-                         "the file, save its 'state_dict' entry alone with torch and use that file") from None
+    # Lightning keeps the training arguments beside the weights: a Namespace is allowed, nothing else
+    ckpt = torch_load(r.path, "adaface", allow=[argparse.Namespace])
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
         raise UsageError(f"{r.path}: no state dict inside")

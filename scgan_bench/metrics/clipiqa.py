@@ -46,17 +46,16 @@ def read_clip_state_dict(path) -> dict[str, Any]:
     """OpenAI-layout CLIP tensors, float32, from a TorchScript archive, a safetensors file or a state dict."""
     import torch
 
+    from ..safeload import safetensors_load, torch_load
     from ..torchscript import is_torchscript, read_state_dict
     from ..weights import WeightsError
 
     if is_torchscript(path):
         sd = read_state_dict(path)
     elif str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        sd = load_file(str(path))
+        sd, _ = safetensors_load(path, "CLIP")
     else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = torch_load(path, "CLIP")
         sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise WeightsError(f"CLIP: {path} does not hold a state dict of tensors")

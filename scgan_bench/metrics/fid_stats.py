@@ -107,13 +107,9 @@ def load_reference_stats(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 raise UsageError(f"{path}: an .npz of reference statistics needs arrays mu and sigma")
             mean, cov = z["mu"], z["sigma"]
     else:
-        import torch
+        from ..safeload import torch_load
 
-        try:
-            with torch.serialization.safe_globals(_numpy_globals()):
-                d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 (the file's problem, said with its name)
-            raise UsageError(f"{path}: not a statistics file torch can load safely: {exc}") from None
+        d = torch_load(Path(path), "reference statistics", allow=_numpy_globals())
         if not isinstance(d, Mapping) or "mean" not in d or "cov" not in d:
             raise UsageError(f"{path}: expected a dict with 'mean' and 'cov' (BasicSR's inception_FFHQ_*.pth)")
         mean, cov = (np.asarray(d[k].numpy() if hasattr(d[k], "numpy") else d[k]) for k in ("mean", "cov"))

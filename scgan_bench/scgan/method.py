@@ -80,15 +80,12 @@ def load_rls(path: Path) -> tuple[RestorationNet, str, dict[str, str]]:
     """R_LS from any supported checkpoint; returns (network, channel order, metadata)."""
     import torch
 
+    from ..baselines.loading import layout_differences
+    from ..safeload import safetensors_load, torch_load
     from .networks import RestorationNet, released_rls_key
 
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-        sd = load_file(str(path))
+        sd, meta = safetensors_load(path, "SCGAN checkpoint")
         if any(k.startswith("rls.") for k in sd):
             sd = {k[4:]: v for k, v in sd.items() if k.startswith("rls.")}
         order = meta.get("channel_order")
@@ -99,7 +96,7 @@ def load_rls(path: Path) -> tuple[RestorationNet, str, dict[str, str]]:
                 "{'channel_order': 'rgb'} or {'channel_order': 'bgr'} (safetensors.torch.save_file(tensors, "
                 "path, metadata=...)); it is never assumed")
     else:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch_load(path, "SCGAN checkpoint")
         key = next((k for k in ("G_RLS", "G_l2h") if isinstance(raw, dict) and k in raw), None)
         if key is None:
             raise UsageError(f"{path}: not a released SCGAN checkpoint (no 'G_RLS' or 'G_l2h' entry)")
@@ -109,6 +106,15 @@ def load_rls(path: Path) -> tuple[RestorationNet, str, dict[str, str]]:
     if "layers_in.weight" not in sd:
         raise UsageError(f"{path}: not an SCGAN R_LS state dict (no 'layers_in.weight')")
     width = sd["layers_in.weight"].shape[0] / 256
+    try:   # the width the file implies, checked against its every shape before anything is allocated
+        with torch.device("meta"):
+            probe = RestorationNet(width)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise UsageError(f"{path}: its layers_in.weight of shape {tuple(sd['layers_in.weight'].shape)} implies no "
+                         f"SCGAN R_LS ({exc})") from None
+    wrong = layout_differences(probe.state_dict(), sd)
+    if wrong:
+        raise UsageError(f"{path}: not an SCGAN R_LS state dict of width {width:g}: " + "; ".join(wrong))
     net = RestorationNet(width)
     _load_strict(net, sd, path)
     return net.eval(), order, meta

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..ranking import printed_ranks
+from ..summary import RESULT_COLUMNS, SUMMARY_COLUMNS, read_run_csv
 from .specs import (BACKEND_LABELS, DATASET_LABELS, METRIC_FORMATS, TABLES, Cell, TableSpec, relabel,
                     with_extra_methods)
 
@@ -47,13 +48,12 @@ def run_values(run: Path) -> tuple[dict[Cell, Value], dict[Cell, str]]:
         raise UsageError(f"{run} holds no results.csv: is it a `scgan-bench run` folder?")
     per: dict[tuple[str, str, str], list[float]] = {}
     sets: dict[tuple[str, str, str], float] = {}
-    with open(results, newline="") as f:
-        for r in csv.DictReader(f):
-            key = (r["dataset"], r["method"], r["metric"])
-            if r["image_id"] == "*":
-                sets[key] = float(r["value"])
-            else:
-                per.setdefault(key, []).append(float(r["value"]))
+    for r in read_run_csv(results, RESULT_COLUMNS, numeric=("value",)):
+        key = (r["dataset"], r["method"], r["metric"])
+        if r["image_id"] == "*":
+            sets[key] = float(r["value"])
+        else:
+            per.setdefault(key, []).append(float(r["value"]))
     values: dict[Cell, Value] = {}
     for key in set(per) | {k for k in sets if ":" not in k[2]}:
         d, m, k = key
@@ -61,12 +61,11 @@ def run_values(run: Path) -> tuple[dict[Cell, Value], dict[Cell, str]]:
         values[Cell(d, m, k)] = Value(v, sets.get((d, m, f"{k}:std")))
     reasons: dict[Cell, str] = {}
     if summary.exists():
-        with open(summary, newline="") as f:
-            for r in csv.DictReader(f):
-                if r["status"] != "ok":  # a note that already says "method X unavailable: ..." is kept as is
-                    said = r["note"].startswith(f"method {r['method']} ")
-                    reasons[Cell(r["dataset"], r["method"], r["metric"])] = (r["note"] if said
-                                                                             else f"{r['status']}: {r['note']}")
+        for r in read_run_csv(summary, SUMMARY_COLUMNS, numeric=("mean", "std", "n")):
+            if r["status"] != "ok":  # a note that already says "method X unavailable: ..." is kept as is
+                said = r["note"].startswith(f"method {r['method']} ")
+                reasons[Cell(r["dataset"], r["method"], r["metric"])] = (r["note"] if said
+                                                                         else f"{r['status']}: {r['note']}")
     return values, reasons
 
 
@@ -460,9 +459,8 @@ def _cell_counts(run: Path) -> dict[tuple[str, str, str], int]:
     path = run / "summary.csv"
     if not path.exists():
         return {}
-    with open(path, newline="") as f:
-        return {(r["dataset"], r["method"], r["metric"]): int(r["n"] or 0) for r in csv.DictReader(f)
-                if r.get("status") == "ok"}
+    return {(r["dataset"], r["method"], r["metric"]): int(float(r["n"] or 0))
+            for r in read_run_csv(path, SUMMARY_COLUMNS, numeric=("n",)) if r.get("status") == "ok"}
 
 
 def not_comparable(spec: TableSpec, run: Path, values: dict[Cell, Value], msrc: dict[str, str],

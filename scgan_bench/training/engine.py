@@ -55,6 +55,7 @@ from ..errors import ImageDecodeError, TrainingDiverged, UsageError
 from ..image_io import atomic_write_bytes, atomic_write_text, list_images, read_image, write_png
 from ..manifest import sha256_bytes
 from ..resize import resize_uint8, to_square
+from ..safeload import torch_load
 from ..store import remove_temp_files
 from .speed import GRAPH_SPEEDS, SPEEDS, make_step
 
@@ -128,6 +129,9 @@ class TrainConfig:
             raise UsageError(f"--log-every must be at least 1, got {self.log_every}")
         if self.save_every < 1:
             raise UsageError(f"--save-every must be at least 1 (epochs), got {self.save_every}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"--max-steps must be at least 1, got {self.max_steps} (leave it out to train the "
+                             "recipe's full length)")
         if self.speed not in SPEEDS:
             raise UsageError(f"--speed must be one of {', '.join(SPEEDS)}, got {self.speed!r}")
         if self.d_calls not in D_CALLS:
@@ -245,6 +249,17 @@ def _dedup_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[
 
 
 
+def canonical_safetensors(blob: bytes) -> bytes:
+    """safetensors bytes with the header's keys sorted: the library writes metadata in hash-map order,
+    which differs between processes, so two identical trainings would give checkpoints of different
+    sha256. Tensor bytes and offsets are unchanged (offsets count from the end of the header)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8:8 + n]), sort_keys=True, separators=(",", ":"),
+                        ensure_ascii=False).encode("utf-8")
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + blob[8 + n:]
+
+
 def safetensors_metadata(blob: bytes) -> dict[str, str]:
     """The ``__metadata__`` of safetensors bytes (an 8-byte little-endian header length, then JSON)."""
     n = int.from_bytes(blob[:8], "little")
@@ -304,7 +319,7 @@ def write_checkpoint(out: Path, p: CheckpointPayload) -> Path:
 
     ckpt = out / "checkpoints"
     folder = ckpt / f"step-{p.step:09d}-{secrets.token_hex(3)}"
-    weights = save(p.tensors, metadata=p.meta)
+    weights = canonical_safetensors(save(p.tensors, metadata=p.meta))
     buf = io.BytesIO()
     torch.save(p.state, buf)
     atomic_write_bytes(folder / "model.safetensors", weights, durable=True)
@@ -316,7 +331,8 @@ def write_checkpoint(out: Path, p: CheckpointPayload) -> Path:
     for old in ckpt.glob("step-*"):
         if old.is_dir() and old.name != folder.name:
             shutil.rmtree(old, ignore_errors=True)
-    data = save({k: v.detach().cpu().contiguous() for k, v in p.export.tensors.items()}, metadata=p.export.metadata)
+    data = canonical_safetensors(save({k: v.detach().cpu().contiguous() for k, v in p.export.tensors.items()},
+                                      metadata=p.export.metadata))
     atomic_write_bytes(out / p.export.filename, data, durable=True)
     atomic_write_text(out / f"{p.export.filename}.sha256", f"{sha256_bytes(data)}  {p.export.filename}\n",
                       durable=True)
@@ -404,12 +420,17 @@ def load_checkpoint(out: Path, model: torch.nn.Module, identity: dict[str, Any] 
             raise UsageError(f"--resume: {out} was trained with other settings, so this would not continue "
                              "that run:\n  " + "\n  ".join(diffs) + hint
                              + "\nuse the original settings, or a new --out")
-    meta = safetensors_metadata(blobs["model.safetensors"])
-    tensors = st_load(blobs["model.safetensors"])
-    for alias, orig in json.loads(meta.get("aliases", "{}")).items():
-        tensors[alias] = tensors[orig]
-    model.load_state_dict(tensors, strict=True)
-    return torch.load(io.BytesIO(blobs["state.pt"]), map_location="cpu", weights_only=True)
+    try:
+        meta = safetensors_metadata(blobs["model.safetensors"])
+        tensors = st_load(blobs["model.safetensors"])
+        for alias, orig in json.loads(meta.get("aliases", "{}")).items():
+            tensors[alias] = tensors[orig]
+        model.load_state_dict(tensors, strict=True)
+    except Exception as exc:  # noqa: BLE001 (a damaged or foreign file: said with its name)
+        said = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UsageError(f"{folder / 'model.safetensors'}: not this run's model ({said}); resume from an earlier "
+                         f"checkpoint by pointing {latest_path} at it, or start a new --out") from None
+    return torch_load(io.BytesIO(blobs["state.pt"]), "training state", name=str(folder / "state.pt"))
 
 
 

@@ -44,22 +44,29 @@ def _kinds() -> dict[str, TrainedKind]:
 
 def load_trained_sr(path: Path, kind: TrainedKind) -> tuple[nn.Module, dict[str, str]]:
     """The SR network of a trained run's ``sr.safetensors``: metadata checked, network rebuilt, strict load."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    import torch
 
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    from ..baselines.loading import layout_differences
+    from ..safeload import safetensors_load, safetensors_shapes
+
+    shapes, meta = safetensors_shapes(path, f"{kind.method} checkpoint")
     if (meta.get("method"), meta.get("variant")) != (kind.trained, kind.variant):
         raise UsageError(f"{path}: trained as method {meta.get('method')!r} variant {meta.get('variant')!r}, not as "
                          f"{kind.trained} {kind.variant} (the SR method {kind.method} needs an "
                          f"`scgan-bench train --method {kind.trained} --variant {kind.variant}` run's sr.safetensors)")
     if meta.get("channel_order") != "rgb":
         raise UsageError(f"{path}: its metadata does not say channel_order=rgb")
-    try:
-        net = kind.build(meta)
-    except (KeyError, ValueError) as exc:
+    try:   # on the meta device first: the network the metadata implies is checked against the file's shapes
+        with torch.device("meta"):
+            probe = kind.build(meta)
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise UsageError(f"{path}: its metadata cannot rebuild the network ({exc})") from None
-    sd = load_file(str(path))
+    wrong = layout_differences(probe.state_dict(), {k: torch.empty(s, device="meta") for k, s in shapes.items()})
+    if wrong:
+        raise UsageError(f"{path}: its tensors do not fit the {kind.method} network its metadata describes: "
+                         + "; ".join(wrong))
+    net = kind.build(meta)
+    sd, _ = safetensors_load(path, f"{kind.method} checkpoint")
     ours = set(net.state_dict())
     missing, unexpected = sorted(ours - set(sd)), sorted(set(sd) - ours)
     if missing or unexpected:
