@@ -84,8 +84,10 @@ class LandmarkBoxes:
     def __init__(self) -> None:
         import dlib
 
+        from scgan_bench.safeload import dlib_model
+
         self.det = dlib.get_frontal_face_detector()
-        self.sp = dlib.shape_predictor(str(resolve("dlib-shape-68", allow_download=False).path))
+        self.sp = dlib_model(dlib.shape_predictor, "dlib-shape-68", allow_download=False)
 
     def __call__(self, img: np.ndarray) -> tuple[dict[str, tuple[int, int, int, int]], str]:
         faces = self.det(img, 0)

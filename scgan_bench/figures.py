@@ -231,9 +231,9 @@ def _curves_fig(log_csv: Path):
 
 
 def _summary_rows(run: Path) -> list[dict[str, str]]:
-    from .summary import SUMMARY_COLUMNS, read_run_csv
+    from .summary import read_run_csv
 
-    return read_run_csv(run / "summary.csv", SUMMARY_COLUMNS, numeric=("mean", "std", "n"))
+    return read_run_csv(run / "summary.csv", ("dataset", "method", "metric", "status", "mean"), numeric=("mean", "std"))
 
 
 def metric_bars(run: Path, dataset: str) -> bytes | None:

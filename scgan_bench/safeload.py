@@ -20,8 +20,9 @@ import io
 import pickle
 import stat
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import WeightsError
 
@@ -251,18 +252,49 @@ def torch_load(path: Path | str | io.BytesIO, what: str, allow: Sequence[Any] = 
     return obj
 
 
+@contextmanager
+def loading_into(what: str, path: Path | str, network: str) -> Iterator[None]:
+    """Around the code that builds ``network`` from the file at ``path``: an error the file causes there
+    (missing or mis-shaped tensors, a file of another kind) becomes a one-line :class:`WeightsError`
+    naming the file, not the library's multi-line text."""
+    try:
+        yield
+    except WeightsError:
+        raise
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        said = "; ".join(lines)[:240] or type(exc).__name__
+        raise _refuse(what, Path(path), f"does not fit {network} ({type(exc).__name__}: {said})",
+                      "check that it is the official file named") from None
+
+
+def dlib_model(factory: Any, asset: str, allow_download: bool | None = None) -> Any:
+    """A dlib model (``dlib.shape_predictor`` ...) from the weights manager's verified file; a file dlib
+    cannot read is a one-line :class:`WeightsError` naming it."""
+    from .weights import resolve
+
+    r = resolve(asset, allow_download=allow_download)
+    with loading_into(asset, r.path, f"dlib's {getattr(factory, '__name__', 'model')}"):
+        return factory(str(r.path))
+
+
+def tensors_only(sd: Mapping[str, Any], path: Path | str, what: str) -> None:
+    """Refuse a state dict holding anything but tensors, naming the first such entries."""
+    import torch
+
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise _refuse(what, Path(path), f"holds entries that are not tensors ({', '.join(map(repr, bad[:4]))}): "
+                      "not a state dict", "check that it is the official file named")
+
+
 def safetensors_load(path: Path | str, what: str) -> tuple[dict[str, Any], dict[str, str]]:
     """(tensors, metadata) of a safetensors file, every failure a one-line :class:`WeightsError`."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise _refuse(what, path, f"cannot be read ({exc.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise _refuse(what, path, "is not a regular file (a pipe, device or folder)", "point to the weight file itself")
+    file_size(path, what)
     try:
         with safe_open(str(path), "pt") as f:
             meta = dict(f.metadata() or {})
@@ -277,6 +309,7 @@ def safetensors_shapes(path: Path | str, what: str) -> tuple[dict[str, tuple[int
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    file_size(path, what)
     try:
         with safe_open(str(path), "pt") as f:
             return ({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, dict(f.metadata() or {}))

@@ -410,7 +410,7 @@ def unofficial_in_place(names: Iterable[str]) -> dict[str, str]:
 def load_state_dict(name: str, explicit: Path | str | None = None) -> tuple[dict[str, Any], Resolved]:
     """Resolve, verify, then ``torch.load(weights_only=True, map_location='cpu')`` after the size checks
     of :mod:`scgan_bench.safeload`."""
-    from .safeload import torch_load
+    from .safeload import tensors_only, torch_load
 
     r = resolve(name, explicit)
     sd = torch_load(r.path, name)
@@ -418,6 +418,8 @@ def load_state_dict(name: str, explicit: Path | str | None = None) -> tuple[dict
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
         raise WeightsError(f"{name}: {r.path} does not hold a state dict (got {type(sd).__name__})")
+    if not any(isinstance(v, Mapping) for v in sd.values()):   # a flat state dict (containers: the caller unwraps)
+        tensors_only(sd, r.path, name)
     return sd, r
 
 

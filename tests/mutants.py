@@ -511,6 +511,12 @@ MUTANTS = [
            r'json.dumps(obj).replace("</", "<\\/")', "a file name with <!-- stops the report's image browser"),
     Mutant("executors-unlocked", "scgan_bench/cli.py", '    with run_lock(Path(args.out) / "state"):',
            "    with contextlib.nullcontext():", "two reproduce executors run on one folder"),
+    Mutant("state-dict-entries-unchecked", "scgan_bench/weights.py", "        tensors_only(sd, r.path, name)\n",
+           "        pass\n",
+           "a weight file holding non-tensors reaches the network code (AttributeError)"),
+    Mutant("facenet-load-error-raw", "scgan_bench/metrics/identity.py",
+           '        with loading_into("facenet-vggface2", self.resolved.path, "facenet-pytorch\'s InceptionResnetV1"):',
+           "        if True:", "FaceNet's refusal of a file is load_state_dict's multi-line text, naming no file"),
     Mutant("run-csv-numbers-unchecked", "scgan_bench/summary.py", "                    float(r[c])", "                    pass",
            "a results.csv with text in its value column ends table with a traceback"),
     # FID / KID on the GPU, padded feature batches (tests/test_metric_suite.py, issue 28)
@@ -822,7 +828,8 @@ def make_copy(dst: Path) -> None:
 FIRST = (*((f, ("tests/test_hostile_files.py",)) for f in (
              "scgan_bench/safeload.py", "scgan_bench/statefiles.py", "scgan_bench/image_io.py", "datasets/_common.py",
              "datasets/widerface.py", "scgan_bench/manifest.py", "scgan_bench/reproduce.py", "scgan_bench/cli.py",
-             "scgan_bench/report.py", "scgan_bench/training/engine.py", "scgan_bench/summary.py")),
+             "scgan_bench/report.py", "scgan_bench/training/engine.py", "scgan_bench/summary.py",
+             "scgan_bench/weights.py", "scgan_bench/metrics/identity.py", "scgan_bench/scgan/method.py")),
          ("scgan_bench/precision.py", ("tests/test_precision.py",)),
          ("scgan_bench/ranking.py", ("tests/test_comparability.py",)),
          ("scgan_bench/comparable.py", ("tests/test_comparability.py", "tests/test_tables.py")),

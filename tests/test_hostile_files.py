@@ -405,3 +405,43 @@ def test_the_report_embeds_file_names_that_cannot_close_or_comment_out_its_scrip
     dom = subprocess.run([exe, *flags, "--dump-dom", (run / "report.html").as_uri()], capture_output=True, text=True)
     assert 'data-ready="yes"' in dom.stdout   # the browser's script ran to its end
     assert dom.stdout.count("<img") >= 3 * 2
+
+
+@pytest.mark.parametrize("content", [{"a": 1, "b": "text"}, {}], ids=["non-tensor entries", "empty dict"])
+def test_every_method_and_metric_refuses_a_file_that_is_no_state_dict_in_one_line(weights_dir, content):
+    """Each method and metric that reads weight files, given files that load but hold no usable state
+    dict (pinned, so the sha256 check passes): a UsageError of one line naming the file, never a raw
+    library error (AttributeError, dlib's or load_state_dict's multi-line text)."""
+    import hashlib
+    import shutil
+
+    from scgan_bench.errors import UsageError
+    from scgan_bench.registries import METHODS, METRICS, load_plugins
+
+    load_plugins()
+    raw = []
+    for registry in (METHODS, METRICS):
+        for name in registry:
+            spec = registry.get(name)
+            assets = [a for a in getattr(spec.availability, "weights", ()) or () if "." in W.ASSETS.get(a).filename]
+            if not assets or getattr(spec, "kind", "") == "composite":
+                continue
+            for f in weights_dir.iterdir():
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
+            W.clear_sha256_overrides()
+            for a in assets:
+                p = weights_dir / W.ASSETS.get(a).filename
+                if p.suffix == ".safetensors":
+                    p.write_bytes((2).to_bytes(8, "little") + b"{}")
+                else:
+                    torch.save(content, p)
+                W.register_sha256(a, hashlib.sha256(p.read_bytes()).hexdigest())
+            try:
+                spec.create(device="cpu")
+                raw.append(f"{name}: accepted")
+            except UsageError as exc:
+                if "\n" in str(exc) or str(weights_dir) not in str(exc):
+                    raw.append(f"{name}: {str(exc)[:200]}")
+            except Exception as exc:  # noqa: BLE001 (what the test looks for)
+                raw.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
+    assert not raw, raw

@@ -32,7 +32,7 @@ def load_adaface(path: str | None = None, *, width: float = 1.0):
     from ..baselines.loading import load_strict
     from ..errors import UsageError
     from ..networks.adaface import IRBackbone
-    from ..safeload import torch_load
+    from ..safeload import tensors_only, torch_load
     from ..weights import resolve
 
     r = resolve(ADAFACE_ASSET, path)
@@ -43,6 +43,7 @@ def load_adaface(path: str | None = None, *, width: float = 1.0):
         raise UsageError(f"{r.path}: no state dict inside")
     model = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")} or \
         {k: v for k, v in sd.items() if not k.startswith("head.")}
+    tensors_only(model, r.path, "adaface")
     model = {k: v.float() if v.is_floating_point() else v for k, v in model.items()}
     return load_strict(IRBackbone(50, width=width), model, r.path, "AdaFace IR-50")
 

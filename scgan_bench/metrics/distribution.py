@@ -55,10 +55,12 @@ class InceptionFeatures:
     def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+        from ..safeload import loading_into
         from ..weights import load_state_dict
 
         sd, self.resolved = load_state_dict("inception-fid", weights_path)
-        with _verified_inception_weights(sd):
+        with _verified_inception_weights(sd), loading_into("inception-fid", self.resolved.path,
+                                                           "torch-fidelity's InceptionV3"):
             self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
         self.device = device
         self.net.to(device)

@@ -57,13 +57,15 @@ class FaceNetFeatures:
     def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
         from facenet_pytorch import InceptionResnetV1
 
+        from ..safeload import loading_into
         from ..weights import load_state_dict
 
         sd, self.resolved = load_state_dict("facenet-vggface2", weights_path)
         n_classes = sd["logits.weight"].shape[0] if "logits.weight" in sd else None
         net = InceptionResnetV1(pretrained=None, classify=n_classes is not None,
                                 num_classes=n_classes)
-        net.load_state_dict(sd, strict=True)
+        with loading_into("facenet-vggface2", self.resolved.path, "facenet-pytorch's InceptionResnetV1"):
+            net.load_state_dict(sd, strict=True)
         net.classify = False
         self.net = net.eval().to(device)
         self.device = device
@@ -108,10 +110,10 @@ class DlibDescriptor:
     def __init__(self) -> None:
         import dlib
 
-        from ..weights import resolve
+        from ..safeload import dlib_model
 
-        self.sp = dlib.shape_predictor(str(resolve("dlib-shape-5").path))
-        self.rec = dlib.face_recognition_model_v1(str(resolve("dlib-face-recognition").path))
+        self.sp = dlib_model(dlib.shape_predictor, "dlib-shape-5")
+        self.rec = dlib_model(dlib.face_recognition_model_v1, "dlib-face-recognition")
         self.det = dlib.get_frontal_face_detector()
 
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:

@@ -47,11 +47,13 @@ class RetinaFaceLandmarks:
 
     def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
         from ..networks.retinaface import RetinaFace
+        from ..safeload import loading_into
         from ..weights import load_state_dict, strip_prefix
 
         sd, self.resolved = load_state_dict("retinaface-mobilenet0.25", weights_path)
         self.net = RetinaFace("mobilenet0.25")
-        self.net.load_state_dict(strip_prefix(sd, "module."), strict=True)
+        with loading_into("retinaface-mobilenet0.25", self.resolved.path, "RetinaFace (mobilenet0.25)"):
+            self.net.load_state_dict(strip_prefix(sd, "module."), strict=True)
         self.net.eval().to(device)
         self.device = device
         self.batch = 256 if str(device).startswith("cuda") else 16  # images per forward pass
@@ -98,10 +100,10 @@ class Dlib68Landmarks:
     def __init__(self) -> None:
         import dlib
 
-        from ..weights import resolve
+        from ..safeload import dlib_model
 
         self.det = dlib.get_frontal_face_detector()
-        self.sp = dlib.shape_predictor(str(resolve("dlib-shape-68").path))
+        self.sp = dlib_model(dlib.shape_predictor, "dlib-shape-68")
 
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         out = np.full((len(images), 136), np.nan)

@@ -141,7 +141,10 @@ def luma(img: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _pristine(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
+    from ..safeload import loading_into
+
+    with loading_into("niqe-pris-params", path, "NIQE's pristine model (an .npz of gaussian_window, "
+                      "mu_pris_param, cov_pris_param)"), np.load(path, allow_pickle=False) as z:
         # pyiqa applies its 7x7 Gaussian (identical to the file's to 1e-17) in float32; rounding the
         # window the same way makes the MSCN maps, and so NIQE, agree with pyiqa to ~1e-7.
         window = z["gaussian_window"].astype(np.float32).astype(np.float64)

@@ -23,18 +23,21 @@ class LPIPS:
                  heads_path: str | None = None) -> None:
         import lpips
 
+        from ..safeload import loading_into
         from ..weights import load_state_dict
 
         net = lpips.LPIPS(pretrained=False, net="alex", version="0.1", pnet_rand=True, verbose=False)
         backbone, self.backbone = load_state_dict("alexnet", backbone_path)
         features = {k[len("features."):]: v for k, v in backbone.items() if k.startswith("features.")}
         mapped = {}
-        for key in net.net.state_dict():
-            _slice, idx, param = key.split(".")
-            mapped[key] = features[f"{idx}.{param}"]
-        net.net.load_state_dict(mapped, strict=True)
+        with loading_into("alexnet", self.backbone.path, "torchvision's AlexNet features"):
+            for key in net.net.state_dict():
+                _slice, idx, param = key.split(".")
+                mapped[key] = features[f"{idx}.{param}"]
+            net.net.load_state_dict(mapped, strict=True)
         heads, self.heads = load_state_dict("lpips-alex-v0.1", heads_path)
-        missing, unexpected = net.load_state_dict(heads, strict=False)
+        with loading_into("lpips-alex-v0.1", self.heads.path, "LPIPS' linear heads"):
+            missing, unexpected = net.load_state_dict(heads, strict=False)
         # ``lins`` is a ModuleList aliasing lin0..lin4, so only the lin<k> keys must come from the file
         lost = [k for k in missing if k.startswith("lin") and not k.startswith("lins.")]
         if unexpected or lost:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..ranking import printed_ranks
-from ..summary import RESULT_COLUMNS, SUMMARY_COLUMNS, read_run_csv
+from ..summary import RESULT_COLUMNS, read_run_csv
 from .specs import (BACKEND_LABELS, DATASET_LABELS, METRIC_FORMATS, TABLES, Cell, TableSpec, relabel,
                     with_extra_methods)
 
@@ -61,7 +61,7 @@ def run_values(run: Path) -> tuple[dict[Cell, Value], dict[Cell, str]]:
         values[Cell(d, m, k)] = Value(v, sets.get((d, m, f"{k}:std")))
     reasons: dict[Cell, str] = {}
     if summary.exists():
-        for r in read_run_csv(summary, SUMMARY_COLUMNS, numeric=("mean", "std", "n")):
+        for r in read_run_csv(summary, ("dataset", "method", "metric", "status", "note")):
             if r["status"] != "ok":  # a note that already says "method X unavailable: ..." is kept as is
                 said = r["note"].startswith(f"method {r['method']} ")
                 reasons[Cell(r["dataset"], r["method"], r["metric"])] = (r["note"] if said
@@ -459,8 +459,9 @@ def _cell_counts(run: Path) -> dict[tuple[str, str, str], int]:
     path = run / "summary.csv"
     if not path.exists():
         return {}
-    return {(r["dataset"], r["method"], r["metric"]): int(float(r["n"] or 0))
-            for r in read_run_csv(path, SUMMARY_COLUMNS, numeric=("n",)) if r.get("status") == "ok"}
+    return {(r["dataset"], r["method"], r["metric"]): int(float(r.get("n") or 0))
+            for r in read_run_csv(path, ("dataset", "method", "metric", "status"), numeric=("n",))
+            if r.get("status") == "ok"}
 
 
 def not_comparable(spec: TableSpec, run: Path, values: dict[Cell, Value], msrc: dict[str, str],
