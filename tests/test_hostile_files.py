@@ -445,3 +445,24 @@ def test_every_method_and_metric_refuses_a_file_that_is_no_state_dict_in_one_lin
             except Exception as exc:  # noqa: BLE001 (what the test looks for)
                 raw.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
     assert not raw, raw
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch):
+    """A write that fails for lack of space raises an OSError without a file name; the atomic writer
+    adds it, so the one-line message names the path, not '?'."""
+    import errno
+
+    from scgan_bench import image_io
+    from scgan_bench.errors import describe_os_error
+
+    class Full(io.BufferedWriter):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real = os.fdopen
+    monkeypatch.setattr(image_io.os, "fdopen", lambda fd, mode: Full(real(fd, mode)))
+    target = tmp_path / "out" / "x.png"
+    with pytest.raises(OSError) as ei:
+        image_io.atomic_write_bytes(target, b"data")
+    assert describe_os_error(ei.value).startswith(f"{target}: No space left on device (the disk is full")
+    assert not any(target.parent.iterdir())   # no temporary file left behind
