@@ -84,7 +84,7 @@ class LandmarkBoxes:
     def __init__(self) -> None:
         import dlib
 
-        from scgan_bench.safeload import dlib_model
+        from scgan_bench.weights import dlib_model
 
         self.det = dlib.get_frontal_face_detector()
         self.sp = dlib_model(dlib.shape_predictor, "dlib-shape-68", allow_download=False)

@@ -268,16 +268,6 @@ def loading_into(what: str, path: Path | str, network: str) -> Iterator[None]:
                       "check that it is the official file named") from None
 
 
-def dlib_model(factory: Any, asset: str, allow_download: bool | None = None) -> Any:
-    """A dlib model (``dlib.shape_predictor`` ...) from the weights manager's verified file; a file dlib
-    cannot read is a one-line :class:`WeightsError` naming it."""
-    from .weights import resolve
-
-    r = resolve(asset, allow_download=allow_download)
-    with loading_into(asset, r.path, f"dlib's {getattr(factory, '__name__', 'model')}"):
-        return factory(str(r.path))
-
-
 def tensors_only(sd: Mapping[str, Any], path: Path | str, what: str) -> None:
     """Refuse a state dict holding anything but tensors, naming the first such entries."""
     import torch

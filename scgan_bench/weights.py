@@ -423,6 +423,16 @@ def load_state_dict(name: str, explicit: Path | str | None = None) -> tuple[dict
     return sd, r
 
 
+def dlib_model(factory: Any, asset: str, allow_download: bool | None = None) -> Any:
+    """A dlib model (``dlib.shape_predictor`` ...) from asset's verified file; a file dlib cannot read is
+    a one-line :class:`WeightsError` naming it."""
+    from .safeload import loading_into
+
+    r = resolve(asset, allow_download=allow_download)
+    with loading_into(asset, r.path, f"dlib's {getattr(factory, '__name__', 'model')}"):
+        return factory(str(r.path))
+
+
 def strip_prefix(sd: dict[str, Any], prefix: str) -> dict[str, Any]:
     """Drop a key prefix such as DataParallel's ``module.``."""
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}

@@ -110,7 +110,7 @@ class DlibDescriptor:
     def __init__(self) -> None:
         import dlib
 
-        from ..safeload import dlib_model
+        from ..weights import dlib_model
 
         self.sp = dlib_model(dlib.shape_predictor, "dlib-shape-5")
         self.rec = dlib_model(dlib.face_recognition_model_v1, "dlib-face-recognition")

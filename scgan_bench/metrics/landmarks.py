@@ -100,7 +100,7 @@ class Dlib68Landmarks:
     def __init__(self) -> None:
         import dlib
 
-        from ..safeload import dlib_model
+        from ..weights import dlib_model
 
         self.det = dlib.get_frontal_face_detector()
         self.sp = dlib_model(dlib.shape_predictor, "dlib-shape-68")
