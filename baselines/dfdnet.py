@@ -27,11 +27,9 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
     from . import dfdnet_arch as arch
 from .adapter import Card, register
 from .bridge import Bridge
+from .dfdnet_layout import FEATURE_SIZES, PARTS
 from .loading import Container, check_official_size, expect_family, load_strict, param_count, read_official
 
-#: the released component dictionaries: one file per (part, feature size); the network reads them in this order
-PARTS = ("left_eye", "right_eye", "nose", "mouth")
-FEATURE_SIZES = (256, 128, 64, 32)
 LICENSE = "CC BY-NC-SA 4.0 (NON-COMMERCIAL; README of csxmli2016/DFDNet; code and weights)"
 PARAMS = 240_117_181
 ASSET = "dfdnet"

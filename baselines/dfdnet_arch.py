@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .dfdnet import FEATURE_SIZES, PARTS  # the layout of the released dictionaries (owned by the method)
+from .dfdnet_layout import FEATURE_SIZES, PARTS  # the layout of the released dictionaries
 from .hifacegan_arch import SNConv2d
 
 PREFIX = {"left_eye": "le", "right_eye": "re", "nose": "no", "mouth": "mo"}

@@ -46,8 +46,10 @@ def resolve_root(name: str, root: Path | str | None, default_subdir: str) -> Pat
 
 def follow_links() -> bool:
     """``--follow-links`` / ``$SCGAN_BENCH_FOLLOW_LINKS=1``: read sources that resolve outside the
-    dataset root (symbolic links to other disks); off by default."""
-    return os.environ.get("SCGAN_BENCH_FOLLOW_LINKS", "") not in ("", "0")
+    dataset root (symbolic links to other disks); off by default (:mod:`scgan_bench.settings`)."""
+    from scgan_bench.settings import current
+
+    return current().follow_links
 
 
 def source_path(root: Path, item: SourceItem) -> Path:

@@ -348,14 +348,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.metrics = ",".join(spec.metrics)
     if args.datasets is None:
         raise UsageError("give --datasets (or --table N)")
-    if args.max_pixels is not None:
-        if args.max_pixels < 1:
-            raise UsageError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
-        os.environ["SCGAN_BENCH_MAX_PIXELS"] = str(args.max_pixels)
-    if args.offline:
-        os.environ["SCGAN_BENCH_OFFLINE"] = "1"
-    if args.follow_links:
-        os.environ["SCGAN_BENCH_FOLLOW_LINKS"] = "1"
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise UsageError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
     cfg = RunConfig(
         datasets=DATASETS.resolve_list(args.datasets), methods=METHODS.resolve_list(expand_folder_methods(args.methods)),
         metrics=METRICS.resolve_list(expand_presets(args.metrics.split(","), lambda m: m in METRICS,
@@ -368,7 +362,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset_options=parse_dataset_options(args.dataset_opt),
         method_options=parse_method_options(args.method_opt),
         accept_data_changes=args.accept_data_changes, progress=not args.quiet, wait=args.wait,
-        only_this_run=args.only_this_run, tf32=args.tf32)
+        only_this_run=args.only_this_run, tf32=args.tf32, max_pixels=args.max_pixels,
+        offline=True if args.offline else None, follow_links=True if args.follow_links else None)
     return _report(run_benchmark(cfg), args.require_comparable)
 
 
@@ -700,7 +695,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from . import reproduce as R
 
     if args.job:
-        return R.run_job(args.out, args.job)
+        return R.run_job(args.out, args.job, main)
     if args.status:
         plan = R.load_plan(args.out)
         ids, states = X.slurm_status(plan)
@@ -764,9 +759,14 @@ def cmd_weights(args: argparse.Namespace) -> int:
     from . import weights as W
     from .registries import load_plugins
 
+    from .settings import current, using
+
     load_plugins()  # plug-ins register their assets (the baselines' weight files)
-    if args.offline:
-        os.environ["SCGAN_BENCH_OFFLINE"] = "1"
+    with using(current().overridden(offline=True if args.offline else None)):
+        return _weights(args, W)
+
+
+def _weights(args: argparse.Namespace, W: Any) -> int:
     names = args.names or list(W.ASSETS)
     for n in names:
         W.ASSETS.get(n)

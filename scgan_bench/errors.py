@@ -71,7 +71,7 @@ def describe_os_error(exc: OSError) -> str:
     code = _errno.errorcode.get(exc.errno or 0, "")
     where = exc.filename if exc.filename is not None else "?"
     advice = _OS_ADVICE.get(code)
-    from .manifest import data_home
+    from .paths import data_home
 
     if str(where).startswith(str(data_home())) and code in ("EACCES", "EROFS", "EPERM", "ENOSPC", "ENOTDIR",
                                                               "EEXIST"):

@@ -18,6 +18,8 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported where an SR method runs, not to register or list one
     import torch
 
+    from .manifest import Manifest   # (manifest imports this module)
+
 
 @dataclass(frozen=True)
 class Availability:
@@ -286,5 +288,3 @@ class DatasetSpec:
     def create(self, **options: Any) -> Dataset:
         return self.factory(**options)
 
-
-from .manifest import Manifest  # noqa: E402  (forward reference for type checkers)

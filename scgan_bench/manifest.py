@@ -11,8 +11,6 @@ compare against it, so a changed or missing file is detected before any number i
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,32 +19,8 @@ from typing import Iterable, Mapping, Sequence
 
 from .errors import DataIntegrityError, UsageError
 from .image_io import atomic_write_text
+from .paths import data_home, sha256_bytes, sha256_file, stable_hash  # noqa: F401 (their home before)
 from .statefiles import is_str_map, read_state, write_state
-
-
-def data_home() -> Path:
-    """``$SCGAN_BENCH_HOME`` or ``~/.cache/scgan-bench``: generated manifests and integrity locks."""
-    env = os.environ.get("SCGAN_BENCH_HOME")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scgan-bench"
-    return base.expanduser()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def stable_hash(obj: object, n: int = 16) -> str:
-    """Short sha256 of canonical JSON, for cache keys."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
 def seeded_selection(candidates: Sequence[str], k: int, seed: int) -> list[str]:
@@ -142,9 +116,11 @@ class Manifest:
 
 def packaged_manifest_path(dataset: str, split: str) -> Path:
     """Where a shipped manifest lives (``scgan_bench/datasets/manifests/<dataset>-<split>.tsv``)."""
-    import scgan_bench.datasets as pkg
+    import importlib.util
 
-    return Path(pkg.__file__).resolve().parent / "manifests" / f"{dataset}-{split}.tsv"
+    spec = importlib.util.find_spec("scgan_bench.datasets")   # located, not imported: it imports this module
+    assert spec is not None and spec.submodule_search_locations
+    return Path(list(spec.submodule_search_locations)[0]).resolve() / "manifests" / f"{dataset}-{split}.tsv"
 
 
 def generated_manifest(dataset: str, split: str, root: Path | None, key: Mapping[str, object],

@@ -11,6 +11,7 @@ process, so results are identical (tested); outside a pool, or for one worker, n
 copies a batch to a GPU through pinned memory."""
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import importlib
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -53,8 +54,13 @@ def _spec(obj: Any) -> tuple | None:
     return type(obj).__module__, type(obj).__qualname__, kwargs
 
 
-def _run(spec: tuple, method: str, args: tuple) -> Any:
-    """In a worker: the instance of ``spec`` (built once per process) applied to one part."""
+def _run(spec: tuple, method: str, args: tuple, settings: Any = None) -> Any:
+    """In a worker: the instance of ``spec`` (built once per process) applied to one part, under the
+    calling run's settings."""
+    if settings is not None:
+        from .settings import in_settings
+
+        return in_settings(settings, _run, spec, method, args)
     obj = _BUILT.get(spec)
     if obj is None:
         module, qualname, kwargs = spec
@@ -74,7 +80,10 @@ def call(obj: Any, method: str, *lists: Sequence[Any]) -> list[Any]:
         _POOL = ProcessPoolExecutor(max_workers=_WORKERS, mp_context=get_context("spawn"))
     parts = min(_WORKERS, n)
     bounds = [n * k // parts for k in range(parts + 1)]
-    futures = [_POOL.submit(_run, spec, method, tuple(list(x[a:b]) for x in lists))
+    from .settings import current
+
+    settings = current()
+    futures = [_POOL.submit(_run, spec, method, tuple(list(x[a:b]) for x in lists), settings)
                for a, b in zip(bounds, bounds[1:])]
     out: list[Any] = []
     for f in futures:
@@ -92,10 +101,11 @@ def prefetched(chunks: Iterable[T], load: Callable[[T], U]) -> Iterator[tuple[T,
             nxt = next(it)
         except StopIteration:
             return
-        fut = pool.submit(load, nxt)
+        ctx = contextvars.copy_context()   # the loads see this run's settings
+        fut = pool.submit(ctx.copy().run, load, nxt)
         for chunk in it:
             cur, cur_fut = nxt, fut
-            nxt, fut = chunk, pool.submit(load, chunk)
+            nxt, fut = chunk, pool.submit(ctx.copy().run, load, chunk)
             yield cur, cur_fut.result()
         yield nxt, fut.result()
 

@@ -28,8 +28,9 @@ from typing import Any, Mapping
 from . import __version__
 from .comparable import run_caveats
 from .errors import DataIntegrityError, Interrupted, UsageError
+from .settings import Settings, using
 from .statefiles import StateFileError
-from .image_io import atomic_write_text, max_pixels_limit
+from .image_io import atomic_write_text
 from .interfaces import NoReferenceMetric, PairedMetric, ReferenceMethod, SetMetric
 from .parallel import worker_pool
 from .prepare import Failure, PreparedDataset, prepare_dataset
@@ -66,6 +67,15 @@ class RunConfig:
     wait: bool = False  # wait for another process's lock on ``out`` instead of stopping
     only_this_run: bool = False  # outputs cover this invocation only (else earlier still-valid results stay)
     tf32: bool = False  # CUDA only: allow TF32 float32 arithmetic (scgan_bench.precision); off = strict float32
+    # what the run may read or fetch (scgan_bench.settings); None: the environment's default
+    max_pixels: int | None = None    # decompression-bomb guard ($SCGAN_BENCH_MAX_PIXELS, default 50 M)
+    offline: bool | None = None      # never download weights ($SCGAN_BENCH_OFFLINE)
+    follow_links: bool | None = None  # read sources that resolve outside a dataset root ($SCGAN_BENCH_FOLLOW_LINKS)
+
+    def settings(self) -> Settings:
+        """The environment's settings (read once, here) with this config's explicit choices."""
+        return Settings.from_env().overridden(max_pixels=self.max_pixels, offline=self.offline,
+                                              follow_links=self.follow_links)
 
 
 @dataclass
@@ -141,7 +151,7 @@ def validate(cfg: RunConfig) -> None:
         raise UsageError("--workers and --batch-size must be >= 1")
     if cfg.limit is not None and cfg.limit < 1:
         raise UsageError("--limit must be >= 1")
-    max_pixels_limit()  # a bad $SCGAN_BENCH_MAX_PIXELS is a usage error now, not a failure per image
+    cfg.settings()  # a bad pixel limit is a usage error now, not a failure per image
 
 
 def run_benchmark(cfg: RunConfig, shard: Shard | None = None) -> RunResult:
@@ -152,7 +162,7 @@ def run_benchmark(cfg: RunConfig, shard: Shard | None = None) -> RunResult:
     from .shard import session
 
     validate(cfg)
-    with session(shard) as shard:
+    with session(shard) as shard, using(cfg.settings()):
         return _run_sharded(cfg, shard)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from tqdm import tqdm
 
 from .degradations import degrade, derive_seed, make_degradation
+from .settings import current, in_settings
 from .errors import ImageDecodeError, UsageError
 from .image_io import atomic_write_bytes, encode_png, remember
 from .interfaces import Dataset, GivenPairs, SourceItem
@@ -151,9 +152,10 @@ def _map(fn: Callable, args: Sequence[tuple], workers: int, desc: str, progress:
             return
         pool = (ThreadPoolExecutor(max_workers=workers) if threads else
                 ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")))
-        with pool:
+        with pool:   # the workers run under this run's settings (pixel limit, links, offline)
             chunk = 1 if threads else max(1, min(64, len(args) // (workers * 4)))
-            for r in pool.map(fn, *zip(*args), chunksize=chunk):
+            settings = current()
+            for r in pool.map(in_settings, *zip(*[(settings, fn, *a) for a in args]), chunksize=chunk):
                 yield r
                 bar.update()
     finally:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 from .errors import UnknownNameError
 
@@ -17,10 +17,21 @@ class Registry(Generic[T]):
     ... def make(): ...
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, members: Sequence[str] = ()) -> None:
+        """``members``: modules whose import registers built-in entries (each registers itself), imported on
+        the first lookup, so that the registry's module imports none of them."""
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
+        self._members = tuple(members)
+
+    def _load(self) -> None:
+        if self._members:
+            import importlib
+
+            pending, self._members = self._members, ()
+            for module in pending:
+                importlib.import_module(module)
 
     def alias(self, name: str, target: str) -> None:
         """Another name for ``target`` (e.g. ``gfpgan`` -> ``gfpgan-v1.3``): accepted everywhere a
@@ -63,18 +74,21 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Return the entry for ``name`` or raise :class:`UnknownNameError` with suggestions."""
+        self._load()
         try:
             return self._entries[self._aliases.get(name, name)]
         except KeyError:
             raise UnknownNameError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
+        self._load()
         close = difflib.get_close_matches(name, list(self._entries) + list(self._aliases), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown {self.kind} {name!r}.{hint} Allowed: {', '.join(sorted(self._entries))}."
 
     def resolve_list(self, spec: str | list[str]) -> list[str]:
         """Parse ``'a,b'`` or ``'all'`` into validated names, keeping order and dropping repeats."""
+        self._load()
         names = spec.split(",") if isinstance(spec, str) else list(spec)
         names = [n.strip() for n in names if n.strip()]
         if not names:
@@ -86,13 +100,17 @@ class Registry(Generic[T]):
         return list(dict.fromkeys(self.canonical(n) for n in names))
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._entries or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
+        self._load()
         return iter(sorted(self._entries))
 
     def __len__(self) -> int:
+        self._load()
         return len(self._entries)
 
     def items(self) -> list[tuple[str, T]]:
+        self._load()
         return sorted(self._entries.items())

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .errors import UsageError
 from .image_io import atomic_write_text
@@ -373,10 +373,10 @@ def _write_state(out: Path, job: Job, **fields: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------- running one job
 
-def run_job(out: Path, job_id: str) -> int:
-    """Run one job of the plan in ``out`` here (what every executor calls); 0 when it is done."""
-    from .cli import main
-
+def run_job(out: Path, job_id: str, command: Callable[[Sequence[str]], int]) -> int:
+    """Run one job of the plan in ``out`` here (what every executor calls); 0 when it is done.
+    ``command`` runs a job's command line in this process (the CLI's ``main``, passed in by the CLI:
+    the plan only builds command lines)."""
     plan = load_plan(out)
     job = plan.job(job_id)
     for dep in job.deps:
@@ -390,9 +390,9 @@ def run_job(out: Path, job_id: str) -> int:
     try:
         if job.kind == "train":
             resume = (Path(job.out) / "checkpoints" / "latest.json").exists()
-            code = main([*job.argv, *(["--resume"] if resume else [])])
+            code = command([*job.argv, *(["--resume"] if resume else [])])
         elif job.kind == "eval":
-            code = main(job.argv)
+            code = command(job.argv)
         else:
             code = build_tables(plan)
     except BaseException as exc:

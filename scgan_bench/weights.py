@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import UsageError, WeightsError
-from .manifest import data_home, sha256_file
+from .paths import data_home, sha256_file
 from .registry import Registry
 from .statefiles import is_str_map, read_state, write_state
 
@@ -172,7 +172,10 @@ def unofficial(weights: Mapping[str, str]) -> dict[str, str]:
 
 
 def offline() -> bool:
-    return os.environ.get("SCGAN_BENCH_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    """``--offline`` / ``$SCGAN_BENCH_OFFLINE=1`` (:mod:`scgan_bench.settings`): no download."""
+    from .settings import current
+
+    return current().offline
 
 
 @dataclass

@@ -2,7 +2,6 @@
 losses of one training step (Eqs. 1-13)."""
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
@@ -13,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UsageError
+from ..training.models import judge, network_seed
 from .dataflow import CROSSINGS, FAKE_OF, active_images, active_terms
 from .networks import DegradationNet, Discriminator, RestorationNet, kaiming_zero_residual_
 from .variants import ADV_LOSSES, Variant
@@ -164,12 +164,6 @@ def _syncable(module: nn.Module) -> nn.Module:
     return module
 
 
-def network_seed(seed: int, name: str) -> int:
-    """The seed a network is built from: each network's initial weights depend only on the run seed
-    and its own name, never on which other networks a variant has."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:8], "big") >> 1
-
-
 class SCGAN(nn.Module):
     """D_HL, D_SL (with the variant's sharing), R_LS and the active discriminators; the step's images
     and terms come from :mod:`.dataflow`."""
@@ -253,8 +247,6 @@ class SCGAN(nn.Module):
                            fused: bool = True) -> dict[str, torch.Tensor]:
         """Hinge losses of the active discriminators on real vs detached fake images (``fused``: each
         discriminator judges both in one call, see :func:`scgan_bench.training.models.judge`)."""
-        from ..training.models import judge
-
         terms = {}
         for k, d in self.disc.items():
             d_real, d_fake = judge(d, lr if k[0] == "L" else hr, fakes[FAKE_OF[k]], fused)

@@ -57,6 +57,7 @@ from ..manifest import sha256_bytes
 from ..resize import resize_uint8, to_square
 from ..safeload import torch_load
 from ..store import remove_temp_files
+from .batch import Batch
 from .speed import GRAPH_SPEEDS, SPEEDS, make_step
 
 CHECKPOINT_FORMAT = 2
@@ -154,16 +155,6 @@ class TrainConfig:
         from ..scgan.model import get_recipe
 
         return get_recipe(self.recipe, self.crossings)
-
-
-class Batch(NamedTuple):
-    """This rank's slice of one global batch: HR and real LR faces in [-1, 1], the step's noise."""
-
-    hr: torch.Tensor
-    lr: torch.Tensor
-    z: torch.Tensor
-    epoch: int = 1
-    step: int = 0
 
 
 class SRExport(NamedTuple):

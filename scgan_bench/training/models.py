@@ -4,6 +4,7 @@
 (``cyclegan`` at 64 px on bicubic-upsampled LR, ``cyclegan-16`` native 16 <-> 64 px)."""
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
@@ -105,7 +106,9 @@ class TrainableSpec:
         return self.warning_for(cfg) if self.warning_for else None
 
 
-TRAINABLE: Registry[TrainableSpec] = Registry("trainable method")
+#: the trainable models; the built-in ones register themselves when their module is imported (on first lookup)
+TRAINABLE: Registry[TrainableSpec] = Registry("trainable method", members=(
+    "scgan_bench.scgan.train", "scgan_bench.training.cyclegan", "scgan_bench.training.lrgan"))
 
 
 def trainable_for(method: str | None, variant: str | None) -> TrainableSpec:
@@ -172,11 +175,15 @@ def hinge_d(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, fused: bool = 
     return torch.relu(1.0 - d_real).mean() + torch.relu(1.0 + d_fake).mean()
 
 
-def seeded(seed: int, name: str, make: Callable[[], nn.Module]) -> nn.Module:
-    """``make()`` under the seed of network ``name`` (:func:`scgan_bench.scgan.model.network_seed`): a
-    network's initial weights depend only on the run seed and its name, and the global RNG is untouched."""
-    from ..scgan.model import network_seed
+def network_seed(seed: int, name: str) -> int:
+    """The seed a network is built from: each network's initial weights depend only on the run seed
+    and its own name, never on which other networks a variant has."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:8], "big") >> 1
 
+
+def seeded(seed: int, name: str, make: Callable[[], nn.Module]) -> nn.Module:
+    """``make()`` under the seed of network ``name`` (:func:`network_seed`): a network's initial weights
+    depend only on the run seed and its name, and the global RNG is untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(network_seed(seed, name))
         return make()
@@ -205,10 +212,3 @@ def in_eval(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
     finally:
         module.train(was)
 
-
-def _register_builtin() -> None:
-    from ..scgan import train as _scgan  # noqa: F401
-    from . import cyclegan as _cyclegan, lrgan as _lrgan  # noqa: F401
-
-
-_register_builtin()

@@ -109,7 +109,7 @@ class GraphedStep:
         return dict(zip(self.keys, out.unbind()))
 
     def _record(self, b: "Batch") -> None:
-        from .engine import Batch
+        from .batch import Batch
 
         self.static_in = (b.hr.clone(), b.lr.clone(), b.z.clone())
         static_batch = Batch(*self.static_in, b.epoch, b.step)
