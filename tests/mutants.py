@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_hostile_files.py", "tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
+TESTS = ["tests/test_layout.py", "tests/test_hostile_files.py", "tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
          "tests/test_scgan.py", "tests/test_reliability.py", "tests/test_metric_references.py",
          "tests/test_metric_suite.py",
          "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks",
@@ -519,6 +519,20 @@ MUTANTS = [
            "        if True:", "FaceNet's refusal of a file is load_state_dict's multi-line text, naming no file"),
     Mutant("run-csv-numbers-unchecked", "scgan_bench/summary.py", "                    float(r[c])", "                    pass",
            "a results.csv with text in its value column ends table with a traceback"),
+    # the package's structure and settings (tests/test_layout.py, issue 29)
+    Mutant("reproduce-imports-cli", "scgan_bench/reproduce.py",
+           '    the plan only builds command lines)."""\n    plan = load_plan(out)',
+           '    the plan only builds command lines)."""\n    from .cli import main  # noqa: F401\n    plan = load_plan(out)',
+           "the plan imports the CLI that imports it: an import circle"),
+    Mutant("errors-imports-manifest", "scgan_bench/errors.py", "    from .paths import data_home\n",
+           "    from .manifest import data_home\n", "errors imports manifest, which imports errors: an import circle"),
+    Mutant("trainable-registry-imports-members", "scgan_bench/training/models.py",
+           "def frozen(*modules: nn.Module) -> Iterator[None]:",
+           "def frozen(*modules: nn.Module) -> Iterator[None]:\n    from . import lrgan  # noqa: F401",
+           "the trainable registry imports a member that imports it: an import circle"),
+    Mutant("run-settings-ignored", "scgan_bench/pipeline.py",
+           "    with session(shard) as shard, using(cfg.settings()):", "    with session(shard) as shard:",
+           "a library run's explicit pixel limit, link policy and offline mode are ignored"),
     # FID / KID on the GPU, padded feature batches (tests/test_metric_suite.py, issue 28)
     Mutant("gpu-kid-other-seed", "scgan_bench/metrics/distribution.py",
            "    rng = np.random.RandomState(KID_SEED)\n    picks", "    rng = np.random.RandomState(KID_SEED + 1)\n    picks",
@@ -825,7 +839,9 @@ def make_copy(dst: Path) -> None:
 
 
 # the tests most likely to catch a mutation of a file run first (-x stops at the first failure)
-FIRST = (*((f, ("tests/test_hostile_files.py",)) for f in (
+FIRST = (*((f, ("tests/test_layout.py",)) for f in ("scgan_bench/errors.py", "scgan_bench/reproduce.py",
+                                                    "scgan_bench/pipeline.py", "scgan_bench/training/models.py")),
+         *((f, ("tests/test_hostile_files.py",)) for f in (
              "scgan_bench/safeload.py", "scgan_bench/statefiles.py", "scgan_bench/image_io.py", "datasets/_common.py",
              "datasets/widerface.py", "scgan_bench/manifest.py", "scgan_bench/reproduce.py", "scgan_bench/cli.py",
              "scgan_bench/report.py", "scgan_bench/training/engine.py", "scgan_bench/summary.py",
