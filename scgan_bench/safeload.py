@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import stat
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -39,6 +40,11 @@ _ITEMSIZE = {"Float": 4, "Double": 8, "Half": 2, "BFloat16": 2, "Long": 8, "Int"
 def budget(size: int) -> int:
     """What a file of ``size`` bytes may expand to when loaded."""
     return max(EXPANSION * size, MIN_BUDGET)
+
+
+def said(exc: BaseException, limit: int = 160) -> str:
+    """An exception's text on one line, cut to ``limit`` characters (its type when it has none)."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
 
 
 def _refuse(what: str, path: Path, why: str, fix: str = "") -> WeightsError:
@@ -174,7 +180,7 @@ def _check_legacy(src: Any, path: Path, what: str, size: int) -> None:
     """The pre-1.6 format: magic number, protocol, system info, the object, storage keys, then raw
     storages; the declared storages must fit in the file."""
     try:
-        with (open(src, "rb") if isinstance(src, Path) else _Borrowed(src)) as f:
+        with open(src, "rb") if isinstance(src, Path) else nullcontext(src) as f:
             f.seek(0)
             for _ in range(3):
                 _scan(f)
@@ -186,19 +192,6 @@ def _check_legacy(src: Any, path: Path, what: str, size: int) -> None:
     if total > size:
         raise _refuse(what, path, f"declares {total:,} bytes of storages but is {size:,} bytes long: damaged or "
                       "crafted", "use the official file")
-
-
-class _Borrowed:
-    """A caller's open file as a context manager that leaves it open."""
-
-    def __init__(self, f: Any) -> None:
-        self.f = f
-
-    def __enter__(self) -> Any:
-        return self.f
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def check_tensors(obj: Any, path: Path, what: str, size: int) -> None:
@@ -234,19 +227,16 @@ def torch_load(path: Path | str | io.BytesIO, what: str, allow: Sequence[Any] = 
         with torch.serialization.safe_globals(list(allow)):
             obj = torch.load(data if data is not None else path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        import re
-
         names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc))))
         if not names:   # not a pickle torch reads at all
-            raise _refuse(what, path, f"is not a readable PyTorch weight file ({' '.join(str(exc).split())[:120]})",
+            raise _refuse(what, path, f"is not a readable PyTorch weight file ({said(exc, 120)})",
                           "download it again or check that it is the file named") from None
         raise _refuse(what, path, f"pickles objects other than tensors ({', '.join(names)[:160]})",
                       "scgan-bench never runs pickled code; if you trust the file, save its state dict alone "
                       "(torch.save(model.state_dict(), ...)) and pin that file") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, IndexError, TypeError, KeyError,
             AttributeError, OverflowError, MemoryError) as exc:
-        said = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise _refuse(what, path, f"is not a readable PyTorch weight file ({said})",
+        raise _refuse(what, path, f"is not a readable PyTorch weight file ({said(exc)})",
                       "download it again or check that it is the file named") from None
     check_tensors(obj, path, what, size)
     return obj
@@ -262,9 +252,7 @@ def loading_into(what: str, path: Path | str, network: str) -> Iterator[None]:
     except WeightsError:
         raise
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        said = "; ".join(lines)[:240] or type(exc).__name__
-        raise _refuse(what, Path(path), f"does not fit {network} ({type(exc).__name__}: {said})",
+        raise _refuse(what, Path(path), f"does not fit {network} ({type(exc).__name__}: {said(exc, 240)})",
                       "check that it is the official file named") from None
 
 
@@ -290,8 +278,8 @@ def safetensors_load(path: Path | str, what: str) -> tuple[dict[str, Any], dict[
             meta = dict(f.metadata() or {})
         return load_file(str(path)), meta
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
-        said = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise _refuse(what, path, f"is not a readable safetensors file ({said})", "download or export it again") from None
+        raise _refuse(what, path, f"is not a readable safetensors file ({said(exc)})",
+                      "download or export it again") from None
 
 
 def safetensors_shapes(path: Path | str, what: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
@@ -304,5 +292,5 @@ def safetensors_shapes(path: Path | str, what: str) -> tuple[dict[str, tuple[int
         with safe_open(str(path), "pt") as f:
             return ({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, dict(f.metadata() or {}))
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
-        said = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise _refuse(what, path, f"is not a readable safetensors file ({said})", "download or export it again") from None
+        raise _refuse(what, path, f"is not a readable safetensors file ({said(exc)})",
+                      "download or export it again") from None

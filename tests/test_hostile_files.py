@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -384,22 +385,31 @@ def test_max_steps_zero_is_refused(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------------- 10. HTML report
+def _hostile_report(tmp_path: Path) -> tuple[Path, str]:
+    from scgan_bench.report import build_report
+
+    root = _faces(tmp_path / "faces", ["<script>alert(1)<!--", "</script><!--", "plain"])
+    run = tmp_path / "run"
+    assert main(_run(run, root)) == 0
+    return run, build_report(run, per_dataset=3, figures=False).read_text()
+
+
 def test_the_report_embeds_file_names_that_cannot_close_or_comment_out_its_script(tmp_path):
-    from scgan_bench.report import build_report, script_json
+    from scgan_bench.report import script_json
 
     names = ["<script>alert(1)<!--", "</script><!--", "plain"]
     assert json.loads(script_json({"n": names})) == {"n": names}
     assert not {"<", ">", "&"} & set(script_json({"n": names}))
-    root = _faces(tmp_path / "faces", names)
-    run = tmp_path / "run"
-    assert main(_run(run, root)) == 0
-    page = build_report(run, per_dataset=3, figures=False).read_text()
+    _, page = _hostile_report(tmp_path)
     data = page.split("id='browser-data'>", 1)[1].split("</script>", 1)[0]
     assert "<" not in data and "alert(1)" in data
-    exe = __import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")
+
+
+def test_the_report_with_hostile_file_names_runs_in_headless_chromium(tmp_path):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
-        pytest.skip("headless Chromium is not installed: `apt-get install chromium` (make test does this as root); "
-                    "the embedded data was checked above")
+        pytest.skip("headless Chromium is not installed: `apt-get install chromium` (make test does this as root)")
+    run, _ = _hostile_report(tmp_path)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'c'}"]
     dom = subprocess.run([exe, *flags, "--dump-dom", (run / "report.html").as_uri()], capture_output=True, text=True)
@@ -413,7 +423,6 @@ def test_every_method_and_metric_refuses_a_file_that_is_no_state_dict_in_one_lin
     dict (pinned, so the sha256 check passes): a UsageError of one line naming the file, never a raw
     library error (AttributeError, dlib's or load_state_dict's multi-line text)."""
     import hashlib
-    import shutil
 
     from scgan_bench.errors import UsageError
     from scgan_bench.registries import METHODS, METRICS, load_plugins

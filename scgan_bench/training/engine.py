@@ -55,7 +55,7 @@ from ..errors import ImageDecodeError, TrainingDiverged, UsageError
 from ..image_io import atomic_write_bytes, atomic_write_text, list_images, read_image, write_png
 from ..manifest import sha256_bytes
 from ..resize import resize_uint8, to_square
-from ..safeload import torch_load
+from ..safeload import said, torch_load
 from ..store import remove_temp_files
 from .batch import Batch
 from .speed import GRAPH_SPEEDS, SPEEDS, make_step
@@ -418,8 +418,7 @@ def load_checkpoint(out: Path, model: torch.nn.Module, identity: dict[str, Any] 
             tensors[alias] = tensors[orig]
         model.load_state_dict(tensors, strict=True)
     except Exception as exc:  # noqa: BLE001 (a damaged or foreign file: said with its name)
-        said = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise UsageError(f"{folder / 'model.safetensors'}: not this run's model ({said}); resume from an earlier "
+        raise UsageError(f"{folder / 'model.safetensors'}: not this run's model ({said(exc, 200)}); resume from an earlier "
                          f"checkpoint by pointing {latest_path} at it, or start a new --out") from None
     return torch_load(io.BytesIO(blobs["state.pt"]), "training state", name=str(folder / "state.pt"))
 
