@@ -30,7 +30,7 @@ RANGES = {"[-1,1]": (lambda x: x * 2 - 1, lambda y: (y.clamp(-1, 1) + 1) / 2),
 def image_keys(lr: torch.Tensor) -> list[str]:
     """sha256 of each image's 8-bit pixels (shape included): a seed source that does not depend on
     the batch an image lands in."""
-    from scgan_bench.superres import quantise
+    from scgan_bench.run.superres import quantise
 
     return [hashlib.sha256(str(im.shape).encode() + im.tobytes()).hexdigest() for im in quantise(lr)]
 
@@ -106,7 +106,7 @@ def option_aware(name: str, availability: Callable) -> Callable[..., "Availabili
     from pathlib import Path
 
     from scgan_bench.interfaces import Availability
-    from scgan_bench.requirements import Requirements
+    from scgan_bench.assets.requirements import Requirements
 
     try:
         takes_options = any(p.kind is inspect.Parameter.VAR_KEYWORD

@@ -33,11 +33,11 @@ def resize_batch(x: torch.Tensor, size: int, resizer: str) -> torch.Tensor:
     LR inputs are 8-bit values, so the conversion is exact for them)."""
     import torch
 
-    from scgan_bench.superres import quantise
+    from scgan_bench.run.superres import quantise
 
     imgs = quantise(x)
     if resizer == "pil-bicubic":
-        from scgan_bench.resize import resize_uint8
+        from scgan_bench.io.resize import resize_uint8
 
         out = [resize_uint8(im, (size, size), "bicubic") for im in imgs]
     elif resizer == "cv2-linear":

@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
     import torch
 
 from scgan_bench.errors import UsageError
-from scgan_bench.requirements import needs
-from scgan_bench.weights import Asset, WeightsError, register_asset, resolve
+from scgan_bench.assets.requirements import needs
+from scgan_bench.assets.weights import Asset, WeightsError, register_asset, resolve
 
 if TYPE_CHECKING:  # imported where used: registering and listing need none of it
     from . import dfdnet_arch as arch
@@ -82,7 +82,7 @@ class LandmarkBoxes:
     def __init__(self) -> None:
         import dlib
 
-        from scgan_bench.weights import dlib_model
+        from scgan_bench.assets.weights import dlib_model
 
         self.det = dlib.get_frontal_face_detector()
         self.sp = dlib_model(dlib.shape_predictor, "dlib-shape-68", allow_download=False)
@@ -173,7 +173,7 @@ class DFDNetMethod:
     def upscale_with_notes(self, lr: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, Any]]]:
         import torch
 
-        from scgan_bench.superres import quantise
+        from scgan_bench.run.superres import quantise
 
         x = self.bridge.up(lr)                                   # [0, 1] at 512, 8-bit values
         u8 = quantise(x)

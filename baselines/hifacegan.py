@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from scgan_bench.errors import UsageError
-from scgan_bench.requirements import needs
-from scgan_bench.weights import Asset, register_asset
+from scgan_bench.assets.requirements import needs
+from scgan_bench.assets.weights import Asset, register_asset
 
 from .adapter import Card, PretrainedSR, register
 from .bridge import Bridge

@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
     import torch
     from torch import nn
 
-from scgan_bench.safeload import torch_load
-from scgan_bench.weights import Resolved, WeightsError, resolve
+from scgan_bench.assets.safeload import torch_load
+from scgan_bench.assets.weights import Resolved, WeightsError, resolve
 
 StateDict = dict[str, "torch.Tensor"]
 
@@ -85,7 +85,7 @@ class Container:
 
 
 def _torch_load(path: Path, what: str) -> Any:
-    """``torch.load(weights_only=True)`` after the size checks of :mod:`scgan_bench.safeload`."""
+    """``torch.load(weights_only=True)`` after the size checks of :mod:`scgan_bench.assets.safeload`."""
     return torch_load(path, what)
 
 

@@ -17,8 +17,8 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
     import torch
     from torch import nn
 
-from scgan_bench.requirements import needs
-from scgan_bench.weights import Asset, register_asset
+from scgan_bench.assets.requirements import needs
+from scgan_bench.assets.weights import Asset, register_asset
 
 from .adapter import Card, PretrainedSR, register
 from .loading import Container, expect_family, load_strict, read_official

@@ -24,8 +24,8 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 
 from scgan_bench.errors import UsageError
 from scgan_bench.interfaces import Availability
-from scgan_bench.requirements import needs
-from scgan_bench.weights import Asset, WeightsError, register_asset
+from scgan_bench.assets.requirements import needs
+from scgan_bench.assets.weights import Asset, WeightsError, register_asset
 
 from .adapter import Card, image_keys, register
 from .loading import Container, check_official_size, expect_family, load_strict, param_count, read_official
@@ -182,8 +182,8 @@ def load_synthesis(sd: dict[str, torch.Tensor], path: Path | str, any_config: bo
 
 
 def load_gaussian_fit(path: Path | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
-    from scgan_bench.safeload import torch_load
-    from scgan_bench.weights import resolve
+    from scgan_bench.assets.safeload import torch_load
+    from scgan_bench.assets.weights import resolve
 
     r = resolve(FIT, path, allow_download=None)
     fit = torch_load(r.path, "pulse gaussian fit")

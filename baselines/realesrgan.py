@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 if TYPE_CHECKING:  # imported where used: registering and listing need none of it
     import torch
 
-from scgan_bench.requirements import needs
-from scgan_bench.weights import Asset, WeightsError, register_asset
+from scgan_bench.assets.requirements import needs
+from scgan_bench.assets.weights import Asset, WeightsError, register_asset
 
 from .adapter import Card, PretrainedSR, register
 from .loading import Container, check_keys, check_official_size, expect_family, read_official, spandrel_build

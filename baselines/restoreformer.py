@@ -21,8 +21,8 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
     from torch import nn
 
 from scgan_bench.interfaces import Availability
-from scgan_bench.requirements import needs
-from scgan_bench.weights import Asset, WeightsError, register_asset, status
+from scgan_bench.assets.requirements import needs
+from scgan_bench.assets.weights import Asset, WeightsError, register_asset, status
 
 from .adapter import Card, PretrainedSR, register
 from .bridge import Bridge

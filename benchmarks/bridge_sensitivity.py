@@ -42,10 +42,10 @@ def main() -> None:
     import numpy as np
 
     from baseline_weights import lr_faces, save
-    from scgan_bench import weights as W
-    from scgan_bench.manifest import sha256_file
+    from scgan_bench.assets import weights as W
+    from scgan_bench.io.manifest import sha256_file
     from scgan_bench.registries import METHODS, load_plugins
-    from scgan_bench.superres import quantise
+    from scgan_bench.run.superres import quantise
 
     load_plugins()
     lr = lr_faces(args.faces)

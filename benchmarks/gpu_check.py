@@ -147,7 +147,7 @@ def weights_home(tmp: Path, smoke: bool) -> dict[str, str]:
     from sb_testdata import random_inception_state_dict
     from torchvision.models import alexnet
 
-    from scgan_bench import weights as W
+    from scgan_bench.assets import weights as W
     from scgan_bench.networks.retinaface import RetinaFace
 
     made = {}
@@ -303,17 +303,17 @@ def _raw_outputs(name: str, model: Any, faces: list):
 
 def fp32_modes(dev: str) -> tuple[tuple[str, bool], ...]:
     """(label, tf32) of the float32 modes compared on ``dev``: a run's strict float32 and ``--tf32``
-    (scgan_bench.precision) on CUDA; on the CPU, which has no TF32, strict only."""
+    (scgan_bench.run.precision) on CUDA; on the CPU, which has no TF32, strict only."""
     return (("strict_fp32", False), ("tf32", True)) if dev.startswith("cuda") else (("strict_fp32", False),)
 
 
 def part_metric_agreement(dev: str, faces: list, smoke: bool = False) -> dict[str, Any]:
     """Each torch metric network on the faces on ``dev`` vs on the CPU, in strict float32 (what a run
-    does: scgan_bench.precision) and with ``--tf32`` (TF32 convolutions and matrix products), side by side.
+    does: scgan_bench.run.precision) and with ``--tf32`` (TF32 convolutions and matrix products), side by side.
     The 2026-11-27 reports' "tf32" column is torch's default instead (TF32 convolutions only)."""
     import numpy as np
 
-    from scgan_bench.precision import fp32_precision
+    from scgan_bench.run.precision import fp32_precision
 
     nets = _metric_networks(smoke)
     hr = faces[::-1]
@@ -358,7 +358,7 @@ def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, C
                                   hifacegan_state_dict, lightning, lrgan_state_dict, restoreformer_state_dict,
                                   rrdb_state_dict, save)
 
-    from scgan_bench import weights as W
+    from scgan_bench.assets import weights as W
     from scgan_bench.registries import METHODS, load_plugins
     from scgan_bench.training.engine import Engine, TrainConfig
 
@@ -398,8 +398,8 @@ def part_method_agreement(dev: str, faces: list, tmp: Path, n: int, width: float
     import numpy as np
     import torch
 
-    from scgan_bench.precision import fp32_precision
-    from scgan_bench.superres import quantise
+    from scgan_bench.run.precision import fp32_precision
+    from scgan_bench.run.superres import quantise
 
     hr = torch.from_numpy(np.stack(faces[:n])).permute(0, 3, 1, 2).float() / 255
     lr = (torch.nn.functional.avg_pool2d(hr, 4) * 255).round() / 255
@@ -594,8 +594,8 @@ def part_train_command(dev: str, faces: list, tmp: Path, out: Path, steps: int, 
     import torch
 
     from scgan_bench.cli import main as cli_main
-    from scgan_bench.figures import training_curves
-    from scgan_bench.image_io import write_png
+    from scgan_bench.reports.figures import training_curves
+    from scgan_bench.io.image_io import write_png
     from scgan_bench.training import engine as E
 
     hr_dir, lr_dir, run = tmp / "train_hr", tmp / "train_lr", tmp / "train_run"
@@ -656,10 +656,10 @@ def part_metric_throughput(dev: str, faces: list, tmp: Path, n_run: int, repeat:
     with every GPU metric beside torch-fidelity's calculate_metrics on the same folders."""
     import torch_fidelity
 
-    from scgan_bench import weights as W
-    from scgan_bench.image_io import write_png
-    from scgan_bench.pipeline import RunConfig, run_benchmark
-    from scgan_bench.precision import fp32_precision
+    from scgan_bench.assets import weights as W
+    from scgan_bench.io.image_io import write_png
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
+    from scgan_bench.run.precision import fp32_precision
 
     per: dict[str, float] = {}
     hr = faces[::-1]

@@ -42,7 +42,7 @@ def faces(n: int) -> list[np.ndarray]:
 
 def ensure(name: str, make_state_dict, folder: Path) -> str:
     """'official' when the real file verifies, else save random weights in its layout and pin them."""
-    from scgan_bench import weights as W
+    from scgan_bench.assets import weights as W
 
     if W.status(name).state == "verified":
         return "official weights"

@@ -19,7 +19,7 @@ from PIL import Image
 from skimage import data
 
 from scgan_bench.metrics.niqe import NIQE
-from scgan_bench.resize import resize_uint8
+from scgan_bench.io.resize import resize_uint8
 
 
 def main() -> None:

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scgan_bench.degradations import ComplexDegradation, degrade, derive_seed
-from scgan_bench.image_io import list_images, read_image
+from scgan_bench.io.degradations import ComplexDegradation, degrade, derive_seed
+from scgan_bench.io.image_io import list_images, read_image
 from scgan_bench.metrics.fidelity import psnr, ssim
 from scgan_bench.methods.interpolation import Interpolation
-from scgan_bench.pipeline import RunConfig, run_benchmark
-from scgan_bench.resize import resize_uint8, to_square
-from scgan_bench.superres import quantise, to_tensor
+from scgan_bench.run.pipeline import RunConfig, run_benchmark
+from scgan_bench.io.resize import resize_uint8, to_square
+from scgan_bench.run.superres import quantise, to_tensor
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_IMAGES = HERE.parent.parent / "shared" / "data" / "hr_faces_128"

@@ -10,10 +10,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from scgan_bench.errors import DatasetUnavailableError, ImageDecodeError, UsageError
-from scgan_bench.image_io import read_image
+from scgan_bench.io.image_io import read_image
 from scgan_bench.interfaces import SourceItem
-from scgan_bench.manifest import sha256_file
-from scgan_bench.resize import crop_with_padding, resize_uint8, to_square
+from scgan_bench.io.manifest import sha256_file
+from scgan_bench.io.resize import crop_with_padding, resize_uint8, to_square
 
 #: The paper's protocol: 16x16 LR -> 64x64 SR/HR (x4).
 HR_SIZE = 64

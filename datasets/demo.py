@@ -18,7 +18,7 @@ import numpy as np
 
 from scgan_bench.errors import ImageDecodeError
 from scgan_bench.interfaces import DatasetSpec, SourceItem
-from scgan_bench.manifest import Manifest, sha256_bytes
+from scgan_bench.io.manifest import Manifest, sha256_bytes
 from scgan_bench.registries import DATASETS
 
 from ._common import HR_SIZE, LR_SIZE, face_crop, options_of

@@ -17,7 +17,7 @@ import numpy as np
 
 from scgan_bench.errors import DataIntegrityError, DatasetUnavailableError
 from scgan_bench.interfaces import DatasetSpec, SourceItem
-from scgan_bench.manifest import Manifest, packaged_manifest_path, seeded_selection
+from scgan_bench.io.manifest import Manifest, packaged_manifest_path, seeded_selection
 from scgan_bench.registries import DATASETS
 
 from ._common import HR_SIZE, check_split, file_digest, load_face, options_of, resolve_root

@@ -10,9 +10,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from scgan_bench.errors import ImageDecodeError, UsageError
-from scgan_bench.image_io import IMAGE_SUFFIXES, list_images, read_image
+from scgan_bench.io.image_io import IMAGE_SUFFIXES, list_images, read_image
 from scgan_bench.interfaces import DatasetSpec, SourceItem
-from scgan_bench.manifest import Manifest
+from scgan_bench.io.manifest import Manifest
 from scgan_bench.registries import DATASETS
 
 from ._common import HR_SIZE, LR_SIZE, file_digest, load_face, options_of, resolve_root, source_path, unique_ids

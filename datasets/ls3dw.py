@@ -14,9 +14,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from scgan_bench.errors import UsageError
-from scgan_bench.image_io import list_images
+from scgan_bench.io.image_io import list_images
 from scgan_bench.interfaces import DatasetSpec, SourceItem
-from scgan_bench.manifest import Manifest, generated_manifest, seeded_selection
+from scgan_bench.io.manifest import Manifest, generated_manifest, seeded_selection
 from scgan_bench.registries import DATASETS
 
 from ._common import HR_SIZE, file_digest, load_face, options_of, resolve_root, unique_ids

@@ -21,9 +21,9 @@ from PIL import Image
 
 from scgan_bench.errors import DatasetUnavailableError, UsageError
 from scgan_bench.interfaces import DatasetSpec, SourceItem
-from scgan_bench.manifest import Manifest, generated_manifest, seeded_selection, sha256_file
+from scgan_bench.io.manifest import Manifest, generated_manifest, seeded_selection, sha256_file
 from scgan_bench.registries import DATASETS
-from scgan_bench.resize import square_crop_box
+from scgan_bench.io.resize import square_crop_box
 
 from ._common import (LR_SIZE, check_split, file_digest, id_from_relpath, load_face, options_of, resolve_root,
                       source_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import Interrupted, TrainingDiverged, UsageError, describe_os_error
-from .image_io import DEFAULT_MAX_PIXELS
+from .io.image_io import DEFAULT_MAX_PIXELS
 
 EXIT_USAGE = 2
 
@@ -329,7 +329,7 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from .methods.folder import expand_folder_methods
     from .metrics.presets import expand as expand_presets
-    from .pipeline import RunConfig, run_benchmark
+    from .run.pipeline import RunConfig, run_benchmark
     from .registries import DATASETS, METHODS, METRICS, load_plugins
 
     load_plugins()
@@ -422,7 +422,7 @@ def demo_tables(run: Path) -> list[Path]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .pipeline import RunConfig, run_benchmark
+    from .run.pipeline import RunConfig, run_benchmark
     from .registries import METHODS, METRICS, load_plugins
 
     load_plugins()
@@ -432,7 +432,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     code = _report(run_benchmark(cfg))
     demo_tables(args.out)
     print(f"paper tables 5-7 (demo data, offline backends, stated under each): {args.out / 'tables'}")
-    from .report import build_report
+    from .reports.report import build_report
 
     print(f"HTML report (tables, t-SNE, qualitative grids, landmarks, per-image browser): "
           f"{build_report(args.out, per_dataset=20)}")
@@ -451,7 +451,7 @@ def _availability_text(a, weights: tuple[str, ...], load: Any = None) -> str:
             load()
         except Exception as exc:  # noqa: BLE001 (a file that does not load: the method's state, not a crash)
             return f"unavailable: its files do not load: {type(exc).__name__}: {exc}"
-    from .weights import unofficial_in_place
+    from .assets.weights import unofficial_in_place
 
     if weights and load is None:
         state = "available (files present and verified; loaded by a run, or now with `list methods --check`)"
@@ -532,7 +532,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 desc += f"\nbackend: {spec.backend}"
             if spec.caveat:
                 desc += f"\ncaveat: {spec.caveat}"
-            from .weights import ASSETS
+            from .assets.weights import ASSETS
 
             licences = dict.fromkeys(ASSETS.get(w).license for w in getattr(spec.availability, "weights", ())
                                      if w in ASSETS)
@@ -570,7 +570,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                     f"\noptions (--opt): {spec.option_help()}")
             rows.append((name, desc, f"train --method {name}"))
     else:
-        from .degradations import DEGRADATIONS, make_degradation
+        from .io.degradations import DEGRADATIONS, make_degradation
 
         for name in DEGRADATIONS:
             rows.append((name, str(make_degradation(name).config()), "available"))
@@ -588,8 +588,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     files now); the decoded images go to a temporary folder (a run makes its own)."""
     import tempfile
 
-    from .manifest import data_home
-    from .prepare import prepare_dataset
+    from .io.manifest import data_home
+    from .run.prepare import prepare_dataset
 
     opts = parse_dataset_options([f"{args.dataset}:{o}" for o in args.dataset_opt])
     with tempfile.TemporaryDirectory(prefix="scgan-bench-prepare-") as tmp:
@@ -622,7 +622,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .reports.report import build_report
 
     if not (args.run / "run.json").exists():
         raise UsageError(f"{args.run} is not a scgan-bench run folder (no run.json)")
@@ -634,7 +634,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from .figures import write_figures
+    from .reports.figures import write_figures
 
     if not (args.run / "run.json").exists():
         raise UsageError(f"{args.run} is not a scgan-bench run folder (no run.json)")
@@ -658,7 +658,7 @@ def _speed(speed: str | None, compile_flag: bool) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .pipeline import resolve_device
+    from .run.pipeline import resolve_device
     from .training.engine import TrainConfig, run_training
     from .training.models import trainable_for
 
@@ -691,8 +691,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from . import executors as X
-    from . import reproduce as R
+    from .plan import executors as X
+    from .plan import reproduce as R
 
     if args.job:
         return R.run_job(args.out, args.job, main)
@@ -701,7 +701,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         ids, states = X.slurm_status(plan)
         print(R.format_status(R.status_rows(plan, ids, states)))
         return 0
-    from .runlock import run_lock
+    from .run.runlock import run_lock
 
     # one executor per folder: a second is refused at once, naming the holder (jobs run by --job lock nothing
     # here; each evaluation locks its own run folder)
@@ -746,7 +746,7 @@ def _reproduce(args: argparse.Namespace, R: Any, X: Any) -> int:
 
 
 def cmd_export_lr(args: argparse.Namespace) -> int:
-    from .export import export_lr, rerun_command
+    from .run.export import export_lr, rerun_command
 
     n = export_lr(args.run, args.dataset, args.out)
     print(f"wrote {n} LR inputs of {args.dataset} to {args.out} (<id>.png, ids.tsv); put your x4 outputs as "
@@ -756,7 +756,7 @@ def cmd_export_lr(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from . import weights as W
+    from .assets import weights as W
     from .registries import load_plugins
 
     from .settings import current, using

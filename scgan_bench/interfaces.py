@@ -18,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported where an SR method runs, not to register or list one
     import torch
 
-    from .manifest import Manifest   # (manifest imports this module)
+    from .io.manifest import Manifest   # (manifest imports this module)
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class MethodSpec:
 
             allowed = ", ".join(sorted(self.defaults())) or "none"
             raise UsageError(f"method {self.name!r} has no option {unknown[0]!r}; options: {allowed}")
-        from .weights import pin_after_load
+        from .assets.weights import pin_after_load
 
         with pin_after_load():   # first-use weight files are pinned only once the method is built
             return self.factory(device=device, **options)
@@ -213,7 +213,7 @@ class MetricSpec:
         return "↑" if self.higher_is_better else "↓"
 
     def create(self, device: str = "cpu") -> PairedMetric | NoReferenceMetric | SetMetric:
-        from .weights import pin_after_load
+        from .assets.weights import pin_after_load
 
         with pin_after_load():   # first-use weight files are pinned only once the metric is built
             return self.factory(device=device)

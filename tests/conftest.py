@@ -35,7 +35,7 @@ def hr_faces(tmp_path) -> Path:
 @pytest.fixture
 def weights_dir(tmp_path, monkeypatch):
     """An empty weights folder, offline mode, a private TORCH_HOME and no pinned hashes."""
-    from scgan_bench import weights as W
+    from scgan_bench.assets import weights as W
 
     d = tmp_path / "weights"
     d.mkdir()

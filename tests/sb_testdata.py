@@ -55,7 +55,7 @@ def wider_layout(dst: Path, subset: str = "val") -> Path:
 def tamper(path: Path) -> None:
     """Flip one bit of a file (its sha256 no longer matches) and forget the cached digests, so the weights
     manager checks the file again."""
-    from scgan_bench.weights import _DIGESTS
+    from scgan_bench.assets.weights import _DIGESTS
 
     data = bytearray(Path(path).read_bytes())
     data[-1] ^= 1
@@ -81,8 +81,8 @@ def lr_digest(name: str, image_id: str, seed: int = 0) -> str:
     """sha256 of the PNG of a degraded face (module-level so spawned workers can run it)."""
     import hashlib
 
-    from scgan_bench.degradations import degrade, derive_seed, make_degradation
-    from scgan_bench.image_io import encode_png
+    from scgan_bench.io.degradations import degrade, derive_seed, make_degradation
+    from scgan_bench.io.image_io import encode_png
 
     hr = rgb_face(int(hashlib.md5(image_id.encode()).hexdigest(), 16) % 7)
     lr, _ = degrade(make_degradation(name), hr, derive_seed(seed, "ffhq", image_id))
@@ -302,13 +302,13 @@ class MeanColour:
 
 
 def shard_features_worker(rank: int, world: int, port: int, tmp: str, images: dict) -> None:
-    """One rank of a 2-process gloo :func:`scgan_bench.features.cached_features` call with ``Shard``; rank 0
+    """One rank of a 2-process gloo :func:`scgan_bench.run.features.cached_features` call with ``Shard``; rank 0
     saves every rank's batches, its features, the cache folder's files and how ``from_main`` errors arrive."""
     import torch
     import torch.distributed as dist
 
-    from scgan_bench.features import cached_features
-    from scgan_bench.shard import Shard
+    from scgan_bench.run.features import cached_features
+    from scgan_bench.run.shard import Shard
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.errors import UsageError
 from scgan_bench.metrics import adaface as A
 from scgan_bench.metrics.arcface import align_112
@@ -67,8 +67,8 @@ def test_lightning_checkpoint_loads_strictly_safely_and_feeds_bgr(weights_dir):
 
 
 def test_id_lq_on_a_real_world_set_equals_the_cosine_to_each_lr_input(weights_dir, tmp_path, monkeypatch):
-    from scgan_bench.image_io import read_image
-    from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.io.image_io import read_image
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
 
     torch.manual_seed(1)
     _ckpt(weights_dir, IRBackbone(50, width=WIDTH))
@@ -94,7 +94,7 @@ def test_identity_gate_applies_the_sets_threshold_and_says_when_a_set_has_none(w
     threshold recomputes the value. NTIRE's own sets map: widerface -> 0.3, webface -> 0.3."""
     import json
 
-    from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
 
     assert A.ntire_threshold("widerface") == {"threshold": 0.3} and A.ntire_threshold("webface") == {"threshold": 0.3}
     torch.manual_seed(1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.errors import UsageError
 from scgan_bench.metrics.arcface import (ARCFACE_112, ARCFACE_ASSET, FFHQ_512, ArcFaceFeatures, align_112,
                                          load_arcface, similarity_matrix)

@@ -31,8 +31,8 @@ from baseline_weights import (
 )
 from PIL import Image
 
-from scgan_bench import weights as W
-from scgan_bench.manifest import sha256_file
+from scgan_bench.assets import weights as W
+from scgan_bench.io.manifest import sha256_file
 from scgan_bench.registries import METHODS, load_plugins
 
 load_plugins()
@@ -677,7 +677,7 @@ def test_method_notes_reach_the_records_summary_csv_and_report(weights_dir, tmp_
     assert rec["notes"]["pulse_steps"] == 2
     summary = (out / "summary.md").read_text()
     assert "Method notes, pulse" in summary and "pulse_converged:" in summary and "pulse_steps: 2 2" in summary
-    from scgan_bench.report import build_report
+    from scgan_bench.reports.report import build_report
 
     page = build_report(out, per_dataset=2, figures=False).read_text()
     assert "note:pulse_converged" in page
@@ -920,7 +920,7 @@ def test_a_refused_file_names_every_key_that_differs(weights_dir, method, shaped
     """A file with one tensor of another shape, one missing and one unexpected entry is refused with all
     three named in the layout's own names (spandrel's loader renames Real-ESRGAN's keys and, for shape
     errors, used to be cut after its first line), and a second mis-shaped tensor is named too."""
-    from scgan_bench.weights import WeightsError
+    from scgan_bench.assets.weights import WeightsError
 
     asset, container = {**CASES, "codeformer": ("codeformer", lambda: {"params_ema": codeformer_state_dict()}),
                         "dfdnet": ("dfdnet", dfdnet_state_dict)}[method]
@@ -969,7 +969,7 @@ def test_spandrel_refusals_keep_all_of_spandrels_message():
     """Without a layout to compare with, a file spandrel refuses is reported with all of spandrel's
     message (its missing, unexpected and size-mismatch lines), not its first line."""
     from scgan_bench.baselines.loading import spandrel_build
-    from scgan_bench.weights import WeightsError
+    from scgan_bench.assets.weights import WeightsError
 
     sd = restoreformer_state_dict()
     sd["encoder.down.0.block.1.conv1.weight"] = torch.zeros(1, 1, 1, 1)

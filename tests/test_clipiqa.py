@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.metrics import clipiqa as _clipiqa  # noqa: F401 (registers the assets)
 
 from sb_testdata import HR_FACES, need, tamper
@@ -47,8 +47,8 @@ def _clip_package():
 
 
 def _faces() -> list[np.ndarray]:
-    from scgan_bench.image_io import read_image
-    from scgan_bench.resize import resize_uint8
+    from scgan_bench.io.image_io import read_image
+    from scgan_bench.io.resize import resize_uint8
 
     paths = sorted(need(HR_FACES).glob("*.png"))[:4]
     faces = [resize_uint8(read_image(p), (64, 64), "bicubic") for p in paths]
@@ -186,7 +186,7 @@ def test_torchscript_archive_read_without_running_it(reference_sd, weights_dir):
     """The reader gives exactly ``torch.jit.load(...).state_dict()``; the archive loads (sha256-checked)
     into the in-project CLIP and scores as pyiqa's loader of the same archive."""
     from scgan_bench.metrics.clipiqa import CLIPIQAScore, load_clip
-    from scgan_bench.torchscript import is_torchscript, read_state_dict
+    from scgan_bench.assets.torchscript import is_torchscript, read_state_dict
 
     path = weights_dir / "RN50.pt"
     _traced_archive(reference_sd, path)
@@ -208,7 +208,7 @@ def test_torchscript_archive_read_without_running_it(reference_sd, weights_dir):
 
 def test_archive_with_a_foreign_global_is_refused(tmp_path):
     """A pickle that would call ``os.system`` is refused before anything runs, naming the file."""
-    from scgan_bench.torchscript import ArchiveError, read_state_dict
+    from scgan_bench.assets.torchscript import ArchiveError, read_state_dict
 
     marker = tmp_path / "ran"
 

@@ -16,13 +16,13 @@ import torch
 
 from sb_testdata import HR_FACES, need
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.cli import main
 
 
 def _ffhq_part(root: Path, n: int) -> list[str]:
     """A flat FFHQ folder holding the first ``n`` of the 2,500 test ids (the shared 128 px faces)."""
-    from scgan_bench.manifest import packaged_manifest_path
+    from scgan_bench.io.manifest import packaged_manifest_path
 
     faces = sorted(need(HR_FACES).glob("*.png"))
     ids = [ln.split("\t")[0] for ln in packaged_manifest_path("ffhq", "test").read_text().splitlines()
@@ -154,7 +154,7 @@ def test_each_reason_alone_removes_the_delta_of_its_cells_only(tmp_path):
 def test_ranks_follow_printed_values(tmp_path):
     """Values that print alike share a rank and a colour; a difference below the printed precision never
     decides one (Table 1 prints FID with 2 decimals)."""
-    from scgan_bench.ranking import printed_ranks
+    from scgan_bench.reports.ranking import printed_ranks
     from scgan_bench.tables.render import Value, render, table_spec
     from scgan_bench.tables.specs import Cell
 
@@ -174,7 +174,7 @@ def test_ranks_follow_printed_values(tmp_path):
 
 
 def test_bar_chart_colours_ties_alike_and_never_greys_a_ranked_out_method(tmp_path):
-    from scgan_bench import figures
+    from scgan_bench.reports import figures
 
     run = tmp_path / "run"
     run.mkdir()
@@ -240,7 +240,7 @@ def test_extra_method_missing_from_a_table_dataset_points_to_dataset_map(tmp_pat
 
 
 def test_summary_footnotes_every_empty_cell_and_prints_no_nan_spread():
-    from scgan_bench.summary import NOT_RUN, Cell, summary_markdown
+    from scgan_bench.run.summary import NOT_RUN, Cell, summary_markdown
 
     cells = [Cell("demo", "a", "psnr", True, values=(20.0, 22.0)),
              Cell("demo", "b", "ssim", True, values=(0.5, 0.7)),

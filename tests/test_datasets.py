@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from scgan_bench.errors import DataIntegrityError, DatasetUnavailableError, UsageError
-from scgan_bench.image_io import read_image
-from scgan_bench.manifest import Manifest, packaged_manifest_path
-from scgan_bench.prepare import prepare_dataset
+from scgan_bench.io.image_io import read_image
+from scgan_bench.io.manifest import Manifest, packaged_manifest_path
+from scgan_bench.run.prepare import prepare_dataset
 from scgan_bench.registries import DATASETS, load_plugins
 
 from sb_testdata import HR_FACES, need
@@ -172,7 +172,7 @@ def test_changed_or_missing_source_is_detected(hr_faces, tmp_path):
     victim = hr_faces / "00003.png"
     arr = read_image(victim)
     arr[0, 0] = 255 - arr[0, 0]
-    from scgan_bench.image_io import write_png
+    from scgan_bench.io.image_io import write_png
 
     write_png(victim, arr)
     with pytest.raises(DataIntegrityError) as ei:
@@ -206,7 +206,7 @@ def test_records_hold_degradation_parameters(tmp_path, monkeypatch):
         assert 0.5 <= d["blur_sigma"] <= 8 and 1 <= d["noise_sigma"] <= 25 and 30 <= d["jpeg_quality"] <= 95
     first = {k: v["lr_sha256"] for k, v in res.records.items()}
     shutil.rmtree(tmp_path / "r")
-    from scgan_bench import prepare
+    from scgan_bench.run import prepare
 
     monkeypatch.setattr(prepare, "MIN_ITEMS_PER_PROCESS", 1)  # force real worker processes
     res2 = prepare_dataset("demo", out=tmp_path / "r", seed=3, limit=5, workers=2, progress=False)
@@ -223,7 +223,7 @@ def test_folder_pairs_scores_given_lr_hr_pairs_as_given(tmp_path, hr_faces):
     from PIL import Image
 
     from scgan_bench.cli import main
-    from scgan_bench.image_io import read_image
+    from scgan_bench.io.image_io import read_image
 
     root = tmp_path / "pairs"
     (root / "hr" / "sub").mkdir(parents=True)

@@ -7,10 +7,10 @@ from multiprocessing import get_context
 import numpy as np
 import pytest
 
-from scgan_bench.degradations import (ComplexDegradation, SimpleDegradation, degrade, derive_seed,
+from scgan_bench.io.degradations import (ComplexDegradation, SimpleDegradation, degrade, derive_seed,
                                       jpeg_roundtrip, make_degradation)
 from scgan_bench.errors import UnknownNameError, UsageError
-from scgan_bench.image_io import encode_png
+from scgan_bench.io.image_io import encode_png
 
 from sb_testdata import lr_digest as _lr_digest, rgb_face
 

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.metrics import dists as _dists  # noqa: F401 (registers the dists assets)
 
 from sb_testdata import HR_FACES, need, tamper
 
 
 def _faces(n: int) -> list[np.ndarray]:
-    from scgan_bench.image_io import read_image
-    from scgan_bench.resize import resize_uint8
+    from scgan_bench.io.image_io import read_image
+    from scgan_bench.io.resize import resize_uint8
 
     return [resize_uint8(read_image(p), (64, 64), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:n]]
 
@@ -52,7 +52,7 @@ def test_dists_equals_the_official_code_and_pyiqa(random_vgg):
     from pyiqa.archs.dists_arch import DISTS as PyiqaDISTS
 
     from scgan_bench.registries import METRICS
-    from scgan_bench.weights import resolve
+    from scgan_bench.assets.weights import resolve
 
     ours = METRICS.get("dists").create()  # what a run builds
     assert ours.weights.sha256 == W.ASSETS.get("dists-weights").sha256  # the official file, found in the wheel

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.errors import UsageError
 from scgan_bench.metrics.fid_stats import STATS_ASSET, Moments, load_reference_stats
 
@@ -84,7 +84,7 @@ def test_fid_to_published_stats_in_a_run_equals_the_formula(weights_dir, tmp_pat
     Inception weights): the run's value equals the formula on the same features; a tampered file is
     refused; the BasicSR-path features run torch-fidelity's own layers (checked on 299 px inputs)."""
     from scgan_bench.metrics.fid_stats import InceptionBasicSRPath
-    from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
 
     inc = weights_dir / W.ASSETS.get("inception-fid").filename
     torch.save(random_inception_state_dict(), inc)
@@ -108,7 +108,7 @@ def test_fid_to_published_stats_in_a_run_equals_the_formula(weights_dir, tmp_pat
                                   out=tmp_path / "run", limit=6, progress=False, device="cpu"))
     (cell,) = [c for c in res.cells if c.metric == "fid-ffhq512"]
     assert cell.status == "ok" and cell.note == "vs published reference statistics", cell
-    from scgan_bench.image_io import read_image
+    from scgan_bench.io.image_io import read_image
 
     srs = [read_image(p) for p in sorted((tmp_path / "run" / "sr" / "demo-real" / "bicubic").glob("*.png"))]
     f = ex.extract(srs)

@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.cli import main
 from scgan_bench.errors import WeightsError
 
@@ -77,10 +77,10 @@ def test_an_id_too_long_for_a_file_name_is_one_images_failure(tmp_path):
     """Ids from elsewhere (a plug-in dataset, a cached manifest) are guarded where they become names:
     safe_name refuses them with a ValueError the prepare stage reports for that image alone; the temporary
     name beside a 251-byte file fits the limit."""
-    from scgan_bench.image_io import atomic_write_bytes
-    from scgan_bench.prepare import DatasetJob, _process_safe
+    from scgan_bench.io.image_io import atomic_write_bytes
+    from scgan_bench.run.prepare import DatasetJob, _process_safe
     from scgan_bench.interfaces import SourceItem
-    from scgan_bench.store import safe_name
+    from scgan_bench.run.store import safe_name
 
     with pytest.raises(ValueError, match="231 bytes long; file names allow 230"):
         safe_name("x" * 231)
@@ -97,7 +97,7 @@ def test_an_id_too_long_for_a_file_name_is_one_images_failure(tmp_path):
 
 # ------------------------------------------------------------------------- 4. damaged state files
 def test_a_damaged_weights_pin_file_is_refused_in_one_line_with_its_backup(tmp_path, capsys, weights_dir):
-    from scgan_bench.manifest import data_home
+    from scgan_bench.io.manifest import data_home
 
     lock = data_home() / "weights-lock.json"
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,7 @@ def test_a_damaged_weights_pin_file_is_refused_in_one_line_with_its_backup(tmp_p
 
 
 def test_a_damaged_data_integrity_lock_is_refused_in_one_line(tmp_path, capsys):
-    from scgan_bench.manifest import data_home
+    from scgan_bench.io.manifest import data_home
 
     root = _faces(tmp_path / "faces", ["a", "b"])
     assert main(_run(tmp_path / "run", root)) == 0
@@ -131,7 +131,7 @@ def test_a_damaged_data_integrity_lock_is_refused_in_one_line(tmp_path, capsys):
 
 # --------------------------------------------------------------------- 5. killed and signalled jobs
 def test_sigterm_marks_the_run_interrupted_and_exits_143(tmp_path, capsys, monkeypatch):
-    import scgan_bench.pipeline as pipeline
+    import scgan_bench.run.pipeline as pipeline
 
     def stopped(*a, **k):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -150,7 +150,7 @@ def test_sigterm_marks_the_run_interrupted_and_exits_143(tmp_path, capsys, monke
 
 
 def test_reproduce_status_tells_a_killed_job_from_a_running_one(tmp_path):
-    from scgan_bench import reproduce as R
+    from scgan_bench.plan import reproduce as R
 
     plan = R.build_plan(tmp_path, [1], smoke=True, variants=["scgan"])
     job = plan.job("train-scgan")
@@ -173,7 +173,7 @@ def test_reproduce_status_tells_a_killed_job_from_a_running_one(tmp_path):
 
 
 def test_a_second_reproduce_executor_on_one_folder_is_refused_naming_the_holder(tmp_path, capsys):
-    from scgan_bench.runlock import run_lock
+    from scgan_bench.run.runlock import run_lock
 
     with run_lock(tmp_path / "state", command="scgan-bench reproduce --executor local (the first)"):
         assert main(["reproduce", "--tables", "1", "--smoke", "--variants", "scgan", "--out", str(tmp_path),
@@ -256,7 +256,7 @@ def test_every_hostile_weight_file_is_refused_in_one_line_before_it_is_allocated
     """Each file through the loader every method and metric uses: a WeightsError naming the file and
     the cause, never PyTorch's text (which suggests weights_only=False), never a raw library error; the
     zip bomb (80 MB of zeros in 80 KB) and the declared gigabytes are refused from the file's listing."""
-    from scgan_bench.safeload import torch_load
+    from scgan_bench.assets.safeload import torch_load
 
     sizes = {}
     for name, (path, why) in _hostile(tmp_path).items():
@@ -273,7 +273,7 @@ def test_refusals_through_the_weights_manager_and_the_cli_are_one_line(tmp_path,
     """An explicit path that is a pipe; an empty or non-hex sha256 sidecar; a bogus safetensors header; a
     broadcast SCGAN checkpoint whose first tensor implies a wider network (checked on the meta device
     against every shape before anything is built)."""
-    from scgan_bench.safeload import safetensors_load
+    from scgan_bench.assets.safeload import safetensors_load
     from scgan_bench.scgan.method import load_rls
 
     fifo = tmp_path / "pipe"
@@ -365,7 +365,7 @@ def test_a_photo_listed_twice_reports_its_second_listing(tmp_path):
 
 
 def test_an_emptied_cached_manifest_is_rebuilt(tmp_path):
-    from scgan_bench.manifest import data_home
+    from scgan_bench.io.manifest import data_home
 
     root = _wider(tmp_path / "wider", "0--Parade/a.jpg\n1\n100 100 30 30 0 0 0 0 0 0\n")
     out = tmp_path / "run"
@@ -386,7 +386,7 @@ def test_max_steps_zero_is_refused(tmp_path, capsys):
 
 # --------------------------------------------------------------------------------- 10. HTML report
 def _hostile_report(tmp_path: Path) -> tuple[Path, str]:
-    from scgan_bench.report import build_report
+    from scgan_bench.reports.report import build_report
 
     root = _faces(tmp_path / "faces", ["<script>alert(1)<!--", "</script><!--", "plain"])
     run = tmp_path / "run"
@@ -395,7 +395,7 @@ def _hostile_report(tmp_path: Path) -> tuple[Path, str]:
 
 
 def test_the_report_embeds_file_names_that_cannot_close_or_comment_out_its_script(tmp_path):
-    from scgan_bench.report import script_json
+    from scgan_bench.reports.report import script_json
 
     names = ["<script>alert(1)<!--", "</script><!--", "plain"]
     assert json.loads(script_json({"n": names})) == {"n": names}
@@ -461,7 +461,7 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch):
     adds it, so the one-line message names the path, not '?'."""
     import errno
 
-    from scgan_bench import image_io
+    from scgan_bench.io import image_io
     from scgan_bench.errors import describe_os_error
 
     class Full(io.BufferedWriter):

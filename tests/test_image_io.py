@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from scgan_bench.errors import ImageDecodeError
-from scgan_bench.image_io import atomic_write_bytes, read_image
+from scgan_bench.io.image_io import atomic_write_bytes, read_image
 
 from sb_testdata import ORL, need, rgb_face
 

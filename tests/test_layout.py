@@ -120,7 +120,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_import_circle_in_the_package():
     graph = import_graph()
-    assert len(graph) > 100 and "scgan_bench.pipeline" in graph and "scgan_bench.baselines.dfdnet" in graph
+    assert len(graph) > 100 and "scgan_bench.run.pipeline" in graph and "scgan_bench.baselines.dfdnet" in graph
     found = cycles(graph)
     said = ["; ".join(f"{m} -> {', '.join(sorted(graph[m] & set(c)))}" for m in c) for c in found]
     assert not found, said
@@ -131,14 +131,14 @@ def test_a_library_run_takes_its_settings_from_its_config_and_leaves_the_environ
     face refused at a 10,000 limit, a link out of the root followed, the weights manager offline while
     the run's methods run) and writes nothing to ``os.environ``; a second run in the same process with
     defaults gets the environment's settings, not the first run's."""
-    import scgan_bench.pipeline as pipeline
+    import scgan_bench.run.pipeline as pipeline
     import os
 
     import numpy as np
     from PIL import Image
 
-    from scgan_bench import weights as W
-    from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.assets import weights as W
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
 
     from sb_testdata import rgb_face
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.errors import UsageError
 from scgan_bench.metrics import lmd as L
 from scgan_bench.networks.fan import FAN
@@ -68,8 +68,8 @@ def test_crop_is_face_alignments_to_the_level():
     size) equals face-alignment's ``crop`` written above, level for level."""
     from sb_testdata import HR_FACES, need
 
-    from scgan_bench.image_io import read_image
-    from scgan_bench.resize import resize_uint8
+    from scgan_bench.io.image_io import read_image
+    from scgan_bench.io.resize import resize_uint8
 
     face = read_image(sorted(need(HR_FACES).glob("*.png"))[0])
     for size in (64, 128, 512):
@@ -110,8 +110,8 @@ def _install(weights_dir, sd) -> None:
 
 
 def test_lmd_in_a_run_equals_the_distance_and_the_file_is_checked(weights_dir, tmp_path, monkeypatch):
-    from scgan_bench.image_io import read_image
-    from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.io.image_io import read_image
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
 
     torch.manual_seed(0)
     sd = FAN(4, width=WIDTH).state_dict()

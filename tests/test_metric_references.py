@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.registries import METRICS, load_plugins
 
 from sb_testdata import HR_FACES, ORL, need, rgb_face
@@ -95,7 +95,7 @@ def test_dlib_verifier_on_orl_identities():
     """ORL (40 people): the second photo of each person verifies against the first (>= 95 %) and every
     other person's second photo is rejected (>= 95 %), through the registered metric. Measured: 100 % and
     97 %; with normalised descriptors (the old convention) impostors were rejected 13 % of the time."""
-    from scgan_bench.resize import resize_uint8, to_square
+    from scgan_bench.io.resize import resize_uint8, to_square
 
     root = need(ORL)
     m = METRICS.get("dlib-verif").create()
@@ -275,8 +275,8 @@ def _save_pinned(name: str, state_dict: dict, folder: Path, pins: dict[str, Path
 
 
 def test_the_feature_cache_file_follows_the_extractors_weights(weights_dir):
-    from scgan_bench.features import cache_name
-    from scgan_bench.requirements import needs
+    from scgan_bench.run.features import cache_name
+    from scgan_bench.assets.requirements import needs
 
     class Extractor:
         key = "some-extractor/v1"
@@ -297,7 +297,7 @@ def test_the_feature_cache_file_follows_the_extractors_weights(weights_dir):
 def test_a_new_alexnet_recomputes_lpips_and_nothing_else(weights_dir, tmp_path):
     from torchvision.models import alexnet
 
-    from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
 
     cfg = RunConfig(datasets=["folder"], methods=["bicubic"], metrics=["psnr", "lpips"], out=tmp_path / "run",
                     roots={"folder": _faces_folder(tmp_path)}, progress=False)
@@ -316,7 +316,7 @@ def test_a_new_alexnet_recomputes_lpips_and_nothing_else(weights_dir, tmp_path):
 
 @pytest.mark.slow
 def test_a_new_inception_recomputes_fid_and_its_features(weights_dir, tmp_path):
-    from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
 
     from sb_testdata import random_inception_state_dict
 

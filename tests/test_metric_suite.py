@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scgan_bench import weights as W
-from scgan_bench.image_io import read_image, write_png
+from scgan_bench.assets import weights as W
+from scgan_bench.io.image_io import read_image, write_png
 from scgan_bench.registries import METRICS, load_plugins
 
 from sb_testdata import HR_FACES, ORL, SHARED, auc, need, random_inception_state_dict, rgb_face
@@ -91,7 +91,7 @@ def test_feature_batches_are_padded_to_one_shape(tmp_path):
     """On a GPU (or ``pad=True``) a network extractor gets only full batches: a short last batch is
     padded with copies of its last image and their rows dropped; dlib's per-image extractors are never
     padded; without padding the last batch is short."""
-    from scgan_bench.features import cached_features
+    from scgan_bench.run.features import cached_features
 
     class Recording:
         key = "recording/v1"
@@ -125,7 +125,7 @@ def test_fid_kid_of_a_run_equal_torch_fidelity_calculate_metrics(weights_dir, tm
     (its image loading, its feature extraction) with the same (random, official-layout) weights."""
     import torch_fidelity
 
-    from scgan_bench.features import cached_features
+    from scgan_bench.run.features import cached_features
     from scgan_bench.metrics.distribution import FID, KID, InceptionFeatures
 
     path = weights_dir / W.ASSETS.get("inception-fid").filename
@@ -234,7 +234,7 @@ def test_niqe_64px_protocols_run_and_rank_blur_worse(monkeypatch):
 
 # ------------------------------------------------------------------------------------ dlib backends
 def test_hog_detects_hr_faces_far_more_often_than_bicubic_from_16px():
-    from scgan_bench.degradations import ComplexDegradation, degrade, derive_seed
+    from scgan_bench.io.degradations import ComplexDegradation, degrade, derive_seed
 
     need(HR_FACES)
     hrs, simple = _hr_lr_sr(40)
@@ -247,9 +247,9 @@ def test_hog_detects_hr_faces_far_more_often_than_bicubic_from_16px():
 
 
 def test_dlib_descriptor_separates_orl_identities():
-    from scgan_bench.image_io import read_image
+    from scgan_bench.io.image_io import read_image
     from scgan_bench.metrics.identity import DlibDescriptor
-    from scgan_bench.resize import resize_uint8, to_square
+    from scgan_bench.io.resize import resize_uint8, to_square
 
     root = need(ORL)
     people = sorted(p for p in root.iterdir() if p.is_dir())[:12]
@@ -331,7 +331,7 @@ def test_verification_protocol():
 
 @pytest.mark.slow
 def test_demo_run_shows_offline_metrics_and_marks_the_rest_unavailable(tmp_path, monkeypatch):
-    from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
 
     monkeypatch.setenv("SCGAN_BENCH_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

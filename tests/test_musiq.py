@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.metrics import musiq as _musiq  # noqa: F401 (registers the asset)
 
 from sb_testdata import HR_FACES, need, tamper
@@ -18,8 +18,8 @@ LAYERS = 3  # a reduced encoder (14 at full size): the same layout, a fraction o
 
 
 def _faces(n: int) -> list[np.ndarray]:
-    from scgan_bench.image_io import read_image
-    from scgan_bench.resize import resize_uint8
+    from scgan_bench.io.image_io import read_image
+    from scgan_bench.io.resize import resize_uint8
 
     return [resize_uint8(read_image(p), (64, 64), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:n]]
 

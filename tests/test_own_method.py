@@ -19,9 +19,9 @@ def _rows(path: Path) -> list[dict]:
 
 
 def test_export_lr_then_score_a_folder_of_outputs(tmp_path, capsys):
-    from scgan_bench.image_io import encode_png, read_image
+    from scgan_bench.io.image_io import encode_png, read_image
     from scgan_bench.registries import METHODS
-    from scgan_bench.superres import quantise, to_tensor
+    from scgan_bench.run.superres import quantise, to_tensor
 
     run, lr_dir, mine = tmp_path / "run", tmp_path / "lr", tmp_path / "mine"
     base = ["--datasets", "demo", "--metrics", "psnr", "--limit", "6", "--quiet", "--device", "cpu", "--out", str(run)]
@@ -176,9 +176,9 @@ def test_runs_accumulate_until_told_otherwise(tmp_path, capsys):
     """A rerun with another method keeps the earlier methods' results (byte-identical values); cells
     whose dataset preparation or method fingerprint changed since are dropped, and ``--only-this-run``
     writes the invocation's own outputs beside the folder's, dropping nothing (issue 26)."""
-    from scgan_bench.image_io import encode_png, read_image
+    from scgan_bench.io.image_io import encode_png, read_image
     from scgan_bench.registries import METHODS
-    from scgan_bench.superres import quantise, to_tensor
+    from scgan_bench.run.superres import quantise, to_tensor
 
     run, mine = tmp_path / "run", tmp_path / "mine"
     base = ["--datasets", "demo", "--limit", "4", "--quiet", "--device", "cpu", "--out", str(run)]

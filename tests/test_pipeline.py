@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench.image_io import read_image
-from scgan_bench.pipeline import RunConfig, run_benchmark
-from scgan_bench.prepare import prepare_dataset
-from scgan_bench.superres import run_method
+from scgan_bench.io.image_io import read_image
+from scgan_bench.run.pipeline import RunConfig, run_benchmark
+from scgan_bench.run.prepare import prepare_dataset
+from scgan_bench.run.superres import run_method
 
 from sb_testdata import HR_FACES
 
@@ -161,7 +161,7 @@ def test_folder_with_bad_files_runs_to_the_end(hr_faces, tmp_path):
 
 def test_sr_output_is_quantised_once_from_the_method_output(tmp_path):
     from scgan_bench.methods.interpolation import Interpolation
-    from scgan_bench.superres import quantise, to_tensor
+    from scgan_bench.run.superres import quantise, to_tensor
 
     data = prepare_dataset("demo-real", out=tmp_path, seed=0, limit=4, progress=False)
     m = Interpolation("bicubic", "bicubic")
@@ -192,9 +192,9 @@ def test_foreign_folder_in_the_way_is_refused_not_deleted(tmp_path):
 
 def test_dlib_metrics_over_worker_processes_equal_one_process(tmp_path):
     """--workers 2 spreads dlib's detector, landmarks and descriptor over two processes
-    (scgan_bench.parallel): every per-image and set value is the same as in one process, and a run
+    (scgan_bench.run.parallel): every per-image and set value is the same as in one process, and a run
     with a pool open leaves no pool behind."""
-    from scgan_bench import parallel
+    from scgan_bench.run import parallel
 
     kw = dict(datasets=["demo"], methods=["bicubic", "nearest"], metrics=["hog-detect", "dlib-cos", "landmark-dlib68"],
               limit=6, progress=False)
@@ -208,7 +208,7 @@ def test_dlib_metrics_over_worker_processes_equal_one_process(tmp_path):
 def test_prefetched_loads_in_a_thread_and_keeps_order_values_and_errors():
     import threading
 
-    from scgan_bench.parallel import prefetched
+    from scgan_bench.run.parallel import prefetched
 
     where = []
 
@@ -231,7 +231,7 @@ def test_a_run_decodes_each_image_once(hr_faces, tmp_path, monkeypatch):
     the HR, LR and SR PNGs the run writes are kept as written and never decoded, though the SR stage,
     two per-image metrics and a set metric all read them. run.json reports the counts. A second run
     on the same folder with a new metric reads the HR and both methods' SR faces from disk: once each."""
-    import scgan_bench.image_io as image_io
+    import scgan_bench.io.image_io as image_io
 
     decoded: list[str] = []
     real = image_io._read_file
@@ -259,7 +259,7 @@ def test_the_decode_cache_follows_the_file_on_disk(tmp_path):
     a reader gets a copy it may write into; an image over the pixel limit of a later read still raises;
     a budget too small for two images keeps the newest."""
     from scgan_bench.errors import ImageDecodeError
-    from scgan_bench.image_io import decode_cache, remember, write_png
+    from scgan_bench.io.image_io import decode_cache, remember, write_png
 
     a = np.full((8, 8, 3), 10, np.uint8)
     b = np.full((8, 8, 3), 200, np.uint8)

@@ -1,4 +1,4 @@
-"""Strict float32 on CUDA by default, TF32 on request (scgan_bench.precision): torch's switches, the
+"""Strict float32 on CUDA by default, TF32 on request (scgan_bench.run.precision): torch's switches, the
 run's wiring and the cache keys. The numbers behind the default are in benchmarks/results (H200)."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench import precision
+from scgan_bench.run import precision
 
 
 def _flags() -> tuple[bool, bool]:
@@ -31,7 +31,7 @@ def test_cuda_runs_in_strict_float32_unless_tf32_is_asked_for_and_the_switches_c
 def test_a_run_enters_the_precision_of_its_config(tmp_path, monkeypatch):
     """``run_benchmark`` holds the stages inside ``fp32_precision(device, cfg.tf32)``; a CUDA device is
     simulated (the stages are replaced by a probe)."""
-    from scgan_bench import pipeline
+    from scgan_bench.run import pipeline
 
     seen = []
     monkeypatch.setattr(pipeline, "resolve_device", lambda d: "cuda")
@@ -45,7 +45,7 @@ def test_a_run_enters_the_precision_of_its_config(tmp_path, monkeypatch):
 def test_results_made_under_tf32_never_share_a_cache_with_strict_ones():
     """Feature caches, SR stage keys and metric fingerprints add the tag under TF32 only, so a folder's
     strict results stay valid and TF32 results are kept apart."""
-    from scgan_bench.features import cache_name
+    from scgan_bench.run.features import cache_name
 
     class Extractor:
         key = "probe/v1"
@@ -62,7 +62,8 @@ def test_results_made_under_tf32_never_share_a_cache_with_strict_ones():
 
 
 def test_the_cli_passes_tf32_to_the_run(monkeypatch, tmp_path):
-    from scgan_bench import cli, pipeline
+    from scgan_bench import cli
+    from scgan_bench.run import pipeline
 
     got = []
 

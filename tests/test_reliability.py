@@ -55,7 +55,7 @@ def _failures(out: Path) -> list[dict]:
 HOLD = """
 import sys
 from pathlib import Path
-from scgan_bench.runlock import run_lock
+from scgan_bench.run.runlock import run_lock
 with run_lock(Path(sys.argv[1]), command="holder-command --seed 7"):
     print("locked", flush=True)
     sys.stdin.read()
@@ -316,7 +316,7 @@ def test_wider_annotation_paths_leaving_the_image_folder_are_dropped(tmp_path):
 
 
 def test_an_edited_cached_manifest_is_rebuilt(tmp_path):
-    from scgan_bench.manifest import data_home
+    from scgan_bench.io.manifest import data_home
 
     root = _wider(tmp_path / "wider", "0--Parade/a.jpg\n1\n100 100 30 30 0 0 0 0 0 0\n")
     out = tmp_path / "run"
@@ -329,7 +329,7 @@ def test_an_edited_cached_manifest_is_rebuilt(tmp_path):
 
 # ------------------------------------------------------------------------------------ messages
 def test_environment_faults_get_a_message_naming_the_path(tmp_path, capsys, monkeypatch):
-    import scgan_bench.image_io as image_io
+    import scgan_bench.io.image_io as image_io
 
     faces = _faces(tmp_path / "faces", 2)
     (tmp_path / "afile").write_text("x")
@@ -386,7 +386,7 @@ def test_train_width_and_report_on_a_damaged_run_json(tmp_path, capsys):
 
 def test_weights_that_fail_to_load_make_their_metric_or_method_unavailable(tmp_path, capsys, weights_dir,
                                                                            monkeypatch):
-    from scgan_bench import weights as W
+    from scgan_bench.assets import weights as W
 
     bad = weights_dir / "alexnet-owt-7be5be79.pth"
     bad.write_bytes(b"this is not a checkpoint")
@@ -407,7 +407,7 @@ def test_weights_that_fail_to_load_make_their_metric_or_method_unavailable(tmp_p
 
 def test_pillow_guard_follows_max_pixels_and_files_are_not_read_whole(tmp_path, monkeypatch):
     from scgan_bench.errors import ImageDecodeError
-    from scgan_bench.image_io import read_image
+    from scgan_bench.io.image_io import read_image
 
     p = tmp_path / "a.png"
     Image.new("RGB", (60, 60), (10, 20, 30)).save(p)
@@ -422,7 +422,7 @@ def test_pillow_guard_follows_max_pixels_and_files_are_not_read_whole(tmp_path, 
         f.truncate(1_500_000_000)  # 1.5 GB, sparse: no disk used
     # peak memory of a fresh process (VmHWM: ru_maxrss would include this pytest process's, kept
     # across fork and exec)
-    probe = ("import sys\nfrom scgan_bench.image_io import read_image\n"
+    probe = ("import sys\nfrom scgan_bench.io.image_io import read_image\n"
              "try:\n    read_image(sys.argv[1])\nexcept Exception as e:\n    print(type(e).__name__)\n"
              "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]\n"
              "print(int(hwm.split()[1]) // 1024)")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from scgan_bench import executors as X
-from scgan_bench import reproduce as R
+from scgan_bench.plan import executors as X
+from scgan_bench.plan import reproduce as R
 from scgan_bench.errors import UsageError
 
 from sb_testdata import HR_FACES, SHARED, need

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench.resize import pillow_weights, resize_uint8, resize_uint8_torch
+from scgan_bench.io.resize import pillow_weights, resize_uint8, resize_uint8_torch
 
 from sb_testdata import HR_FACES, need
 
@@ -19,7 +19,7 @@ def _ported(img: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
 
 
 def test_bicubic_port_equals_pillow_on_faces_at_the_metrics_sizes():
-    from scgan_bench.image_io import read_image
+    from scgan_bench.io.image_io import read_image
 
     faces = [resize_uint8(read_image(p), (64, 64), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:4]]
     batch = torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2)
@@ -74,7 +74,7 @@ def test_a_metrics_batch_is_resized_as_pillow_resizes_each_image():
     """``resized_batch`` (what FaceNet and RetinaFace feed their networks): one size -> the port on the
     tensor's device; mixed sizes or an aspect change -> Pillow on the host; either way each image is
     exactly Pillow's resize, as uint8 N x 3 x h x w."""
-    from scgan_bench.resize import resized_batch
+    from scgan_bench.io.resize import resized_batch
 
     rng = np.random.default_rng(5)
     same = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]

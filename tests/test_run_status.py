@@ -56,7 +56,7 @@ def test_a_dataset_with_no_scored_image_fails_the_run_after_writing_the_rest(tmp
 
 
 def test_an_interrupted_run_is_marked_interrupted(tmp_path, capsys, monkeypatch):
-    import scgan_bench.pipeline as pipeline
+    import scgan_bench.run.pipeline as pipeline
 
     def stop(*a, **k):
         raise KeyboardInterrupt
@@ -71,7 +71,7 @@ def test_an_interrupted_run_is_marked_interrupted(tmp_path, capsys, monkeypatch)
 def test_batch_job_logs_one_line_per_stage_and_run_json_keeps_the_seconds(tmp_path, capsys):
     import io
 
-    from scgan_bench.pipeline import StageLog
+    from scgan_bench.run.pipeline import StageLog
 
     run = tmp_path / "run"
     assert main(["run", "--datasets", "demo", "--methods", "bicubic,nearest", "--metrics", "psnr,ssim", "--limit", "3",

@@ -197,7 +197,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, faces):
 
 
 def test_checkpoint_round_trips_into_the_sr_method_and_a_run(tmp_path, faces, monkeypatch):
-    from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
     from scgan_bench.scgan.method import SCGANMethod
 
     tr = Trainer(_cfg(tmp_path / "train", variant="scgan-fc", max_steps=2), *faces)
@@ -222,7 +222,7 @@ def test_checkpoint_round_trips_into_the_sr_method_and_a_run(tmp_path, faces, mo
     data = bytearray((tmp_path / "train" / "rls.safetensors").read_bytes())
     data[-1] ^= 1
     (tmp_path / "train" / "rls.safetensors").write_bytes(bytes(data))
-    from scgan_bench.weights import WeightsError, _DIGESTS
+    from scgan_bench.assets.weights import WeightsError, _DIGESTS
 
     _DIGESTS.clear()
     with pytest.raises(WeightsError, match="sha256"):

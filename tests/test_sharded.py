@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scgan_bench.shard import SINGLE, Shard, world_from_env
+from scgan_bench.run.shard import SINGLE, Shard, world_from_env
 
 from sb_testdata import HR_FACES, SHARED, need
 
@@ -119,9 +119,9 @@ def test_two_ranks_equal_one_process_bit_for_bit_and_resume_after_a_rank_dies(tm
 def test_two_gloo_ranks_extract_their_batches_and_rank_0_merges_the_parts(tmp_path):
     """Fast (one gloo pair): the batches one process forms, alternated; the parts merged into one cache and
     removed; a part an earlier killed run left is reused; rank 0's exception reaches both ranks as itself."""
-    from scgan_bench.features import _save, cache_name
-    from scgan_bench.image_io import write_png
-    from scgan_bench.manifest import sha256_file
+    from scgan_bench.run.features import _save, cache_name
+    from scgan_bench.io.image_io import write_png
+    from scgan_bench.io.manifest import sha256_file
 
     from sb_testdata import MeanColour, shard_features_worker, spawn_ranks
 

@@ -161,8 +161,8 @@ def _chromium() -> str:
 
 @pytest.mark.slow
 def test_html_report_renders_in_headless_chromium(tmp_path):
-    from scgan_bench.pipeline import RunConfig, run_benchmark
-    from scgan_bench.report import build_report
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
+    from scgan_bench.reports.report import build_report
 
     exe = _chromium()
     run = tmp_path / "run"
@@ -195,7 +195,7 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     assert any(n.startswith("[1] ") for n in tree.note_text)
     assert tree.classes_in_tables & {"r1", "r2"} == {"r1", "r2"}
     shot = tmp_path / "report.png"
-    from scgan_bench.report import RANK_LEGEND
+    from scgan_bench.reports.report import RANK_LEGEND
 
     bare = page.with_name("bare.html")  # without the colour legend: red / blue pixels come from table cells
     bare.write_text(html.replace(RANK_LEGEND, ""))
@@ -257,8 +257,8 @@ class _Tree(HTMLParser):
 
 
 def test_training_curves_and_grid_figures(tmp_path):
-    from scgan_bench.figures import qualitative_grid, training_curves
-    from scgan_bench.pipeline import RunConfig, run_benchmark
+    from scgan_bench.reports.figures import qualitative_grid, training_curves
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
 
     log = tmp_path / "log.csv"
     with open(log, "w", newline="") as f:
@@ -330,7 +330,7 @@ def test_report_summary_ranks_orders_and_prints_kid_x100_with_std(tmp_path):
     unranked even where it is best; KID in the tables' x100 units with its std over subsets (a std of 0
     said to be no measure of spread); a metric
     that one method has is not coloured; the footnote sits after the table."""
-    from scgan_bench.report import _summary_tables
+    from scgan_bench.reports.report import _summary_tables
 
     rows = [("demo", "ground-truth", "psnr", "higher", "inf", "nan", "4", "0", "ok", ""),
             ("demo", "nearest", "psnr", "higher", "20.0", "1.0", "4", "0", "ok", ""),

@@ -354,7 +354,7 @@ def test_trained_runs_are_sr_methods_in_a_run_and_in_table_5(weights_dir, tmp_pa
     from scgan_bench.cli import main
     from scgan_bench.training.models import in_eval
     from scgan_bench.training.sr_methods import TrainedSRMethod
-    from scgan_bench.weights import _DIGESTS, WeightsError
+    from scgan_bench.assets.weights import _DIGESTS, WeightsError
 
     common = ["--hr", "dataset:demo", "--lr", "dataset:demo-real", "--epochs", "1", "--width", str(WIDTH),
               "--device", "cpu", "--max-steps", "2", "--quiet"]

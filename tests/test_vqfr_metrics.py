@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.metrics import deg_vqfr as _deg_vqfr, lmd as _lmd  # noqa: F401 (register the assets)
 from scgan_bench.registries import METRICS
 
@@ -27,8 +27,8 @@ from sb_testdata import HR_FACES, need
 
 
 def _faces(n: int, size: int = 64) -> list[np.ndarray]:
-    from scgan_bench.image_io import read_image
-    from scgan_bench.resize import resize_uint8
+    from scgan_bench.io.image_io import read_image
+    from scgan_bench.io.resize import resize_uint8
 
     return [resize_uint8(read_image(p), (size, size), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:n]]
 

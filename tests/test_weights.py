@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scgan_bench import weights as W
+from scgan_bench.assets import weights as W
 from scgan_bench.cli import main
 
 from sb_testdata import random_inception_state_dict, rgb_face
@@ -44,7 +44,7 @@ def test_inception_loads_from_official_layout_and_runs(_weights_dir):
 def test_alexnet_resnet101_load_and_run(_weights_dir):
     from torchvision.models import alexnet, resnet101
 
-    from scgan_bench.backbones import ResNet101Features
+    from scgan_bench.assets.backbones import ResNet101Features
 
     save_official("alexnet", alexnet(weights=None).state_dict(), _weights_dir)
     sd, r = W.load_state_dict("alexnet")
@@ -174,7 +174,7 @@ def test_weights_cli(capsys, _weights_dir):
 def test_one_default_folder_for_every_asset_and_pyiqas_cache_searched(tmp_path, monkeypatch):
     """Issue 26: a user copies any weight file into one folder ($SCGAN_BENCH_HOME/weights, where downloads
     go), whatever cache its library uses; pyiqa's cache ($TORCH_HOME/hub/pyiqa) is searched too."""
-    from scgan_bench.manifest import data_home
+    from scgan_bench.io.manifest import data_home
 
     monkeypatch.delenv("SCGAN_BENCH_WEIGHTS")
     home = data_home() / "weights"

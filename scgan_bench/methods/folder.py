@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..image_io import list_images, read_image
+from ..io.image_io import list_images, read_image
 from ..interfaces import MethodSpec
-from ..manifest import sha256_file
+from ..io.manifest import sha256_file
 from ..registries import METHODS
 
 PREFIX = "dir:"

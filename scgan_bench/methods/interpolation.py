@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 from ..interfaces import MethodSpec
 from ..registries import METHODS
-from ..resize import resize_float
+from ..io.resize import resize_float
 
 
 @dataclass

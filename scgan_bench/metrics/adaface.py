@@ -18,8 +18,8 @@ import numpy as np
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..weights import Asset, register_asset
+from ..assets.requirements import needs
+from ..assets.weights import Asset, register_asset
 from .arcface import IdentitySimilarity, align_112
 
 ADAFACE_ASSET = "adaface-ir50-ms1mv2"
@@ -32,8 +32,8 @@ def load_adaface(path: str | None = None, *, width: float = 1.0):
     from ..baselines.loading import load_strict
     from ..errors import UsageError
     from ..networks.adaface import IRBackbone
-    from ..safeload import tensors_only, torch_load
-    from ..weights import resolve
+    from ..assets.safeload import tensors_only, torch_load
+    from ..assets.weights import resolve
 
     r = resolve(ADAFACE_ASSET, path)
     # Lightning keeps the training arguments beside the weights: a Namespace is allowed, nothing else

@@ -34,8 +34,8 @@ import numpy as np
 
 from ..interfaces import FeatureExtractor, MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..weights import Asset, register_asset
+from ..assets.requirements import needs
+from ..assets.weights import Asset, register_asset
 
 if TYPE_CHECKING:
     import torch
@@ -106,7 +106,7 @@ def load_arcface(path: str | None = None, *, width: float = 1.0):
     the tests' reduced copies of the official layout)."""
     from ..baselines.loading import load_strict
     from ..networks.iresnet import IResNet
-    from ..weights import load_state_dict, strip_prefix
+    from ..assets.weights import load_state_dict, strip_prefix
 
     sd, r = load_state_dict(ARCFACE_ASSET, path)
     sd = {k: v.float() if v.is_floating_point() else v for k, v in strip_prefix(sd, "module.").items()}

@@ -12,7 +12,7 @@ normalised with OpenAI's mean and std, float32.
 - ``clip-iqa-paper``: the paper's single pair "Good photo." / "Bad photo.".
 
 Weights: OpenAI's ``RN50.pt`` (MIT, sha256 in its URL). It is a TorchScript archive: its tensors are read
-by :mod:`scgan_bench.torchscript` without running its code (``torch.jit.load`` would). The same tensors
+by :mod:`scgan_bench.assets.torchscript` without running its code (``torch.jit.load`` would). The same tensors
 as a state dict (``.pth``, loaded with ``weights_only=True``) or safetensors (HuggingFace
 ``timm/resnet50_clip.openai``) are accepted with a pinned sha256. Prompts are tokenized in-project with
 OpenAI's merge list ``bpe_simple_vocab_16e6.txt.gz`` (the ``clip`` package ships it).
@@ -25,8 +25,8 @@ import numpy as np
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..weights import Asset, register_asset
+from ..assets.requirements import needs
+from ..assets.weights import Asset, register_asset
 
 CLIP_ASSET = "clip-rn50"
 VOCAB_ASSET = "clip-bpe-vocab"
@@ -46,9 +46,9 @@ def read_clip_state_dict(path) -> dict[str, Any]:
     """OpenAI-layout CLIP tensors, float32, from a TorchScript archive, a safetensors file or a state dict."""
     import torch
 
-    from ..safeload import safetensors_load, torch_load
-    from ..torchscript import is_torchscript, read_state_dict
-    from ..weights import WeightsError
+    from ..assets.safeload import safetensors_load, torch_load
+    from ..assets.torchscript import is_torchscript, read_state_dict
+    from ..assets.weights import WeightsError
 
     if is_torchscript(path):
         sd = read_state_dict(path)
@@ -73,7 +73,7 @@ def load_clip(path: str | None = None):
     is read from the file (OpenAI's other ResNet CLIPs load too)."""
     from ..baselines.loading import load_strict
     from ..networks.clip import CLIP
-    from ..weights import WeightsError, resolve, strip_prefix
+    from ..assets.weights import WeightsError, resolve, strip_prefix
 
     r = resolve(CLIP_ASSET, path)
     sd = strip_prefix(read_clip_state_dict(r.path), "module.")
@@ -86,7 +86,7 @@ def load_clip(path: str | None = None):
 
 def load_tokenizer(path: str | None = None):
     from ..networks.clip_tokenizer import Tokenizer
-    from ..weights import resolve
+    from ..assets.weights import resolve
 
     return Tokenizer(resolve(VOCAB_ASSET, path).path)
 

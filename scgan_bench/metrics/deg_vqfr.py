@@ -29,8 +29,8 @@ import numpy as np
 
 from ..interfaces import FeatureExtractor, MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..weights import Asset, register_asset
+from ..assets.requirements import needs
+from ..assets.weights import Asset, register_asset
 
 ASSET = "arcface-resnet18-vqfr"
 #: pairs closer than this many degrees are "almost identical to original" and left out (the script's rule)
@@ -57,7 +57,7 @@ def load_resnet_face18(path: str | None = None, *, width: float = 1.0):
     """``resnet_face18`` from the script's file (DataParallel's ``module.`` prefix dropped), strictly."""
     from ..baselines.loading import load_strict
     from ..networks.resnet_face import ResNetFace
-    from ..weights import load_state_dict, strip_prefix
+    from ..assets.weights import load_state_dict, strip_prefix
 
     sd, r = load_state_dict(ASSET, path)
     return load_strict(ResNetFace(width=width), strip_prefix(sd, "module."), r.path, "arcface-pytorch resnet_face18")

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..interfaces import FeatureExtractor, MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
+from ..assets.requirements import needs
 
 KID_SUBSETS = 100
 KID_MAX_SUBSET = 1000
@@ -55,8 +55,8 @@ class InceptionFeatures:
     def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-        from ..safeload import loading_into
-        from ..weights import load_state_dict
+        from ..assets.safeload import loading_into
+        from ..assets.weights import load_state_dict
 
         sd, self.resolved = load_state_dict("inception-fid", weights_path)
         with _verified_inception_weights(sd), loading_into("inception-fid", self.resolved.path,

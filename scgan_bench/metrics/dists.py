@@ -13,8 +13,8 @@ import numpy as np
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..weights import Asset, register_asset
+from ..assets.requirements import needs
+from ..assets.weights import Asset, register_asset
 
 
 class DISTS:
@@ -22,7 +22,7 @@ class DISTS:
         import torch
 
         from ..networks.dists import DISTSNet
-        from ..weights import load_state_dict
+        from ..assets.weights import load_state_dict
 
         vgg, self.vgg = load_state_dict("vgg16", vgg_path)
         ab, self.weights = load_state_dict("dists-weights", weights_path)

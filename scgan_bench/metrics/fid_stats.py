@@ -26,8 +26,8 @@ import numpy as np
 from ..errors import UsageError
 from ..interfaces import MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..weights import Asset, register_asset
+from ..assets.requirements import needs
+from ..assets.weights import Asset, register_asset
 
 STATS_ASSET = "fid-stats-ffhq512"
 
@@ -80,7 +80,7 @@ class Moments:
         """``.npz`` with the sums (mergeable) and ``mu`` / ``sigma`` (what FID tools read)."""
         import io
 
-        from ..image_io import atomic_write_bytes
+        from ..io.image_io import atomic_write_bytes
 
         buf = io.BytesIO()
         np.savez(buf, n=np.array(self.n), sum=self.s, sum_outer=self.ss, mu=self.mean(), sigma=self.cov(),
@@ -107,7 +107,7 @@ def load_reference_stats(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 raise UsageError(f"{path}: an .npz of reference statistics needs arrays mu and sigma")
             mean, cov = z["mu"], z["sigma"]
     else:
-        from ..safeload import torch_load
+        from ..assets.safeload import torch_load
 
         d = torch_load(Path(path), "reference statistics", allow=_numpy_globals())
         if not isinstance(d, Mapping) or "mean" not in d or "cov" not in d:
@@ -178,7 +178,7 @@ class FIDToStats:
     reference: tuple[np.ndarray, np.ndarray] = field(default=None, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        from ..weights import resolve
+        from ..assets.weights import resolve
 
         if self.reference is None:
             self.reference = load_reference_stats(resolve(STATS_ASSET, self.stats_path).path)

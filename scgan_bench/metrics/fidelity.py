@@ -16,7 +16,7 @@ import numpy as np
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
+from ..assets.requirements import needs
 
 _SKIMAGE = needs(modules=(("skimage", "pip install scikit-image"),))  # its SSIM; its version is in the cache key
 

@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 
 from ..interfaces import FeatureExtractor, MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..resize import resize_uint8, resized_batch
+from ..assets.requirements import needs
+from ..io.resize import resize_uint8, resized_batch
 
 VERIFY_SEED = 2205
 FACENET_THRESHOLD = 1.1   # squared L2 of unit embeddings (davidsandberg/facenet's distance)
@@ -57,8 +57,8 @@ class FaceNetFeatures:
     def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
         from facenet_pytorch import InceptionResnetV1
 
-        from ..safeload import loading_into
-        from ..weights import load_state_dict
+        from ..assets.safeload import loading_into
+        from ..assets.weights import load_state_dict
 
         sd, self.resolved = load_state_dict("facenet-vggface2", weights_path)
         n_classes = sd["logits.weight"].shape[0] if "logits.weight" in sd else None
@@ -97,20 +97,20 @@ class DlibDescriptor:
 
     key = "dlib-resnet-v1-128/up256/v1"
     requirements = _DLIB
-    cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.parallel)
+    cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.run.parallel)
     assets = ("dlib-shape-5", "dlib-face-recognition")
 
     @classmethod
     def shared(cls) -> "DlibDescriptor":
         """The process's instance for the current weight files (loaded once for every dlib metric)."""
-        from ..features import shared_extractor
+        from ..run.features import shared_extractor
 
         return shared_extractor(cls, cls.assets)
 
     def __init__(self) -> None:
         import dlib
 
-        from ..weights import dlib_model
+        from ..assets.weights import dlib_model
 
         self.sp = dlib_model(dlib.shape_predictor, "dlib-shape-5")
         self.rec = dlib_model(dlib.face_recognition_model_v1, "dlib-face-recognition")

@@ -25,8 +25,8 @@ import numpy as np
 
 from ..interfaces import FeatureExtractor, MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..resize import resize_uint8, resized_batch
+from ..assets.requirements import needs
+from ..io.resize import resize_uint8, resized_batch
 
 UPSAMPLE = 4
 HOG_UPSAMPLE = 1
@@ -47,8 +47,8 @@ class RetinaFaceLandmarks:
 
     def __init__(self, device: str = "cpu", weights_path: str | None = None) -> None:
         from ..networks.retinaface import RetinaFace
-        from ..safeload import loading_into
-        from ..weights import load_state_dict, strip_prefix
+        from ..assets.safeload import loading_into
+        from ..assets.weights import load_state_dict, strip_prefix
 
         sd, self.resolved = load_state_dict("retinaface-mobilenet0.25", weights_path)
         self.net = RetinaFace("mobilenet0.25")
@@ -83,12 +83,12 @@ class Dlib68Landmarks:
 
     key = "dlib-68pt/up4/v2"
     requirements = needs(modules=(("dlib", "pip install dlib-bin"),), weights=("dlib-shape-68",))
-    cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.parallel)
+    cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.run.parallel)
 
     @classmethod
     def shared(cls) -> "Dlib68Landmarks":
         """The process's instance for the current weight file (loaded once for both landmark metrics)."""
-        from ..features import shared_extractor
+        from ..run.features import shared_extractor
 
         return shared_extractor(cls, ("dlib-shape-68",))
 
@@ -100,7 +100,7 @@ class Dlib68Landmarks:
     def __init__(self) -> None:
         import dlib
 
-        from ..weights import dlib_model
+        from ..assets.weights import dlib_model
 
         self.det = dlib.get_frontal_face_detector()
         self.sp = dlib_model(dlib.shape_predictor, "dlib-shape-68")
@@ -144,7 +144,7 @@ class LandmarkError:
 class HogDetection:
     upsample: int = HOG_UPSAMPLE
     threshold: float = HOG_THRESHOLD
-    cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.parallel)
+    cpu_parallel = True  # one core per call: --workers processes share the images (scgan_bench.run.parallel)
 
     def __post_init__(self) -> None:
         import dlib

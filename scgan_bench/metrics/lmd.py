@@ -36,8 +36,8 @@ import numpy as np
 
 from ..interfaces import FeatureExtractor, MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..weights import Asset, register_asset
+from ..assets.requirements import needs
+from ..assets.weights import Asset, register_asset
 
 if TYPE_CHECKING:
     import torch
@@ -100,7 +100,7 @@ def load_fan(path: str | None = None, *, width: float = 1.0):
     """2DFAN-4 from the release's state dict, strictly."""
     from ..baselines.loading import load_strict
     from ..networks.fan import FAN
-    from ..weights import load_state_dict, strip_prefix
+    from ..assets.weights import load_state_dict, strip_prefix
 
     sd, r = load_state_dict(FAN_ASSET, path)
     return load_strict(FAN(4, width=width), strip_prefix(sd, "module."), r.path, "2DFAN-4")
@@ -177,7 +177,7 @@ def load_awing(path: str | None = None):
     """AWing's FAN from facexlib's checkpoint (its ``state_dict`` entry), strictly."""
     from ..baselines.loading import load_strict
     from ..networks.awing import AWingFAN
-    from ..weights import load_state_dict, strip_prefix
+    from ..assets.weights import load_state_dict, strip_prefix
 
     sd, r = load_state_dict(AWING_ASSET, path)
     return load_strict(AWingFAN(), strip_prefix(sd, "module."), r.path, "AWing FAN (WFLW, 4 hourglasses)")

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..weights import Asset, register_asset
+from ..assets.requirements import needs
+from ..assets.weights import Asset, register_asset
 
 MANIQA_ASSET = "maniqa-koniq"
 KONIQ_SCALE = 0.8  # the Swin residual scale the KonIQ-10k checkpoint was trained with (pyiqa's setting)
@@ -28,7 +28,7 @@ def load_maniqa(path: str | None = None, *, dim: int = 768):
     reduced copies of the layout)."""
     from ..baselines.loading import load_strict
     from ..networks.maniqa import MANIQA
-    from ..weights import load_state_dict, strip_prefix
+    from ..assets.weights import load_state_dict, strip_prefix
 
     sd, r = load_state_dict(MANIQA_ASSET, path)
     sd = sd["params"] if isinstance(sd.get("params"), dict) else sd

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..weights import Asset, register_asset
+from ..assets.requirements import needs
+from ..assets.weights import Asset, register_asset
 
 MUSIQ_ASSET = "musiq-koniq"
 
@@ -25,7 +25,7 @@ def load_musiq(path: str | None = None, *, layers: int = 14):
     """The KonIQ MUSIQ from the port's state dict (plain or under ``params``), strictly."""
     from ..baselines.loading import load_strict
     from ..networks.musiq import MUSIQ
-    from ..weights import load_state_dict, strip_prefix
+    from ..assets.weights import load_state_dict, strip_prefix
 
     sd, r = load_state_dict(MUSIQ_ASSET, path)
     sd = sd["params"] if isinstance(sd.get("params"), dict) else sd

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
-from ..resize import resize_uint8
+from ..assets.requirements import needs
+from ..io.resize import resize_uint8
 
 
 def _shape_grid() -> np.ndarray:
@@ -141,7 +141,7 @@ def luma(img: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _pristine(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ..safeload import loading_into
+    from ..assets.safeload import loading_into
 
     with loading_into("niqe-pris-params", path, "NIQE's pristine model (an .npz of gaussian_window, "
                       "mu_pris_param, cov_pris_param)"), np.load(path, allow_pickle=False) as z:
@@ -152,7 +152,7 @@ def _pristine(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def pristine_params(path: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ..weights import resolve
+    from ..assets.weights import resolve
 
     return _pristine(str(resolve("niqe-pris-params", path).path))
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 
 from ..interfaces import MetricSpec
 from ..registries import METRICS
-from ..requirements import needs
+from ..assets.requirements import needs
 
 
 class LPIPS:
@@ -23,8 +23,8 @@ class LPIPS:
                  heads_path: str | None = None) -> None:
         import lpips
 
-        from ..safeload import loading_into
-        from ..weights import load_state_dict
+        from ..assets.safeload import loading_into
+        from ..assets.weights import load_state_dict
 
         net = lpips.LPIPS(pretrained=False, net="alex", version="0.1", pnet_rand=True, verbose=False)
         backbone, self.backbone = load_state_dict("alexnet", backbone_path)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ..errors import UsageError
 from ..interfaces import Availability, MethodSpec
 from ..registries import METHODS
-from ..weights import ASSETS, Asset, register_asset, resolve, status
+from ..assets.weights import ASSETS, Asset, register_asset, resolve, status
 from .variants import VARIANTS
 
 if TYPE_CHECKING:  # imported where used: registering and listing need none of it
@@ -81,7 +81,7 @@ def load_rls(path: Path) -> tuple[RestorationNet, str, dict[str, str]]:
     import torch
 
     from ..baselines.loading import layout_differences
-    from ..safeload import safetensors_load, torch_load
+    from ..assets.safeload import safetensors_load, torch_load
     from .networks import RestorationNet, released_rls_key
 
     if path.suffix == ".safetensors":

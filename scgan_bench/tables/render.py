@@ -12,8 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import UsageError
-from ..ranking import printed_ranks
-from ..summary import RESULT_COLUMNS, read_run_csv
+from ..reports.ranking import printed_ranks
+from ..run.summary import RESULT_COLUMNS, read_run_csv
 from .specs import (BACKEND_LABELS, DATASET_LABELS, METRIC_FORMATS, TABLES, Cell, TableSpec, relabel,
                     with_extra_methods)
 
@@ -469,8 +469,8 @@ def not_comparable(spec: TableSpec, run: Path, values: dict[Cell, Value], msrc: 
     """Table cells with a value that is not comparable with the paper's, and why (one sentence each):
     computed on part of the test set (``--limit``, unreadable images: the sentence gives n), against a
     partial reference set, or with weight files that are not the official release
-    (:mod:`scgan_bench.comparable`, from the run's ``run.json`` and ``summary.csv``)."""
-    from ..comparable import cell_caveats
+    (:mod:`scgan_bench.reports.comparable`, from the run's ``run.json`` and ``summary.csv``)."""
+    from ..reports.comparable import cell_caveats
 
     try:
         meta = json.loads((run / "run.json").read_text())
@@ -519,7 +519,7 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
     None), plus ``tableN_vs_paper.{csv,md,json}`` with deltas when asked. ``datasets`` / ``metrics`` map the
     table's names to the run's (every substitution is stated under the table); ``extra_methods`` adds
     run methods beside the paper's (:func:`.specs.with_extra_methods`)."""
-    from ..image_io import atomic_write_text
+    from ..io.image_io import atomic_write_text
 
     spec = table_spec(number)
     if extra_methods:

@@ -52,11 +52,11 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..errors import ImageDecodeError, TrainingDiverged, UsageError
-from ..image_io import atomic_write_bytes, atomic_write_text, list_images, read_image, write_png
-from ..manifest import sha256_bytes
-from ..resize import resize_uint8, to_square
-from ..safeload import said, torch_load
-from ..store import remove_temp_files
+from ..io.image_io import atomic_write_bytes, atomic_write_text, list_images, read_image, write_png
+from ..io.manifest import sha256_bytes
+from ..io.resize import resize_uint8, to_square
+from ..assets.safeload import said, torch_load
+from ..run.store import remove_temp_files
 from .batch import Batch
 from .speed import GRAPH_SPEEDS, SPEEDS, make_step
 
@@ -910,7 +910,7 @@ def training_faces(source: str, size: int, cfg: TrainConfig, out: Path, limit: i
     training ids, WIDER FACE's 4,000 training crops), prepared like a run prepares its test sets."""
     if not source.startswith("dataset:"):
         return cached_faces(Path(source), size, out / "data-cache", limit)
-    from ..prepare import prepare_dataset
+    from ..run.prepare import prepare_dataset
     from ..registries import DATASETS, load_plugins
 
     load_plugins()
@@ -932,7 +932,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> Path:
     :class:`Trainer` and fit; returns the run folder."""
     from contextlib import nullcontext
 
-    from ..runlock import run_lock
+    from ..run.runlock import run_lock
     from .models import TRAINABLE
 
     cfg.resolve()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import UsageError
 from ..scgan.method import checkpoint_path, register_trained
-from ..weights import resolve
+from ..assets.weights import resolve
 
 if TYPE_CHECKING:  # imported where a network is built: registering and listing need none of it
     import torch
@@ -47,7 +47,7 @@ def load_trained_sr(path: Path, kind: TrainedKind) -> tuple[nn.Module, dict[str,
     import torch
 
     from ..baselines.loading import layout_differences
-    from ..safeload import safetensors_load, safetensors_shapes
+    from ..assets.safeload import safetensors_load, safetensors_shapes
 
     shapes, meta = safetensors_shapes(path, f"{kind.method} checkpoint")
     if (meta.get("method"), meta.get("variant")) != (kind.trained, kind.variant):

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter1d
 
-from .errors import UsageError
-from .registry import Registry
+from ..errors import UsageError
+from ..registry import Registry
 from .resize import resize_float, resize_uint8
 
 
@@ -67,7 +67,7 @@ _KERNELS = ("bilinear", "bicubic")
 class SimpleDegradation:
     """Bilinear or bicubic x``scale`` downsampling (LS3D-W protocol), kernel drawn per image.
 
-    Pillow's antialiased filters are used on the uint8 image (see :mod:`scgan_bench.resize`).
+    Pillow's antialiased filters are used on the uint8 image (see :mod:`scgan_bench.io.resize`).
     """
 
     kernels: tuple[str, ...] = _KERNELS

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import UsageError
-from .image_io import atomic_write_bytes, atomic_write_text
-from .manifest import sha256_bytes
+from ..errors import UsageError
+from ..io.image_io import atomic_write_bytes, atomic_write_text
+from ..io.manifest import sha256_bytes
 from .store import read_record, safe_name
 
 

@@ -27,9 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import UsageError
-from .image_io import atomic_write_text
-from .manifest import stable_hash
+from ..errors import UsageError
+from ..io.image_io import atomic_write_text
+from ..io.manifest import stable_hash
 
 PLAN_FORMAT = 1
 PLAN_NAME = "plan.json"
@@ -129,7 +129,7 @@ def parse_tables(text: str) -> list[int]:
 
 
 def _steps(trainable: str, smoke: bool) -> int:
-    from .training.models import TRAINABLE
+    from ..training.models import TRAINABLE
 
     if smoke:
         return int(SMOKE_TRAIN["max-steps"])
@@ -155,10 +155,10 @@ def build_plan(out: Path, tables: Sequence[int], *, smoke: bool = False, variant
     ``share_equal``: SCGAN variants that train the same SR network under the training recipe (official) are
     trained once, and the others of their group read that checkpoint (``maps["shared_checkpoints"]``,
     stated in each job's line and in the tables); False trains every variant on its own."""
-    from .registries import DATASETS, METHODS, METRICS, load_plugins
-    from .scgan.method import _env_key
-    from .scgan.variants import VARIANTS
-    from .tables.render import table_spec
+    from ..registries import DATASETS, METHODS, METRICS, load_plugins
+    from ..scgan.method import _env_key
+    from ..scgan.variants import VARIANTS
+    from ..tables.render import table_spec
 
     load_plugins()
     out = Path(out).resolve()
@@ -270,9 +270,9 @@ def _shared_checkpoints(trained: Mapping[str, tuple[str, str]]) -> dict[str, str
     """SCGAN variant -> the variant whose training it reuses: within each group of variants that train the
     same SR network under recipe official (:func:`scgan_bench.scgan.dataflow.equivalence_classes`; from one
     seed their R_LS is bit-identical on one machine and thread count), the full model ``scgan`` if present, else the first in registry order."""
-    from .scgan.dataflow import equivalence_classes
-    from .scgan.model import get_recipe
-    from .scgan.variants import VARIANTS
+    from ..scgan.dataflow import equivalence_classes
+    from ..scgan.model import get_recipe
+    from ..scgan.variants import VARIANTS
 
     names = [n for n in VARIANTS if trained.get(n, ("", ""))[0] == "scgan"]
     out = {}
@@ -444,8 +444,8 @@ def gather_runs(sources: Sequence[Path], dest: Path) -> None:
 
 def build_tables(plan: Plan) -> int:
     """The ``tables`` job: gather, confirm with a cached run, write the tables and the report."""
-    from .pipeline import RunConfig, run_benchmark
-    from .tables.render import write_table
+    from ..run.pipeline import RunConfig, run_benchmark
+    from ..tables.render import write_table
 
     evals = [plan.job(i) for i in plan.job("tables").deps]
     results = plan.out / "results"
@@ -468,7 +468,7 @@ def build_tables(plan: Plan) -> int:
         for p in write_table(n, results, tables_dir, compare_paper=True, datasets=plan.maps["datasets"],
                              metrics=plan.maps["metrics"]):
             print(p)
-    from .report import build_report
+    from ..reports.report import build_report
 
     print(f"report: {build_report(results, per_dataset=20)}")
     filled, missing = table_coverage(plan)

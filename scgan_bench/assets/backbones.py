@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .requirements import needs
-from .resize import resize_uint8
+from ..io.resize import resize_uint8
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

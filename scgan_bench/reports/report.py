@@ -13,12 +13,12 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-from .image_io import atomic_write_text
+from ..io.image_io import atomic_write_text
 from .comparable import run_caveats
-from .summary import RESULT_COLUMNS, SUMMARY_COLUMNS, read_run_csv
-from .errors import UsageError
+from ..run.summary import RESULT_COLUMNS, SUMMARY_COLUMNS, read_run_csv
+from ..errors import UsageError
 from .ranking import printed_ranks
-from .registries import METRICS, load_plugins
+from ..registries import METRICS, load_plugins
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 table{border-collapse:collapse;margin:1em 0 .3em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
@@ -128,7 +128,7 @@ def _fmt_summary(r: dict[str, str], spec) -> str:
 def _summary_tables(run: Path) -> tuple[str, list[str]]:
     """One table per dataset: methods (pseudo-methods last) x metrics, KID x100 with its std, best /
     second / third coloured per metric where two or more methods have a value."""
-    from .registries import is_pseudo, ordered_methods
+    from ..registries import is_pseudo, ordered_methods
 
     rows = read_run_csv(run / "summary.csv", SUMMARY_COLUMNS, numeric=("mean", "std", "n"))
     parts, said = [], []

@@ -19,9 +19,9 @@ import torch
 from tqdm import tqdm
 
 from . import precision
-from .image_io import atomic_write_bytes, encode_png, read_image, remember
-from .interfaces import AnnotatingMethod, IdAwareMethod, ReferenceMethod, SRMethod
-from .manifest import sha256_bytes
+from ..io.image_io import atomic_write_bytes, encode_png, read_image, remember
+from ..interfaces import AnnotatingMethod, IdAwareMethod, ReferenceMethod, SRMethod
+from ..io.manifest import sha256_bytes
 from .parallel import prefetched, to_device
 from .prepare import Failure, PreparedDataset
 from .shard import SINGLE, Shard

@@ -17,9 +17,9 @@ from tqdm import tqdm
 
 from . import parallel, precision
 from .features import cached_features
-from .image_io import atomic_write_text, read_image
-from .interfaces import MetricSpec, NoReferenceMetric, PairedMetric
-from .manifest import stable_hash
+from ..io.image_io import atomic_write_text, read_image
+from ..interfaces import MetricSpec, NoReferenceMetric, PairedMetric
+from ..io.manifest import stable_hash
 from .prepare import Failure, PreparedDataset
 from .shard import SINGLE, Shard
 from .superres import SRResult

@@ -25,7 +25,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 #: how many times its own size a file may expand to when loaded
 EXPANSION = 4

@@ -58,7 +58,7 @@ def _run(spec: tuple, method: str, args: tuple, settings: Any = None) -> Any:
     """In a worker: the instance of ``spec`` (built once per process) applied to one part, under the
     calling run's settings."""
     if settings is not None:
-        from .settings import in_settings
+        from ..settings import in_settings
 
         return in_settings(settings, _run, spec, method, args)
     obj = _BUILT.get(spec)
@@ -80,7 +80,7 @@ def call(obj: Any, method: str, *lists: Sequence[Any]) -> list[Any]:
         _POOL = ProcessPoolExecutor(max_workers=_WORKERS, mp_context=get_context("spawn"))
     parts = min(_WORKERS, n)
     bounds = [n * k // parts for k in range(parts + 1)]
-    from .settings import current
+    from ..settings import current
 
     settings = current()
     futures = [_POOL.submit(_run, spec, method, tuple(list(x[a:b]) for x in lists), settings)

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 RESULT_COLUMNS = ("dataset", "method", "metric", "image_id", "value")
 SUMMARY_COLUMNS = ("dataset", "method", "metric", "direction", "mean", "std", "n", "n_failed",
@@ -163,7 +163,7 @@ def summary_markdown(cells: Sequence[Cell], conventions: dict[str, str],
     """One Markdown table per dataset: rows are methods, columns metrics (with direction arrows).
     Cells that are not computed show a mark and a footnote with the reason, never a blank. ``notes``:
     counted per-image method notes of (dataset, method), listed under the dataset's table. ``caveats``
-    (:func:`scgan_bench.comparable.run_caveats`): why numbers are not comparable with published ones, per
+    (:func:`scgan_bench.reports.comparable.run_caveats`): why numbers are not comparable with published ones, per
     dataset (a partial set) and under ``""`` for the run (non-official weights), stated in bold."""
     caveats = caveats or {}
     out: list[str] = []

@@ -18,8 +18,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageDecodeError
-from .settings import DEFAULT_MAX_PIXELS, current  # noqa: F401 (DEFAULT_MAX_PIXELS: its name here before)
+from ..errors import ImageDecodeError
+from ..settings import DEFAULT_MAX_PIXELS, current  # noqa: F401 (DEFAULT_MAX_PIXELS: its name here before)
 #: Formats the suite promises to read; anything else Pillow identifies is still accepted.
 SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "PPM", "WEBP", "TIFF", "GIF")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".pnm", ".webp",

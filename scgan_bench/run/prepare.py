@@ -16,13 +16,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tqdm import tqdm
 
-from .degradations import degrade, derive_seed, make_degradation
-from .errors import ImageDecodeError, UsageError
-from .image_io import atomic_write_bytes, encode_png, remember
-from .interfaces import Dataset, GivenPairs, SourceItem
-from .manifest import Manifest, check_integrity, sha256_bytes
-from .registries import DATASETS, load_plugins
-from .settings import current, in_settings
+from ..io.degradations import degrade, derive_seed, make_degradation
+from ..errors import ImageDecodeError, UsageError
+from ..io.image_io import atomic_write_bytes, encode_png, remember
+from ..interfaces import Dataset, GivenPairs, SourceItem
+from ..io.manifest import Manifest, check_integrity, sha256_bytes
+from ..registries import DATASETS, load_plugins
+from ..settings import current, in_settings
 from .shard import SINGLE, Shard
 from .store import files_intact, prepare_stage_dir, read_record, safe_name, write_record
 

@@ -51,7 +51,7 @@ def previous(out: Path) -> dict[str, Any]:
 def kept_cells(prev: dict[str, Any], out: Path, meta: dict[str, Any], computed: set[tuple[str, str, str]]
                ) -> set[tuple[str, str, str]]:
     """The earlier invocation's (dataset, method, metric) cells that stay valid (module docstring)."""
-    from .registries import METRICS
+    from ..registries import METRICS
 
     if not prev:
         return set()
@@ -79,7 +79,7 @@ def merge(prev: dict[str, Any], out: Path, meta: dict[str, Any], cells: list[Cel
           note_rows: list[tuple], failures: list[Failure], n_images: dict[str, int]) -> list[tuple[str, str, str]]:
     """Add the earlier invocation's still-valid cells (and their values, notes, failures, dataset and
     method records) to this invocation's; returns the kept cells' keys."""
-    from .registries import METRICS
+    from ..registries import METRICS
 
     computed = {(c.dataset, c.method, c.metric) for c in cells}
     keep = kept_cells(prev, out, meta, computed)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UsageError
+from ..errors import UsageError
 
 LOCK_NAME = ".scgan-bench.lock"
 
@@ -29,7 +29,7 @@ class RunLockedError(UsageError):
 
 def ensure_folder(path: Path, what: str = "--out") -> Path:
     """Create ``path`` (and parents) or raise a UsageError saying why it cannot be used."""
-    from .errors import describe_os_error
+    from ..errors import describe_os_error
 
     path = Path(path)
     try:
@@ -60,7 +60,7 @@ def run_lock(folder: Path, *, wait: bool = False, command: str | None = None) ->
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        from .errors import describe_os_error
+        from ..errors import describe_os_error
 
         raise UsageError(f"cannot open the run lock {path}: {describe_os_error(exc)}") from None
     try:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import UsageError
-from .image_io import atomic_write_bytes, atomic_write_text
+from ..errors import UsageError
+from ..io.image_io import atomic_write_bytes, atomic_write_text
 
 
 class StateFileError(UsageError):

@@ -17,9 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import parallel, precision
-from .image_io import atomic_write_bytes, read_image
-from .interfaces import FeatureExtractor
-from .manifest import stable_hash
+from ..io.image_io import atomic_write_bytes, read_image
+from ..interfaces import FeatureExtractor
+from ..io.manifest import stable_hash
 from .shard import SINGLE, Shard
 
 
@@ -124,7 +124,7 @@ def shared_extractor(cls: type, assets: tuple[str, ...]) -> Any:
     """One ``cls()`` per process and per content of the weight files it loads (their sha256): the
     metrics that share an extractor (FID, KID, verification, cosine in dlib's space) load its models
     once; a changed file gives a new instance."""
-    from .weights import resolve
+    from ..assets.weights import resolve
 
     key = (cls, tuple(resolve(a, allow_download=False).sha256 for a in assets))
     if key not in _SHARED:

@@ -3,7 +3,7 @@
 A run records in ``run.json`` how many images of each dataset's whole selection it scored (``images``
 of ``full_manifest_items``, and ``--limit``), the reference set behind FID / KID of a real-world set, and
 for every method and metric the weight files that are not the official release (``unofficial_weights``,
-see :func:`scgan_bench.weights.unofficial`). From those alone (no recomputation) this module says, per
+see :func:`scgan_bench.assets.weights.unofficial`). From those alone (no recomputation) this module says, per
 (dataset, method, metric) cell, why its value is not comparable with the paper's: the summary, the
 tables (a footnote on the value, and no Δ in ``tableN_vs_paper``), the report and ``list`` all read it.
 """

@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import UsageError
-from .image_io import atomic_write_text
-from .manifest import stable_hash
+from ..errors import UsageError
+from ..io.image_io import atomic_write_text
+from ..io.manifest import stable_hash
 
 
 def prepare_stage_dir(path: Path, key_obj: Mapping[str, Any]) -> tuple[str, bool]:
@@ -73,7 +73,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
 def files_intact(base: Path, rec: Mapping[str, Any], fields: tuple[str, ...]) -> bool:
     """Whether each file a record names (``rec[field]``, relative to ``base``) still has the sha256
     the record holds (``rec[field + '_sha256']``); a field set to None is skipped."""
-    from .manifest import sha256_file
+    from ..io.manifest import sha256_file
 
     for f in fields:
         rel, want = rec.get(f), rec.get(f"{f}_sha256")

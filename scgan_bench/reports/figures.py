@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .image_io import read_image
-from .resize import resize_uint8
+from ..io.image_io import read_image
+from ..io.resize import resize_uint8
 
 
 def _records(run: Path, dataset: str) -> dict[str, dict]:
@@ -30,7 +30,7 @@ def _features(ext, run: Path, dataset: str, image_set: str, ids: Sequence[str]) 
     metric already computed is reused). ``image_set`` is ``hr`` or a method name."""
     import hashlib
 
-    from .features import cached_features
+    from ..run.features import cached_features
 
     recs = _records(run, dataset)
     if image_set == "hr":
@@ -49,7 +49,7 @@ def _sr(run: Path, dataset: str, method: str, image_id: str) -> np.ndarray | Non
 
 def methods_in(run: Path, dataset: str) -> list[str]:
     """The methods with SR images of ``dataset`` in the run, pseudo-methods (ground-truth) last."""
-    from .registries import ordered_methods
+    from ..registries import ordered_methods
 
     d = run / "sr" / dataset
     return ordered_methods(sorted(p.name for p in d.iterdir() if p.is_dir())) if d.exists() else []
@@ -122,14 +122,14 @@ def _tsne_fig(run: Path, dataset: str, methods: Sequence[str] | None = None, *, 
     from matplotlib.lines import Line2D
     from sklearn.manifold import TSNE
 
-    from .requirements import needs
+    from ..assets.requirements import needs
 
     if needs(weights=("resnet101",))().ok:
-        from .backbones import ResNet101Features
+        from ..assets.backbones import ResNet101Features
 
         ext, label = ResNet101Features(device), "ResNet-101 (ImageNet) features"
     else:
-        from .metrics.identity import DlibDescriptor
+        from ..metrics.identity import DlibDescriptor
 
         ext, label = DlibDescriptor(), "offline backbone: dlib face descriptor (ResNet-101 weights absent)"
     recs = _records(run, dataset)
@@ -170,7 +170,7 @@ def landmark_figure(run: Path, dataset: str, methods: Sequence[str] | None = Non
 def _landmark_fig(run: Path, dataset: str, methods: Sequence[str] | None = None, n: int = 4):
     from matplotlib.lines import Line2D
 
-    from .metrics.landmarks import Dlib68Landmarks
+    from ..metrics.landmarks import Dlib68Landmarks
 
     ext = Dlib68Landmarks()
     recs = _records(run, dataset)
@@ -231,7 +231,7 @@ def _curves_fig(log_csv: Path):
 
 
 def _summary_rows(run: Path) -> list[dict[str, str]]:
-    from .summary import read_run_csv
+    from ..run.summary import read_run_csv
 
     return read_run_csv(run / "summary.csv", ("dataset", "method", "metric", "status", "mean"), numeric=("mean", "std"))
 
@@ -255,7 +255,7 @@ def _bars_fig(run: Path, dataset: str):
     import math
 
     from .ranking import printed_ranks
-    from .registries import METRICS, is_pseudo, ordered_methods
+    from ..registries import METRICS, is_pseudo, ordered_methods
 
     rows = [r for r in _summary_rows(run) if r["dataset"] == dataset and r["status"] == "ok"]
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
@@ -305,7 +305,7 @@ def write_figures(run: Path, out: Path | None = None, *, train_run: Path | None 
     qualitative grid, the metric bar chart and, on sets with HR images, the t-SNE and the landmark
     overlays; the training curves of ``train_run``. Returns one entry per figure (``name``,
     ``title``, ``png``, ``pdf``, ``note``), in reading order; writes are atomic."""
-    from .image_io import atomic_write_bytes
+    from ..io.image_io import atomic_write_bytes
 
     out = out or run / "figures"
     out.mkdir(parents=True, exist_ok=True)

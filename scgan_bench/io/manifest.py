@@ -17,10 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .errors import DataIntegrityError, UsageError
+from ..errors import DataIntegrityError, UsageError
 from .image_io import atomic_write_text
-from .paths import data_home, sha256_bytes, sha256_file, stable_hash  # noqa: F401 (their home before)
-from .statefiles import is_str_map, read_state, write_state
+from ..paths import data_home, sha256_bytes, sha256_file, stable_hash  # noqa: F401 (their home before)
+from ..assets.statefiles import is_str_map, read_state, write_state
 
 
 def seeded_selection(candidates: Sequence[str], k: int, seed: int) -> list[str]:
@@ -72,7 +72,7 @@ class Manifest:
 
     @classmethod
     def from_tsv(cls, text: str, dataset: str, split: str, origin: str = "<text>") -> "Manifest":
-        from .interfaces import SourceItem
+        from ..interfaces import SourceItem
 
         header: dict[str, str] = {}
         items = []

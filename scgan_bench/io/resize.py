@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import UsageError
+from ..errors import UsageError
 
 FILTERS = {
     "nearest": Image.Resampling.NEAREST,

@@ -7,7 +7,7 @@ import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .interfaces import Availability
+from ..interfaces import Availability
 
 
 @dataclass(frozen=True)
@@ -75,5 +75,5 @@ def module_version(module: str) -> str:
 
 def needs(*, modules: tuple[tuple[str, str], ...] = (), weights: tuple[str, ...] = ()) -> Requirements:
     """An availability check: each ``(module, install hint)`` must import, each weight asset must be
-    present and verify (see :mod:`scgan_bench.weights`)."""
+    present and verify (see :mod:`scgan_bench.assets.weights`)."""
     return Requirements(tuple(modules), tuple(weights))

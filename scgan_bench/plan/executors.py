@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import UsageError
-from .image_io import atomic_write_text
+from ..errors import UsageError
+from ..io.image_io import atomic_write_text
 from .reproduce import Job, Plan, is_done, log_path, python_command
 
 
