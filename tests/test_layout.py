@@ -181,3 +181,33 @@ def test_a_library_run_takes_its_settings_from_its_config_and_leaves_the_environ
     monkeypatch.setenv("SCGAN_BENCH_HOME", str(tmp_path / "home-b"))   # a fresh integrity lock for the link
     _, scored, failed = run("b", ["psnr"])
     assert scored == {"small", "big"} and "outside" in failed["linked"] and seen == [True, False], failed
+
+
+def test_every_package_is_installed_and_described_and_the_public_entries_are_the_internal_objects():
+    """Each subpackage of ``scgan_bench/`` is in setup.cfg's ``packages`` (a wheel would lack it otherwise)
+    and has its line in README's layout; the stable public modules hand out the internal objects."""
+    import configparser
+
+    repo = Path(__file__).resolve().parents[1]
+    subs = sorted(p.parent.name for p in (repo / "scgan_bench").glob("*/__init__.py"))
+    assert {"cli", "run", "io", "assets", "plan", "reports"} <= set(subs)
+    cfg = configparser.ConfigParser()
+    cfg.read(repo / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    readme = (repo / "README.md").read_text()
+    layout = readme[readme.index("## Repository layout"):readme.index("## Tests and benchmarks")]
+    for sub in subs:
+        assert f"scgan_bench.{sub}" in listed, f"setup.cfg [options] packages lacks scgan_bench.{sub}"
+        assert f"\n      {sub}/ " in layout, f"README's layout has no line for scgan_bench/{sub}/"
+
+    import scgan_bench.assets.weights as internal_weights
+    import scgan_bench.pipeline as public_pipeline
+    import scgan_bench.run.pipeline as internal_pipeline
+    import scgan_bench.weights as public_weights
+
+    for name in public_pipeline.__all__:
+        assert getattr(public_pipeline, name) is getattr(internal_pipeline, name), name
+    for name in public_weights.__all__:
+        assert getattr(public_weights, name) is getattr(internal_weights, name), name
+    assert {"RunConfig", "run_benchmark"} <= set(public_pipeline.__all__)
+    assert {"Asset", "register_asset", "resolve", "load_state_dict", "WeightsError"} <= set(public_weights.__all__)

@@ -20,7 +20,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -266,164 +266,221 @@ def _prepare_all(cfg: RunConfig, out: Path, log: StageLog, shard: Shard = SINGLE
 
 
 def _run_locked(cfg: RunConfig, out: Path, device: str, shard: Shard = SINGLE) -> RunResult:
-    """The run, with every image decoded once (:class:`.image_io.DecodeCache`; its counts in run.json's
-    ``decoded_images``)."""
+    """The run's stages, top to bottom, with every image decoded once (:class:`.image_io.DecodeCache`; its
+    counts in run.json's ``decoded_images``). Each stage reads the config and adds to ``run`` (what
+    run.json, the tables and the result will say)."""
     from ..io.image_io import decode_cache
-
-    with decode_cache() as images:
-        return _run_decoded_once(cfg, out, device, shard, images)
-
-
-def _run_decoded_once(cfg: RunConfig, out: Path, device: str, shard: Shard, images) -> RunResult:
-    from .accumulate import merge, previous
+    from .accumulate import previous
 
     if not shard.main:  # one voice: rank 0 shows progress and stage lines, and writes the folder's files
-        from dataclasses import replace
-
         cfg = replace(cfg, progress=False)
-    started = time.time()
-    earlier = {} if not shard.main else previous(out)  # --only-this-run too: it is a view, never a deletion
+    with decode_cache() as images:
+        started = time.time()
+        earlier = {} if not shard.main else previous(out)  # --only-this-run too: a view, never a deletion
+        run = _start(cfg, out, shard, earlier, started)                  # run.json: running
+        prepared = _prepare_all(cfg, out, run.log, shard)                # LR / HR pairs (prepare.py)
+        _record_datasets(run, cfg, prepared, shard)
+        methods = _load_methods(run, cfg, device)                        # SR methods (the METHODS registry)
+        metrics = _check_metrics(run, cfg)                               # metrics available here
+        run.meta["weights"] = _weights_in_use()
+        get_metric = _metric_builder(device)
+        references = _reference_sets(run, cfg, prepared, metrics, shard)  # HR sets behind FID / KID
+        for data in prepared:
+            for name in cfg.methods:
+                _evaluate(run, cfg, data, name, methods.get(name), metrics, references, get_metric, out, device,
+                          shard, several=len(prepared) > 1)               # SR (superres.py), scores (scoring.py)
+        return _finish(run, cfg, out, prepared, earlier, images, shard)  # tables (summary.py, accumulate.py)
+
+
+@dataclass
+class _Tally:
+    """What a run gathers as its stages go: run.json's record, the tables' cells and rows, the failures."""
+
+    meta: dict[str, Any]
+    log: StageLog
+    started: float
+    failures: list[Failure] = field(default_factory=list)
+    recomputed: dict[str, int] = field(default_factory=lambda: {"images_prepared": 0, "images_super_resolved": 0,
+                                                                 "metric_values": 0})
+    unavailable: dict[str, str] = field(default_factory=dict)
+    rows: list[tuple[str, str, str, str, float]] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)
+    note_rows: list[tuple[str, str, str, dict]] = field(default_factory=list)
+    note_counts: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def _start(cfg: RunConfig, out: Path, shard: Shard, earlier: dict, started: float) -> _Tally:
+    """run.json says ``running`` (keeping, as ``last_complete``, what the folder's CSVs describe until this
+    invocation replaces them)."""
     meta: dict[str, Any] = {"status": "running", "config": _jsonable(asdict(cfg)),
                             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             "versions": _versions(), "datasets": {}, "methods": {}, "metrics": {}}
     if shard.world > 1:
         meta["shards"] = shard.world
     last = {k: v for k, v in earlier.get("meta", {}).items() if k != "last_complete"}
-    # what the folder's CSVs describe, kept until this invocation replaces them
     if shard.main:
         atomic_write_text(out / "run.json", json.dumps({**meta, "last_complete": last} if last else meta, indent=1,
                                                        default=str))
+    return _Tally(meta, StageLog(None if shard.main else io.StringIO()), started)
 
-    failures: list[Failure] = []
-    recomputed = {"images_prepared": 0, "images_super_resolved": 0, "metric_values": 0}
-    log = StageLog(None if shard.main else io.StringIO())
-    prepared = _prepare_all(cfg, out, log, shard)
+
+def _record_datasets(run: _Tally, cfg: RunConfig, prepared: list[PreparedDataset], shard: Shard) -> None:
+    """Each prepared set's failures, counts and manifest in run.json; its ids for ``export-lr``."""
     for p in prepared:
-        name = p.name
-        failures += p.failures
+        run.failures += p.failures
         if shard.main:
             _write_if_changed(p.dir / "ids.txt", "".join(f"{i}\n" for i in p.records))  # for export-lr
-        recomputed["images_prepared"] += p.recomputed
-        meta["datasets"][name] = {"kind": p.kind, "key": p.key, "images": len(p.records),
-                                  "manifest_items": len(p.manifest), "manifest_sha256": p.manifest.digest(),
-                                  "full_manifest_items": p.full_items, "limit": cfg.limit,
-                                  "manifest": dict(p.manifest.header), "degradation": p.degradation}
+        run.recomputed["images_prepared"] += p.recomputed
+        run.meta["datasets"][p.name] = {"kind": p.kind, "key": p.key, "images": len(p.records),
+                                        "manifest_items": len(p.manifest), "manifest_sha256": p.manifest.digest(),
+                                        "full_manifest_items": p.full_items, "limit": cfg.limit,
+                                        "manifest": dict(p.manifest.header), "degradation": p.degradation}
 
-    unavailable: dict[str, str] = {}
-    methods = {}
+
+def _load_methods(run: _Tally, cfg: RunConfig, device: str) -> dict[str, Any]:
+    """Every available method, built on ``device``; one that is missing files or fails to load is
+    unavailable with the reason (the method's state, not the run's)."""
+    methods: dict[str, Any] = {}
     for name in cfg.methods:
         spec = METHODS.get(name)
         avail = spec.check(**cfg.method_options.get(name, {}))
         if not avail.ok:
-            unavailable[f"method:{name}"] = avail.reason
+            run.unavailable[f"method:{name}"] = avail.reason
             continue
         try:
             methods[name] = spec.create(device=device, **cfg.method_options.get(name, {}))
             fp = _checked_fingerprint(name, methods[name])
-            meta["methods"][name] = {"summary": spec.summary, "license": spec.license, "fingerprint": fp,
-                                     "unofficial_weights": unofficial(fp.get("weights") or {})}
+            run.meta["methods"][name] = {"summary": spec.summary, "license": spec.license, "fingerprint": fp,
+                                         "unofficial_weights": unofficial(fp.get("weights") or {})}
             bridge = getattr(methods[name], "bridge", None)
             if getattr(bridge, "mode", None) == "bicubic" and getattr(bridge, "official_resizer", "pil-bicubic") \
                     != "pil-bicubic":  # the tables' notes say that published numbers used the official resize
-                meta["methods"][name]["official_bridge"] = bridge.official_resizer
+                run.meta["methods"][name]["official_bridge"] = bridge.official_resizer
         except Exception as exc:  # noqa: BLE001 (a checkpoint that fails to load: the method, not the run)
             methods.pop(name, None)
-            unavailable[f"method:{name}"] = f"could not be loaded: {type(exc).__name__}: {exc}"
+            run.unavailable[f"method:{name}"] = f"could not be loaded: {type(exc).__name__}: {exc}"
+    return methods
+
+
+def _check_metrics(run: _Tally, cfg: RunConfig) -> dict[str, Any]:
+    """The specs of the metrics available here; every metric's version, convention and state in run.json."""
     metric_specs = {}
     for name in cfg.metrics:
         spec = METRICS.get(name)
         avail = spec.availability()
         if not avail.ok:
-            unavailable[f"metric:{name}"] = avail.reason
+            run.unavailable[f"metric:{name}"] = avail.reason
         else:
             metric_specs[name] = spec
-        meta["metrics"][name] = {"version": spec.version, "higher_is_better": spec.higher_is_better,
-                                 "convention": spec.convention, "available": avail.ok,
-                                 "reason": avail.reason, "backend": spec.backend,
-                                 "unofficial_weights": unofficial(spec.fingerprint().get("weights", {}))
-                                 if avail.ok else {}}
-    meta["weights"] = _weights_in_use()
-    get_metric = _metric_builder(device)
-    references = _references(cfg, prepared, metric_specs, failures, shard)
-    meta["references"] = {k: v if isinstance(v, str) else v.name for k, v in references.items()}
+        run.meta["metrics"][name] = {"version": spec.version, "higher_is_better": spec.higher_is_better,
+                                     "convention": spec.convention, "available": avail.ok,
+                                     "reason": avail.reason, "backend": spec.backend,
+                                     "unofficial_weights": unofficial(spec.fingerprint().get("weights", {}))
+                                     if avail.ok else {}}
+    return metric_specs
+
+
+def _reference_sets(run: _Tally, cfg: RunConfig, prepared: list[PreparedDataset], metric_specs: Mapping[str, Any],
+                    shard: Shard) -> dict[str, Any]:
+    """The HR set each dataset's FID / KID compare against (prepared here), recorded in run.json."""
+    references = _references(cfg, prepared, metric_specs, run.failures, shard)
+    run.meta["references"] = {k: v if isinstance(v, str) else v.name for k, v in references.items()}
     ref_metrics = [n for n, s in metric_specs.items() if s.kind == "set" and s.reference == "hr-set"]
-    meta["references_detail"] = {k: {"name": v.name, "images": len(v.records), "full_manifest_items": v.full_items,
-                                     "limit": cfg.limit, "metrics": ref_metrics}
-                                 for k, v in references.items() if not isinstance(v, str)}
+    run.meta["references_detail"] = {k: {"name": v.name, "images": len(v.records), "full_manifest_items": v.full_items,
+                                         "limit": cfg.limit, "metrics": ref_metrics}
+                                     for k, v in references.items() if not isinstance(v, str)}
+    return references
 
-    rows: list[tuple[str, str, str, str, float]] = []
-    cells: list[Cell] = []
-    note_rows: list[tuple[str, str, str, dict]] = []
-    note_counts: dict[tuple[str, str], str] = {}
-    for data in prepared:
-        for mname in cfg.methods:
-            if mname not in methods:
-                why = f"method {mname} unavailable: {unavailable[f'method:{mname}']}"
-                cells += [_cell(data, mname, k, status="unavailable", note=why) for k in cfg.metrics]
-                continue
-            method = methods[mname]
-            if isinstance(method, ReferenceMethod) and data.kind == "real":
-                cells += [_cell(data, mname, k, status="n/a", note=f"{mname} needs ground truth")
-                          for k in cfg.metrics]
-                continue
-            t = time.perf_counter()
-            srr = run_method(method, data, out, fingerprint=method.fingerprint(),
-                             batch_size=cfg.batch_size, device=device, progress=cfg.progress, shard=shard)
-            log.done("sr", f"{data.name} {mname}", len(srr.records), time.perf_counter() - t, computed=srr.recomputed,
-                     failed=len(srr.failures))
-            failures += srr.failures
-            if hasattr(method, "extra_files") and (len(prepared) == 1 or method.has_own_folder(data.name)):
-                failures += [Failure("sr", data.name, mname, "-", str(p),
-                                     f"extra output: no image of {data.name} has the id {p.stem!r}")
-                             for p in method.extra_files(data.name, list(data.records))]
-            recomputed["images_super_resolved"] += srr.recomputed
-            if srr.notes():
-                note_rows += [(data.name, mname, i, n) for i, n in srr.notes().items()]
-                note_counts[(data.name, mname)] = count_notes(srr.notes())
-            applicable = {n: s for n, s in metric_specs.items() if data.kind == "synthetic" or not s.needs_hr}
-            per_image = {n: s for n, s in applicable.items() if s.kind == "image"}
-            t = time.perf_counter()
-            values, mfail = score_method(data, srr, per_image, out, get_metric, progress=cfg.progress, shard=shard)
-            failures += mfail
-            if per_image:
-                log.done("metrics", f"{data.name} {mname} {','.join(per_image)}",
-                         sum(len(v.values) for v in values.values()), time.perf_counter() - t,
-                         computed=sum(v.recomputed for v in values.values()))
-            for k in cfg.metrics:
-                spec = METRICS.get(k)
-                if f"metric:{k}" in unavailable:
-                    cells.append(_cell(data, mname, k, status="unavailable",
-                                       note=unavailable[f"metric:{k}"]))
-                elif k not in applicable:
-                    cells.append(_cell(data, mname, k, status="n/a",
-                                       note="full-reference metric; this set has no ground truth"))
-                elif spec.kind == "image" and values[k].unavailable:
-                    unavailable[f"metric:{k}"] = values[k].unavailable
-                    cells.append(_cell(data, mname, k, status="unavailable", note=values[k].unavailable))
-                elif spec.kind == "image":
-                    mv = values[k]
-                    recomputed["metric_values"] += mv.recomputed
-                    rows += [(data.name, mname, k, i, v) for i, v in mv.values.items()]
-                    empty = {} if mv.values else {"status": "failed",
-                                                  "note": "every image failed; see failures.csv"}
-                    cells.append(_cell(data, mname, k, values=tuple(mv.values.values()),
-                                       n_failed=len(data.manifest) - len(mv.values), **empty))
-                elif spec.kind == "composite":
-                    cells.append(_composite_cell(data, mname, k, spec, cells, rows))
-                else:
-                    t = time.perf_counter()
-                    cells.append(_score_set_cell(data, srr, k, spec, out, get_metric, references,
-                                                 rows, failures, recomputed, cfg.progress, shard))
-                    log.done("metric", f"{data.name} {mname} {k}", cells[-1].n, time.perf_counter() - t,
-                             status=cells[-1].status)
 
+def _evaluate(run: _Tally, cfg: RunConfig, data: PreparedDataset, mname: str, method: Any,
+              metric_specs: Mapping[str, Any], references: dict[str, Any], get_metric, out: Path, device: str,
+              shard: Shard, several: bool) -> None:
+    """One (dataset, method): its SR images, then a cell per metric (unavailable / n/a cells say why)."""
+    if method is None:
+        why = f"method {mname} unavailable: {run.unavailable[f'method:{mname}']}"
+        run.cells += [_cell(data, mname, k, status="unavailable", note=why) for k in cfg.metrics]
+        return
+    if isinstance(method, ReferenceMethod) and data.kind == "real":
+        run.cells += [_cell(data, mname, k, status="n/a", note=f"{mname} needs ground truth") for k in cfg.metrics]
+        return
+    srr = _super_resolve(run, cfg, data, mname, method, out, device, shard, several)
+    applicable = {n: s for n, s in metric_specs.items() if data.kind == "synthetic" or not s.needs_hr}
+    per_image = {n: s for n, s in applicable.items() if s.kind == "image"}
+    t = time.perf_counter()
+    values, mfail = score_method(data, srr, per_image, out, get_metric, progress=cfg.progress, shard=shard)
+    run.failures += mfail
+    if per_image:
+        run.log.done("metrics", f"{data.name} {mname} {','.join(per_image)}",
+                     sum(len(v.values) for v in values.values()), time.perf_counter() - t,
+                     computed=sum(v.recomputed for v in values.values()))
+    for k in cfg.metrics:
+        run.cells.append(_metric_cell(run, cfg, data, srr, mname, k, applicable, values, references, get_metric,
+                                      out, shard))
+
+
+def _super_resolve(run: _Tally, cfg: RunConfig, data: PreparedDataset, mname: str, method: Any, out: Path,
+                   device: str, shard: Shard, several: bool):
+    """The method's SR images of the set (cached in ``sr/``), with its failures and per-image notes."""
+    t = time.perf_counter()
+    srr = run_method(method, data, out, fingerprint=method.fingerprint(),
+                     batch_size=cfg.batch_size, device=device, progress=cfg.progress, shard=shard)
+    run.log.done("sr", f"{data.name} {mname}", len(srr.records), time.perf_counter() - t, computed=srr.recomputed,
+                 failed=len(srr.failures))
+    run.failures += srr.failures
+    if hasattr(method, "extra_files") and (not several or method.has_own_folder(data.name)):
+        run.failures += [Failure("sr", data.name, mname, "-", str(p),
+                                 f"extra output: no image of {data.name} has the id {p.stem!r}")
+                         for p in method.extra_files(data.name, list(data.records))]
+    run.recomputed["images_super_resolved"] += srr.recomputed
+    if srr.notes():
+        run.note_rows += [(data.name, mname, i, n) for i, n in srr.notes().items()]
+        run.note_counts[(data.name, mname)] = count_notes(srr.notes())
+    return srr
+
+
+def _metric_cell(run: _Tally, cfg: RunConfig, data: PreparedDataset, srr, mname: str, k: str,
+                 applicable: Mapping[str, Any], values: dict, references: dict[str, Any], get_metric, out: Path,
+                 shard: Shard) -> Cell:
+    """One metric's cell of (dataset, method): per-image values, a composite, or a set metric."""
+    spec = METRICS.get(k)
+    if f"metric:{k}" in run.unavailable:
+        return _cell(data, mname, k, status="unavailable", note=run.unavailable[f"metric:{k}"])
+    if k not in applicable:
+        return _cell(data, mname, k, status="n/a", note="full-reference metric; this set has no ground truth")
+    if spec.kind == "image" and values[k].unavailable:
+        run.unavailable[f"metric:{k}"] = values[k].unavailable
+        return _cell(data, mname, k, status="unavailable", note=values[k].unavailable)
+    if spec.kind == "image":
+        mv = values[k]
+        run.recomputed["metric_values"] += mv.recomputed
+        run.rows += [(data.name, mname, k, i, v) for i, v in mv.values.items()]
+        empty = {} if mv.values else {"status": "failed", "note": "every image failed; see failures.csv"}
+        return _cell(data, mname, k, values=tuple(mv.values.values()), n_failed=len(data.manifest) - len(mv.values),
+                     **empty)
+    if spec.kind == "composite":
+        return _composite_cell(data, mname, k, spec, run.cells, run.rows)
+    t = time.perf_counter()
+    cell = _score_set_cell(data, srr, k, spec, out, get_metric, references, run.rows, run.failures, run.recomputed,
+                           cfg.progress, shard)
+    run.log.done("metric", f"{data.name} {mname} {k}", cell.n, time.perf_counter() - t, status=cell.status)
+    return cell
+
+
+def _finish(run: _Tally, cfg: RunConfig, out: Path, prepared: list[PreparedDataset], earlier: dict,
+            images, shard: Shard) -> RunResult:
+    """Merge with the folder's still-valid earlier results, write results / summary / failures and run.json
+    (rank 0; the other ranks wait for it), and say whether some dataset ended with no scored image."""
+    from .accumulate import merge
+
+    meta, cells, rows, note_rows, failures = run.meta, run.cells, run.rows, run.note_rows, run.failures
     n_images = {p.name: len(p.records) for p in prepared}
     empty = [_empty_reason(p) for p in prepared if not p.records]
     if not shard.main:  # rank 0 writes the outputs; the others wait for them and end as it does
         shard.barrier()
         if empty:
             raise UsageError("no image could be scored for " + "; ".join(empty))
-        return RunResult(out, cells, failures, recomputed, unavailable, summary_markdown(cells, {}, n_images, {}))
+        return RunResult(out, cells, failures, run.recomputed, run.unavailable,
+                         summary_markdown(cells, {}, n_images, {}))
     view = None
     if cfg.only_this_run:  # this invocation's outputs alone, beside (never instead of) the folder's
         import copy
@@ -432,20 +489,20 @@ def _run_decoded_once(cfg: RunConfig, out: Path, device: str, shard: Shard, imag
         vmeta["comparability"] = run_caveats(vmeta)
         vmeta["view_of"] = str(out)
         view = (vmeta, list(cells), list(rows), list(note_rows), list(failures),
-                _summary_of(cells, note_rows, dict(note_counts), n_images, vmeta["comparability"]))
+                _summary_of(cells, note_rows, dict(run.note_counts), n_images, vmeta["comparability"]))
     meta["kept_from_earlier_runs"] = [list(k) for k in merge(earlier, out, meta, cells, rows, note_rows, failures,
                                                                n_images)]
     meta["comparability"] = run_caveats(meta)
-    md = _summary_of(cells, note_rows, note_counts, n_images, meta["comparability"])
+    md = _summary_of(cells, note_rows, run.note_counts, n_images, meta["comparability"])
     t = time.perf_counter()
     _write_outputs(out, cells, rows, note_rows, failures, md)
-    log.done("write", "results.csv, summary, failures.csv", len(rows), time.perf_counter() - t, cells=len(cells))
-    meta["stages"] = log.rows
+    run.log.done("write", "results.csv, summary, failures.csv", len(rows), time.perf_counter() - t, cells=len(cells))
+    meta["stages"] = run.log.rows
     meta["decoded_images"] = images.stats()
     meta.update(status="failed" if empty else "complete", outputs_written=True,
                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                seconds=round(time.time() - started, 3), recomputed=recomputed,
-                unavailable=unavailable, failures=len(failures))
+                seconds=round(time.time() - run.started, 3), recomputed=run.recomputed,
+                unavailable=run.unavailable, failures=len(failures))
     if empty:
         meta["error"] = "; ".join(empty)
     if view is not None:
@@ -460,9 +517,9 @@ def _run_decoded_once(cfg: RunConfig, out: Path, device: str, shard: Shard, imag
         raise UsageError("no image could be scored for " + "; ".join(empty) + f" (the other datasets' results are in "
                          f"{out / 'summary.md'}; every failure in {out / 'failures.csv'})")
     if view is not None:
-        return RunResult(out, view[1], view[4], recomputed, unavailable, view[5], view[0]["comparability"],
+        return RunResult(out, view[1], view[4], run.recomputed, run.unavailable, view[5], view[0]["comparability"],
                          this_run=out / THIS_RUN)
-    return RunResult(out, cells, failures, recomputed, unavailable, md, meta["comparability"])
+    return RunResult(out, cells, failures, run.recomputed, run.unavailable, md, meta["comparability"])
 
 
 def _empty_reason(p: PreparedDataset) -> str:
