@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_layout.py", "tests/test_hostile_files.py", "tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
+TESTS = ["tests/test_layout.py", "tests/test_hostile_files.py", "tests/test_degradations.py", "tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
          "tests/test_scgan.py", "tests/test_reliability.py", "tests/test_metric_references.py",
          "tests/test_metric_suite.py",
          "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks",
@@ -47,6 +47,15 @@ class Mutant:
 
 
 MUTANTS = [
+    # GFPGAN's degradation (tests/test_degradations.py, issue 30)
+    Mutant("gfpgan-kernel-rotation-sign", "scgan_bench/io/degradations.py", "rot = np.array([[c, -s], [s, c]])",
+           "rot = np.array([[c, s], [-s, c]])", "the anisotropic blur kernel rotated the other way"),
+    Mutant("gfpgan-downsample-rounds", "scgan_bench/io/degradations.py", "(int(w // r), int(h // r))",
+           "(int(round(w / r)), int(round(h / r)))", "the downsampled size rounded instead of floored as GFPGAN does"),
+    Mutant("gfpgan-noise-scale", "scgan_bench/io/degradations.py", 'np.float32(params["noise_sigma"] / 255.0)',
+           'np.float32(params["noise_sigma"] / 128.0)', "the noise sigma read on another scale than 0-255"),
+    Mutant("gfpgan-jpeg-channel-order", "scgan_bench/io/degradations.py", "np.ascontiguousarray(q8[..., ::-1])",
+           "np.ascontiguousarray(q8)", "RGB handed to OpenCV's JPEG encoder as BGR (chroma computed on swapped channels)"),
     # pretrained baselines (tests/test_baselines.py)
     Mutant("baseline-range-0-1", "baselines/adapter.py",
            'RANGES = {"[-1,1]": (lambda x: x * 2 - 1,', 'RANGES = {"[-1,1]": (lambda x: x,',
@@ -847,6 +856,7 @@ FIRST = (*((f, ("tests/test_layout.py",)) for f in ("scgan_bench/errors.py", "sc
              "scgan_bench/reports/report.py", "scgan_bench/training/engine.py", "scgan_bench/run/summary.py",
              "scgan_bench/assets/weights.py", "scgan_bench/metrics/identity.py", "scgan_bench/scgan/method.py")),
          ("scgan_bench/run/precision.py", ("tests/test_precision.py",)),
+         ("scgan_bench/io/degradations.py", ("tests/test_degradations.py",)),
          ("scgan_bench/reports/ranking.py", ("tests/test_comparability.py",)),
          ("scgan_bench/reports/comparable.py", ("tests/test_comparability.py", "tests/test_tables.py")),
          ("scgan_bench/reports/figures.py", ("tests/test_comparability.py",)),

@@ -186,7 +186,12 @@ def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None
                          f"takes no degradation, got {degradation!r}")
     deg_name = (degradation or ds.default_degradation) if ds.kind == "synthetic" and not isinstance(ds, GivenPairs) \
         else None
-    deg_cfg = make_degradation(deg_name).config() if deg_name else None
+    deg = make_degradation(deg_name) if deg_name else None
+    ratio = getattr(ds, "hr_size", 64) // getattr(ds, "lr_size", 16)
+    if deg is not None and deg.scale != ratio:
+        raise UsageError(f"degradation {deg_name!r} shrinks by x{deg.scale}, but dataset {name!r} takes its HR faces "
+                         f"x{ratio} down to the LR size (16 -> 64 protocol){'; use gfpgan-x4' if deg_name == 'gfpgan' else ''}")
+    deg_cfg = deg.config() if deg is not None else None
     whole = ds.manifest(root)
     manifest = whole.head(limit)
     ddir = out / "data" / name
