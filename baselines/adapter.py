@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
     from torch import nn
 
     from scgan_bench.interfaces import Availability
+    from scgan_bench.protocols import EvalProtocol
 
 from scgan_bench.interfaces import MethodSpec
 from scgan_bench.registries import METHODS
@@ -128,10 +129,32 @@ def option_aware(name: str, availability: Callable) -> Callable[..., "Availabili
     return check
 
 
+def fit_protocol(method: PretrainedSR, protocol: EvalProtocol | None) -> PretrainedSR:
+    """A bridged face restorer under ``protocol``: its bridge goes from the protocol's input size to the
+    network's and back to the protocol's output size (at bfr-512 both are none: the 512 px input as it
+    is). A native x4 network is left as it is: the runner gives it the protocol's input downsampled."""
+    from dataclasses import replace
+
+    if protocol is None or protocol.is_default or method.bridge is None:
+        return method
+    method.bridge = replace(method.bridge, lr_size=protocol.lr_size, out_size=protocol.out_size)
+    method.scale = protocol.scale
+    return method
+
+
+def _protocol_aware(factory: Callable[..., PretrainedSR]) -> Callable[..., PretrainedSR]:
+    def make(device: str = "cpu", protocol: EvalProtocol | None = None, **options: Any) -> PretrainedSR:
+        return fit_protocol(factory(device=device, **options), protocol)
+
+    make.__doc__ = factory.__doc__
+    return make
+
+
 def register(name: str, card: Card, factory: Callable[..., PretrainedSR], availability: Callable,
              options: tuple[tuple[str, Any, str], ...] = ()) -> None:
     """Register a pretrained baseline (options: ``(name, default, help)``); its availability follows the
-    run's method options (:func:`option_aware`)."""
+    run's method options (:func:`option_aware`), its bridge the run's protocol (:func:`fit_protocol`)."""
+    factory = _protocol_aware(factory)
     METHODS.register(name, MethodSpec(name=name, factory=factory, summary=card.summary, paper=card.paper,
                                       availability=option_aware(name, availability), license=card.license,
                                       card=card.card, options=options, weights=card.weights))

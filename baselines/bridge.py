@@ -61,6 +61,9 @@ class Bridge:
     mode: str = "bicubic"
     official_resizer: str = "cv2-linear"
     official_script: str = ""
+    #: the protocol's sizes (:mod:`scgan_bench.protocols`): SCGAN's 16 -> 64 unless a run says otherwise
+    lr_size: int = 16
+    out_size: int = 64
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -71,6 +74,8 @@ class Bridge:
         return "pil-bicubic" if self.mode == "bicubic" else self.official_resizer
 
     def up(self, lr: torch.Tensor) -> torch.Tensor:
+        if lr.shape[-1] == lr.shape[-2] == self.input_size:   # already the network's size (bfr-512)
+            return lr.float()
         return resize_batch(lr, self.input_size, self.resizer)
 
     def down(self, y: torch.Tensor, out_size: int) -> torch.Tensor:
@@ -82,6 +87,9 @@ class Bridge:
         return F.avg_pool2d(y, k) if k > 1 else y
 
     def describe(self) -> dict[str, object]:
-        return {"mode": self.mode, "up": f"{self.resizer} uint8 16->{self.input_size}"
-                + (f" (as {self.official_script})" if self.mode == "official" and self.official_script else ""),
-                "down": f"area (avg_pool {self.input_size // 64}x) {self.input_size}->64 in float"}
+        up = ("none (the input is the network's size)" if self.lr_size == self.input_size else
+              f"{self.resizer} uint8 {self.lr_size}->{self.input_size}"
+              + (f" (as {self.official_script})" if self.mode == "official" and self.official_script else ""))
+        down = ("none" if self.out_size == self.input_size else
+                f"area (avg_pool {self.input_size // self.out_size}x) {self.input_size}->{self.out_size} in float")
+        return {"mode": self.mode, "up": up, "down": down}

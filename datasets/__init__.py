@@ -1,3 +1,3 @@
 """Dataset modules (installed as ``scgan_bench.datasets``). Each module registers its datasets and
 has a card (``<name>.md``): where to get the data, the expected layout, the selection protocol."""
-from . import demo, ffhq, folder, ls3dw, widerface  # noqa: F401
+from . import bfr_sets, demo, ffhq, folder, ls3dw, ntire_rwfr, widerface  # noqa: F401

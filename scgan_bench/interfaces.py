@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # torch is imported where an SR method runs, not to register 
     import torch
 
     from .io.manifest import Manifest   # (manifest imports this module)
+    from .protocols import EvalProtocol
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,11 @@ class MethodSpec:
             return self.availability(**options)
         return self.availability()
 
-    def create(self, device: str = "cpu", **options: Any) -> SRMethod | ReferenceMethod:
+    def create(self, device: str = "cpu", protocol: EvalProtocol | None = None, **options: Any
+               ) -> SRMethod | ReferenceMethod:
+        """Build the method on ``device``. Under another protocol than SCGAN's, a factory that takes a
+        ``protocol`` keyword gets it (a face restorer's bridge then goes to the protocol's sizes); others
+        are bridged by the runner (:meth:`.protocols.EvalProtocol.input_for`)."""
         unknown = sorted(set(options) - set(self.defaults()))
         if unknown:
             from .errors import UsageError
@@ -136,8 +141,20 @@ class MethodSpec:
             raise UsageError(f"method {self.name!r} has no option {unknown[0]!r}; options: {allowed}")
         from .assets.weights import pin_after_load
 
+        if protocol is not None and not protocol.is_default and takes_protocol(self.factory):
+            options = {**options, "protocol": protocol}
         with pin_after_load():   # first-use weight files are pinned only once the method is built
             return self.factory(device=device, **options)
+
+
+def takes_protocol(factory: Callable[..., Any]) -> bool:
+    """Whether a method factory declares a ``protocol`` keyword (it then fits itself to the protocol)."""
+    import inspect
+
+    try:
+        return "protocol" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 # --------------------------------------------------------------------------------- metrics

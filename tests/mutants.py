@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_layout.py", "tests/test_hostile_files.py", "tests/test_degradations.py", "tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
+TESTS = ["tests/test_layout.py", "tests/test_hostile_files.py", "tests/test_degradations.py", "tests/test_protocols.py", "tests/test_bfr_datasets.py", "tests/test_scgan_released.py", "tests/test_scgan_losses.py", "tests/test_scgan_train.py",
          "tests/test_scgan.py", "tests/test_reliability.py", "tests/test_metric_references.py",
          "tests/test_metric_suite.py",
          "tests/test_tables.py::test_variant_tables_state_each_checkpoints_recipe_and_mark_identical_networks",
@@ -47,6 +47,33 @@ class Mutant:
 
 
 MUTANTS = [
+    # evaluation protocols (tests/test_protocols.py, issue 30)
+    Mutant("protocol-x4-input-not-downsampled", "scgan_bench/run/superres.py",
+           "    if size is None or lr.shape[:2] == (size, size):\n        return lr",
+           "    if True:\n        return lr", "an x4 model under bfr-512 given the 512 px input (its output 2048 px)"),
+    Mutant("protocol-restorer-bridge-kept", "baselines/adapter.py",
+           "    if protocol is None or protocol.is_default or method.bridge is None:",
+           "    if True:", "a face restorer under bfr-512 keeps its 16 -> 512 -> 64 bridge (fed a 128 px downsample)"),
+    Mutant("protocol-folder-mixed", "scgan_bench/run/pipeline.py",
+           '    if earlier.get("meta") and before != protocol.name:', "    if False:",
+           "a run folder of one protocol takes a run of another (their numbers mixed in one summary)"),
+    Mutant("protocol-reduced-comparable", "scgan_bench/reports/comparable.py",
+           '    if rec and rec.get("published") is False:', "    if False:",
+           "a reduced-size bfr-128 run printed as comparable with published numbers"),
+    # the blind-face-restoration test sets (tests/test_bfr_datasets.py, issue 30)
+    Mutant("celeba-test-unpaired-scored", "datasets/bfr_sets.py", "        paired = [r for r in hq if _stem(r) in lq]\n",
+           "        paired = list(hq)\n", "an HQ face without its LQ enters CelebA-Test's manifest"),
+    Mutant("ntire-row-subset-unchecked", "datasets/ntire_rwfr.py",
+           "                if marks is not None and marks[uid].subset != s:", "                if False:",
+           "an image the landmark file puts in another subset is scored under this one"),
+    Mutant("ntire-listed-missing-unnamed", "datasets/ntire_rwfr.py",
+           "for uid, m in sorted(marks.items()) if uid not in seen and (m.subset in chosen)]",
+           "for uid, m in sorted(marks.items()) if False]", "a landmark row whose image is missing goes unsaid"),
+    Mutant("bfr-count-unsaid", "datasets/bfr_sets.py", "    if found == published:\n        return \"\"",
+           "    if True:\n        return \"\"", "a test-set folder of another size than the published set is not said"),
+    Mutant("bfr-nested-folder-missed", "datasets/bfr_sets.py",
+           "    return nested if nested is not None and not list_images_shallow(here) else here",
+           "    return here", "a set unpacked as X/X/ is read from the outer, empty folder"),
     # GFPGAN's degradation (tests/test_degradations.py, issue 30)
     Mutant("gfpgan-kernel-rotation-sign", "scgan_bench/io/degradations.py", "rot = np.array([[c, -s], [s, c]])",
            "rot = np.array([[c, s], [-s, c]])", "the anisotropic blur kernel rotated the other way"),
@@ -857,6 +884,9 @@ FIRST = (*((f, ("tests/test_layout.py",)) for f in ("scgan_bench/errors.py", "sc
              "scgan_bench/assets/weights.py", "scgan_bench/metrics/identity.py", "scgan_bench/scgan/method.py")),
          ("scgan_bench/run/precision.py", ("tests/test_precision.py",)),
          ("scgan_bench/io/degradations.py", ("tests/test_degradations.py",)),
+         ("scgan_bench/protocols.py", ("tests/test_protocols.py",)),
+         ("datasets/bfr_sets.py", ("tests/test_bfr_datasets.py",)),
+         ("datasets/ntire_rwfr.py", ("tests/test_bfr_datasets.py",)),
          ("scgan_bench/reports/ranking.py", ("tests/test_comparability.py",)),
          ("scgan_bench/reports/comparable.py", ("tests/test_comparability.py", "tests/test_tables.py")),
          ("scgan_bench/reports/figures.py", ("tests/test_comparability.py",)),

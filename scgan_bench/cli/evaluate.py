@@ -41,6 +41,10 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--method-opt", action="append", default=[], metavar="NAME:KEY=VALUE",
                    help="method option, e.g. codeformer:w=0.7 or gfpgan-v1.3:bridge=official "
                         "(`scgan-bench list methods` shows each method's options)")
+    r.add_argument("--protocol", default="scgan-sr",
+                   help="scgan-sr (default: the paper's, 16 px in, 64 px out) or bfr-512 (blind face restoration: 512 px "
+                        "degraded faces in, 512 px out, synthetic sets degraded as GFPGAN's; x4 models get the 128 px "
+                        "downsample); bfr-N for reduced-size runs (README 'Protocols')")
     r.add_argument("--seed", type=int, default=0, help="global degradation seed (default 0)")
     r.add_argument("--workers", type=int, default=1, help="processes for decoding and degrading, and for the dlib metrics (one core each)")
     r.add_argument("--batch-size", type=int, default=32, help="images per SR / metric network call (default 32)")
@@ -109,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset_options=parse_dataset_options(args.dataset_opt),
         method_options=parse_method_options(args.method_opt),
         accept_data_changes=args.accept_data_changes, progress=not args.quiet, wait=args.wait,
-        only_this_run=args.only_this_run, tf32=args.tf32, max_pixels=args.max_pixels,
+        only_this_run=args.only_this_run, tf32=args.tf32, max_pixels=args.max_pixels, protocol=args.protocol,
         offline=True if args.offline else None, follow_links=True if args.follow_links else None)
     return _report(run_benchmark(cfg), args.require_comparable)
 

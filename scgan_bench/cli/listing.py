@@ -13,7 +13,8 @@ from .options import add_recipe_options, crossings
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Arguments of the list command."""
     ls = sub.add_parser("list", help="what exists, and whether it is available here")
-    ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations", "variants", "trainable"),
+    ls.add_argument("what", choices=("datasets", "methods", "metrics", "degradations", "variants", "trainable",
+                                     "protocols"),
                     help="what to list, each with whether it is available here and why not")
     add_recipe_options(ls, "variants: which of them train the same SR network under this recipe")
     ls.add_argument("--check", action="store_true",
@@ -151,6 +152,14 @@ def cmd_list(args: argparse.Namespace) -> int:
                     f"betas {tuple(d['betas'])}; source: {spec.source}"
                     f"\noptions (--opt): {spec.option_help()}")
             rows.append((name, desc, f"train --method {name}"))
+    elif args.what == "protocols":
+        from ..protocols import get_protocol, protocol_names
+
+        for name in protocol_names():
+            pr = get_protocol(name)
+            rows.append((name, f"{pr.summary}; synthetic LR: "
+                         + (f"degradation {pr.degradation}" if pr.degradation else "each dataset's own degradation"),
+                         f"run --protocol {name}"))
     else:
         from ..io.degradations import DEGRADATIONS, make_degradation
 

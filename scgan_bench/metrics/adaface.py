@@ -88,7 +88,8 @@ METRICS.register("id-lq-adaface", MetricSpec(
 #: check when the AdaFace cosine with its low-quality input reaches its test set's threshold
 NTIRE_THRESHOLDS = {"WIDER-Test": 0.3, "WebPhoto-Test": 0.3, "CelebA": 0.5, "LFW-Test": 0.6, "CelebChild-Test": 0.6}
 #: scgan-bench's real-world sets and the NTIRE set each corresponds to (crops from WIDER FACE; photos from the web)
-NTIRE_SET_OF = {"widerface": "WIDER-Test", "webface": "WebPhoto-Test"}
+NTIRE_SET_OF = {"widerface": "WIDER-Test", "webface": "WebPhoto-Test", "wider-test": "WIDER-Test",
+                "webphoto-test": "WebPhoto-Test", "lfw-test": "LFW-Test", "celebchild-test": "CelebChild-Test"}
 
 
 def ntire_threshold(dataset: str) -> dict[str, float]:

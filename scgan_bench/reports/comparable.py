@@ -31,6 +31,20 @@ def partial_set(meta: Mapping[str, Any], dataset: str) -> str | None:
     return f"partial set: {got:,} of {full:,} images of {dataset}" + (f" ({'; '.join(why)})" if why else "")
 
 
+def count_note(meta: Mapping[str, Any], dataset: str) -> str | None:
+    """Why a test set folder is not the published set (its file count differs: the manifest's ``count_note``)."""
+    return (meta.get("datasets", {}).get(dataset, {}).get("manifest") or {}).get("count_note") or None
+
+
+def reduced_protocol(meta: Mapping[str, Any]) -> str | None:
+    """Why a run under a reduced-size protocol (``bfr-128``: a stand-in for ``bfr-512``) is not comparable."""
+    rec = meta.get("protocol") or {}
+    if rec and rec.get("published") is False:
+        return (f"protocol {rec.get('name')} ({rec.get('lr_size')} px in, {rec.get('out_size')} px out) is a reduced-size "
+                "stand-in for the published protocol")
+    return None
+
+
 def reference_partial(meta: Mapping[str, Any], dataset: str) -> str | None:
     """Why the HR reference set behind FID / KID of real-world ``dataset`` is partial, or None."""
     ref = meta.get("references_detail", {}).get(dataset)
@@ -57,8 +71,14 @@ def cell_caveats(meta: Mapping[str, Any], dataset: str, method: str, metric: str
                  ) -> list[str]:
     """Every reason why the cell's value is not comparable with a published full-set value."""
     out = []
+    reduced = reduced_protocol(meta)
+    if reduced:
+        out.append(reduced)
     part = partial_set(meta, dataset)
     full = meta.get("datasets", {}).get(dataset, {}).get("full_manifest_items")
+    counted = count_note(meta, dataset)
+    if counted:
+        out.append(counted)
     if part:
         out.append(part)
     elif n is not None and full is not None and 0 < n < full:
@@ -80,14 +100,20 @@ def run_caveats(meta: Mapping[str, Any]) -> dict[str, list[str]]:
         part = partial_set(meta, d)
         if part:
             lines.append(_sentence(part) + ": not comparable with numbers published for the whole set")
+        counted = count_note(meta, d)
+        if counted:
+            lines.append(_sentence(counted) + ": not comparable with published numbers")
         rp = reference_partial(meta, d)
         if rp:
             lines.append(f"{', '.join(meta['references_detail'][d].get('metrics', ()))} of {d} compare against a "
                          f"{rp}: not comparable with published numbers")
         if lines:
             out[d] = lines
+    reduced = reduced_protocol(meta)
+    if reduced:
+        out.setdefault("", []).append(_sentence(reduced) + ": not comparable with published numbers")
     odd = [s for m in meta.get("methods", {}) for s in unofficial_parts(meta, m, None)]
     odd += [s for k in meta.get("metrics", {}) for s in unofficial_parts(meta, None, k)]
     if odd:
-        out[""] = [_sentence(s) + ": its numbers are not comparable with published ones" for s in odd]
+        out.setdefault("", []).extend(_sentence(s) + ": its numbers are not comparable with published ones" for s in odd)
     return out

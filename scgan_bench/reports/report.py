@@ -238,6 +238,13 @@ def _browser_data(run: Path, per_dataset: int) -> dict[str, Any]:
     return data
 
 
+def _protocol_html(meta: dict) -> str:
+    """The run's protocol (what each method was given and returned), before any number."""
+    rec = meta.get("protocol") or {"name": "scgan-sr", "lr_size": 16, "out_size": 64}
+    return (f"<p>protocol <b>{html.escape(str(rec.get('name')))}</b>: {rec.get('lr_size')} px in, {rec.get('out_size')} "
+            "px out (each method's bridge is in its fingerprint, under Provenance)</p>")
+
+
 def build_report(run: Path, out: Path | None = None, *, train_run: Path | None = None,
                  per_dataset: int = 40, figures: bool = True, say: Callable[[str], None] | None = None,
                  tsne: bool = True) -> Path:
@@ -259,10 +266,10 @@ def build_report(run: Path, out: Path | None = None, *, train_run: Path | None =
     sections = [f"<h1>scgan-bench report: {html.escape(str(run))}</h1>",
                 f"<p>status {html.escape(meta.get('status', '?'))}, started {html.escape(meta.get('started', '?'))}, "
                 f"{meta.get('seconds', '?')} s; failures: {meta.get('failures', 0)} (see failures.csv)</p>",
-                "<h2>Summary</h2>", RANK_LEGEND, summary]
+                _protocol_html(meta), "<h2>Summary</h2>", RANK_LEGEND, summary]
     caveats = [line for group in run_caveats(meta).values() for line in group]
     if caveats:  # partial sets, non-official weights: said before any number is read
-        sections.insert(2, "<div class='caveat'><b>Not comparable with published numbers:</b><ul>"
+        sections.insert(3, "<div class='caveat'><b>Not comparable with published numbers:</b><ul>"
                         + "".join(f"<li>{html.escape(c)}</li>" for c in caveats) + "</ul></div>")
         say(f"caveats: {len(caveats)} reason(s) some numbers are not comparable with published ones")
     tables = find_tables(run)

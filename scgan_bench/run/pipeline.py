@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from .. import __version__
 from ..reports.comparable import run_caveats
 from ..errors import DataIntegrityError, Interrupted, UsageError
+from ..protocols import EvalProtocol, get_protocol
 from ..settings import Settings, using
 from ..assets.statefiles import StateFileError
 from ..io.image_io import atomic_write_text
@@ -67,6 +68,8 @@ class RunConfig:
     wait: bool = False  # wait for another process's lock on ``out`` instead of stopping
     only_this_run: bool = False  # outputs cover this invocation only (else earlier still-valid results stay)
     tf32: bool = False  # CUDA only: allow TF32 float32 arithmetic (scgan_bench.run.precision); off = strict float32
+    #: what a method is given and returns (scgan_bench.protocols): scgan-sr (16 -> 64, the paper's) or bfr-512
+    protocol: str = "scgan-sr"
     # what the run may read or fetch (scgan_bench.settings); None: the environment's default
     max_pixels: int | None = None    # decompression-bomb guard ($SCGAN_BENCH_MAX_PIXELS, default 50 M)
     offline: bool | None = None      # never download weights ($SCGAN_BENCH_OFFLINE)
@@ -151,6 +154,7 @@ def validate(cfg: RunConfig) -> None:
         raise UsageError("--workers and --batch-size must be >= 1")
     if cfg.limit is not None and cfg.limit < 1:
         raise UsageError("--limit must be >= 1")
+    cfg.protocol = get_protocol(cfg.protocol).name
     cfg.settings()  # a bad pixel limit is a usage error now, not a failure per image
 
 
@@ -250,7 +254,8 @@ def _prepare_all(cfg: RunConfig, out: Path, log: StageLog, shard: Shard = SINGLE
                                             options=cfg.dataset_options.get(name),
                                             degradation=cfg.degradations.get(name), limit=cfg.limit,
                                             workers=cfg.workers, accept_data_changes=cfg.accept_data_changes,
-                                            progress=cfg.progress, shard=shard))
+                                            progress=cfg.progress, shard=shard,
+                                            protocol=get_protocol(cfg.protocol)))
             p = prepared[-1]
             log.done("prepare", name, len(p.records), time.perf_counter() - t, decoded=p.recomputed,
                      failed=len([f for f in p.failures if f.dataset == name]))
@@ -307,6 +312,8 @@ class _Tally:
     cells: list[Cell] = field(default_factory=list)
     note_rows: list[tuple[str, str, str, dict]] = field(default_factory=list)
     note_counts: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: the input size the protocol gives each method (bfr-512: 512, or 128 for an x4 model)
+    given: dict[str, int] = field(default_factory=dict)
 
 
 def _start(cfg: RunConfig, out: Path, shard: Shard, earlier: dict, started: float) -> _Tally:
@@ -317,6 +324,13 @@ def _start(cfg: RunConfig, out: Path, shard: Shard, earlier: dict, started: floa
                             "versions": _versions(), "datasets": {}, "methods": {}, "metrics": {}}
     if shard.world > 1:
         meta["shards"] = shard.world
+    protocol = get_protocol(cfg.protocol)
+    before = (earlier.get("meta", {}).get("protocol") or {}).get("name", "scgan-sr")
+    if earlier.get("meta") and before != protocol.name:
+        raise UsageError(f"{out} holds a run under protocol {before}; this run is {protocol.name}: give it its own "
+                         "--out (one protocol per run folder: their images and numbers differ)")
+    if not protocol.is_default:   # SCGAN's protocol adds nothing: earlier run.json files read the same
+        meta["protocol"] = protocol.record()
     last = {k: v for k, v in earlier.get("meta", {}).items() if k != "last_complete"}
     if shard.main:
         atomic_write_text(out / "run.json", json.dumps({**meta, "last_complete": last} if last else meta, indent=1,
@@ -341,6 +355,8 @@ def _load_methods(run: _Tally, cfg: RunConfig, device: str) -> dict[str, Any]:
     """Every available method, built on ``device``; one that is missing files or fails to load is
     unavailable with the reason (the method's state, not the run's)."""
     methods: dict[str, Any] = {}
+    given: dict[str, int] = run.given
+    protocol = get_protocol(cfg.protocol)
     for name in cfg.methods:
         spec = METHODS.get(name)
         avail = spec.check(**cfg.method_options.get(name, {}))
@@ -348,8 +364,9 @@ def _load_methods(run: _Tally, cfg: RunConfig, device: str) -> dict[str, Any]:
             run.unavailable[f"method:{name}"] = avail.reason
             continue
         try:
-            methods[name] = spec.create(device=device, **cfg.method_options.get(name, {}))
-            fp = _checked_fingerprint(name, methods[name])
+            methods[name] = spec.create(device=device, protocol=protocol, **cfg.method_options.get(name, {}))
+            given[name] = protocol.lr_size if protocol.is_default else protocol.input_for(methods[name].scale)
+            fp = _with_protocol(_checked_fingerprint(name, methods[name]), protocol, given[name], methods[name].scale)
             run.meta["methods"][name] = {"summary": spec.summary, "license": spec.license, "fingerprint": fp,
                                          "unofficial_weights": unofficial(fp.get("weights") or {})}
             bridge = getattr(methods[name], "bridge", None)
@@ -422,8 +439,11 @@ def _super_resolve(run: _Tally, cfg: RunConfig, data: PreparedDataset, mname: st
                    device: str, shard: Shard, several: bool):
     """The method's SR images of the set (cached in ``sr/``), with its failures and per-image notes."""
     t = time.perf_counter()
-    srr = run_method(method, data, out, fingerprint=method.fingerprint(),
-                     batch_size=cfg.batch_size, device=device, progress=cfg.progress, shard=shard)
+    protocol = get_protocol(cfg.protocol)
+    srr = run_method(method, data, out, fingerprint=_with_protocol(dict(method.fingerprint()), protocol,
+                                                                   run.given[mname], method.scale),
+                     batch_size=cfg.batch_size, device=device, progress=cfg.progress, shard=shard,
+                     given_size=None if protocol.is_default else run.given[mname])
     run.log.done("sr", f"{data.name} {mname}", len(srr.records), time.perf_counter() - t, computed=srr.recomputed,
                  failed=len(srr.failures))
     run.failures += srr.failures
@@ -489,11 +509,12 @@ def _finish(run: _Tally, cfg: RunConfig, out: Path, prepared: list[PreparedDatas
         vmeta["comparability"] = run_caveats(vmeta)
         vmeta["view_of"] = str(out)
         view = (vmeta, list(cells), list(rows), list(note_rows), list(failures),
-                _summary_of(cells, note_rows, dict(run.note_counts), n_images, vmeta["comparability"]))
+                _with_protocol_line(_summary_of(cells, note_rows, dict(run.note_counts), n_images,
+                                                vmeta["comparability"]), cfg))
     meta["kept_from_earlier_runs"] = [list(k) for k in merge(earlier, out, meta, cells, rows, note_rows, failures,
                                                                n_images)]
     meta["comparability"] = run_caveats(meta)
-    md = _summary_of(cells, note_rows, run.note_counts, n_images, meta["comparability"])
+    md = _with_protocol_line(_summary_of(cells, note_rows, run.note_counts, n_images, meta["comparability"]), cfg)
     t = time.perf_counter()
     _write_outputs(out, cells, rows, note_rows, failures, md)
     run.log.done("write", "results.csv, summary, failures.csv", len(rows), time.perf_counter() - t, cells=len(cells))
@@ -566,6 +587,22 @@ def _write_outputs(folder: Path, cells: list[Cell], rows: list, note_rows: list,
     atomic_write_text(folder / "summary.csv", summary_csv(cells), durable=True)
     atomic_write_text(folder / "summary.md", md, durable=True)
     atomic_write_text(folder / "failures.csv", failures_csv(failures), durable=True)
+
+
+def _with_protocol(fp: dict[str, Any], protocol: EvalProtocol, given: int, scale: int) -> dict[str, Any]:
+    """A method's fingerprint under ``protocol``: SCGAN's adds nothing (earlier caches stay valid); another
+    states what the method is given (its input as stored, or downsampled for an x4 model)."""
+    if protocol.is_default:
+        return fp
+    how = (f"the {given} px input as it is" if given == protocol.lr_size else
+           f"the {protocol.lr_size} px input resized to {given} px (Pillow bicubic, antialiased, 8 bits), then x{scale}")
+    return {**fp, "protocol": {**protocol.record(), "input": how}}
+
+
+def _with_protocol_line(md: str, cfg: RunConfig) -> str:
+    """summary.md under another protocol than SCGAN's opens with it (SCGAN's summary is unchanged)."""
+    protocol = get_protocol(cfg.protocol)
+    return md if protocol.is_default else f"Protocol {protocol.name}: {protocol.summary}.\n\n{md}"
 
 
 def _checked_fingerprint(name: str, method: Any) -> dict[str, Any]:
@@ -700,7 +737,8 @@ def _references(cfg: RunConfig, prepared: list[PreparedDataset], metric_specs: M
                 by_name[ref] = prepare_dataset(ref, out=cfg.out, seed=cfg.seed, root=cfg.roots.get(ref),
                                                options=cfg.dataset_options.get(ref), limit=cfg.limit,
                                                workers=cfg.workers, progress=cfg.progress,
-                                               accept_data_changes=cfg.accept_data_changes, shard=shard)
+                                               accept_data_changes=cfg.accept_data_changes, shard=shard,
+                                               protocol=get_protocol(cfg.protocol))
                 failures += by_name[ref].failures
             except UsageError as exc:
                 out[p.name] = f"reference set {ref} for {p.name} unavailable: {exc}"

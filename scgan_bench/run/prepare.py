@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from tqdm import tqdm
 
 from ..io.degradations import degrade, derive_seed, make_degradation
+from ..protocols import EvalProtocol
 from ..errors import ImageDecodeError, UsageError
 from ..io.image_io import atomic_write_bytes, encode_png, remember
 from ..interfaces import Dataset, GivenPairs, SourceItem
@@ -165,10 +166,13 @@ def _map(fn: Callable, args: Sequence[tuple], workers: int, desc: str, progress:
 def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None,
                     options: Mapping[str, Any] | None = None, degradation: str | None = None,
                     limit: int | None = None, workers: int = 1, accept_data_changes: bool = False,
-                    progress: bool = True, shard: Shard = SINGLE) -> PreparedDataset:
+                    progress: bool = True, shard: Shard = SINGLE, protocol: EvalProtocol | None = None
+                    ) -> PreparedDataset:
     """Run stage 1 for dataset ``name``; see the module docstring. Under a sharded run (:mod:`.shard`)
     each rank hashes and prepares its own part; rank 0 keeps the folder's key and the integrity lock;
-    every rank returns the whole result."""
+    every rank returns the whole result. Under another protocol than SCGAN's (:mod:`..protocols`) the HR
+    faces are ``protocol.out_size`` px, the LR ``protocol.lr_size`` px, and synthetic LR is made by the
+    protocol's degradation unless one is given."""
     load_plugins()
     spec = DATASETS.get(name)
     options = dict(options or {})
@@ -177,6 +181,16 @@ def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None
     except TypeError as exc:
         raise UsageError(f"dataset {name!r}: bad option ({exc}); its options: "
                          f"{', '.join(spec.create().options())}") from None
+    sized = protocol is not None and not protocol.is_default
+    if sized:
+        import dataclasses
+
+        sizes = {k: v for k, v in (("hr_size", protocol.out_size), ("lr_size", protocol.lr_size))
+                 if hasattr(ds, k) and k not in options}
+        if sizes and not dataclasses.is_dataclass(ds):
+            raise UsageError(f"dataset {name!r} cannot be prepared at protocol {protocol.name}'s sizes (its class is "
+                             "not a dataclass with hr_size / lr_size fields)")
+        ds = dataclasses.replace(ds, **sizes) if sizes else ds
     root = ds.locate(root)
     if ds.kind == "real" and degradation:
         raise UsageError(f"dataset {name!r} is a real-world LR set (no ground truth): it takes no "
@@ -184,19 +198,23 @@ def prepare_dataset(name: str, *, out: Path, seed: int, root: Path | None = None
     if isinstance(ds, GivenPairs) and degradation:
         raise UsageError(f"dataset {name!r} holds given LR/HR pairs: its LR images are used as they are, so it "
                          f"takes no degradation, got {degradation!r}")
-    deg_name = (degradation or ds.default_degradation) if ds.kind == "synthetic" and not isinstance(ds, GivenPairs) \
-        else None
+    own = protocol.degradation if sized and protocol.degradation else ds.default_degradation
+    deg_name = (degradation or own) if ds.kind == "synthetic" and not isinstance(ds, GivenPairs) else None
     deg = make_degradation(deg_name) if deg_name else None
     ratio = getattr(ds, "hr_size", 64) // getattr(ds, "lr_size", 16)
     if deg is not None and deg.scale != ratio:
+        hint = {"gfpgan": "; use gfpgan-x4", "gfpgan-x4": "; use gfpgan"}.get(deg_name, "") if ratio in (1, 4) else ""
         raise UsageError(f"degradation {deg_name!r} shrinks by x{deg.scale}, but dataset {name!r} takes its HR faces "
-                         f"x{ratio} down to the LR size (16 -> 64 protocol){'; use gfpgan-x4' if deg_name == 'gfpgan' else ''}")
+                         f"x{ratio} down to the LR size ({getattr(ds, 'hr_size', 64)} -> {getattr(ds, 'lr_size', 16)} "
+                         f"px, protocol {protocol.name if protocol else 'scgan-sr'}){hint}")
     deg_cfg = deg.config() if deg is not None else None
     whole = ds.manifest(root)
     manifest = whole.head(limit)
     ddir = out / "data" / name
     key_obj = {"dataset": name, "kind": ds.kind, "options": dict(ds.options()),
                "degradation": deg_cfg, "seed": seed if deg_name else None, "prep_version": PREP_VERSION}
+    if sized:   # SCGAN's protocol adds nothing: earlier folders keep their keys
+        key_obj["protocol"] = protocol.record()
     key, _ = shard.from_main(lambda: prepare_stage_dir(ddir, key_obj))
     job = DatasetJob(name, dict(ds.options()), str(root) if root else None, deg_name, seed, str(ddir))
     result = PreparedDataset(name, ds.kind, ddir, key, manifest, degradation=deg_cfg, full_items=len(whole))

@@ -112,10 +112,23 @@ def output_errors(method: str, sr: torch.Tensor, ids: list[str]) -> list[str]:
     return out
 
 
+def given_input(lr: np.ndarray, size: int | None) -> np.ndarray:
+    """The LR image as a method is given it: as stored, or (a protocol bridging an x4 method, e.g. bfr-512's
+    512 px input to 128 px) resized to ``size`` x ``size`` with Pillow bicubic, antialiased, on 8 bits."""
+    if size is None or lr.shape[:2] == (size, size):
+        return lr
+    from ..io.resize import resize_uint8
+
+    return resize_uint8(lr, (size, size), "bicubic")
+
+
 def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: Path, *, fingerprint: Mapping[str, Any],
-               batch_size: int = 32, device: str = "cpu", progress: bool = True, shard: Shard = SINGLE) -> SRResult:
+               batch_size: int = 32, device: str = "cpu", progress: bool = True, shard: Shard = SINGLE,
+               given_size: int | None = None) -> SRResult:
     """Stage 2 for one (dataset, method); see the module docstring. Sharded (:mod:`.shard`): each rank
-    checks its part of the cache and super-resolves its batches; every rank returns the whole result."""
+    checks its part of the cache and super-resolves its batches; every rank returns the whole result.
+    ``given_size``: the input size the protocol gives this method (:func:`given_input`; its fingerprint
+    says so)."""
     sdir = out / "sr" / data.name / method.name
     key, _ = shard.from_main(lambda: prepare_stage_dir(sdir, {
         "method": dict(fingerprint), "dataset": data.name, "quantisation": "round(clamp(x,0,1)*255) uint8 PNG",
@@ -143,7 +156,7 @@ def run_method(method: SRMethod | ReferenceMethod, data: PreparedDataset, out: P
                unit="img", leave=False)
     oracle = isinstance(method, ReferenceMethod)
     def load(chunk: list[str]) -> tuple[list, list]:
-        lrs = [read_image(data.dir / data.records[i]["lr"]) for i in chunk]
+        lrs = [given_input(read_image(data.dir / data.records[i]["lr"]), given_size) for i in chunk]
         hrs = [read_image(data.dir / data.records[i]["hr"]) for i in chunk] if oracle else [None] * len(chunk)
         return lrs, hrs
 

@@ -512,6 +512,18 @@ def _absent_reasons(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Ce
     return out
 
 
+def _check_protocol(number: int, run: Path) -> None:
+    """The paper's tables are SCGAN's protocol (16 px -> 64 px): a run under another is refused, by name."""
+    try:
+        meta = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError):
+        return   # run_values says what is wrong with the folder
+    name = (meta.get("protocol") or {}).get("name", "scgan-sr") if isinstance(meta, dict) else "scgan-sr"
+    if name != "scgan-sr":
+        raise UsageError(f"Table {number} is the paper's protocol (scgan-sr: 16 px in, 64 px out); {run} was run under "
+                         f"{name}, whose images and numbers are not the table's")
+
+
 def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper: bool = False,
                 datasets: dict[str, str] | None = None, metrics: dict[str, str] | None = None,
                 methods: dict[str, str] | None = None, extra_methods: list[str] | None = None) -> list[Path]:
@@ -531,6 +543,7 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
     if run is None:
         values, reasons = paper, {}
     else:
+        _check_protocol(spec.number, run)
         values, reasons = run_values(run)
         shown = {c.method for c in values}
         msrc = method_sources(spec, methods, shown)
