@@ -12,20 +12,20 @@ published one is still scored, and the difference is said (``Manifest.header['co
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from scgan_bench.errors import ImageDecodeError, UsageError
+from scgan_bench.errors import UsageError
 from scgan_bench.interfaces import DatasetSpec, SourceItem
-from scgan_bench.io.image_io import list_images, read_image
+from scgan_bench.io.image_io import list_images
 from scgan_bench.io.manifest import Manifest
 from scgan_bench.registries import DATASETS
 
-from ._common import HR_SIZE, LR_SIZE, file_digest, load_face, options_of, resolve_root, source_path, unique_ids
+from ._common import LR_SIZE, file_digest, load_face, options_of, resolve_root, unique_ids
+from .folder import PairFolder, count_note
 
 
 def find_folder(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -48,19 +48,6 @@ def list_images_shallow(folder: Path) -> list[Path]:
     from scgan_bench.io.image_io import IMAGE_SUFFIXES
 
     return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-
-
-def count_note(name: str, found: int, published: int) -> str:
-    """Said in the manifest (and the run) when a set's size is not the published one."""
-    if found == published:
-        return ""
-    return (f"{name}: {found:,} images found, the published set has {published:,}: "
-            + ("some are missing" if found < published else "the folder holds more than the set")
-            + " (numbers then differ from papers')")
-
-
-def _stem(rel: str) -> str:
-    return rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
 
 
 @dataclass
@@ -107,74 +94,6 @@ class RealBFRSet:
 CELEBA_HQ, CELEBA_LQ = "celeba_512_validation", "celeba_512_validation_lq"
 
 
-@dataclass
-class CelebATest:
-    """CelebA-Test: GFPGAN's 3,000 synthetic LQ/HQ pairs (given pairs: no degradation of ours)."""
-
-    name: str = "celeba-test"
-    kind: str = "synthetic"
-    default_degradation: str | None = None
-    hr_size: int = HR_SIZE
-    lr_size: int = LR_SIZE
-    published: int = 3000
-
-    def locate(self, root: Path | None) -> Path:
-        path = resolve_root(self.name, root, "celeba")
-        for base in (path, path / "celeba", path / "CelebA-Test"):
-            if (base / CELEBA_HQ).is_dir() and (base / CELEBA_LQ).is_dir():
-                return base
-        raise UsageError(f"dataset {self.name!r}: {path} must hold {CELEBA_HQ}/ (HQ) and {CELEBA_LQ}/ (LQ), as "
-                         "GFPGAN distributes CelebA-Test (datasets/celeba-test.md)")
-
-    def manifest(self, root: Path | None) -> Manifest:
-        hq = [p.relative_to(root / CELEBA_HQ).as_posix() for p in list_images(root / CELEBA_HQ)]
-        lq = {_stem(p.relative_to(root / CELEBA_LQ).as_posix()) for p in list_images(root / CELEBA_LQ)}
-        if not hq:
-            raise UsageError(f"dataset {self.name!r}: no image files under {root / CELEBA_HQ}")
-        paired = [r for r in hq if _stem(r) in lq]
-        rejected = tuple((f"{CELEBA_HQ}/{r}", f"no LQ image {CELEBA_LQ}/{_stem(r)}.* beside it")
-                         for r in hq if _stem(r) not in lq)
-        rejected += tuple((f"{CELEBA_LQ}/{s}", f"no HQ image {CELEBA_HQ}/ of this name")
-                          for s in sorted(lq - {_stem(r) for r in hq}))
-        items = tuple(SourceItem(uid, f"{CELEBA_HQ}/{rel}") for uid, rel in zip(unique_ids(paired), paired))
-        header = {"dataset": self.name, "split": "test", "selection": f"every {CELEBA_HQ}/ image with its {CELEBA_LQ}/ "
-                  "image of the same name, sorted by path; LQ given (no degradation)", "root": str(root),
-                  "published_count": self.published}
-        note = count_note(self.name, len(items), self.published)
-        if note:
-            header["count_note"] = note
-        return Manifest(self.name, "test", items, header, rejected)
-
-    def _lq(self, root: Path, item: SourceItem) -> SourceItem:
-        stem = _stem(item.source[len(CELEBA_HQ) + 1:])
-        folder = (root / CELEBA_LQ / stem).parent
-        for p in sorted(folder.glob(Path(stem).name + ".*")):
-            if _stem(p.name) == Path(stem).name:
-                return SourceItem(item.id, p.relative_to(root).as_posix())
-        raise ImageDecodeError(root / CELEBA_LQ / stem, "the LQ image of this pair is gone")
-
-    def source_digest(self, root: Path | None, item: SourceItem) -> str:
-        """Both files of the pair: a changed HQ or LQ image is a changed source."""
-        both = file_digest(root, item) + file_digest(root, self._lq(root, item))
-        return hashlib.sha256(both.encode()).hexdigest()
-
-    def load(self, root: Path | None, item: SourceItem) -> np.ndarray:
-        return load_face(root, item, self.hr_size)
-
-    def load_lr(self, root: Path | None, item: SourceItem) -> np.ndarray:
-        """The given LQ image: as it is at the protocol's input size (bfr-512: 512 px), else resized to it
-        (Pillow bicubic, antialiased; SCGAN's protocol: 16 px)."""
-        lq = self._lq(root, item)
-        img = read_image(source_path(root, lq))
-        if img.shape[0] != img.shape[1]:
-            raise ImageDecodeError(root / lq.source, f"{img.shape[1]}x{img.shape[0]} px: CelebA-Test's LQ faces are "
-                                   "square (aligned 512 px)")
-        return load_face(root, lq, self.lr_size)
-
-    def options(self) -> Mapping[str, Any]:
-        return options_of(self, exclude=("name", "kind", "default_degradation", "published"))
-
-
 #: name -> (folder names as distributed, published count, summary)
 REAL_SETS = {
     "lfw-test": (("LFW-Test", "lfw_test", "lfw-test"), 1711,
@@ -192,7 +111,16 @@ for _name, (_folders, _count, _summary) in REAL_SETS.items():
         name=_name, kind="real", card=f"{_name}.md", default_reference="ffhq", summary=_summary,
         factory=lambda _n=_name, _f=_folders, _c=_count, **kw: RealBFRSet(name=_n, folders=_f, published=_c, **kw)))
 
+def celeba_test(**options: Any) -> PairFolder:
+    """CelebA-Test: GFPGAN's 3,000 synthetic pairs, ``celeba_512_validation/`` (HQ) beside
+    ``celeba_512_validation_lq/`` (LQ, given: no degradation of ours; resized to the protocol's input size
+    when it is not 512 px)."""
+    return PairFolder(**{"name": "celeba-test", "hr_dir": CELEBA_HQ, "lr_dir": CELEBA_LQ, "resize_lr": True,
+                         "published": 3000, "default_subdir": "celeba", "containers": ("celeba", "CelebA-Test"),
+                         "card": "celeba-test.md", **options})
+
+
 DATASETS.register("celeba-test", DatasetSpec(
     name="celeba-test", kind="synthetic", card="celeba-test.md",
     summary="CelebA-Test: GFPGAN's 3,000 synthetic LQ/HQ pairs (celeba_512_validation{,_lq}/), LQ given",
-    factory=lambda **kw: CelebATest(**kw)))
+    factory=celeba_test))

@@ -60,40 +60,56 @@ class ImageFolder:
 @dataclass
 class PairFolder:
     """Given LR/HR pairs: ``ROOT/hr/<path>`` (centre square -> 64 px) with ``ROOT/lr/<same path, any image
-    suffix>`` at 16 x 16 px, used as they are (no degradation). A pair missing one side is reported."""
+    suffix>`` at 16 x 16 px, used as they are (no degradation). A pair missing one side is reported.
+    ``hr_dir`` / ``lr_dir`` name the two folders of a published pair set (CelebA-Test's), ``resize_lr`` lets
+    its given LR be resized to the protocol's input size, ``published`` is its size (0: any)."""
 
     name: str = "folder-pairs"
     kind: str = "synthetic"
     default_degradation: str | None = None
     hr_size: int = HR_SIZE
     lr_size: int = LR_SIZE
+    hr_dir: str = "hr"
+    lr_dir: str = "lr"
+    resize_lr: bool = False
+    published: int = 0
+    default_subdir: str = "folder-pairs"
+    containers: tuple[str, ...] = ()   # sub-folders of the root that may hold the two folders
+    card: str = "folder.md"
 
     def locate(self, root: Path | None) -> Path:
-        path = resolve_root(self.name, root, "folder-pairs")
-        if not (path / "hr").is_dir() or not (path / "lr").is_dir():
-            raise UsageError(f"dataset {self.name!r}: {path} must hold hr/ and lr/ folders with the same file names "
-                             f"(datasets/folder.md)")
-        return path
+        path = resolve_root(self.name, root, self.default_subdir)
+        for base in (path, *(path / c for c in self.containers)):
+            if (base / self.hr_dir).is_dir() and (base / self.lr_dir).is_dir():
+                return base
+        raise UsageError(f"dataset {self.name!r}: {path} must hold {self.hr_dir}/ and {self.lr_dir}/ folders with the "
+                         f"same file names (datasets/{self.card})")
 
     def manifest(self, root: Path | None) -> Manifest:
-        hr = [p.relative_to(root / "hr").as_posix() for p in list_images(root / "hr")]
-        lr = {_stem(p.relative_to(root / "lr").as_posix()) for p in list_images(root / "lr")}
+        hd, ld = self.hr_dir, self.lr_dir
+        hr = [p.relative_to(root / hd).as_posix() for p in list_images(root / hd)]
+        lr = {_stem(p.relative_to(root / ld).as_posix()) for p in list_images(root / ld)}
         if not hr:
-            raise UsageError(f"dataset {self.name!r}: no image files under {root / 'hr'}")
+            raise UsageError(f"dataset {self.name!r}: no image files under {root / hd}")
         paired = [r for r in hr if _stem(r) in lr]
-        rejected = tuple((f"hr/{r}", f"no LR image lr/{_stem(r)}.* beside it") for r in hr if _stem(r) not in lr)
-        rejected += tuple((f"lr/{s}", "no HR image hr/ of this name") for s in sorted(lr - {_stem(r) for r in hr}))
-        items = tuple(SourceItem(uid, f"hr/{rel}") for uid, rel in zip(unique_ids(paired), paired))
-        header = {"dataset": self.name, "split": "all", "selection": "every hr/ image with an lr/ image of the same "
+        rejected = tuple((f"{hd}/{r}", f"no LR image {ld}/{_stem(r)}.* beside it") for r in hr if _stem(r) not in lr)
+        rejected += tuple((f"{ld}/{s}", f"no HR image {hd}/ of this name") for s in sorted(lr - {_stem(r) for r in hr}))
+        items = tuple(SourceItem(uid, f"{hd}/{rel}") for uid, rel in zip(unique_ids(paired), paired))
+        header = {"dataset": self.name, "split": "all", "selection": f"every {hd}/ image with an {ld}/ image of the same "
                   "name, sorted by path; LR given (no degradation)", "root": str(root)}
-        return Manifest(self.name, "all", items, header, rejected)
+        if self.published:
+            header.update(split="test", published_count=self.published)
+            note = count_note(self.name, len(items), self.published)
+            if note:
+                header["count_note"] = note
+        return Manifest(self.name, header["split"], items, header, rejected)
 
     def _lr_item(self, root: Path, item: SourceItem) -> SourceItem:
-        stem = _stem(item.source[len("hr/"):])
-        for p in sorted((root / "lr" / stem).parent.glob(Path(stem).name + ".*")):
+        stem = _stem(item.source[len(self.hr_dir) + 1:])
+        for p in sorted((root / self.lr_dir / stem).parent.glob(Path(stem).name + ".*")):
             if p.suffix.lower() in IMAGE_SUFFIXES and _stem(p.name) == Path(stem).name:
                 return SourceItem(item.id, p.relative_to(root).as_posix())
-        raise ImageDecodeError(root / "lr" / stem, "the LR image of this pair is gone")
+        raise ImageDecodeError(root / self.lr_dir / stem, "the LR image of this pair is gone")
 
     def source_digest(self, root: Path | None, item: SourceItem) -> str:
         """Both files of the pair: a changed HR or LR image is a changed source."""
@@ -104,16 +120,29 @@ class PairFolder:
         return load_face(root, item, self.hr_size)
 
     def load_lr(self, root: Path | None, item: SourceItem) -> np.ndarray:
-        """The given LR image, as it is: it must be ``lr_size`` square (the x4 protocol's input)."""
+        """The given LR image, as it is: it must be ``lr_size`` square (the protocol's input); with
+        ``resize_lr`` a square LR of another size is resized to it (Pillow bicubic, antialiased)."""
         lr_item = self._lr_item(root, item)
         img = read_image(source_path(root, lr_item))
+        if self.resize_lr and img.shape[0] == img.shape[1]:
+            return load_face(root, lr_item, self.lr_size)
         if img.shape[:2] != (self.lr_size, self.lr_size):
             raise ImageDecodeError(root / lr_item.source, f"{img.shape[1]}x{img.shape[0]} px, but {self.name} takes "
-                                   f"{self.lr_size}x{self.lr_size} LR images (the x4 protocol's input), used as given")
+                                   f"{self.lr_size}x{self.lr_size} LR images (the protocol's input), used as given")
         return img
 
     def options(self) -> Mapping[str, Any]:
-        return options_of(self, exclude=("name", "kind", "default_degradation"))
+        return options_of(self, exclude=("name", "kind", "default_degradation", "hr_dir", "lr_dir", "resize_lr",
+                                         "published", "default_subdir", "containers", "card"))
+
+
+def count_note(name: str, found: int, published: int) -> str:
+    """Said in the manifest (and the run) when a published set's folder is not the published size."""
+    if found == published:
+        return ""
+    return (f"{name}: {found:,} images found, the published set has {published:,}: "
+            + ("some are missing" if found < published else "the folder holds more than the set")
+            + " (numbers then differ from papers')")
 
 
 def _stem(rel: str) -> str:

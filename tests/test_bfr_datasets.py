@@ -52,10 +52,10 @@ def test_celeba_test_pairs_by_name_and_names_what_is_unpaired(celeba):
     assert [it.id for it in m.items] == ["00000000", "00000001", "00000002"]
     assert [it.source for it in m.items][0] == "celeba_512_validation/00000000.png"
     rejected = dict(m.rejected)
-    assert "no LQ image celeba_512_validation_lq/00000003" in rejected["celeba_512_validation/00000003.png"]
-    assert "no HQ image" in rejected["celeba_512_validation_lq/00000099"]
+    assert "no LR image celeba_512_validation_lq/00000003.* beside it" in rejected["celeba_512_validation/00000003.png"]
+    assert "no HR image celeba_512_validation/ of this name" in rejected["celeba_512_validation_lq/00000099"]
     assert m.header["published_count"] == 3000 and "3 images found, the published set has 3,000" in m.header["count_note"]
-    with pytest.raises(UsageError, match="celeba_512_validation/ \\(HQ\\) and celeba_512_validation_lq/"):
+    with pytest.raises(UsageError, match="must hold celeba_512_validation/ and celeba_512_validation_lq/ folders"):
         ds.locate(celeba / "CelebA-Test" / "celeba_512_validation")
 
 
