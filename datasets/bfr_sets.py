@@ -20,12 +20,11 @@ import numpy as np
 
 from scgan_bench.errors import UsageError
 from scgan_bench.interfaces import DatasetSpec, SourceItem
-from scgan_bench.io.image_io import list_images
 from scgan_bench.io.manifest import Manifest
 from scgan_bench.registries import DATASETS
 
-from ._common import LR_SIZE, file_digest, load_face, options_of, resolve_root, unique_ids
-from .folder import PairFolder, count_note
+from ._common import LR_SIZE, file_digest, load_face, options_of, resolve_root
+from .folder import PairFolder, count_note, folder_manifest
 
 
 def find_folder(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -70,16 +69,12 @@ class RealBFRSet:
         return found or path
 
     def manifest(self, root: Path | None) -> Manifest:
-        files = [p.relative_to(root).as_posix() for p in list_images(root)]
-        if not files:
-            raise UsageError(f"dataset {self.name!r}: no image files under {root}")
-        items = tuple(SourceItem(uid, rel) for uid, rel in zip(unique_ids(files), files))
-        header = {"dataset": self.name, "split": "test", "selection": "every image, sorted by path (the whole set)",
-                  "root": str(root), "published_count": self.published}
-        note = count_note(self.name, len(items), self.published)
+        listed = folder_manifest(self.name, root, "test")
+        header = {**listed.header, "published_count": self.published}
+        note = count_note(self.name, len(listed.items), self.published)
         if note:
             header["count_note"] = note
-        return Manifest(self.name, "test", items, header)
+        return Manifest(self.name, "test", listed.items, header)
 
     def source_digest(self, root: Path | None, item: SourceItem) -> str:
         return file_digest(root, item)
