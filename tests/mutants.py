@@ -558,10 +558,10 @@ MUTANTS = [
     # the package's structure and settings (tests/test_layout.py, issue 29)
     Mutant("reproduce-imports-cli", "scgan_bench/plan/reproduce.py",
            '    the plan only builds command lines)."""\n    plan = load_plan(out)',
-           '    the plan only builds command lines)."""\n    from .cli import main  # noqa: F401\n    plan = load_plan(out)',
+           '    the plan only builds command lines)."""\n    from ..cli import main  # noqa: F401\n    plan = load_plan(out)',
            "the plan imports the CLI that imports it: an import circle"),
     Mutant("errors-imports-manifest", "scgan_bench/errors.py", "    from .paths import data_home\n",
-           "    from .manifest import data_home\n", "errors imports manifest, which imports errors: an import circle"),
+           "    from .io.manifest import data_home\n", "errors imports manifest, which imports errors: an import circle"),
     Mutant("trainable-registry-imports-members", "scgan_bench/training/models.py",
            "def frozen(*modules: nn.Module) -> Iterator[None]:",
            "def frozen(*modules: nn.Module) -> Iterator[None]:\n    from . import lrgan  # noqa: F401",
