@@ -158,3 +158,28 @@ def test_list_protocols(capsys):
     assert main(["list", "protocols"]) == 0
     text = capsys.readouterr().out
     assert "scgan-sr" in text and "bfr-512" in text and "degradation gfpgan" in text
+
+
+def test_a_method_whose_scale_cannot_reach_the_protocol_is_unavailable_with_the_reason(faces, tmp_path, monkeypatch):
+    """An x3 plug-in under bfr-64 (64 px is no multiple of 3): the method is unavailable, said as a protocol
+    mismatch, and the other methods run."""
+    from scgan_bench.interfaces import MethodSpec
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
+
+    class X3:
+        name, scale = "x3-test", 3
+
+        def upscale(self, lr):
+            return torch.nn.functional.interpolate(lr, scale_factor=3)
+
+        def fingerprint(self):
+            return {"method": "x3-test"}
+
+    # registered for this test only (a later `--methods all` or demo must not meet it)
+    monkeypatch.setitem(METHODS._entries, "x3-test", MethodSpec(name="x3-test", factory=lambda device="cpu": X3(),
+                                                                summary="x3"))
+    res = run_benchmark(RunConfig(datasets=["folder"], methods=["x3-test", "bicubic"], metrics=["psnr"],
+                                  out=tmp_path / "run", roots={"folder": faces}, protocol="bfr-64", progress=False))
+    assert res.unavailable["method:x3-test"] == ("not run under protocol bfr-64: an x3 method cannot return 64 px from "
+                                                 "the 64 px input of protocol bfr-64")
+    assert {c.method for c in res.cells if c.status == "ok"} == {"bicubic"}

@@ -355,7 +355,6 @@ def _load_methods(run: _Tally, cfg: RunConfig, device: str) -> dict[str, Any]:
     """Every available method, built on ``device``; one that is missing files or fails to load is
     unavailable with the reason (the method's state, not the run's)."""
     methods: dict[str, Any] = {}
-    given: dict[str, int] = run.given
     protocol = get_protocol(cfg.protocol)
     for name in cfg.methods:
         spec = METHODS.get(name)
@@ -365,8 +364,14 @@ def _load_methods(run: _Tally, cfg: RunConfig, device: str) -> dict[str, Any]:
             continue
         try:
             methods[name] = spec.create(device=device, protocol=protocol, **cfg.method_options.get(name, {}))
-            given[name] = protocol.lr_size if protocol.is_default else protocol.input_for(methods[name].scale)
-            fp = _with_protocol(_checked_fingerprint(name, methods[name]), protocol, given[name], methods[name].scale)
+            try:
+                run.given[name] = protocol.lr_size if protocol.is_default else protocol.input_for(methods[name].scale)
+            except UsageError as exc:   # its scale cannot reach the protocol's sizes: said as such, not as a load error
+                methods.pop(name)
+                run.unavailable[f"method:{name}"] = f"not run under protocol {protocol.name}: {exc}"
+                continue
+            fp = _with_protocol(_checked_fingerprint(name, methods[name]), protocol, run.given[name],
+                                methods[name].scale)
             run.meta["methods"][name] = {"summary": spec.summary, "license": spec.license, "fingerprint": fp,
                                          "unofficial_weights": unofficial(fp.get("weights") or {})}
             bridge = getattr(methods[name], "bridge", None)
