@@ -1,5 +1,6 @@
 """``scgan-bench`` command line: one module per command group (``evaluate``: run, demo; ``listing``: list;
-``train``; ``outputs``: export-lr, table, report, figures; ``reproduce``; ``inputs``: weights, prepare), each
+``train``; ``outputs``: export-lr, table, report, figures; ``reproduce``; ``inputs``: weights, prepare;
+``verify``: verify-method), each
 giving its arguments (``add_parsers``) and handlers (``COMMANDS``). User errors exit with code 2 and say
 what is allowed."""
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from typing import Any, Iterator, Sequence
 
 from ..errors import Interrupted, TrainingDiverged, UsageError, describe_os_error
-from . import evaluate, inputs, listing, outputs, reproduce, train
+from . import evaluate, inputs, listing, outputs, reproduce, train, verify
 from .evaluate import demo_tables
 from .options import parse_dataset_options, parse_method_options
 
@@ -22,7 +23,7 @@ __all__ = ["main", "build_parser", "demo_tables", "parse_dataset_options", "pars
 
 EXIT_USAGE = 2
 #: the command groups, in the order `scgan-bench --help` lists their commands
-GROUPS = (evaluate, listing, train, outputs, reproduce, inputs)
+GROUPS = (evaluate, listing, train, outputs, reproduce, inputs, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

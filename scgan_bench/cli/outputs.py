@@ -17,13 +17,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("run", type=Path, help="a `scgan-bench run` output folder")
     ex.add_argument("--dataset", required=True, help="a dataset the run prepared (its LR inputs are written)")
     ex.add_argument("--out", type=Path, required=True, help="folder for <id>.png and ids.tsv")
-    tb = sub.add_parser("table", help="render the paper's Table N from a run (no recomputation)")
-    tb.add_argument("number", help="1-7")
+    tb = sub.add_parser("table", help="render the paper's Table N, or a blind-face-restoration table, from a run "
+                                      "(no recomputation)")
+    tb.add_argument("number", help="1-7 (the SCGAN paper's), or bfr-synthetic, bfr-real, bfr-ntire (a --protocol "
+                                   "bfr-512 run: the tables of 2022-2026 face-restoration papers and NTIRE)")
     tb.add_argument("run", type=Path, nargs="?", default=None,
                     help="run folder; omitted with --paper: the paper's own values")
     tb.add_argument("--out", type=Path, default=None, help="folder for tableN.{csv,md,tex} (default: the run)")
-    tb.add_argument("--paper", action="store_true", help="render the paper's published values")
-    tb.add_argument("--compare-paper", action="store_true", help="also write tableN_vs_paper with deltas")
+    tb.add_argument("--paper", action="store_true", help="render the paper's published values (bfr-*: list every "
+                                                         "published number on record, with its source)")
+    tb.add_argument("--compare-paper", action="store_true", help="also write tableN_vs_paper with deltas (bfr-*: the "
+                                                                 "numbers GFPGAN, CodeFormer, VQFR, DifFace ... published)")
     tb.add_argument("--dataset-map", action="append", default=[], metavar="TABLE_DATASET=RUN_DATASET",
                     help="read a table dataset from another run dataset (stated under the table)")
     tb.add_argument("--metric-map", action="append", default=[], metavar="TABLE_METRIC=RUN_METRIC",
@@ -64,6 +68,8 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.run is None and not args.paper:
         raise UsageError("give a run folder, or --paper for the paper's own values")
     out = args.out or (args.run if args.run is not None else Path("."))
+    if args.number.startswith("bfr"):
+        return _bfr_table(args, out)
     for p in write_table(args.number, None if args.paper else args.run, out, compare_paper=args.compare_paper,
                          datasets=pairs(args.dataset_map, "--dataset-map"),
                          metrics=pairs(args.metric_map, "--metric-map"),
@@ -73,6 +79,28 @@ def cmd_table(args: argparse.Namespace) -> int:
     md = out / f"table{int(args.number)}.md"
     if md.exists():
         print(md.read_text())
+    return 0
+
+
+def _bfr_table(args: argparse.Namespace, out: Path) -> int:
+    """``table bfr-*``: the blind-face-restoration tables (no --*-map, no --extra-methods: every run method and
+    dataset of the table's kind is shown under its own name)."""
+    from ..tables.bfr import NAMES, published_listing, write_bfr_table
+
+    if args.number not in NAMES:
+        raise UsageError(f"unknown table {args.number!r}: 1-7, or {', '.join(NAMES)}")
+    given = [flag for flag, v in (("--dataset-map", args.dataset_map), ("--metric-map", args.metric_map),
+                                  ("--method-map", args.method_map), ("--extra-methods", args.extra_methods)) if v]
+    if given:
+        raise UsageError(f"{', '.join(given)}: for Tables 1-7 only; {args.number} shows every method and dataset of "
+                         "the run under its own name")
+    if args.paper:
+        print(published_listing())
+        return 0
+    for p in write_bfr_table(args.number, args.run, out, compare_paper=args.compare_paper):
+        print(p)
+        if p.suffix == ".md":
+            print(p.read_text())
     return 0
 
 

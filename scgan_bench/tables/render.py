@@ -92,8 +92,8 @@ def _paper_methods() -> frozenset[str]:
     return frozenset(r[2] for r in _paper_rows())
 
 
-def fmt(cell: Cell, v: Value) -> str:
-    f = METRIC_FORMATS.get(cell.metric)
+def fmt(cell: Cell, v: Value, spec: TableSpec | None = None) -> str:
+    f = spec.format_of(cell.metric) if spec is not None else METRIC_FORMATS.get(cell.metric)
     d = f.decimals if f else 4
     txt = f"{v.value:.{d}f}" if math.isfinite(v.value) else str(v.value)
     if f and f.with_std and v.std is not None:
@@ -121,8 +121,9 @@ def ranks(spec: TableSpec, values: dict[Cell, Value]) -> dict[Cell, int]:
         if not got:
             continue
         first = next(iter(got)).metric
-        higher = METRICS.get(first).higher_is_better if first in METRICS else False
-        f = METRIC_FORMATS.get(first)
+        f = spec.format_of(first)
+        higher = (f.higher_is_better if f is not None and f.higher_is_better is not None
+                  else METRICS.get(first).higher_is_better if first in METRICS else False)
         out.update(printed_ranks(got, higher_is_better=higher, decimals=f.decimals if f else 4))
     return out
 
@@ -139,6 +140,8 @@ class Rendered:
     cells: list[dict] = field(default_factory=list)
     #: table metric -> the run metric its values were read from (``--metric-map``), for the conventions
     sources: dict[str, str] = field(default_factory=dict)
+    #: lines a table built outside the paper's states under every format (the BFR tables' conventions)
+    extra_conventions: list[str] = field(default_factory=list)
 
     def csv(self) -> str:
         buf = io.StringIO()
@@ -153,7 +156,7 @@ class Rendered:
 
     def conventions(self) -> list[str]:
         """Lines stating how the table's metrics are printed, under every format."""
-        out = []
+        out = list(self.extra_conventions)
         if "kid" in self.spec.metrics:
             out.append("KID is printed x100 (mean ± std over subsets), as in the paper.")
         if "facenet-verif" in self.spec.metrics:
@@ -176,7 +179,7 @@ class Rendered:
 
     def markdown(self) -> str:
         style = {1: "**{}** (1st)", 2: "**{}** (2nd)", 3: "**{}** (3rd)"}
-        out = [f"**Table {self.spec.number}.** {self.spec.title}", "",
+        out = [f"**{self.spec.heading}.** {self.spec.title}", "",
                "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
         for row, rk in zip(self.rows, self.rank):
             out.append("| " + " | ".join(style[r].format(t) if r else t for t, r in zip(row, rk)) + " |")
@@ -232,16 +235,15 @@ def render(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Cell, str] 
             raw.append({"dataset": cell.dataset, "method": cell.method, "metric": cell.metric,
                         "value": values[cell].value if cell in values else None})
             if cell in values:
-                txt = fmt(cell, values[cell])
-                f = METRIC_FORMATS.get(cell.metric)
+                txt = fmt(cell, values[cell], spec)
+                f = spec.format_of(cell.metric)
                 if f and f.with_std and values[cell].std == 0.0:
                     txt += f"[{notes.setdefault(NO_SPREAD, len(notes) + 1)}]"
                 if paper is not None and cell in paper:
                     p = paper[cell]
-                    f = METRIC_FORMATS.get(cell.metric)
                     d = f.decimals if f else 4
-                    txt += (f" (paper {fmt(cell, p)}; no Δ: {no_delta[cell]})" if cell in no_delta
-                            else f" (paper {fmt(cell, p)}, Δ {values[cell].value - p.value:+.{d}f})")
+                    txt += (f" (paper {fmt(cell, p, spec)}; no Δ: {no_delta[cell]})" if cell in no_delta
+                            else f" (paper {fmt(cell, p, spec)}, Δ {values[cell].value - p.value:+.{d}f})")
                 for mark in ([marks[cell]] if isinstance(marks.get(cell), str) else marks.get(cell, ())):
                     txt += f"[{notes.setdefault(mark, len(notes) + 1)}]"
                 cells.append(txt)

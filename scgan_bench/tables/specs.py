@@ -26,6 +26,8 @@ class MetricColumn:
     scale: float = 1.0      # printed value = raw value * scale (KID x 100, accuracies in %)
     percent: bool = False
     with_std: bool = False  # KID is printed mean +- std
+    #: the direction of a column that is no registered metric (a count, a score built by the table)
+    higher_is_better: bool | None = None
 
 
 METRIC_FORMATS = {
@@ -53,7 +55,7 @@ class Cell:
 
 @dataclass(frozen=True)
 class TableSpec:
-    number: int
+    number: int | str                         # 1-7 for the paper's tables; a name (``bfr-real``) otherwise
     title: str
     rows: tuple[tuple[str, str], ...]          # (row key, label)
     columns: tuple[tuple[str, str], ...]       # (column key, label)
@@ -63,6 +65,17 @@ class TableSpec:
     rank_exclude: tuple[str, ...] = ()
     extra_columns: tuple[tuple[str, dict], ...] = field(default=())  # (label, row key -> text)
     row_header: str = "Method"
+    #: how this table prints a metric, where it differs from the paper's (:data:`METRIC_FORMATS`)
+    formats: dict[str, MetricColumn] = field(default_factory=dict)
+
+    @property
+    def heading(self) -> str:
+        """How the table is named above it: ``Table 3`` for the paper's, the table's name otherwise."""
+        return f"Table {self.number}" if isinstance(self.number, int) else str(self.number)
+
+    def format_of(self, metric: str) -> MetricColumn | None:
+        """The printing of ``metric`` in this table (None: 4 decimals, as is)."""
+        return self.formats.get(metric) or METRIC_FORMATS.get(metric)
 
     def cells(self) -> list[Cell]:
         return [self.cell(r, c) for r, _ in self.rows for c, _ in self.columns]
