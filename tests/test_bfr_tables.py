@@ -219,19 +219,26 @@ def test_ntire_table_counts_each_years_thresholds_and_weights_subsets_as_eval_py
     assert "its README says 0.30 for WIDER and WebPhoto" in text and "more than 10 faces" in text
     assert "nearest" in text and "needs Q-Align" in text
 
-    # the gate: eleven faces below their threshold fail
+    # the gate: ten faces below their threshold pass, eleven fail
     _set_ids(run, "ntire2025-rwfr", "nearest", {i: 0.1 for i in _per_image(run, "ntire2025-rwfr", "nearest",
                                                                            "id-lq-adaface")})
-    extra = [("ntire2025-rwfr", "nearest", "id-lq-adaface", f"wid{k}", 0.1) for k in range(2, 5)]
-    _add_rows(run, extra)
-    for k in range(2, 5):   # three more WIDER-Test records so the faces have their subset
+    for k in range(2, 5):   # three more WIDER-Test faces (records name their subset), two of them below
         rec = json.loads((run / "data" / "ntire2025-rwfr" / "records" / "wid0.json").read_text())
         rec.update(id=f"wid{k}", source=f"test/Wider-Test/wid{k}.png")
         (run / "data" / "ntire2025-rwfr" / "records" / f"wid{k}.json").write_text(json.dumps(rec))
-    write_bfr_table("bfr-ntire", run, tmp_path / "tables")
-    rows = _rows(tmp_path / "tables" / "bfr-ntire2025-rwfr.csv")
-    near = next(r for r in rows if r[0] == "nearest")
-    assert near[rows[0].index("All below")].split("[")[0] == "11" and near[1] == "fail"
+    _add_rows(run, [("ntire2025-rwfr", "nearest", "id-lq-adaface", "wid2", 0.1),
+                    ("ntire2025-rwfr", "nearest", "id-lq-adaface", "wid3", 0.1),
+                    ("ntire2025-rwfr", "nearest", "id-lq-adaface", "wid4", 0.31)])
+
+    def nearest_gate() -> tuple[str, str]:
+        write_bfr_table("bfr-ntire", run, tmp_path / "tables")
+        rows = _rows(tmp_path / "tables" / "bfr-ntire2025-rwfr.csv")
+        near = next(r for r in rows if r[0] == "nearest")
+        return near[rows[0].index("All below")].split("[")[0], near[1]
+
+    assert nearest_gate() == ("10", "pass")
+    _set_ids(run, "ntire2025-rwfr", "nearest", {"wid4": 0.29})
+    assert nearest_gate() == ("11", "fail")
 
 
 def test_published_numbers_name_their_source_and_are_in_each_metrics_own_units():
@@ -276,6 +283,16 @@ def _full_celeba(monkeypatch, n: int) -> None:
     spec = DATASETS.get("celeba-test")
     monkeypatch.setitem(DATASETS._entries, "celeba-test",
                         replace(spec, factory=lambda **kw: celeba_test(**{"published": n, **kw})))
+
+
+def test_a_verification_with_nothing_checked_is_no_verification(tmp_path):
+    from scgan_bench.reports.verify import Verification
+    from scgan_bench.tables.published import Published, check
+
+    p = Published("gfpgan-v1", "lfw-test", "released", "fid-ffhq512", 49.96, "paper", "Table 2", "via")
+    assert not Verification("gfpgan-v1", "lfw-test", tmp_path, []).ok
+    assert Verification("gfpgan-v1", "lfw-test", tmp_path, [check(p, 50.0)]).ok
+    assert not Verification("gfpgan-v1", "lfw-test", tmp_path, [check(p, 50.0), check(p, None)]).ok
 
 
 def test_verify_method_reproduces_differs_or_refuses_as_the_published_numbers_allow(tmp_path, monkeypatch, capsys):
