@@ -74,6 +74,17 @@ def build(method: str, device: str):
             def boxes(img):
                 return dict(dfdnet.CANONICAL_BOXES), "canonical"
         return dfdnet.DFDNetMethod(net, Bridge(512, official_resizer="pil-bicubic"), boxes, device=device)
+    if method == "pmrf":
+        from spandrel.architectures.SwinIR.__arch.SwinIR import SwinIR
+
+        from scgan_bench.baselines import pmrf
+        from scgan_bench.networks.hdit import HDiT
+
+        swin = SwinIR(img_size=64, patch_size=1, in_chans=3, embed_dim=180, depths=[6] * 8, num_heads=[6] * 8,
+                      window_size=8, mlp_ratio=2, upscale=8, img_range=1.0, upsampler="nearest+conv",
+                      resi_connection="1conv", start_unshuffle=8)
+        return PretrainedSR(method, pmrf._container()(HDiT(), swin), pmrf.make_forward(PMRF_STEPS), "[0,1]",
+                            Bridge(512), device=device)
     if method == "pulse":
         from scgan_bench.baselines import pulse, pulse_arch
 
@@ -83,8 +94,9 @@ def build(method: str, device: str):
 
 
 METHODS = ("realesrgan", "lrgan", "gfpgan-v1", "gfpgan-v1.3", "codeformer", "restoreformer", "restoreformer++",
-           "hifacegan", "dfdnet", "pulse")
+           "hifacegan", "dfdnet", "pulse", "pmrf")
 PULSE_STEPS = 1
+PMRF_STEPS = 25
 
 
 def main() -> None:
@@ -95,9 +107,10 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--pulse-steps", type=int, default=1, help="PULSE steps timed (the method runs 100 per face; "
                                                                "its images/s is projected to 100 steps)")
+    ap.add_argument("--pmrf-steps", type=int, default=25, help="PMRF flow steps (25 as released)")
     args = ap.parse_args()
-    global PULSE_STEPS
-    PULSE_STEPS = args.pulse_steps
+    global PULSE_STEPS, PMRF_STEPS
+    PULSE_STEPS, PMRF_STEPS = args.pulse_steps, args.pmrf_steps
     g = torch.Generator().manual_seed(0)
     lr = torch.randint(0, 256, (args.batch, 3, 16, 16), generator=g).float() / 255
     rows = []
@@ -117,7 +130,8 @@ def main() -> None:
         per_img = secs / done * (100 / PULSE_STEPS if m == "pulse" else 1)
         rows.append({"method": m, "images": done, "seconds": round(secs, 3), "images_per_s": round(1 / per_img, 5),
                      "params": sum(p.numel() for p in net.parameters()),
-                     "note": f"projected from {PULSE_STEPS} step(s) to 100" if m == "pulse" else "",
+                     "note": (f"projected from {PULSE_STEPS} step(s) to 100" if m == "pulse" else
+                              f"{PMRF_STEPS} flow steps" if m == "pmrf" else ""),
                      "bridge": a.bridge.describe()["up"] if getattr(a, "bridge", None) else "native / none"})
         print(f"{m:16} {1 / per_img:10.5f} img/s  ({secs:6.2f} s for {done}{' x %d step(s)' % PULSE_STEPS if m == 'pulse' else ''})",
               flush=True)

@@ -380,3 +380,34 @@ def save(obj, path: Path, legacy: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
     return path
+
+
+def pmrf_networks(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A reduced PMRF: an HDiT of two levels (16 and 32 wide, 7 x 7 neighborhood attention outside, global
+    inside, heads of 8) and a DifFace-style SwinIR (embed 12, one stage of 2 blocks, window 8, pixel-unshuffle
+    8 in, nearest+conv x8 out), random weights (attention temperatures positive, as trained ones are)."""
+    from spandrel.architectures.SwinIR.__arch.SwinIR import SwinIR
+
+    from scgan_bench.networks.hdit import HDiT, Level
+
+    torch.manual_seed(seed)
+    flow = HDiT((Level(1, 16, 24, 8, 7), Level(1, 32, 48, 8, 0)), (1, 16, 24))
+    for name, p in flow.named_parameters():
+        if name.endswith("self_attn.scale"):
+            torch.nn.init.uniform_(p, 1.0, 10.0)
+        else:
+            torch.nn.init.normal_(p, std=0.05)
+    swin = SwinIR(img_size=16, patch_size=1, in_chans=3, embed_dim=12, depths=[2], num_heads=[2], window_size=8,
+                  mlp_ratio=2, upscale=8, img_range=1.0, upsampler="nearest+conv", resi_connection="1conv",
+                  start_unshuffle=8)
+    return flow.eval(), swin.eval()
+
+
+def pmrf_state_dict(seed: int = 0, extra: dict | None = None) -> dict[str, torch.Tensor]:
+    """The reduced PMRF in the release's layout: the training module's state dict, ``model.*`` (flow) and
+    ``mmse_model.*`` (DifFace's SwinIR, whose ``conv_first`` is ``Sequential(PixelUnshuffle, Conv2d)``)."""
+    flow, swin = pmrf_networks(seed)
+    sd = {f"model.{k}": v.clone().contiguous() for k, v in flow.state_dict().items()}
+    sd.update({"mmse_model." + ("conv_first.1." + k.split(".", 1)[1] if k.startswith("conv_first.") else k):
+               v.clone().contiguous() for k, v in swin.state_dict().items()})
+    return {**sd, **(extra or {})}

@@ -201,8 +201,8 @@ def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, C
     """Every SR method that can run here, built from random official-layout files (baselines) or from
     a fresh training engine's export (SCGAN, LRGAN retrained, CycleGAN): name -> make(device)."""
     from baseline_weights import (codeformer_state_dict, gfpgan_clean_state_dict, gfpgan_v1_state_dict,
-                                  hifacegan_state_dict, lightning, lrgan_state_dict, restoreformer_state_dict,
-                                  rrdb_state_dict, save)
+                                  hifacegan_state_dict, lightning, lrgan_state_dict, pmrf_state_dict,
+                                  restoreformer_state_dict, rrdb_state_dict, save)
 
     from scgan_bench.assets import weights as W
     from scgan_bench.registries import METHODS, load_plugins
@@ -219,6 +219,12 @@ def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, C
         if W.status(asset).state != "verified":
             path = save(obj, wdir / W.ASSETS.get(asset).filename)
             W.register_sha256(asset, hashlib.sha256(path.read_bytes()).hexdigest())
+    if W.status("pmrf-blind-face").state != "verified":   # safetensors, as released
+        from safetensors.torch import save_file
+
+        path = wdir / W.ASSETS.get("pmrf-blind-face").filename
+        save_file(pmrf_state_dict(), str(path))
+        W.register_sha256("pmrf-blind-face", hashlib.sha256(path.read_bytes()).hexdigest())
     hr, lr = _train_data(faces, 8)
     for variant in ("scgan", "lrgan", "cyclegan", "cyclegan-16"):  # a fresh engine's SR export: random init
         out = tmp / "runs" / variant
@@ -234,6 +240,8 @@ def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, C
     makers.update({m: (lambda d, m=m: METHODS.get(m).create(device=d, any_config=True,
                                                            **(small if m.startswith("restoreformer") else {})))
                    for m in reduced})
+    # PMRF reduced (two HDiT levels, a small SwinIR), 3 flow steps: the sampler and both networks on the device
+    makers["pmrf"] = lambda d: METHODS.get("pmrf").create(device=d, any_config=True, allow_cpu=True, steps=3)
     return makers
 
 

@@ -36,6 +36,8 @@ class Requirements:
                 missing.append(f"'{name}' ({a.filename})")
                 # one source (a release URL, or a shared folder whose note names each file) per destination
                 how = f"download {a.url}" if a.url.startswith("http") else a.url
+                if a.url.startswith("http") and a.url.rsplit("/", 1)[-1] != a.filename:
+                    how += f" as {a.filename}"     # the release names it otherwise (Hugging Face's model.safetensors)
                 if len(self.weights) > 1 and not a.url.startswith("http"):
                     how = how.split(": ")[0]
                 hows.setdefault(f"{how} into {a.download_target().parent}")
