@@ -383,15 +383,15 @@ def save(obj, path: Path, legacy: bool = False) -> Path:
 
 
 def pmrf_networks(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """A reduced PMRF: an HDiT of two levels (16 and 32 wide, 7 x 7 neighborhood attention outside, global
-    inside, heads of 8) and a DifFace-style SwinIR (embed 12, one stage of 2 blocks, window 8, pixel-unshuffle
+    """A reduced PMRF: an HDiT of three levels (16, 24 and 32 wide, 7 x 7 neighborhood attention on the outer
+    two, global inside, heads of 8) and a DifFace-style SwinIR (embed 12, one stage of 2 blocks, window 8, pixel-unshuffle
     8 in, nearest+conv x8 out), random weights (attention temperatures positive, as trained ones are)."""
     from spandrel.architectures.SwinIR.__arch.SwinIR import SwinIR
 
     from scgan_bench.networks.hdit import HDiT, Level
 
     torch.manual_seed(seed)
-    flow = HDiT((Level(1, 16, 24, 8, 7), Level(1, 32, 48, 8, 0)), (1, 16, 24))
+    flow = HDiT((Level(1, 16, 24, 8, 7), Level(1, 24, 32, 8, 7), Level(1, 32, 48, 8, 0)), (1, 16, 24))
     for name, p in flow.named_parameters():
         if name.endswith("self_attn.scale"):
             torch.nn.init.uniform_(p, 1.0, 10.0)

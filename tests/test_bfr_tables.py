@@ -295,7 +295,8 @@ def test_a_verification_with_nothing_checked_is_no_verification(tmp_path):
     assert not Verification("gfpgan-v1", "lfw-test", tmp_path, [check(p, 50.0), check(p, None)]).ok
 
 
-def test_verify_method_reproduces_differs_or_refuses_as_the_published_numbers_allow(tmp_path, monkeypatch, capsys):
+def test_verify_method_reproduces_differs_or_refuses_as_the_published_numbers_allow(weights_dir, tmp_path, monkeypatch,
+                                                                                    capsys):
     from scgan_bench.cli import main
     from scgan_bench.tables import published as P
 
@@ -304,6 +305,10 @@ def test_verify_method_reproduces_differs_or_refuses_as_the_published_numbers_al
     assert "no published number to check it against" in err and "CodeFormer's own CelebA-Test" in err
     assert main(["verify-method", "bicubic", "--dataset", "lfw-test"]) == 2
     assert "bicubic has no published number on record" in capsys.readouterr().err
+    assert main(["verify-method", "gfpgan-v1", "--dataset", "lfw-test", "--out", str(tmp_path / "v1")]) == 2
+    err = capsys.readouterr().err      # its published LFW-Test FID is on record, its weights are not here
+    assert "the method is unavailable: weights 'gfpgan-v1' (GFPGANv1.pth) missing" in err
+    assert not (tmp_path / "v1").exists()
 
     _celeba(tmp_path / "celeba")
     _full_celeba(monkeypatch, 3)

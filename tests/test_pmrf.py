@@ -168,7 +168,7 @@ def test_the_adapter_is_the_official_sampling_loop_on_the_released_layout(weight
     _, flow, swin = _install(weights_dir, extra={"fid.inception.conv.weight": torch.zeros(2, 3)})
     m = _make(steps=3)
     assert m.fingerprint()["set_aside"] == 1 and m.fingerprint()["steps"] == 3
-    assert m.fingerprint()["flow_config"]["attention"] == ["neighborhood 7x7", "global"]
+    assert m.fingerprint()["flow_config"]["attention"] == ["neighborhood 7x7", "neighborhood 7x7", "global"]
     lr = lr_faces(2)
     got = m.upscale(lr)
     assert got.shape == (2, 3, 64, 64) and 0 <= got.min() and got.max() <= 1
@@ -240,3 +240,81 @@ def test_cpu_needs_an_explicit_option_and_steps_are_checked(weights_dir):
         spec.create(device="cpu")
     with pytest.raises(UsageError, match="at least one Euler step"):
         _make(steps=0)
+
+
+def test_token_merge_split_and_positions_follow_the_official_rearranges():
+    """TokenMerge: '... (h nh) (w nw) e -> ... h w (nh nw e)' then a linear map; TokenSplit: the inverse
+    rearrange of a linear map, lerped from the skip by ``fac``; positions: centres of equal cells of [-1, 1],
+    merged by 2 x 2 means. Written here element by element."""
+    torch.manual_seed(2)
+    x = torch.randn(1, 4, 6, 3, dtype=torch.float64)
+    merge = H.TokenMerge(3, 5).double()
+    flat = torch.empty(1, 2, 3, 12, dtype=torch.float64)
+    for i in range(2):
+        for j in range(3):
+            for a in range(2):
+                for b in range(2):
+                    flat[0, i, j, (a * 2 + b) * 3:(a * 2 + b + 1) * 3] = x[0, i * 2 + a, j * 2 + b]
+    torch.testing.assert_close(merge(x), flat @ merge.proj.weight.T, rtol=0, atol=1e-12)
+    split = H.TokenSplit(5, 3).double()
+    torch.nn.init.uniform_(split.fac, 0.2, 0.3)
+    y, skip = torch.randn(1, 2, 3, 5, dtype=torch.float64), torch.randn(1, 4, 6, 3, dtype=torch.float64)
+    z = y @ split.proj.weight.T
+    up = torch.empty_like(skip)
+    for i in range(2):
+        for j in range(3):
+            for a in range(2):
+                for b in range(2):
+                    up[0, i * 2 + a, j * 2 + b] = z[0, i, j, (a * 2 + b) * 3:(a * 2 + b + 1) * 3]
+    torch.testing.assert_close(split(y, skip), skip + split.fac * (up - skip), rtol=0, atol=1e-12)
+    pos = H.axial_pos(4, 4)
+    assert torch.allclose(pos[:, 0, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75])) and torch.allclose(pos[0, :, 1], pos[:, 0, 0])
+    torch.testing.assert_close(H.downscale_pos(pos)[:, 0, 0], torch.tensor([-0.5, 0.5]))
+
+
+def test_the_hourglass_forward_follows_the_official_wiring():
+    """ImageTransformerDenoiserModelV2.forward written out: patch in; cond = mapping(time_in(fourier(t)) +
+    aug_in(fourier(0))) with RMS-normed GEGLU blocks; per outer level: layers, keep the skip, merge; the middle
+    level; per outer level from the inside out: split with the skip, layers; RMS norm; patch out. The attention
+    blocks are called as modules (checked against their formulas above); everything else is computed here."""
+    flow, _ = pmrf_networks(4)
+    flow = flow.double()
+    x, t = torch.rand(2, 3, 64, 64, dtype=torch.float64), torch.tensor([0.0, 0.6], dtype=torch.float64)
+
+    def rms(z, scale):
+        return z * torch.rsqrt((z ** 2).mean(-1, keepdim=True) + 1e-6) * scale
+
+    def geglu(z, w):
+        a, g = (z @ w.T).chunk(2, dim=-1)
+        return a * torch.nn.functional.gelu(g)
+
+    def fourier(z, w):
+        f = 2 * math.pi * z @ w.T
+        return torch.cat([f.cos(), f.sin()], -1)
+
+    m = flow.mapping
+    c = fourier(t[:, None], flow.time_emb.weight) @ flow.time_in_proj.weight.T
+    c = c + fourier(torch.zeros(2, 9, dtype=torch.float64), flow.aug_emb.weight) @ flow.aug_in_proj.weight.T
+    c = rms(c, m.in_norm.scale)
+    for blk in m.blocks:
+        c = c + geglu(rms(c, blk.norm.scale), blk.up_proj.weight) @ blk.down_proj.weight.T
+    c = rms(c, m.out_norm.scale)
+
+    def layers(stage, h, pos):
+        for layer in stage:
+            h = layer.self_attn(h, pos, c)
+            ff = layer.ff
+            scale = (c @ ff.norm.linear.weight.T + 1)[:, None, None, :]
+            h = h + geglu(rms(h, scale), ff.up_proj.weight) @ ff.down_proj.weight.T
+        return h
+
+    h = flow.patch_in(x.movedim(1, -1))
+    pos0 = H.axial_pos(16, 16).double()
+    pos1 = H.downscale_pos(pos0)
+    skip0 = layers(flow.down_levels[0], h, pos0)
+    skip1 = layers(flow.down_levels[1], flow.merges[0](skip0), pos1)
+    h = layers(flow.mid_level, flow.merges[1](skip1), H.downscale_pos(pos1))
+    h = layers(flow.up_levels[1], flow.splits[1](h, skip1), pos1)
+    h = layers(flow.up_levels[0], flow.splits[0](h, skip0), pos0)
+    want = flow.patch_out(rms(h, flow.out_norm.scale)).movedim(-1, 1)
+    torch.testing.assert_close(flow(x, t), want, rtol=0, atol=1e-10)

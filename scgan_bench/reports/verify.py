@@ -58,6 +58,11 @@ def verify_method(method: str, dataset: str, out: Path, *, protocol: str = "bfr-
 
     usable, _ = published_for(method, dataset)
     name = METHODS.canonical(method)
+    if name not in METHODS:
+        raise UsageError(f"verify-method {method}: no such method in scgan-bench (`scgan-bench list methods`)")
+    avail = METHODS.get(name).check(**run.get("method_options", {}).get(name, {}))
+    if not avail.ok:   # nothing to verify without the real weights: said before anything runs
+        raise UsageError(f"verify-method {method}: the method is unavailable: {avail.reason}")
     metrics = sorted({p.metric for p in usable})
     run_benchmark(RunConfig(datasets=[dataset], methods=[name], metrics=metrics, out=out, protocol=protocol, **run))
     data = load_run(out)
