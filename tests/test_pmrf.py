@@ -165,7 +165,10 @@ def test_the_adapter_is_the_official_sampling_loop_on_the_released_layout(weight
     -> clip -> area 64: the adapter's output equals that loop written here with the networks called directly."""
     from scgan_bench.baselines.adapter import image_keys
 
-    _, flow, swin = _install(weights_dir, extra={"fid.inception.conv.weight": torch.zeros(2, 3)})
+    bias = torch.tensor([0.9, -0.9, 0.0])        # the predictor's output leaves [0, 1]: its clip is exercised
+    _, flow, swin = _install(weights_dir, extra={"fid.inception.conv.weight": torch.zeros(2, 3),
+                                                 "mmse_model.conv_last.bias": bias})
+    swin.conv_last.bias.data = bias.clone()
     m = _make(steps=3)
     assert m.fingerprint()["set_aside"] == 1 and m.fingerprint()["steps"] == 3
     assert m.fingerprint()["flow_config"]["attention"] == ["neighborhood 7x7", "neighborhood 7x7", "global"]
@@ -174,7 +177,9 @@ def test_the_adapter_is_the_official_sampling_loop_on_the_released_layout(weight
     assert got.shape == (2, 3, 64, 64) and 0 <= got.min() and got.max() <= 1
     y = m.bridge.up(lr)
     with torch.inference_mode():
-        x = swin(y).clamp(0, 1)
+        x = swin(y)
+        assert x.min() < -0.1 and x.max() > 1.1
+        x = x.clamp(0, 1)
         noise = []
         for key in image_keys(lr):
             g = torch.Generator().manual_seed(int(key[:15], 16) ^ 0x504D5246)
