@@ -140,6 +140,13 @@ def test_bfr_tables_from_a_cli_run_with_two_baselines_and_their_latex_compiles(w
         assert r[head.index("LFW < 0.6")].startswith("—[")                  # no LFW-Test image in this set
     for tex in ("bfr-synthetic.tex", "bfr-real.tex", "bfr-ntire2025-rwfr.tex"):
         assert_compiles(run / tex, tmp_path / "tex")
+    from scgan_bench.reports.report import build_report
+
+    assert main(["table", "bfr-real", str(run), "--compare-paper"]) == 0
+    page = build_report(run, figures=False, per_dataset=2, tsne=False).read_text()
+    for stem in ("bfr-synthetic", "bfr-real", "bfr-ntire2025-rwfr"):
+        assert f"<h3>{stem} <small>" in page
+    assert "bfr-real beside the paper" in page
     capsys.readouterr()
     assert main(["table", "5", str(run)]) == 2
     assert "Table 5 is the paper's protocol" in capsys.readouterr().err

@@ -179,14 +179,15 @@ def _summary_tables(run: Path) -> tuple[str, list[str]]:
 
 
 def find_tables(run: Path) -> list[Path]:
-    """The paper tables written for ``run``: by the run / the demo under ``RUN/tables`` and by
-    `scgan-bench table N RUN` in ``RUN`` itself (a newer file of the same table wins); their JSON
-    where written, else their CSV."""
+    """The tables written for ``run``: the paper's (by the run / the demo under ``RUN/tables`` and by
+    `scgan-bench table N RUN` in ``RUN`` itself; a newer file of the same table wins) and the
+    blind-face-restoration ones (``bfr-*``); their JSON where written, else their CSV."""
     found: dict[str, Path] = {}
     for folder in (run, run / "tables"):
         if not folder.is_dir():
             continue
-        for p in sorted(folder.glob("table?.json")) + sorted(folder.glob("table?.csv")):
+        bfr = [p for p in sorted(folder.glob("bfr-*.json")) if not p.stem.endswith("_vs_paper")]
+        for p in sorted(folder.glob("table?.json")) + sorted(folder.glob("table?.csv")) + bfr:
             if p.suffix == ".csv" and p.with_suffix(".json").exists():
                 continue
             best = found.get(p.stem)
@@ -274,11 +275,12 @@ def build_report(run: Path, out: Path | None = None, *, train_run: Path | None =
         say(f"caveats: {len(caveats)} reason(s) some numbers are not comparable with published ones")
     tables = find_tables(run)
     if tables:
-        sections.append("<h2>Paper tables</h2>")
+        sections.append("<h2>Tables</h2>")
         for t in tables:
             sections.append(f"<h3>{t.stem} <small>({html.escape(str(t.relative_to(run)))})</small></h3>{_table_html(t)}")
-            cmp = next((c for c in (t.with_name(f"{t.stem}_vs_paper.json"), t.with_name(f"{t.stem}_vs_paper.csv"))
-                        if c.exists()), None)
+            # a bfr table's comparison is a flat list (its CSV); a paper table's is a rendered grid (its JSON)
+            kinds = ("csv",) if t.stem.startswith("bfr-") else ("json", "csv")
+            cmp = next((c for c in (t.with_name(f"{t.stem}_vs_paper.{k}") for k in kinds) if c.exists()), None)
             if cmp is not None:
                 sections.append(f"<details><summary>{t.stem} beside the paper (differences where comparable)</summary>"
                                 f"{_table_html(cmp)}</details>")
