@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from scgan_bench.errors import UsageError
 from scgan_bench.registries import DATASETS, METHODS, METRICS, load_plugins
 
 from baseline_weights import gfpgan_clean_state_dict, rrdb_state_dict, save

@@ -239,6 +239,24 @@ def test_extra_method_missing_from_a_table_dataset_points_to_dataset_map(tmp_pat
     assert "method yours has no value in this run" in md and "method yours is not implemented" not in md
 
 
+def test_extra_methods_auto_adds_the_runs_methods_beyond_the_papers(tmp_path, capsys):
+    """``--extra-methods auto``: each run method that fills no column of the table (here pmrf, mine), in the
+    run's order; not the ones that do (bicubic; gfpgan-v1.3 fills 'gfpgan'), not the reference row."""
+    run = tmp_path / "run"
+    _summary_run(run, [("demo", m, "fid", 30.0 + i, 10) for i, m in
+                       enumerate(("bicubic", "pmrf", "gfpgan-v1.3", "mine", "ground-truth"))])
+    meta = json.loads((run / "run.json").read_text())
+    meta["methods"] = {m: {} for m in ("bicubic", "pmrf", "gfpgan-v1.3", "mine", "ground-truth")}
+    (run / "run.json").write_text(json.dumps(meta))
+    assert main(["table", "5", str(run), "--dataset-map", "ffhq=demo", "--extra-methods", "auto"]) == 0
+    header = (run / "table5.csv").read_text().splitlines()[0].split(",")
+    assert header[-2:] == ["pmrf", "mine"] and "gfpgan-v1.3" not in header and "ground-truth" not in header
+    md = (run / "table5.md").read_text()          # mine has FID on demo, not KID: said so, not "not implemented"
+    assert "method mine was scored on demo in this run, but not with kid" in md and "mine is not implemented" not in md
+    assert main(["table", "5", "--paper", "--extra-methods", "auto"]) == 2
+    assert "needs a run folder" in capsys.readouterr().err
+
+
 def test_summary_footnotes_every_empty_cell_and_prints_no_nan_spread():
     from scgan_bench.run.summary import NOT_RUN, Cell, summary_markdown
 

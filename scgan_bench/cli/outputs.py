@@ -33,7 +33,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     tb.add_argument("--metric-map", action="append", default=[], metavar="TABLE_METRIC=RUN_METRIC",
                     help="read a table metric from another backend, e.g. fid=fid-dlib (stated under the table)")
     tb.add_argument("--extra-methods", default="", metavar="A,B",
-                    help="run methods to add beside the paper's (your method, a baseline the paper lacks)")
+                    help="run methods to add beside the paper's (your method, a baseline the paper lacks); 'auto': "
+                         "every method of the run that fills none of the table's columns (PMRF, CodeFormer, ...)")
     tb.add_argument("--method-map", action="append", default=[], metavar="TABLE_METHOD=RUN_METHOD",
                     help="fill a table column from another run method, e.g. gfpgan=gfpgan-v1 (default: gfpgan -> "
                          "gfpgan-v1.3, real-esrgan -> realesrgan; stated under the table)")

@@ -205,7 +205,7 @@ def ntire_grid(data: RunData, dataset: str) -> tuple[TableSpec, dict[Cell, Value
     from ..datasets.ntire_rwfr import TEST_COUNTS, canonical_subset
 
     from ..metrics.composite import ntire_rwfr_score
-    from ..run.store import read_record, safe_name
+    from ..run.store import read_record
 
     year = _ntire_year(dataset)
     assert year is not None

@@ -508,6 +508,9 @@ def _absent_reasons(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Ce
             out[cell] = (f"method {m} was not run on {d} in this run (it has values for "
                          f"{', '.join(sorted(here))}): run it on {d}, or read {label} from one of those with "
                          f"--dataset-map {cell.dataset}=NAME")
+        elif here and m not in METHODS:   # a folder method (dir:NAME) or a plug-in absent now: the metric is missing
+            out[cell] = (f"method {m} was scored on {d} in this run, but not with {cell.metric}: add it to the run's "
+                         f"--metrics")
         elif not here and m not in METHODS and m not in _paper_methods():
             out[cell] = (f"method {m} has no value in this run: run it in this folder (`scgan-bench run --methods "
                          f"...`) on the table's datasets, or map them with --dataset-map")
@@ -526,6 +529,23 @@ def _check_protocol(number: int, run: Path) -> None:
                          f"{name}, whose images and numbers are not the table's")
 
 
+def run_extra_methods(spec: TableSpec, run: Path) -> list[str]:
+    """The run's methods that fill none of ``spec``'s columns (PMRF, CodeFormer, your own ...), in the run's
+    order; reference rows (ground truth) left out: ``--extra-methods auto``."""
+    from ..registries import is_pseudo, load_plugins
+
+    load_plugins()
+    values, reasons = run_values(run)
+    shown = {c.method for c in values} | {c.method for c in reasons}
+    filled = set(method_sources(spec, None, {c.method for c in values}).values()) | set(spec.methods)
+    try:
+        order = list(json.loads((run / "run.json").read_text()).get("methods", {}))
+    except (OSError, ValueError, AttributeError):
+        order = []
+    ranked = [m for m in order if m in shown] + sorted(shown - set(order))
+    return [m for m in ranked if m not in filled and not is_pseudo(m)]
+
+
 def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper: bool = False,
                 datasets: dict[str, str] | None = None, metrics: dict[str, str] | None = None,
                 methods: dict[str, str] | None = None, extra_methods: list[str] | None = None) -> list[Path]:
@@ -536,6 +556,10 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
     from ..io.image_io import atomic_write_text
 
     spec = table_spec(number)
+    if extra_methods == ["auto"]:
+        if run is None:
+            raise UsageError("--extra-methods auto: needs a run folder (the methods it holds beyond the paper's)")
+        extra_methods = run_extra_methods(spec, run)
     if extra_methods:
         spec = with_extra_methods(spec, extra_methods)
     paper = paper_values(spec.number)
