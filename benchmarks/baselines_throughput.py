@@ -75,16 +75,10 @@ def build(method: str, device: str):
                 return dict(dfdnet.CANONICAL_BOXES), "canonical"
         return dfdnet.DFDNetMethod(net, Bridge(512, official_resizer="pil-bicubic"), boxes, device=device)
     if method == "pmrf":
-        from spandrel.architectures.SwinIR.__arch.SwinIR import SwinIR
-
         from scgan_bench.baselines import pmrf
-        from scgan_bench.networks.hdit import HDiT
 
-        swin = SwinIR(img_size=64, patch_size=1, in_chans=3, embed_dim=180, depths=[6] * 8, num_heads=[6] * 8,
-                      window_size=8, mlp_ratio=2, upscale=8, img_range=1.0, upsampler="nearest+conv",
-                      resi_connection="1conv", start_unshuffle=8)
-        return PretrainedSR(method, pmrf._container()(HDiT(), swin), pmrf.make_forward(PMRF_STEPS), "[0,1]",
-                            Bridge(512), device=device)
+        return PretrainedSR(method, pmrf.official_networks(), pmrf.make_forward(PMRF_STEPS), "[0,1]", Bridge(512),
+                            device=device)
     if method == "pulse":
         from scgan_bench.baselines import pulse, pulse_arch
 

@@ -22,12 +22,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    from spandrel.architectures.SwinIR.__arch.SwinIR import SwinIR
-
     from scgan_bench.baselines import pmrf
     from scgan_bench.baselines.adapter import PretrainedSR
     from scgan_bench.baselines.bridge import Bridge
-    from scgan_bench.networks.hdit import HDiT
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -35,10 +32,7 @@ def main() -> None:
     ap.add_argument("--measure", default="1,2")
     args = ap.parse_args()
     torch.manual_seed(0)
-    swin = SwinIR(img_size=64, patch_size=1, in_chans=3, embed_dim=180, depths=[6] * 8, num_heads=[6] * 8,
-                  window_size=8, mlp_ratio=2, upscale=8, img_range=1.0, upsampler="nearest+conv",
-                  resi_connection="1conv", start_unshuffle=8)
-    net = pmrf._container()(HDiT(), swin)
+    net = pmrf.official_networks()
     lr = torch.rand(1, 3, 16, 16)
     times = {}
     for k in (int(s) for s in args.measure.split(",")):

@@ -58,6 +58,8 @@ def test_full_size_parameter_counts_and_key_layout_are_the_official_ones():
         net = H.HDiT()
     assert sum(p.numel() for p in net.parameters()) == want == pmrf.FLOW_PARAMS == 160_460_210
     assert _swinir_params() == pmrf.MMSE_PARAMS
+    nets = pmrf.official_networks()             # what the benchmarks time: the release's sizes
+    assert [sum(p.numel() for p in m.parameters()) for m in (nets.model, nets.mmse_model)] == [want, _swinir_params()]
     keys = set(net.state_dict())
     layer = ["self_attn.norm.linear.weight", "self_attn.qkv_proj.weight", "self_attn.scale", "self_attn.pos_emb.freqs",
              "self_attn.out_proj.weight", "ff.norm.linear.weight", "ff.up_proj.weight", "ff.down_proj.weight"]

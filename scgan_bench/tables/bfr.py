@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import UsageError
 from . import published as published_numbers
 from .published import Check, check
-from .render import Rendered, Value, render, run_values
+from .render import Value, render, run_values, write_files
 from .specs import Cell, MetricColumn, TableSpec
 
 NAMES = ("bfr-synthetic", "bfr-real", "bfr-ntire")
@@ -172,17 +172,6 @@ def _caveats(data: RunData, cells: list[Cell]) -> dict[Cell, list[str]]:
     return out
 
 
-def _write(out: Path, stem: str, r: Rendered) -> list[Path]:
-    from ..io.image_io import atomic_write_text
-
-    written = []
-    for ext, text in (("csv", r.csv()), ("md", r.markdown()), ("tex", r.latex()), ("json", r.json())):
-        path = out / f"{stem}.{ext}"
-        atomic_write_text(path, text)
-        written.append(path)
-    return written
-
-
 def _grid(name: str, data: RunData) -> tuple[TableSpec, dict[Cell, Value], dict[Cell, str], list[str]]:
     datasets = _datasets(data, name)
     synthetic = name == "bfr-synthetic"
@@ -321,7 +310,7 @@ def write_bfr_table(name: str, run: Path, out: Path, *, compare_paper: bool = Fa
         r = render(spec, values, reasons, marks=marks)
         r.substitutions = _weights_notes(data)
         r.extra_conventions = conv
-        written += _write(out, str(spec.number), r)
+        written += write_files(out, str(spec.number), r.files())
     if compare_paper:
         if name == "bfr-ntire":
             raise UsageError("--compare-paper: no published numbers are on record for the NTIRE sets (the challenge "
@@ -391,8 +380,6 @@ def write_comparison(name: str, data: RunData, out: Path, datasets: list[str], s
     import csv
     import io
 
-    from ..io.image_io import atomic_write_text
-
     rows = comparison_rows(comparison(data, datasets))
     stem = stem or f"{name}_vs_paper"
     cols = ["method", "dataset", "metric", "published", "run", "delta", "tolerance", "verdict", "why", "source"]
@@ -405,13 +392,9 @@ def write_comparison(name: str, data: RunData, out: Path, datasets: list[str], s
     md += ["| " + " | ".join(str(r[c]).replace("|", "/") for c in cols) + " |" for r in rows]
     if not rows:
         md.append(f"(no published number on record for {', '.join(datasets)})")
-    written = []
-    for ext, text in (("csv", buf.getvalue()), ("md", "\n".join(md) + "\n"),
-                      ("json", json.dumps({"note": COMPARISON_NOTE, "rows": rows}, ensure_ascii=False, indent=1) + "\n")):
-        path = out / f"{stem}.{ext}"
-        atomic_write_text(path, text)
-        written.append(path)
-    return written
+    return write_files(out, stem, {"csv": buf.getvalue(), "md": "\n".join(md) + "\n",
+                                   "json": json.dumps({"note": COMPARISON_NOTE, "rows": rows}, ensure_ascii=False,
+                                                      indent=1) + "\n"})
 
 
 def published_listing() -> str:

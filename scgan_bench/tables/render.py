@@ -199,6 +199,10 @@ class Rendered:
                            "conventions": self.conventions(), "cells": self.cells}, ensure_ascii=False,
                           indent=1) + "\n"
 
+    def files(self) -> dict[str, str]:
+        """The table in every format it is written in: extension -> text."""
+        return {"csv": self.csv(), "md": self.markdown(), "tex": self.latex(), "json": self.json()}
+
     def latex(self) -> str:
         from .latex import render_latex
 
@@ -546,6 +550,18 @@ def run_extra_methods(spec: TableSpec, run: Path) -> list[str]:
     return [m for m in ranked if m not in filled and not is_pseudo(m)]
 
 
+def write_files(out: Path, stem: str, texts: dict[str, str]) -> list[Path]:
+    """``out/<stem>.<ext>`` for each ``ext -> text`` (atomic writes); the paths in order."""
+    from ..io.image_io import atomic_write_text
+
+    written = []
+    for ext, text in texts.items():
+        path = out / f"{stem}.{ext}"
+        atomic_write_text(path, text)
+        written.append(path)
+    return written
+
+
 def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper: bool = False,
                 datasets: dict[str, str] | None = None, metrics: dict[str, str] | None = None,
                 methods: dict[str, str] | None = None, extra_methods: list[str] | None = None) -> list[Path]:
@@ -553,8 +569,6 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
     None), plus ``tableN_vs_paper.{csv,md,json}`` with deltas when asked. ``datasets`` / ``metrics`` map the
     table's names to the run's (every substitution is stated under the table); ``extra_methods`` adds
     run methods beside the paper's (:func:`.specs.with_extra_methods`)."""
-    from ..io.image_io import atomic_write_text
-
     spec = table_spec(number)
     if extra_methods == ["auto"]:
         if run is None:
@@ -592,17 +606,11 @@ def write_table(number: int | str, run: Path | None, out: Path, *, compare_paper
     r = render(spec, values, reasons, marks=marks)
     r.substitutions = subs
     r.sources = {k: v for k, v in (metrics or {}).items() if k in spec.metrics}
-    written = []
-    for ext, text in (("csv", r.csv()), ("md", r.markdown()), ("tex", r.latex()), ("json", r.json())):
-        path = out / f"table{spec.number}.{ext}"
-        atomic_write_text(path, text)
-        written.append(path)
+    written = write_files(out, f"table{spec.number}", r.files())
     if compare_paper and run is not None:
         cmp = render(spec, values, reasons, paper=paper, marks=marks, no_delta=no_delta)
         cmp.substitutions = subs
         cmp.sources = r.sources
-        for ext, text in (("csv", cmp.csv()), ("md", cmp.markdown()), ("json", cmp.json())):
-            path = out / f"table{spec.number}_vs_paper.{ext}"
-            atomic_write_text(path, text)
-            written.append(path)
+        written += write_files(out, f"table{spec.number}_vs_paper",
+                               {"csv": cmp.csv(), "md": cmp.markdown(), "json": cmp.json()})
     return written
