@@ -78,9 +78,12 @@ clean:
 	rm -rf $(VENV) build *.egg-info results/demo results/latest
 
 # The device check (benchmarks/gpu_check.py; benchmarks/README.md). `make gpu-bundle` here gathers what
-# the device machine lacks (it has torch 2.11 and no network): the pure-Python wheels the metrics use
+# the device machine lacks (it has torch 2.11 and no network): the wheels the metrics and the baselines use
+# (diffusers and what its import needs: DifFace's UNet)
 # and the shared faces, in git-ignored folders that the device call carries (.whl, .gpu_data).
-GPU_WHEELS := torch-fidelity==0.4.0 lpips==0.1.4 spandrel==0.4.2 spandrel-extra-arches==0.2.0 facenet-pytorch==2.6.0
+GPU_WHEELS := torch-fidelity==0.4.0 lpips==0.1.4 spandrel==0.4.2 spandrel-extra-arches==0.2.0 facenet-pytorch==2.6.0 \
+	diffusers==0.42.1 huggingface_hub==2.4.0 httpx2==2.17.0 httpcore2==2.17.0 h11==0.16.0 anyio==4.16.0 idna==3.21 \
+	certifi==2026.10.19.post1 importlib_metadata==10.2.0 zipp==4.1.2 regex==2026.11.19 PyYAML==6.0.4
 gpu-bundle:
 	rm -rf .whl && mkdir -p .whl .gpu_data
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -94,8 +94,8 @@ class Card:
 
 
 #: method options that name a file standing in for an asset (``weights``: the network's file;
-#: ``gaussian_fit``: PULSE's statistics)
-FILE_OPTIONS = ("weights", "gaussian_fit")
+#: ``gaussian_fit``: PULSE's statistics; ``estimator``: DifFace's SwinIR)
+FILE_OPTIONS = ("weights", "gaussian_fit", "estimator")
 
 
 def option_aware(name: str, availability: Callable) -> Callable[..., "Availability"]:

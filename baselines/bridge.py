@@ -5,7 +5,7 @@ its output comes back to the benchmark's 64 px.
   network's input size. ``bicubic`` (default): Pillow bicubic (a = -0.5) on uint8, x32 for the 512 px
   restorers — DFDNet's own step and the design card's "16 px -> bicubic 512"; ``official``: each official
   script's own "already aligned face" resize (cv2 INTER_LINEAR on uint8 for GFPGANer, CodeFormer and
-  RestoreFormer(++)).
+  RestoreFormer(++); DifFace's torch bicubic with antialiasing on the float image).
 * out of the network: an exact k x k area average in float (``avg_pool2d``; = cv2 INTER_AREA for integer
   factors, no ringing). The runner then quantises once.
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 from scgan_bench.errors import UsageError
 
 MODES = ("bicubic", "official")
-RESIZERS = ("pil-bicubic", "cv2-linear")
+RESIZERS = ("pil-bicubic", "cv2-linear", "torch-bicubic-aa")
 
 
 def resize_batch(x: torch.Tensor, size: int, resizer: str) -> torch.Tensor:
@@ -47,6 +47,11 @@ def resize_batch(x: torch.Tensor, size: int, resizer: str) -> torch.Tensor:
             raise UsageError("bridge=official needs OpenCV (pip install opencv-python-headless): the official "
                              "scripts resize with cv2.INTER_LINEAR") from None
         out = [cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR) for im in imgs]
+    elif resizer == "torch-bicubic-aa":     # DifFace's sampler: on the float image, not re-quantised
+        from torch.nn import functional as F
+
+        t = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float().div_(255.0)
+        return F.interpolate(t, size=(size, size), mode="bicubic", antialias=True).to(x.device)
     else:
         raise UsageError(f"unknown resizer {resizer!r}; allowed: {', '.join(RESIZERS)}")
     t = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)

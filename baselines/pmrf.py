@@ -31,6 +31,7 @@ from scgan_bench.errors import UsageError, WeightsError
 
 from .adapter import Card, PretrainedSR, register
 from .bridge import Bridge
+from .difface import official_swinir, swinir_keys
 from .loading import load_strict, param_count, spandrel_build
 
 ASSET = "pmrf-blind-face"
@@ -102,14 +103,9 @@ def hdit_config(sd: Mapping[str, Any]) -> dict[str, Any]:
 def official_networks() -> "nn.Module":
     """PMRF at the release's sizes with fresh weights (the benchmarks time it): HDiT ``ImageNet256Sp4`` and
     DifFace's SwinIR-L (embed 180, 8 x 6 blocks, 6 heads, window 8, unshuffle 8, nearest+conv x8)."""
-    from spandrel.architectures.SwinIR.__arch.SwinIR import SwinIR
-
     from scgan_bench.networks.hdit import HDiT
 
-    swin = SwinIR(img_size=64, patch_size=1, in_chans=3, embed_dim=180, depths=[6] * 8, num_heads=[6] * 8,
-                  window_size=8, mlp_ratio=2, upscale=8, img_range=1.0, upsampler="nearest+conv",
-                  resi_connection="1conv", start_unshuffle=8)
-    return _container()(HDiT(), swin)
+    return _container()(HDiT(), official_swinir())
 
 
 def split_release(sd: Mapping[str, "torch.Tensor"], path: Path | str) -> tuple[dict, dict, int]:
@@ -138,7 +134,7 @@ def load_network(sd: Mapping[str, "torch.Tensor"], path: Path | str, any_config:
     cfg = hdit_config(flow_sd)
     flow = load_strict(HDiT(**cfg), flow_sd, path, "pmrf (flow network, model.*)")
     what = "pmrf (posterior-mean predictor, mmse_model.*)"
-    mmse = load_strict(spandrel_build(dict(mmse_sd), "SwinIR", path, what), _spandrel_keys(mmse_sd), path, what)
+    mmse = load_strict(spandrel_build(dict(mmse_sd), "SwinIR", path, what), swinir_keys(mmse_sd), path, what)
     sizes = {"flow": param_count(flow), "mmse": param_count(mmse)}
     for part, want in (("flow", FLOW_PARAMS), ("mmse", MMSE_PARAMS)):
         if sizes[part] != want and not any_config:
@@ -150,16 +146,6 @@ def load_network(sd: Mapping[str, "torch.Tensor"], path: Path | str, any_config:
         "widths": [lv.width for lv in cfg["levels"]], "depths": [lv.depth for lv in cfg["levels"]],
         "attention": ["neighborhood 7x7" if lv.kernel_size else "global" for lv in cfg["levels"]],
         "patch": list(cfg["patch_size"])}}
-
-
-def _spandrel_keys(sd: Mapping[str, "torch.Tensor"]) -> dict:
-    """DifFace's SwinIR keys as spandrel's SwinIR names them: its ``conv_first`` is (PixelUnshuffle, Conv2d),
-    spandrel's the convolution alone (it unshuffles in forward)."""
-    out = dict(sd)
-    for p in ("weight", "bias"):
-        if f"conv_first.1.{p}" in out:
-            out[f"conv_first.{p}"] = out.pop(f"conv_first.1.{p}")
-    return out
 
 
 def source_noise(keys: Sequence[str], shape: tuple[int, int, int]) -> "torch.Tensor":
@@ -191,7 +177,7 @@ def make_forward(steps: int, noise_std: float = SOURCE_NOISE_STD):
 
 
 #: one face at 512 px with the release's sizes and 25 steps, 2 cores of an AMD EPYC, float32
-#: (``python benchmarks/pmrf_speed.py``; benchmarks/results/pmrf_speed.txt)
+#: (``python benchmarks/restorer_speed.py --method pmrf``; benchmarks/results/pmrf_speed.txt)
 CPU_SECONDS_PER_FACE = (144, 165)   # two runs of the benchmark
 
 

@@ -79,6 +79,11 @@ def build(method: str, device: str):
 
         return PretrainedSR(method, pmrf.official_networks(), pmrf.make_forward(PMRF_STEPS), "[0,1]", Bridge(512),
                             device=device)
+    if method == "difface":
+        from scgan_bench.baselines import difface
+
+        return PretrainedSR(method, difface.official_networks(), difface.make_forward(start=DIFFACE_STEPS), "[0,1]",
+                            Bridge(512), device=device)
     if method == "pulse":
         from scgan_bench.baselines import pulse, pulse_arch
 
@@ -88,9 +93,10 @@ def build(method: str, device: str):
 
 
 METHODS = ("realesrgan", "lrgan", "gfpgan-v1", "gfpgan-v1.3", "codeformer", "restoreformer", "restoreformer++",
-           "hifacegan", "dfdnet", "pulse", "pmrf")
+           "hifacegan", "dfdnet", "pulse", "pmrf", "difface")
 PULSE_STEPS = 1
 PMRF_STEPS = 25
+DIFFACE_STEPS = 100
 
 
 def main() -> None:
@@ -102,9 +108,10 @@ def main() -> None:
     ap.add_argument("--pulse-steps", type=int, default=1, help="PULSE steps timed (the method runs 100 per face; "
                                                                "its images/s is projected to 100 steps)")
     ap.add_argument("--pmrf-steps", type=int, default=25, help="PMRF flow steps (25 as released)")
+    ap.add_argument("--difface-steps", type=int, default=100, help="DifFace DDIM steps (its starting step, 100 as released)")
     args = ap.parse_args()
-    global PULSE_STEPS, PMRF_STEPS
-    PULSE_STEPS, PMRF_STEPS = args.pulse_steps, args.pmrf_steps
+    global PULSE_STEPS, PMRF_STEPS, DIFFACE_STEPS
+    PULSE_STEPS, PMRF_STEPS, DIFFACE_STEPS = args.pulse_steps, args.pmrf_steps, args.difface_steps
     g = torch.Generator().manual_seed(0)
     lr = torch.randint(0, 256, (args.batch, 3, 16, 16), generator=g).float() / 255
     rows = []
@@ -125,7 +132,8 @@ def main() -> None:
         rows.append({"method": m, "images": done, "seconds": round(secs, 3), "images_per_s": round(1 / per_img, 5),
                      "params": sum(p.numel() for p in net.parameters()),
                      "note": (f"projected from {PULSE_STEPS} step(s) to 100" if m == "pulse" else
-                              f"{PMRF_STEPS} flow steps" if m == "pmrf" else ""),
+                              f"{PMRF_STEPS} flow steps" if m == "pmrf" else
+                              f"{DIFFACE_STEPS} DDIM steps" if m == "difface" else ""),
                      "bridge": a.bridge.describe()["up"] if getattr(a, "bridge", None) else "native / none"})
         print(f"{m:16} {1 / per_img:10.5f} img/s  ({secs:6.2f} s for {done}{' x %d step(s)' % PULSE_STEPS if m == 'pulse' else ''})",
               flush=True)

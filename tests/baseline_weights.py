@@ -386,8 +386,6 @@ def pmrf_networks(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
     """A reduced PMRF: an HDiT of three levels (16, 24 and 32 wide, 7 x 7 neighborhood attention on the outer
     two, global inside, heads of 8) and a DifFace-style SwinIR (embed 12, one stage of 2 blocks, window 8, pixel-unshuffle
     8 in, nearest+conv x8 out), random weights (attention temperatures positive, as trained ones are)."""
-    from spandrel.architectures.SwinIR.__arch.SwinIR import SwinIR
-
     from scgan_bench.networks.hdit import HDiT, Level
 
     torch.manual_seed(seed)
@@ -397,10 +395,7 @@ def pmrf_networks(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
             torch.nn.init.uniform_(p, 1.0, 10.0)
         else:
             torch.nn.init.normal_(p, std=0.05)
-    swin = SwinIR(img_size=16, patch_size=1, in_chans=3, embed_dim=12, depths=[2], num_heads=[2], window_size=8,
-                  mlp_ratio=2, upscale=8, img_range=1.0, upsampler="nearest+conv", resi_connection="1conv",
-                  start_unshuffle=8)
-    return flow.eval(), swin.eval()
+    return flow.eval(), difface_swinir()
 
 
 def pmrf_state_dict(seed: int = 0, extra: dict | None = None) -> dict[str, torch.Tensor]:
@@ -408,6 +403,116 @@ def pmrf_state_dict(seed: int = 0, extra: dict | None = None) -> dict[str, torch
     ``mmse_model.*`` (DifFace's SwinIR, whose ``conv_first`` is ``Sequential(PixelUnshuffle, Conv2d)``)."""
     flow, swin = pmrf_networks(seed)
     sd = {f"model.{k}": v.clone().contiguous() for k, v in flow.state_dict().items()}
-    sd.update({"mmse_model." + ("conv_first.1." + k.split(".", 1)[1] if k.startswith("conv_first.") else k):
-               v.clone().contiguous() for k, v in swin.state_dict().items()})
+    sd.update({f"mmse_model.{k}": v for k, v in swinir_release_keys(swin).items()})
     return {**sd, **(extra or {})}
+
+
+def difface_swinir() -> torch.nn.Module:
+    """A reduced DifFace SwinIR (embed 12, one stage of 2 blocks, window 8, pixel-unshuffle 8 in,
+    nearest+conv x8 out) with the generator's current random weights."""
+    from spandrel.architectures.SwinIR.__arch.SwinIR import SwinIR
+
+    return SwinIR(img_size=16, patch_size=1, in_chans=3, embed_dim=12, depths=[2], num_heads=[2], window_size=8,
+                  mlp_ratio=2, upscale=8, img_range=1.0, upsampler="nearest+conv", resi_connection="1conv",
+                  start_unshuffle=8).eval()
+
+
+def swinir_release_keys(swin: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """spandrel's SwinIR state dict in DifFace's layout (``conv_first`` is ``Sequential(PixelUnshuffle, Conv2d)``)."""
+    return {("conv_first.1." + k.split(".", 1)[1] if k.startswith("conv_first.") else k): v.clone().contiguous()
+            for k, v in swin.state_dict().items()}
+
+
+def iddpm_official_shapes(mc: int, mult: tuple, nrb: tuple, attn_levels: tuple, out_ch: int = 6,
+                          in_ch: int = 3) -> dict[str, tuple[int, ...]]:
+    """Every tensor of guided-diffusion's ``UNetModel`` as DifFace's models/unet.py builds it (scale-shift
+    norm, conv resampling, no resblock up/down), written here from its constructor: name -> shape."""
+    s: dict[str, tuple[int, ...]] = {}
+
+    def lin(p, i, o):
+        s[f"{p}.weight"], s[f"{p}.bias"] = (o, i), (o,)
+
+    def conv(p, i, o, k=3):
+        s[f"{p}.weight"], s[f"{p}.bias"] = (o, i, k, k), (o,)
+
+    def norm(p, c):
+        s[f"{p}.weight"], s[f"{p}.bias"] = (c,), (c,)
+
+    def res(p, i, o):
+        norm(f"{p}.in_layers.0", i)
+        conv(f"{p}.in_layers.2", i, o)
+        lin(f"{p}.emb_layers.1", 4 * mc, 2 * o)
+        norm(f"{p}.out_layers.0", o)
+        conv(f"{p}.out_layers.3", o, o)
+        if i != o:
+            conv(f"{p}.skip_connection", i, o, 1)
+
+    def attn(p, c):
+        norm(f"{p}.norm", c)
+        s[f"{p}.qkv.weight"], s[f"{p}.qkv.bias"] = (3 * c, c, 1), (3 * c,)
+        s[f"{p}.proj_out.weight"], s[f"{p}.proj_out.bias"] = (c, c, 1), (c,)
+
+    lin("time_embed.0", mc, 4 * mc)
+    lin("time_embed.2", 4 * mc, 4 * mc)
+    conv("input_blocks.0.0", in_ch, mc)
+    chans, ch, idx = [mc], mc, 1
+    for level, m in enumerate(mult):
+        for _ in range(nrb[level]):
+            res(f"input_blocks.{idx}.0", ch, m * mc)
+            ch = m * mc
+            if level in attn_levels:
+                attn(f"input_blocks.{idx}.1", ch)
+            chans.append(ch)
+            idx += 1
+        if level != len(mult) - 1:
+            conv(f"input_blocks.{idx}.0.op", ch, ch)
+            chans.append(ch)
+            idx += 1
+    res("middle_block.0", ch, ch)
+    attn("middle_block.1", ch)
+    res("middle_block.2", ch, ch)
+    idx = 0
+    for level in reversed(range(len(mult))):
+        for i in range(nrb[level] + 1):
+            res(f"output_blocks.{idx}.0", ch + chans.pop(), mult[level] * mc)
+            ch, j = mult[level] * mc, 1
+            if level in attn_levels:
+                attn(f"output_blocks.{idx}.1", ch)
+                j = 2
+            if level and i == nrb[level]:
+                conv(f"output_blocks.{idx}.{j}.conv", ch, ch)
+            idx += 1
+    norm("out.0", ch)
+    conv("out.2", mc, out_ch)
+    return s
+
+
+#: the reduced DifFace UNet of the tests: widths 32, 32, 32, 32, 64, 128 (512 -> 16 px), residual blocks
+#: per level 1, 1, 1, 1, 1, 2, attention (two heads of 64) on the innermost level (16 px at 512 px) and in the middle
+DIFFACE_TINY = {"mc": 32, "mult": (1, 1, 1, 1, 2, 4), "nrb": (1, 1, 1, 1, 1, 2), "attn_levels": (5,)}
+
+
+def iddpm_official_state_dict(seed: int = 0, **cfg) -> dict[str, torch.Tensor]:
+    """Random weights in the official layout (norm scales near 1, everything else N(0, 0.05^2))."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, shape in iddpm_official_shapes(**{**DIFFACE_TINY, **cfg}).items():
+        t = torch.randn(shape, generator=g) * 0.05
+        if k.endswith(("in_layers.0.weight", "out_layers.0.weight", ".norm.weight")) or k == "out.0.weight":
+            t = t + 1                                   # a GroupNorm scale
+        sd[k] = t.contiguous()
+    return sd
+
+
+def difface_files(directory: Path, seed: int = 0, unet_extra: dict | None = None) -> tuple[Path, Path, dict, torch.nn.Module]:
+    """The reduced DifFace release in ``directory``: the UNet's official state dict saved raw (as
+    iddpm_ffhq512_ema500000.pth) and the SwinIR's under ``state_dict`` with DataParallel's ``module.`` prefix
+    (as swinir_restoration512_L1.pth; sampler.load_model reads both forms). Returns both paths, the UNet's
+    tensors and the SwinIR network."""
+    unet = {**iddpm_official_state_dict(seed), **(unet_extra or {})}
+    torch.manual_seed(seed)
+    swin = difface_swinir()
+    p_unet, p_swin = directory / "iddpm_ffhq512_ema500000.pth", directory / "swinir_restoration512_L1.pth"
+    torch.save(unet, p_unet)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in swinir_release_keys(swin).items()}}, p_swin)
+    return p_unet, p_swin, unet, swin

@@ -239,7 +239,7 @@ def test_extra_method_missing_from_a_table_dataset_points_to_dataset_map(tmp_pat
     assert "method yours has no value in this run" in md and "method yours is not implemented" not in md
 
 
-def test_extra_methods_auto_adds_the_runs_methods_beyond_the_papers(tmp_path, capsys):
+def test_extra_methods_auto_adds_the_runs_methods_beyond_the_papers(tmp_path, capsys, monkeypatch):
     """``--extra-methods auto``: each run method that fills no column of the table (here pmrf, mine), in the
     run's order; not the ones that do (bicubic; gfpgan-v1.3 fills 'gfpgan'), not the reference row."""
     run = tmp_path / "run"
@@ -253,6 +253,13 @@ def test_extra_methods_auto_adds_the_runs_methods_beyond_the_papers(tmp_path, ca
     assert header[-2:] == ["pmrf", "mine"] and "gfpgan-v1.3" not in header and "ground-truth" not in header
     md = (run / "table5.md").read_text()          # mine has FID on demo, not KID: said so, not "not implemented"
     assert "method mine was scored on demo in this run, but not with kid" in md and "mine is not implemented" not in md
+    # so is a registered method (its files absent now were there for the run), and a plug-in registered now
+    assert "method pmrf was scored on demo in this run, but not with kid" in md and "pmrf unavailable" not in md
+    from scgan_bench.registries import METHODS
+
+    monkeypatch.setitem(METHODS._entries, "mine", METHODS.get("bicubic"))
+    assert main(["table", "5", str(run), "--dataset-map", "ffhq=demo", "--extra-methods", "auto"]) == 0
+    assert "method mine was scored on demo in this run, but not with kid" in (run / "table5.md").read_text()
     assert main(["table", "5", "--paper", "--extra-methods", "auto"]) == 2
     assert "needs a run folder" in capsys.readouterr().err
 

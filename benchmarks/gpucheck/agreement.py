@@ -200,7 +200,7 @@ def part_metric_agreement(dev: str, faces: list, smoke: bool = False) -> dict[st
 def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, Callable[[str], Any]]:
     """Every SR method that can run here, built from random official-layout files (baselines) or from
     a fresh training engine's export (SCGAN, LRGAN retrained, CycleGAN): name -> make(device)."""
-    from baseline_weights import (codeformer_state_dict, gfpgan_clean_state_dict, gfpgan_v1_state_dict,
+    from baseline_weights import (codeformer_state_dict, difface_files, gfpgan_clean_state_dict, gfpgan_v1_state_dict,
                                   hifacegan_state_dict, lightning, lrgan_state_dict, pmrf_state_dict,
                                   restoreformer_state_dict, rrdb_state_dict, save)
 
@@ -225,6 +225,9 @@ def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, C
         path = wdir / W.ASSETS.get("pmrf-blind-face").filename
         save_file(pmrf_state_dict(), str(path))
         W.register_sha256("pmrf-blind-face", hashlib.sha256(path.read_bytes()).hexdigest())
+    if W.status("difface-diffusion").state != "verified":  # two .pth files, as released
+        for asset, path in zip(("difface-diffusion", "difface-estimator"), difface_files(wdir)[:2]):
+            W.register_sha256(asset, hashlib.sha256(path.read_bytes()).hexdigest())
     hr, lr = _train_data(faces, 8)
     for variant in ("scgan", "lrgan", "cyclegan", "cyclegan-16"):  # a fresh engine's SR export: random init
         out = tmp / "runs" / variant
@@ -242,6 +245,8 @@ def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, C
                    for m in reduced})
     # PMRF reduced (two HDiT levels, a small SwinIR), 3 flow steps: the sampler and both networks on the device
     makers["pmrf"] = lambda d: METHODS.get("pmrf").create(device=d, any_config=True, allow_cpu=True, steps=3)
+    # DifFace reduced (six UNet levels, a small SwinIR), diffused to step 2: one DDIM step with noise, one without
+    makers["difface"] = lambda d: METHODS.get("difface").create(device=d, any_config=True, allow_cpu=True, start=2)
     return makers
 
 

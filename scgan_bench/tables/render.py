@@ -503,7 +503,7 @@ def _absent_reasons(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Ce
     load_plugins()
     out = {}
     for cell in spec.cells():
-        if cell in values or cell in reasons:
+        if cell in values or cell in reasons:     # a value, or what the run recorded about this cell
             continue
         m, d = msrc.get(cell.method, cell.method), datasets.get(cell.dataset, cell.dataset)
         here = present.get(m)
@@ -512,7 +512,8 @@ def _absent_reasons(spec: TableSpec, values: dict[Cell, Value], reasons: dict[Ce
             out[cell] = (f"method {m} was not run on {d} in this run (it has values for "
                          f"{', '.join(sorted(here))}): run it on {d}, or read {label} from one of those with "
                          f"--dataset-map {cell.dataset}=NAME")
-        elif here and m not in METHODS:   # a folder method (dir:NAME) or a plug-in absent now: the metric is missing
+        elif here:   # scored on this dataset, only not with this metric (registered now or not: a method's
+            # files absent now were there for the run, so "unavailable" would be wrong here)
             out[cell] = (f"method {m} was scored on {d} in this run, but not with {cell.metric}: add it to the run's "
                          f"--metrics")
         elif not here and m not in METHODS and m not in _paper_methods():
