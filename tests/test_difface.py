@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from scgan_bench.errors import UsageError, WeightsError
 from scgan_bench.registries import METHODS, load_plugins
 
-from baseline_weights import DIFFACE_TINY, difface_files, iddpm_official_shapes, iddpm_official_state_dict, lr_faces
+from baseline_weights import (DIFFACE_TINY, difface_files, difface_swinir, iddpm_official_shapes,
+                              iddpm_official_state_dict, lr_faces, swinir_release_keys)
 
 load_plugins()
 
@@ -181,7 +182,6 @@ def test_the_sampler_is_the_official_ddim_loop():
     from scgan_bench.baselines import difface
     from scgan_bench.baselines.adapter import image_keys
     from scgan_bench.networks.iddpm_unet import GuidedUNet, config_from_state_dict, official_key_map
-    from baseline_weights import difface_swinir
 
     sd = iddpm_official_state_dict(5)
     cfg = config_from_state_dict(sd)
@@ -276,8 +276,6 @@ def test_the_release_is_loaded_strictly_and_a_foreign_or_tampered_file_refused(w
     W.register_sha256(difface.ESTIMATOR, hashlib.sha256(path.read_bytes()).hexdigest())
     with pytest.raises(WeightsError, match=r"wrong.pth holds the diffusion model .* the two files are swapped"):
         _make(estimator=str(path))
-    from baseline_weights import difface_swinir, swinir_release_keys
-
     swin_sd = swinir_release_keys(difface_swinir())
     with pytest.raises(WeightsError, match="holds the estimator .*swapped"):
         difface.load_unet(swin_sd, "x.pth")

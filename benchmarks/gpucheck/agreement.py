@@ -245,8 +245,10 @@ def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, C
                    for m in reduced})
     # PMRF reduced (two HDiT levels, a small SwinIR), 3 flow steps: the sampler and both networks on the device
     makers["pmrf"] = lambda d: METHODS.get("pmrf").create(device=d, any_config=True, allow_cpu=True, steps=3)
-    # DifFace reduced (six UNet levels, a small SwinIR), diffused to step 2: one DDIM step with noise, one without
-    makers["difface"] = lambda d: METHODS.get("difface").create(device=d, any_config=True, allow_cpu=True, start=2)
+    # DifFace reduced (six UNet levels at 512 px, a small SwinIR), diffused to step 2: one DDIM step with noise, one
+    # without (the CPU smoke run: step 1, one UNet call, as its 512 px UNet is the costliest network there)
+    start = 1 if width < 1 else 2
+    makers["difface"] = lambda d: METHODS.get("difface").create(device=d, any_config=True, allow_cpu=True, start=start)
     return makers
 
 
