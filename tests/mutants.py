@@ -102,6 +102,10 @@ MUTANTS = [
     Mutant("pmrf-anything-set-aside", "baselines/pmrf.py",
            '    other = sorted(k for k in sd if not k.startswith(("model.", "mmse_model.") + SET_ASIDE))',
            "    other = []", "an unknown entry of the release silently ignored"),
+    Mutant("absent-metric-said-unavailable", "scgan_bench/tables/render.py",
+           "        elif here:   # scored on this dataset, only not with this metric",
+           "        elif here and m not in METHODS:   # scored on this dataset, only not with this metric",
+           "a registered method scored on the dataset without the metric footnoted as unavailable / not run"),
     # DifFace (tests/test_difface.py, issue 31)
     Mutant('difface-qkv-new-order', 'scgan_bench/networks/iddpm_unet.py',
            '                t = t.reshape(c // head_channels, 3, head_channels, -1)\n',
