@@ -186,16 +186,21 @@ def schedule(train_steps: int = TRAIN_STEPS, respacing: int = RESPACING) -> tupl
     return kept, torch.from_numpy(abar[kept])
 
 
-def diffusion_noise(keys: Sequence[str], shape: tuple[int, int, int], draws: int) -> "torch.Tensor":
-    """``draws`` N(0, 1) images per input (draws x N x C x H x W), from a CPU generator seeded by that
-    input's pixel hash: the first diffuses the estimate, the others are the DDIM steps' noise."""
-    import torch
+class NoiseStreams:
+    """One CPU generator per input, seeded by that input's pixel hash; each :meth:`draw` is the next N(0, 1)
+    image of every input (N x C x H x W): the first diffuses the estimate, the next ones are the DDIM steps'
+    noise. Drawn step by step, so a batch holds one noise image per input, not one per step."""
 
-    per = []
-    for k in keys:
-        g = torch.Generator().manual_seed(int(k[:15], 16) ^ NOISE_SALT)
-        per.append(torch.stack([torch.randn(shape, generator=g) for _ in range(draws)]))
-    return torch.stack(per, dim=1)
+    def __init__(self, keys: Sequence[str], shape: tuple[int, int, int]) -> None:
+        import torch
+
+        self.shape = shape
+        self.gens = [torch.Generator().manual_seed(int(k[:15], 16) ^ NOISE_SALT) for k in keys]
+
+    def draw(self, like: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        return torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]).to(like)
 
 
 def make_forward(start: int = START_STEP, eta: float = ETA, respacing: int = RESPACING, size: int = SIZE):
@@ -216,18 +221,18 @@ def make_forward(start: int = START_STEP, eta: float = ETA, respacing: int = RES
         if y.shape[-2:] != (size, size):
             y = F.interpolate(y, size=(size, size), mode="bicubic", antialias=True)
         x0 = net.model_ir(y).clamp(0, 1) * 2 - 1
-        noise = diffusion_noise(keys, tuple(x0.shape[1:]), start + 1).to(x0)
+        noise = NoiseStreams(keys, tuple(x0.shape[1:]))
         a = abar[start].item()
-        x = a ** 0.5 * x0 + (1 - a) ** 0.5 * noise[0]
-        for n, i in enumerate(range(start - 1, -1, -1)):
+        x = a ** 0.5 * x0 + (1 - a) ** 0.5 * noise.draw(x0)
+        for i in range(start - 1, -1, -1):
             t = torch.full((x.shape[0],), kept[i], device=x.device, dtype=torch.long)
             eps = net.model(x, t)[:, :3].to(x.dtype)
             a, ap = abar[i].item(), abar_prev[i].item()
             pred = ((1 / a) ** 0.5 * x - (1 / a - 1) ** 0.5 * eps).clamp(-1, 1)
             sigma = eta * ((1 - ap) / (1 - a)) ** 0.5 * (1 - a / ap) ** 0.5
             x = pred * ap ** 0.5 + (1 - ap - sigma ** 2) ** 0.5 * eps
-            if i:
-                x = x + sigma * noise[n + 1]
+            if i:     # no noise at step 0 (its sigma is 0 anyway: the cumulative alpha before step 0 is 1)
+                x = x + sigma * noise.draw(x)
         return ((x + 1) / 2).clamp(0, 1)
 
     return forward
