@@ -36,6 +36,25 @@ def image_keys(lr: torch.Tensor) -> list[str]:
     return [hashlib.sha256(str(im.shape).encode() + im.tobytes()).hexdigest() for im in quantise(lr)]
 
 
+def image_generator(key: str, salt: int) -> torch.Generator:
+    """A CPU generator for one image's random draws, seeded by its key (:func:`image_keys`) xor a
+    per-method ``salt``: the same draws on every run, batch and batch size."""
+    import torch
+
+    return torch.Generator().manual_seed(int(key[:15], 16) ^ salt)
+
+
+def holder(**parts: nn.Module) -> nn.Module:
+    """The networks of a multi-network method under the official module names (``model=``, ``mmse_model=``,
+    ...): their state dict keys carry those prefixes, as in the release."""
+    from torch import nn
+
+    net = nn.Module()
+    for name, part in parts.items():
+        net.add_module(name, part)
+    return net
+
+
 @dataclass
 class PretrainedSR:
     """An SR method around a pretrained network (see the module docstring).

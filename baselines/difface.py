@@ -25,7 +25,6 @@ depend on the batch order).
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -39,7 +38,7 @@ from scgan_bench.assets.requirements import needs
 from scgan_bench.assets.weights import Asset, register_asset
 from scgan_bench.errors import UsageError, WeightsError
 
-from .adapter import Card, PretrainedSR, register
+from .adapter import Card, PretrainedSR, holder, image_generator, register
 from .bridge import Bridge
 from .loading import load_strict, param_count, spandrel_build
 
@@ -71,21 +70,6 @@ register_asset(Asset(
                 "inference_difface.py downloads; no sha256 is published: verified by trust-on-first-use"))
 
 
-@lru_cache(maxsize=1)
-def _container():
-    """The pair of networks under the sampler's attribute names (``model``: the diffusion UNet,
-    ``model_ir``: the estimator); built on first use, so that listing methods imports no torch."""
-    from torch import nn
-
-    class DifFaceNet(nn.Module):
-        def __init__(self, model: nn.Module, model_ir: nn.Module) -> None:
-            super().__init__()
-            self.model = model
-            self.model_ir = model_ir
-
-    return DifFaceNet
-
-
 def swinir_keys(sd: Mapping[str, "torch.Tensor"]) -> dict:
     """DifFace's SwinIR keys as spandrel's SwinIR names them: its ``conv_first`` is (PixelUnshuffle, Conv2d),
     spandrel's the convolution alone (it unshuffles in forward). PMRF's predictor is this network."""
@@ -110,7 +94,7 @@ def official_networks() -> "nn.Module":
     """DifFace at the release's sizes with fresh weights (the benchmarks time it)."""
     from scgan_bench.networks.iddpm_unet import GuidedUNet
 
-    return _container()(GuidedUNet(), official_swinir())
+    return holder(model=GuidedUNet(), model_ir=official_swinir())
 
 
 def unwrap_release(obj: Any, path: Path | str, what: str) -> dict:
@@ -192,10 +176,8 @@ class NoiseStreams:
     noise. Drawn step by step, so a batch holds one noise image per input, not one per step."""
 
     def __init__(self, keys: Sequence[str], shape: tuple[int, int, int]) -> None:
-        import torch
-
         self.shape = shape
-        self.gens = [torch.Generator().manual_seed(int(k[:15], 16) ^ NOISE_SALT) for k in keys]
+        self.gens = [image_generator(k, NOISE_SALT) for k in keys]
 
     def draw(self, like: "torch.Tensor") -> "torch.Tensor":
         import torch
@@ -281,7 +263,7 @@ def create(device: str = "cpu", start: int = START_STEP, eta: float = ETA, respa
     sizes = {"unet": param_count(unet), "estimator": param_count(swin)}
     check_sizes(sizes, f"{ru.path} / {re_.path}", any_config)
     b = Bridge(SIZE, bridge, "torch-bicubic-aa", "sampler.py: F.interpolate(bicubic, antialias=True) in float")
-    return PretrainedSR("difface", _container()(unet, swin), forward, "[0,1]", b, device=device, provenance={
+    return PretrainedSR("difface", holder(model=unet, model_ir=swin), forward, "[0,1]", b, device=device, provenance={
         "weights": {DIFFUSION: ru.sha256, ESTIMATOR: re_.sha256}, "container": "torch state dicts (.pth)",
         "params": sizes, "unet_config": cfg, "start": int(start), "eta": float(eta),
         "respacing": f"ddim{int(respacing)}", "schedule": f"linear {BETA_START}-{BETA_END}, {TRAIN_STEPS} steps",

@@ -24,7 +24,7 @@ from scgan_bench.errors import UsageError
 from scgan_bench.assets.requirements import needs
 from scgan_bench.assets.weights import Asset, WeightsError, register_asset
 
-from .adapter import Card, PretrainedSR, register
+from .adapter import Card, PretrainedSR, image_generator, register
 from .bridge import Bridge
 from .loading import Container, check_official_size, expect_family, load_strict, read_official
 
@@ -116,7 +116,7 @@ def seeded_noise(key: str, shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
     """Decoder noise for one image, from a CPU generator seeded by the image's pixel hash."""
     import torch
 
-    g = torch.Generator().manual_seed(int(key[:15], 16) ^ NOISE_SALT)
+    g = image_generator(key, NOISE_SALT)
     return [torch.randn(tuple(s), generator=g) for s in shapes]
 
 

@@ -15,7 +15,6 @@ pixels (xor :data:`NOISE_SALT`), so an image gets the same output on every run, 
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -29,7 +28,7 @@ from scgan_bench.assets.requirements import needs
 from scgan_bench.assets.weights import Asset, register_asset
 from scgan_bench.errors import UsageError, WeightsError
 
-from .adapter import Card, PretrainedSR, register
+from .adapter import Card, PretrainedSR, holder, image_generator, register
 from .bridge import Bridge
 from .difface import official_swinir, swinir_keys
 from .loading import load_strict, param_count, spandrel_build
@@ -51,21 +50,6 @@ register_asset(Asset(
     used_by="pmrf", license=LICENSE, caches=("scgan-bench",),
     source_note="the Hugging Face model of PMRF's README (saved as model.safetensors there; rename it); no sha256 "
                 "is published: verified by trust-on-first-use"))
-
-
-@lru_cache(maxsize=1)
-def _container():
-    """The class holding the two networks under the training class's module names (``model``,
-    ``mmse_model``); built on first use, so that listing methods imports no torch."""
-    from torch import nn
-
-    class PMRFNet(nn.Module):
-        def __init__(self, flow: nn.Module, mmse: nn.Module) -> None:
-            super().__init__()
-            self.model = flow
-            self.mmse_model = mmse
-
-    return PMRFNet
 
 
 def hdit_config(sd: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,7 +89,7 @@ def official_networks() -> "nn.Module":
     DifFace's SwinIR-L (embed 180, 8 x 6 blocks, 6 heads, window 8, unshuffle 8, nearest+conv x8)."""
     from scgan_bench.networks.hdit import HDiT
 
-    return _container()(HDiT(), official_swinir())
+    return holder(model=HDiT(), mmse_model=official_swinir())
 
 
 def split_release(sd: Mapping[str, "torch.Tensor"], path: Path | str) -> tuple[dict, dict, int]:
@@ -141,7 +125,7 @@ def load_network(sd: Mapping[str, "torch.Tensor"], path: Path | str, any_config:
             raise WeightsError(f"pmrf: {path} builds a {part} network of {sizes[part]:,} parameters; the official "
                                f"model has {want:,}. It is another configuration; pass the method option "
                                "any_config=true to score it anyway (its size is recorded)")
-    net = _container()(flow, mmse)
+    net = holder(model=flow, mmse_model=mmse)
     return net, {"params": sizes, "set_aside": aside, "flow_config": {
         "widths": [lv.width for lv in cfg["levels"]], "depths": [lv.depth for lv in cfg["levels"]],
         "attention": ["neighborhood 7x7" if lv.kernel_size else "global" for lv in cfg["levels"]],
@@ -152,11 +136,7 @@ def source_noise(keys: Sequence[str], shape: tuple[int, int, int]) -> "torch.Ten
     """One N(0, 1) image per input, from a CPU generator seeded by that input's pixel hash."""
     import torch
 
-    out = []
-    for k in keys:
-        g = torch.Generator().manual_seed(int(k[:15], 16) ^ NOISE_SALT)
-        out.append(torch.randn(shape, generator=g))
-    return torch.stack(out)
+    return torch.stack([torch.randn(shape, generator=image_generator(k, NOISE_SALT)) for k in keys])
 
 
 def make_forward(steps: int, noise_std: float = SOURCE_NOISE_STD):

@@ -27,7 +27,7 @@ from scgan_bench.interfaces import Availability
 from scgan_bench.assets.requirements import needs
 from scgan_bench.assets.weights import Asset, WeightsError, register_asset
 
-from .adapter import Card, image_keys, register
+from .adapter import Card, image_generator, image_keys, register
 from .loading import Container, check_official_size, expect_family, load_strict, param_count, read_official
 
 LICENSE = ("PULSE code: no licence (all rights reserved); StyleGAN FFHQ weights: CC BY-NC 4.0 "
@@ -95,7 +95,7 @@ class PulseMethod:
         layers, shapes = self.synthesis.cfg.num_layers, self.synthesis.noise_shapes(1)
         lat, noise = [], [[] for _ in range(layers)]
         for k in keys:
-            g = torch.Generator().manual_seed(int(k[:15], 16) ^ SEED_SALT)
+            g = image_generator(k, SEED_SALT)
             lat.append(torch.randn(1, layers, self.synthesis.cfg.dlatent, generator=g))
             for i, s in enumerate(shapes):
                 noise[i].append(torch.zeros(s) if i in self.settings.zero_noise_layers else torch.randn(s, generator=g))

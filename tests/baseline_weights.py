@@ -516,3 +516,18 @@ def difface_files(directory: Path, seed: int = 0, unet_extra: dict | None = None
     torch.save(unet, p_unet)
     torch.save({"state_dict": {f"module.{k}": v for k, v in swinir_release_keys(swin).items()}}, p_swin)
     return p_unet, p_swin, unet, swin
+
+
+def check_gpu_only(name: str) -> None:
+    """A GPU-only method (its files installed): without CUDA it is listed as "GPU only here" unless
+    ``allow_cpu=true``, and creating it on the CPU without that option is refused, naming the option."""
+    import pytest
+
+    from scgan_bench.errors import UsageError
+    from scgan_bench.registries import METHODS
+
+    spec = METHODS.get(name)
+    if not torch.cuda.is_available():
+        assert "GPU only here" in spec.check().reason and spec.check(allow_cpu=True).ok
+    with pytest.raises(UsageError, match="allow_cpu=true"):
+        spec.create(device="cpu")

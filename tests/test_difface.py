@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from scgan_bench.errors import UsageError, WeightsError
 from scgan_bench.registries import METHODS, load_plugins
 
-from baseline_weights import (DIFFACE_TINY, difface_files, difface_swinir, iddpm_official_shapes,
+from baseline_weights import (DIFFACE_TINY, check_gpu_only, difface_files, difface_swinir, iddpm_official_shapes,
                               iddpm_official_state_dict, lr_faces, swinir_release_keys)
 
 load_plugins()
@@ -180,7 +180,7 @@ def test_the_sampler_is_the_official_ddim_loop():
     step 3; DDIM (eta 0.5) over steps 2, 1 (with noise) and 0 (without), the UNet called at the original
     steps 8, 4, 0; both images' noise from their own pixel-seeded generators."""
     from scgan_bench.baselines import difface
-    from scgan_bench.baselines.adapter import image_keys
+    from scgan_bench.baselines.adapter import holder, image_keys
     from scgan_bench.networks.iddpm_unet import GuidedUNet, config_from_state_dict, official_key_map
 
     sd = iddpm_official_state_dict(5)
@@ -190,7 +190,7 @@ def test_the_sampler_is_the_official_ddim_loop():
     torch.manual_seed(5)
     swin = difface_swinir()
     swin.conv_last.bias.data = torch.tensor([0.9, -0.9, 0.0])     # the estimate leaves [0, 1]: its clip is exercised
-    net = difface._container()(unet, swin)
+    net = holder(model=unet, model_ir=swin)
     y = F.interpolate(lr_faces(2), size=(64, 64), mode="bicubic", antialias=True)
     keys = image_keys(y)
     with torch.inference_mode():
@@ -283,11 +283,7 @@ def test_the_release_is_loaded_strictly_and_a_foreign_or_tampered_file_refused(w
 
 def test_cpu_needs_an_explicit_option_and_the_sampler_settings_are_checked(weights_dir):
     _install(weights_dir)
-    spec = METHODS.get("difface")
-    if not torch.cuda.is_available():
-        assert "GPU only here" in spec.check().reason and spec.check(allow_cpu=True).ok
-    with pytest.raises(UsageError, match="allow_cpu=true"):
-        spec.create(device="cpu")
+    check_gpu_only("difface")
     for bad in ({"start": 0}, {"start": 250}, {"respacing": 333}):
         with pytest.raises(UsageError, match="difface"):
             _make(**bad)

@@ -19,7 +19,7 @@ from scgan_bench.errors import UsageError, WeightsError
 from scgan_bench.networks import hdit as H
 from scgan_bench.registries import METHODS, load_plugins
 
-from baseline_weights import lr_faces, pmrf_networks, pmrf_state_dict
+from baseline_weights import check_gpu_only, lr_faces, pmrf_networks, pmrf_state_dict
 
 load_plugins()
 
@@ -240,11 +240,7 @@ def test_the_release_is_loaded_strictly_and_a_foreign_or_tampered_file_refused(w
 
 def test_cpu_needs_an_explicit_option_and_steps_are_checked(weights_dir):
     _install(weights_dir)
-    spec = METHODS.get("pmrf")
-    if not torch.cuda.is_available():
-        assert "GPU only here" in spec.check().reason and spec.check(allow_cpu=True).ok
-    with pytest.raises(UsageError, match="allow_cpu=true"):
-        spec.create(device="cpu")
+    check_gpu_only("pmrf")
     with pytest.raises(UsageError, match="at least one Euler step"):
         _make(steps=0)
 

@@ -115,8 +115,7 @@ def config_from_state_dict(sd: Mapping[str, Any]) -> UNetConfig:
         out_ch = int(sd["out.2.weight"].shape[0])
         mults, blocks, attn = [], [], []
         idx, count, width, has_attn = 1, 0, mc, False
-        while f"input_blocks.{idx}.0.weight" not in sd and (f"input_blocks.{idx}.0.in_layers.2.weight" in sd
-                                                              or f"input_blocks.{idx}.0.op.weight" in sd):
+        while f"input_blocks.{idx}.0.in_layers.2.weight" in sd or f"input_blocks.{idx}.0.op.weight" in sd:
             if f"input_blocks.{idx}.0.op.weight" in sd:            # a downsample: the level ends
                 mults.append(width // mc)
                 blocks.append(count)
