@@ -113,8 +113,9 @@ class Card:
 
 
 #: method options that name a file standing in for an asset (``weights``: the network's file;
-#: ``gaussian_fit``: PULSE's statistics; ``estimator``: DifFace's SwinIR)
-FILE_OPTIONS = ("weights", "gaussian_fit", "estimator")
+#: ``gaussian_fit``: PULSE's statistics; ``estimator``: DifFace's SwinIR; ``sd`` and ``cleaner``: DiffBIR's
+#: Stable Diffusion and stage-1 files)
+FILE_OPTIONS = ("weights", "gaussian_fit", "estimator", "sd", "cleaner")
 
 
 def option_aware(name: str, availability: Callable) -> Callable[..., "Availability"]:

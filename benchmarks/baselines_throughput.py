@@ -1,6 +1,6 @@
 """Throughput of every pretrained-baseline adapter at its official size (random weights: speed does not
 depend on their values): images/s of ``upscale`` on 16 px faces, bridge included (16 -> 512 -> 64 for
-the face restorers), fp32. PULSE is timed over ``--pulse-steps`` search steps and projected to its 100.
+the face restorers), fp32 (DiffBIR: float16 autocast on CUDA, as released). PULSE is timed over ``--pulse-steps`` search steps and projected to its 100.
 
     python benchmarks/baselines_throughput.py [--device cpu|cuda] [--images 4] [--batch 4]
                                               [--methods realesrgan,lrgan,...] [--pulse-steps 1]
@@ -84,6 +84,12 @@ def build(method: str, device: str):
 
         return PretrainedSR(method, difface.official_networks(), difface.make_forward(start=DIFFACE_STEPS), "[0,1]",
                             Bridge(512), device=device)
+    if method == "diffbir":
+        from scgan_bench.baselines import diffbir
+
+        precision = "fp16" if device.startswith("cuda") else "fp32"      # the release's default on CUDA
+        return PretrainedSR(method, diffbir.official_networks(), diffbir.make_forward(DIFFBIR_STEPS, precision=precision),
+                            "[0,1]", Bridge(512), device=device)
     if method == "pulse":
         from scgan_bench.baselines import pulse, pulse_arch
 
@@ -93,10 +99,11 @@ def build(method: str, device: str):
 
 
 METHODS = ("realesrgan", "lrgan", "gfpgan-v1", "gfpgan-v1.3", "codeformer", "restoreformer", "restoreformer++",
-           "hifacegan", "dfdnet", "pulse", "pmrf", "difface")
+           "hifacegan", "dfdnet", "pulse", "pmrf", "difface", "diffbir")
 PULSE_STEPS = 1
 PMRF_STEPS = 25
 DIFFACE_STEPS = 100
+DIFFBIR_STEPS = 50
 
 
 def main() -> None:
@@ -109,9 +116,11 @@ def main() -> None:
                                                                "its images/s is projected to 100 steps)")
     ap.add_argument("--pmrf-steps", type=int, default=25, help="PMRF flow steps (25 as released)")
     ap.add_argument("--difface-steps", type=int, default=100, help="DifFace DDIM steps (its starting step, 100 as released)")
+    ap.add_argument("--diffbir-steps", type=int, default=50, help="DiffBIR spaced steps (50 as released)")
     args = ap.parse_args()
-    global PULSE_STEPS, PMRF_STEPS, DIFFACE_STEPS
+    global PULSE_STEPS, PMRF_STEPS, DIFFACE_STEPS, DIFFBIR_STEPS
     PULSE_STEPS, PMRF_STEPS, DIFFACE_STEPS = args.pulse_steps, args.pmrf_steps, args.difface_steps
+    DIFFBIR_STEPS = args.diffbir_steps
     g = torch.Generator().manual_seed(0)
     lr = torch.randint(0, 256, (args.batch, 3, 16, 16), generator=g).float() / 255
     rows = []
@@ -133,7 +142,8 @@ def main() -> None:
                      "params": sum(p.numel() for p in net.parameters()),
                      "note": (f"projected from {PULSE_STEPS} step(s) to 100" if m == "pulse" else
                               f"{PMRF_STEPS} flow steps" if m == "pmrf" else
-                              f"{DIFFACE_STEPS} DDIM steps" if m == "difface" else ""),
+                              f"{DIFFACE_STEPS} DDIM steps" if m == "difface" else
+                              f"{DIFFBIR_STEPS} guided spaced steps" if m == "diffbir" else ""),
                      "bridge": a.bridge.describe()["up"] if getattr(a, "bridge", None) else "native / none"})
         print(f"{m:16} {1 / per_img:10.5f} img/s  ({secs:6.2f} s for {done}{' x %d step(s)' % PULSE_STEPS if m == 'pulse' else ''})",
               flush=True)

@@ -531,3 +531,243 @@ def check_gpu_only(name: str) -> None:
         assert "GPU only here" in spec.check().reason and spec.check(allow_cpu=True).ok
     with pytest.raises(UsageError, match="allow_cpu=true"):
         spec.create(device="cpu")
+
+
+# -- DiffBIR: Stable Diffusion 2.1-base + IRControlNet in the official (LDM) layouts --------------------------
+
+def ldm_unet_official_shapes(mc: int = 320, mult: tuple = (1, 2, 4, 4), nrb: int = 2, attn_levels: tuple = (0, 1, 2),
+                             ctx: int = 1024, in_ch: int = 4, hint: int = 0, out_ch: int = 4,
+                             control: bool = False) -> dict[str, tuple[int, ...]]:
+    """Every tensor of LDM's ``UNetModel`` (use_spatial_transformer, use_linear_in_transformer, legacy=False,
+    transformer_depth 1, no scale-shift) or, with ``control``, of DiffBIR's ``ControlNet`` (the same encoder on
+    ``in_ch + hint`` channels, a zero convolution after each input block and after the middle, no decoder),
+    written here from their constructors: name -> shape."""
+    s: dict[str, tuple[int, ...]] = {}
+
+    def lin(p, i, o, bias=True):
+        s[f"{p}.weight"] = (o, i)
+        if bias:
+            s[f"{p}.bias"] = (o,)
+
+    def conv(p, i, o, k=3):
+        s[f"{p}.weight"], s[f"{p}.bias"] = (o, i, k, k), (o,)
+
+    def norm(p, c):
+        s[f"{p}.weight"], s[f"{p}.bias"] = (c,), (c,)
+
+    def res(p, i, o):
+        norm(f"{p}.in_layers.0", i)
+        conv(f"{p}.in_layers.2", i, o)
+        lin(f"{p}.emb_layers.1", 4 * mc, o)
+        norm(f"{p}.out_layers.0", o)
+        conv(f"{p}.out_layers.3", o, o)
+        if i != o:
+            conv(f"{p}.skip_connection", i, o, 1)
+
+    def transformer(p, c):
+        norm(f"{p}.norm", c)
+        lin(f"{p}.proj_in", c, c)
+        b = f"{p}.transformer_blocks.0"
+        for a, kv in (("attn1", c), ("attn2", ctx)):
+            lin(f"{b}.{a}.to_q", c, c, bias=False)
+            lin(f"{b}.{a}.to_k", kv, c, bias=False)
+            lin(f"{b}.{a}.to_v", kv, c, bias=False)
+            lin(f"{b}.{a}.to_out.0", c, c)
+        lin(f"{b}.ff.net.0.proj", c, 8 * c)          # GEGLU: 2 x (4 x c)
+        lin(f"{b}.ff.net.2", 4 * c, c)
+        for n in ("norm1", "norm2", "norm3"):
+            norm(f"{b}.{n}", c)
+        lin(f"{p}.proj_out", c, c)
+
+    def zero(i, c):
+        conv(f"zero_convs.{i}.0", c, c, 1)
+
+    lin("time_embed.0", mc, 4 * mc)
+    lin("time_embed.2", 4 * mc, 4 * mc)
+    conv("input_blocks.0.0", in_ch + hint, mc)
+    if control:
+        zero(0, mc)
+    chans, ch, idx = [mc], mc, 1
+    for level, m in enumerate(mult):
+        for _ in range(nrb):
+            res(f"input_blocks.{idx}.0", ch, m * mc)
+            ch = m * mc
+            if level in attn_levels:
+                transformer(f"input_blocks.{idx}.1", ch)
+            if control:
+                zero(idx, ch)
+            chans.append(ch)
+            idx += 1
+        if level != len(mult) - 1:
+            conv(f"input_blocks.{idx}.0.op", ch, ch)
+            if control:
+                zero(idx, ch)
+            chans.append(ch)
+            idx += 1
+    res("middle_block.0", ch, ch)
+    transformer("middle_block.1", ch)
+    res("middle_block.2", ch, ch)
+    if control:
+        conv("middle_block_out.0", ch, ch, 1)
+        return s
+    idx = 0
+    for level in reversed(range(len(mult))):
+        for i in range(nrb + 1):
+            res(f"output_blocks.{idx}.0", ch + chans.pop(), mult[level] * mc)
+            ch, j = mult[level] * mc, 1
+            if level in attn_levels:
+                transformer(f"output_blocks.{idx}.1", ch)
+                j = 2
+            if level and i == nrb:
+                conv(f"output_blocks.{idx}.{j}.conv", ch, ch)
+            idx += 1
+    norm("out.0", ch)
+    conv("out.2", mc, out_ch)
+    return s
+
+
+def ldm_vae_official_shapes(ch: int = 128, mult: tuple = (1, 2, 4, 4), nrb: int = 2, z: int = 4
+                            ) -> dict[str, tuple[int, ...]]:
+    """Every tensor of LDM's ``AutoencoderKL`` (double_z, no attention but the middle's), from its Encoder and
+    Decoder constructors: name -> shape."""
+    s: dict[str, tuple[int, ...]] = {}
+
+    def conv(p, i, o, k=3):
+        s[f"{p}.weight"], s[f"{p}.bias"] = (o, i, k, k), (o,)
+
+    def norm(p, c):
+        s[f"{p}.weight"], s[f"{p}.bias"] = (c,), (c,)
+
+    def res(p, i, o):
+        norm(f"{p}.norm1", i)
+        conv(f"{p}.conv1", i, o)
+        norm(f"{p}.norm2", o)
+        conv(f"{p}.conv2", o, o)
+        if i != o:
+            conv(f"{p}.nin_shortcut", i, o, 1)
+
+    def mid(p, c):
+        res(f"{p}.mid.block_1", c, c)
+        norm(f"{p}.mid.attn_1.norm", c)
+        for n in ("q", "k", "v", "proj_out"):
+            conv(f"{p}.mid.attn_1.{n}", c, c, 1)
+        res(f"{p}.mid.block_2", c, c)
+
+    conv("encoder.conv_in", 3, ch)
+    block_in = ch
+    for i, m in enumerate(mult):
+        for j in range(nrb):
+            res(f"encoder.down.{i}.block.{j}", block_in, ch * m)
+            block_in = ch * m
+        if i != len(mult) - 1:
+            conv(f"encoder.down.{i}.downsample.conv", block_in, block_in)
+    mid("encoder", block_in)
+    norm("encoder.norm_out", block_in)
+    conv("encoder.conv_out", block_in, 2 * z)
+    block_in = ch * mult[-1]
+    conv("decoder.conv_in", z, block_in)
+    mid("decoder", block_in)
+    for i in reversed(range(len(mult))):
+        for j in range(nrb + 1):
+            res(f"decoder.up.{i}.block.{j}", block_in, ch * mult[i])
+            block_in = ch * mult[i]
+        if i != 0:
+            conv(f"decoder.up.{i}.upsample.conv", block_in, block_in)
+    norm("decoder.norm_out", block_in)
+    conv("decoder.conv_out", block_in, 3)
+    conv("quant_conv", 2 * z, 2 * z, 1)
+    conv("post_quant_conv", z, z, 1)
+    return s
+
+
+def openclip_text_official_shapes(width: int = 1024, layers: int = 24, embed: int = 1024, ctx: int = 77,
+                                  vocab: int = 49408) -> dict[str, tuple[int, ...]]:
+    """The text half of OpenCLIP's ``CLIP`` (the model DiffBIR's FrozenOpenCLIPEmbedder keeps after deleting the
+    visual tower), as SD 2.1 stores it under ``cond_stage_model.model.``: name -> shape."""
+    s: dict[str, tuple[int, ...]] = {"token_embedding.weight": (vocab, width), "positional_embedding": (ctx, width)}
+    for i in range(layers):
+        p = f"transformer.resblocks.{i}"
+        for n in ("ln_1", "ln_2"):
+            s[f"{p}.{n}.weight"], s[f"{p}.{n}.bias"] = (width,), (width,)
+        s[f"{p}.attn.in_proj_weight"], s[f"{p}.attn.in_proj_bias"] = (3 * width, width), (3 * width,)
+        s[f"{p}.attn.out_proj.weight"], s[f"{p}.attn.out_proj.bias"] = (width, width), (width,)
+        s[f"{p}.mlp.c_fc.weight"], s[f"{p}.mlp.c_fc.bias"] = (4 * width, width), (4 * width,)
+        s[f"{p}.mlp.c_proj.weight"], s[f"{p}.mlp.c_proj.bias"] = (width, 4 * width), (width,)
+    s["ln_final.weight"], s["ln_final.bias"] = (width,), (width,)
+    s["text_projection"] = (width, embed)
+    s["logit_scale"] = ()
+    return s
+
+
+#: the reduced DiffBIR of the tests: UNet / IRControlNet widths 64, 128 (heads of 64: one, then two), one residual
+#: block per level, attention on both, text width 128 (two heads) and 3 blocks, autoencoder of width 32 with the
+#: release's 3 downsamplings (64 px -> 8 px latents)
+DIFFBIR_TINY = {"unet": {"mc": 64, "mult": (1, 2), "nrb": 1, "attn_levels": (0, 1), "ctx": 128},
+                "vae": {"ch": 32, "mult": (1, 1, 1, 1), "nrb": 1}, "text": {"width": 128, "layers": 3, "embed": 128}}
+
+
+def _random(shapes: dict[str, tuple[int, ...]], g: torch.Generator, std: float = 0.05) -> dict[str, torch.Tensor]:
+    """N(0, std^2) tensors; the scales of normalisation layers near 1."""
+    out = {}
+    for k, shape in shapes.items():
+        t = torch.randn(shape, generator=g) * std
+        if k.endswith(".weight") and len(shape) == 1 and any(n in k for n in ("norm", "ln_", "in_layers.0", "out_layers.0",
+                                                                                "out.0", "ln_final")):
+            t = t + 1
+        out[k] = t.contiguous()
+    return out
+
+
+def diffbir_official_tensors(seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+    """Random tensors of the reduced DiffBIR in the official layouts: ``unet`` / ``vae`` / ``text`` (SD 2.1's
+    parts, without their prefixes), ``control`` (the IRControlNet)."""
+    g = torch.Generator().manual_seed(seed)
+    u, v, t = DIFFBIR_TINY["unet"], DIFFBIR_TINY["vae"], DIFFBIR_TINY["text"]
+    text = _random(openclip_text_official_shapes(**t), g)
+    text["logit_scale"] = torch.tensor(4.6052)
+    return {"unet": _random(ldm_unet_official_shapes(**u), g),
+            "control": _random(ldm_unet_official_shapes(**u, hint=4, control=True), g),
+            "vae": _random(ldm_vae_official_shapes(**v), g), "text": text}
+
+
+def ldm_schedule_buffers() -> dict[str, torch.Tensor]:
+    """LatentDiffusion's registered schedule buffers as SD 2.1's checkpoint stores them (float32)."""
+    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2
+    abar = np.cumprod(1 - betas)
+    prev = np.append(1.0, abar[:-1])
+    var = betas * (1 - prev) / (1 - abar)
+    raw = {"betas": betas, "alphas_cumprod": abar, "alphas_cumprod_prev": prev, "sqrt_alphas_cumprod": np.sqrt(abar),
+           "sqrt_one_minus_alphas_cumprod": np.sqrt(1 - abar), "log_one_minus_alphas_cumprod": np.log(1 - abar),
+           "sqrt_recip_alphas_cumprod": np.sqrt(1 / abar), "sqrt_recipm1_alphas_cumprod": np.sqrt(1 / abar - 1),
+           "posterior_variance": var, "posterior_log_variance_clipped": np.log(np.maximum(var, 1e-20)),
+           "posterior_mean_coef1": betas * np.sqrt(prev) / (1 - abar),
+           "posterior_mean_coef2": (1 - prev) * np.sqrt(1 - betas) / (1 - abar)}
+    return {k: torch.from_numpy(v).float() for k, v in raw.items()}
+
+
+def diffbir_files(directory: Path, seed: int = 0, sd_extra: dict | None = None, safetensors: bool = False
+                  ) -> tuple[dict[str, Path], dict[str, dict[str, torch.Tensor]], torch.nn.Module]:
+    """The reduced DiffBIR v2 release in ``directory``: SD 2.1 as its Lightning checkpoint (``state_dict`` with
+    ``model.diffusion_model.`` / ``first_stage_model.`` / ``cond_stage_model.model.`` tensors, the schedule
+    buffers and the EMA counters; or a .safetensors export), the IRControlNet raw (v2.pth), the stage-1 SwinIR
+    under ``state_dict`` (face_swinir_v1.ckpt). Returns the paths, the official tensors and the SwinIR."""
+    parts = diffbir_official_tensors(seed)
+    inner = {**{f"model.diffusion_model.{k}": v for k, v in parts["unet"].items()},
+             **{f"first_stage_model.{k}": v for k, v in parts["vae"].items()},
+             **{f"cond_stage_model.model.{k}": v for k, v in parts["text"].items()},
+             **ldm_schedule_buffers(), "model_ema.decay": torch.tensor(0.9999),
+             "model_ema.num_updates": torch.tensor(0, dtype=torch.int32), **(sd_extra or {})}
+    torch.manual_seed(seed)
+    swin = difface_swinir()
+    paths = {"control": directory / "v2.pth", "cleaner": directory / "face_swinir_v1.ckpt"}
+    if safetensors:
+        from safetensors.torch import save_file
+
+        paths["sd"] = directory / "v2-1_512-ema-pruned.safetensors"
+        save_file(inner, str(paths["sd"]))
+    else:
+        paths["sd"] = directory / "v2-1_512-ema-pruned.ckpt"
+        torch.save({"epoch": 6, "global_step": 220000, "state_dict": inner}, paths["sd"])
+    torch.save(parts["control"], paths["control"])
+    torch.save({"state_dict": swinir_release_keys(swin)}, paths["cleaner"])
+    return paths, parts, swin

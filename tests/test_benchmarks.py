@@ -32,7 +32,7 @@ def test_gpu_check_smoke_runs_every_part_and_writes_its_report(tmp_path):
     methods = rep["parts"]["method agreement"]["result"]
     compared = {k for k, v in methods.items() if v.get("ok") is not None}
     assert {"bicubic", "scgan", "lrgan", "lrgan-retrained", "cyclegan", "cyclegan-16", "realesrgan", "gfpgan-v1.3",
-            "restoreformer++", "hifacegan", "pmrf", "difface"} <= compared
+            "restoreformer++", "hifacegan", "pmrf", "difface", "diffbir"} <= compared
     # CPU vs CPU: identical (one float32 mode: TF32 does not exist on the CPU)
     assert all(methods[k]["ok"] and methods[k]["strict_fp32"]["max_levels"] == 0 and "tf32" not in methods[k]
                for k in compared)

@@ -200,7 +200,8 @@ def part_metric_agreement(dev: str, faces: list, smoke: bool = False) -> dict[st
 def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, Callable[[str], Any]]:
     """Every SR method that can run here, built from random official-layout files (baselines) or from
     a fresh training engine's export (SCGAN, LRGAN retrained, CycleGAN): name -> make(device)."""
-    from baseline_weights import (codeformer_state_dict, difface_files, gfpgan_clean_state_dict, gfpgan_v1_state_dict,
+    from baseline_weights import (codeformer_state_dict, diffbir_files, difface_files, gfpgan_clean_state_dict,
+                                  gfpgan_v1_state_dict,
                                   hifacegan_state_dict, lightning, lrgan_state_dict, pmrf_state_dict,
                                   restoreformer_state_dict, rrdb_state_dict, save)
 
@@ -228,6 +229,10 @@ def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, C
     if W.status("difface-diffusion").state != "verified":  # two .pth files, as released
         for asset, path in zip(("difface-diffusion", "difface-estimator"), difface_files(wdir)[:2]):
             W.register_sha256(asset, hashlib.sha256(path.read_bytes()).hexdigest())
+    if W.status("diffbir-sd21").state != "verified":   # SD 2.1's Lightning checkpoint, v2.pth, the stage-1 ckpt
+        paths = diffbir_files(wdir)[0]
+        for asset, key in (("diffbir-sd21", "sd"), ("diffbir-controlnet-v2", "control"), ("diffbir-face-swinir", "cleaner")):
+            W.register_sha256(asset, hashlib.sha256(paths[key].read_bytes()).hexdigest())
     hr, lr = _train_data(faces, 8)
     for variant in ("scgan", "lrgan", "cyclegan", "cyclegan-16"):  # a fresh engine's SR export: random init
         out = tmp / "runs" / variant
@@ -249,6 +254,10 @@ def _install_random_methods(tmp: Path, faces: list, width: float) -> dict[str, C
     # without (the CPU smoke run: step 1, one UNet call, as its 512 px UNet is the costliest network there)
     start = 1 if width < 1 else 2
     makers["difface"] = lambda d: METHODS.get("difface").create(device=d, any_config=True, allow_cpu=True, start=start)
+    # DiffBIR reduced (SD-shaped UNet / IRControlNet of two levels, 64 px latents), 2 guided steps (1 in the smoke
+    # run), in float32 on both devices: the float path is compared (its CUDA default is float16 autocast)
+    makers["diffbir"] = lambda d: METHODS.get("diffbir").create(device=d, any_config=True, allow_cpu=True,
+                                                                steps=start, precision="fp32")
     return makers
 
 
