@@ -44,6 +44,38 @@ def image_generator(key: str, salt: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(key[:15], 16) ^ salt)
 
 
+class NoiseStreams:
+    """One CPU generator per input (:func:`image_generator` of its key and ``salt``); each :meth:`draw` is the
+    next N(0, 1) tensor of ``shape`` for every input, stacked: drawn step by step, the same per image whatever
+    the batch (the diffusion samplers' start noise and per-step noise)."""
+
+    def __init__(self, keys: Sequence[str], shape: tuple[int, ...], salt: int) -> None:
+        self.shape = shape
+        self.gens = [image_generator(k, salt) for k in keys]
+
+    def draw(self, like: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        return torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]).to(like)
+
+
+def gpu_only_availability(options: Mapping[str, Any], files: Sequence[tuple[str, str]],
+                          reason: Callable[[], str], modules: Sequence[tuple[str, str]] = ()) -> "Availability":
+    """A GPU-only method's state: its modules and the weight assets of ``files`` ((asset, file option): an
+    asset whose option names a file is not needed), then, without CUDA and without ``allow_cpu``, ``reason()``."""
+    from scgan_bench.assets.requirements import needs
+    from scgan_bench.interfaces import Availability
+
+    base = needs(modules=tuple(modules), weights=tuple(a for a, opt in files if not options.get(opt)))()
+    if not base.ok:
+        return base
+    import torch
+
+    if not torch.cuda.is_available() and not options.get("allow_cpu"):
+        return Availability(False, reason())
+    return base
+
+
 def holder(**parts: nn.Module) -> nn.Module:
     """The networks of a multi-network method under the official module names (``model=``, ``mmse_model=``,
     ...): their state dict keys carry those prefixes, as in the release."""

@@ -34,11 +34,10 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 
     from scgan_bench.interfaces import Availability
 
-from scgan_bench.assets.requirements import needs
 from scgan_bench.assets.weights import Asset, register_asset
 from scgan_bench.errors import UsageError, WeightsError
 
-from .adapter import Card, PretrainedSR, holder, image_generator, register
+from .adapter import Card, NoiseStreams, PretrainedSR, gpu_only_availability, holder, register
 from .bridge import Bridge
 from .loading import load_strict, param_count, spandrel_build
 
@@ -170,21 +169,6 @@ def schedule(train_steps: int = TRAIN_STEPS, respacing: int = RESPACING) -> tupl
     return kept, torch.from_numpy(abar[kept])
 
 
-class NoiseStreams:
-    """One CPU generator per input, seeded by that input's pixel hash; each :meth:`draw` is the next N(0, 1)
-    image of every input (N x C x H x W): the first diffuses the estimate, the next ones are the DDIM steps'
-    noise. Drawn step by step, so a batch holds one noise image per input, not one per step."""
-
-    def __init__(self, keys: Sequence[str], shape: tuple[int, int, int]) -> None:
-        self.shape = shape
-        self.gens = [image_generator(k, NOISE_SALT) for k in keys]
-
-    def draw(self, like: "torch.Tensor") -> "torch.Tensor":
-        import torch
-
-        return torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]).to(like)
-
-
 def make_forward(start: int = START_STEP, eta: float = ETA, respacing: int = RESPACING, size: int = SIZE):
     """The sampler as an adapter forward; ``size`` is the network's input size (512 as released; the tests
     run reduced networks at less)."""
@@ -203,7 +187,7 @@ def make_forward(start: int = START_STEP, eta: float = ETA, respacing: int = RES
         if y.shape[-2:] != (size, size):
             y = F.interpolate(y, size=(size, size), mode="bicubic", antialias=True)
         x0 = net.model_ir(y).clamp(0, 1) * 2 - 1
-        noise = NoiseStreams(keys, tuple(x0.shape[1:]))
+        noise = NoiseStreams(keys, tuple(x0.shape[1:]), NOISE_SALT)
         a = abar[start].item()
         x = a ** 0.5 * x0 + (1 - a) ** 0.5 * noise.draw(x0)
         for i in range(start - 1, -1, -1):
@@ -233,18 +217,8 @@ def gpu_only_reason() -> str:
 
 
 def availability(**options: Any) -> "Availability":
-    from scgan_bench.interfaces import Availability
-
-    weights = tuple(a for a, opt in ((DIFFUSION, "weights"), (ESTIMATOR, "estimator")) if not options.get(opt))
-    base = needs(modules=(("spandrel", "pip install spandrel"), ("diffusers", "pip install diffusers")),
-                 weights=weights)()
-    if not base.ok:
-        return base
-    import torch
-
-    if not torch.cuda.is_available() and not options.get("allow_cpu"):
-        return Availability(False, gpu_only_reason())
-    return base
+    return gpu_only_availability(options, ((DIFFUSION, "weights"), (ESTIMATOR, "estimator")), gpu_only_reason,
+                                 (("spandrel", "pip install spandrel"), ("diffusers", "pip install diffusers")))
 
 
 def create(device: str = "cpu", start: int = START_STEP, eta: float = ETA, respacing: int = RESPACING,

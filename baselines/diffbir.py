@@ -37,11 +37,10 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 
     from scgan_bench.interfaces import Availability
 
-from scgan_bench.assets.requirements import needs
 from scgan_bench.assets.weights import Asset, register_asset
 from scgan_bench.errors import UsageError, WeightsError
 
-from .adapter import Card, PretrainedSR, holder, image_generator, register
+from .adapter import Card, NoiseStreams, PretrainedSR, gpu_only_availability, holder, register
 from .bridge import Bridge
 from .loading import load_strict, param_count
 
@@ -279,20 +278,6 @@ def wavelet_colour_fix(content: "torch.Tensor", style: "torch.Tensor", levels: i
     return split(content)[0] + split(style)[1]
 
 
-class NoiseStreams:
-    """One CPU generator per input, seeded by that input's pixel hash; each :meth:`draw` is the next N(0, 1)
-    latent of every input: the start noise, then one per sampling step."""
-
-    def __init__(self, keys: Sequence[str], shape: tuple[int, int, int]) -> None:
-        self.shape = shape
-        self.gens = [image_generator(k, NOISE_SALT) for k in keys]
-
-    def draw(self, like: "torch.Tensor") -> "torch.Tensor":
-        import torch
-
-        return torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]).to(like)
-
-
 def make_forward(steps: int = STEPS, cfg_scale: float = CFG_SCALE, strength: float = STRENGTH,
                  pos_prompt: str = POS_PROMPT, neg_prompt: str = NEG_PROMPT, size: int = SIZE,
                  precision: str = "fp32"):
@@ -340,7 +325,7 @@ def make_forward(steps: int = STEPS, cfg_scale: float = CFG_SCALE, strength: flo
             stage1 = net.cleaner(y).float()
             c_img = net.vae.encode(stage1 * 2 - 1).latent_dist.mode().float() * LATENT_SCALE
             ctx = contexts(net, y)
-            noise = NoiseStreams(keys, tuple(c_img.shape[1:]))
+            noise = NoiseStreams(keys, tuple(c_img.shape[1:]), NOISE_SALT)
             x = noise.draw(c_img)
             for j, t in enumerate(reversed(kept)):
                 i = len(kept) - 1 - j
@@ -356,31 +341,22 @@ def make_forward(steps: int = STEPS, cfg_scale: float = CFG_SCALE, strength: flo
     return forward
 
 
-#: one face at 512 px with the release's sizes (50 steps, guidance: 100 ControlLDM passes), 2 cores of an AMD
+#: one face at 512 px with the release's sizes (50 steps, each the ControlLDM on both prompts), 2 cores of an AMD
 #: EPYC, float32 (``python benchmarks/restorer_speed.py --method diffbir``; benchmarks/results/diffbir_speed.txt)
-CPU_SECONDS_PER_FACE = (0, 0)
+CPU_SECONDS_PER_FACE = (573, 595)   # two runs of the benchmark
 
 
 def gpu_only_reason() -> str:
     lo, hi = CPU_SECONDS_PER_FACE
     return (f"GPU only here: no CUDA device is visible, and {STEPS} guided steps of SD 2.1's 866 M-parameter UNet "
-            f"with the 363 M-parameter IRControlNet take {lo / 60:.0f}-{hi / 60:.0f} min per face on 2 CPU cores "
+            f"with the 363 M-parameter IRControlNet take {lo / 60:.1f}-{hi / 60:.1f} min per face on 2 CPU cores "
             "(measured); --method-opt diffbir:allow_cpu=true runs it anyway")
 
 
 def availability(**options: Any) -> "Availability":
-    from scgan_bench.interfaces import Availability
-
-    weights = tuple(a for a, opt in ((CONTROL, "weights"), (SD, "sd"), (CLEANER, "cleaner")) if not options.get(opt))
-    base = needs(modules=(("spandrel", "pip install spandrel"), ("diffusers", "pip install diffusers"),
-                          ("open_clip", "pip install open_clip_torch")), weights=weights)()
-    if not base.ok:
-        return base
-    import torch
-
-    if not torch.cuda.is_available() and not options.get("allow_cpu"):
-        return Availability(False, gpu_only_reason())
-    return base
+    return gpu_only_availability(options, ((CONTROL, "weights"), (SD, "sd"), (CLEANER, "cleaner")), gpu_only_reason,
+                                 (("spandrel", "pip install spandrel"), ("diffusers", "pip install diffusers"),
+                                  ("open_clip", "pip install open_clip_torch")))
 
 
 def create(device: str = "cpu", steps: int = STEPS, cfg_scale: float = CFG_SCALE, strength: float = STRENGTH,
@@ -429,7 +405,7 @@ register("diffbir", Card(
              ("neg_prompt", NEG_PROMPT, "negative prompt (the release's default)"),
              ("precision", "", "fp16 (CUDA default, as released), bf16 or fp32 (the CPU default)"),
              ("bridge", "bicubic", "16->512: bicubic (Pillow) or official (torch bicubic, antialiased, in float)"),
-             ("allow_cpu", False, "run without a GPU (slow: see the card)"),
+             ("allow_cpu", False, "run without a GPU (9.6-9.9 min per face on 2 CPU cores)"),
              ("any_config", False, "accept another configuration of the networks (recorded)"),
              ("weights", "", "explicit IRControlNet file (v2.pth; still sha256-checked)"),
              ("sd", "", "explicit Stable Diffusion 2.1-base file (.ckpt or .safetensors; still sha256-checked)"),

@@ -24,11 +24,10 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 
     from scgan_bench.interfaces import Availability
 
-from scgan_bench.assets.requirements import needs
 from scgan_bench.assets.weights import Asset, register_asset
 from scgan_bench.errors import UsageError, WeightsError
 
-from .adapter import Card, PretrainedSR, holder, image_generator, register
+from .adapter import Card, PretrainedSR, gpu_only_availability, holder, image_generator, register
 from .bridge import Bridge
 from .difface import official_swinir, swinir_keys
 from .loading import load_strict, param_count, spandrel_build
@@ -169,17 +168,8 @@ def gpu_only_reason() -> str:
 
 
 def availability(**options: Any) -> "Availability":
-    from scgan_bench.interfaces import Availability
-
-    base = needs(modules=(("spandrel", "pip install spandrel"), ("safetensors", "pip install safetensors")),
-                 weights=() if options.get("weights") else (ASSET,))()
-    if not base.ok:
-        return base
-    import torch
-
-    if not torch.cuda.is_available() and not options.get("allow_cpu"):
-        return Availability(False, gpu_only_reason())
-    return base
+    return gpu_only_availability(options, ((ASSET, "weights"),), gpu_only_reason,
+                                 (("spandrel", "pip install spandrel"), ("safetensors", "pip install safetensors")))
 
 
 def create(device: str = "cpu", steps: int = STEPS, bridge: str = "bicubic", allow_cpu: bool = False,

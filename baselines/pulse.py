@@ -24,10 +24,9 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 
 from scgan_bench.errors import UsageError
 from scgan_bench.interfaces import Availability
-from scgan_bench.assets.requirements import needs
 from scgan_bench.assets.weights import Asset, WeightsError, register_asset
 
-from .adapter import Card, image_generator, image_keys, register
+from .adapter import Card, gpu_only_availability, image_generator, image_keys, register
 from .loading import Container, check_official_size, expect_family, load_strict, param_count, read_official
 
 LICENSE = ("PULSE code: no licence (all rights reserved); StyleGAN FFHQ weights: CC BY-NC 4.0 "
@@ -217,13 +216,7 @@ def create(device: str = "cpu", steps: int = 100, time_budget_s: float = 0.0, al
 
 
 def availability(**options: Any) -> Availability:
-    base = needs(weights=tuple(a for a, opt in ((SYNTH, "weights"), (FIT, "gaussian_fit")) if not options.get(opt)))()
-    if not base.ok:
-        return base
-    import torch
-    if not torch.cuda.is_available() and not options.get("allow_cpu"):
-        return Availability(False, gpu_only_reason())
-    return base
+    return gpu_only_availability(options, ((SYNTH, "weights"), (FIT, "gaussian_fit")), gpu_only_reason)
 
 
 register("pulse", Card(

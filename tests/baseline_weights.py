@@ -423,20 +423,28 @@ def swinir_release_keys(swin: torch.nn.Module) -> dict[str, torch.Tensor]:
             for k, v in swin.state_dict().items()}
 
 
-def iddpm_official_shapes(mc: int, mult: tuple, nrb: tuple, attn_levels: tuple, out_ch: int = 6,
-                          in_ch: int = 3) -> dict[str, tuple[int, ...]]:
-    """Every tensor of guided-diffusion's ``UNetModel`` as DifFace's models/unet.py builds it (scale-shift
-    norm, conv resampling, no resblock up/down), written here from its constructor: name -> shape."""
-    s: dict[str, tuple[int, ...]] = {}
-
-    def lin(p, i, o):
-        s[f"{p}.weight"], s[f"{p}.bias"] = (o, i), (o,)
+def _writers(s: dict[str, tuple[int, ...]]):
+    """(lin, conv, norm): record a linear layer's, a convolution's and a normalisation's tensors in ``s``."""
+    def lin(p, i, o, bias=True):
+        s[f"{p}.weight"] = (o, i)
+        if bias:
+            s[f"{p}.bias"] = (o,)
 
     def conv(p, i, o, k=3):
         s[f"{p}.weight"], s[f"{p}.bias"] = (o, i, k, k), (o,)
 
     def norm(p, c):
         s[f"{p}.weight"], s[f"{p}.bias"] = (c,), (c,)
+
+    return lin, conv, norm
+
+
+def iddpm_official_shapes(mc: int, mult: tuple, nrb: tuple, attn_levels: tuple, out_ch: int = 6,
+                          in_ch: int = 3) -> dict[str, tuple[int, ...]]:
+    """Every tensor of guided-diffusion's ``UNetModel`` as DifFace's models/unet.py builds it (scale-shift
+    norm, conv resampling, no resblock up/down), written here from its constructor: name -> shape."""
+    s: dict[str, tuple[int, ...]] = {}
+    lin, conv, norm = _writers(s)
 
     def res(p, i, o):
         norm(f"{p}.in_layers.0", i)
@@ -543,17 +551,7 @@ def ldm_unet_official_shapes(mc: int = 320, mult: tuple = (1, 2, 4, 4), nrb: int
     ``in_ch + hint`` channels, a zero convolution after each input block and after the middle, no decoder),
     written here from their constructors: name -> shape."""
     s: dict[str, tuple[int, ...]] = {}
-
-    def lin(p, i, o, bias=True):
-        s[f"{p}.weight"] = (o, i)
-        if bias:
-            s[f"{p}.bias"] = (o,)
-
-    def conv(p, i, o, k=3):
-        s[f"{p}.weight"], s[f"{p}.bias"] = (o, i, k, k), (o,)
-
-    def norm(p, c):
-        s[f"{p}.weight"], s[f"{p}.bias"] = (c,), (c,)
+    lin, conv, norm = _writers(s)
 
     def res(p, i, o):
         norm(f"{p}.in_layers.0", i)
@@ -631,12 +629,7 @@ def ldm_vae_official_shapes(ch: int = 128, mult: tuple = (1, 2, 4, 4), nrb: int 
     """Every tensor of LDM's ``AutoencoderKL`` (double_z, no attention but the middle's), from its Encoder and
     Decoder constructors: name -> shape."""
     s: dict[str, tuple[int, ...]] = {}
-
-    def conv(p, i, o, k=3):
-        s[f"{p}.weight"], s[f"{p}.bias"] = (o, i, k, k), (o,)
-
-    def norm(p, c):
-        s[f"{p}.weight"], s[f"{p}.bias"] = (c,), (c,)
+    _, conv, norm = _writers(s)
 
     def res(p, i, o):
         norm(f"{p}.norm1", i)

@@ -287,25 +287,10 @@ def unet_config_from_state_dict(sd: Mapping[str, Any], head_channels: int = HEAD
     residual block, one with ``op`` a downsample ending its level; a level holds attention when its blocks
     hold a ``proj_in``), the text width from a cross-attention's ``to_k``. Raises KeyError / ValueError when
     the tensors are not an LDM UNet."""
-    first = sd["input_blocks.0.0.weight"]
-    mc, in_ch = int(first.shape[0]), int(first.shape[1])
-    mults, blocks, attn = [], [], []
-    idx, count, width, has_attn = 1, 0, mc, False
-    while f"input_blocks.{idx}.0.in_layers.2.weight" in sd or f"input_blocks.{idx}.0.op.weight" in sd:
-        if f"input_blocks.{idx}.0.op.weight" in sd:
-            mults.append(width // mc)
-            blocks.append(count)
-            attn.append(has_attn)
-            count, has_attn = 0, False
-        else:
-            width = int(sd[f"input_blocks.{idx}.0.out_layers.3.weight"].shape[0])
-            count += 1
-            has_attn = has_attn or f"input_blocks.{idx}.1.proj_in.weight" in sd
-        idx += 1
-    mults.append(width // mc)
-    blocks.append(count)
-    attn.append(has_attn)
-    if not count or len(set(blocks)) != 1:
+    from .iddpm_unet import input_levels
+
+    mc, in_ch, mults, blocks, attn = input_levels(sd, "proj_in")
+    if not blocks[-1] or len(set(blocks)) != 1:
         raise ValueError(f"residual blocks per level {blocks}: an LDM UNet has the same positive number on each")
     ctx = int(sd["middle_block.1.transformer_blocks.0.attn2.to_k.weight"].shape[1])
     out_ch = int(sd["out.2.weight"].shape[0]) if "out.2.weight" in sd else 4

@@ -110,31 +110,40 @@ def config_from_state_dict(sd: Mapping[str, Any]) -> UNetConfig:
     from scgan_bench.errors import WeightsError
 
     try:
-        mc = int(sd["input_blocks.0.0.weight"].shape[0])
-        in_ch = int(sd["input_blocks.0.0.weight"].shape[1])
+        mc, in_ch, mults, blocks, attn = input_levels(sd, "qkv")
         out_ch = int(sd["out.2.weight"].shape[0])
-        mults, blocks, attn = [], [], []
-        idx, count, width, has_attn = 1, 0, mc, False
-        while f"input_blocks.{idx}.0.in_layers.2.weight" in sd or f"input_blocks.{idx}.0.op.weight" in sd:
-            if f"input_blocks.{idx}.0.op.weight" in sd:            # a downsample: the level ends
-                mults.append(width // mc)
-                blocks.append(count)
-                attn.append(has_attn)
-                count, has_attn = 0, False
-            else:
-                width = int(sd[f"input_blocks.{idx}.0.out_layers.3.weight"].shape[0])
-                count += 1
-                has_attn = has_attn or f"input_blocks.{idx}.1.qkv.weight" in sd
-            idx += 1
-        mults.append(width // mc)                                  # the innermost level has no downsample
-        blocks.append(count)
-        attn.append(has_attn)
     except (KeyError, IndexError) as exc:
         raise WeightsError(f"the tensors do not describe a guided-diffusion UNetModel ({exc} missing)") from None
-    if not count:
+    if not blocks[-1]:
         raise WeightsError("the tensors do not describe a guided-diffusion UNetModel (no residual block found)")
     return UNetConfig(mc, tuple(mults), tuple(blocks), tuple(i for i, a in enumerate(attn) if a),
                       in_channels=in_ch, out_channels=out_ch)
+
+
+def input_levels(sd: Mapping[str, Any], attn_tensor: str) -> tuple[int, int, list[int], list[int], list[bool]]:
+    """(base width, input channels, width multiplier, residual blocks and attention per level) of an
+    openaimodel-style encoder (guided-diffusion's and LDM's ``input_blocks``): a block with ``in_layers`` is a
+    residual block, one with ``op`` a downsample that ends its level (the innermost level has none); a level
+    holds attention when a block's second module has ``attn_tensor`` (``qkv``; ``proj_in`` for LDM's
+    transformers). Raises KeyError when the tensors are not such an encoder."""
+    mc, in_ch = (int(n) for n in sd["input_blocks.0.0.weight"].shape[:2])
+    mults, blocks, attn = [], [], []
+    idx, count, width, has_attn = 1, 0, mc, False
+    while f"input_blocks.{idx}.0.in_layers.2.weight" in sd or f"input_blocks.{idx}.0.op.weight" in sd:
+        if f"input_blocks.{idx}.0.op.weight" in sd:
+            mults.append(width // mc)
+            blocks.append(count)
+            attn.append(has_attn)
+            count, has_attn = 0, False
+        else:
+            width = int(sd[f"input_blocks.{idx}.0.out_layers.3.weight"].shape[0])
+            count += 1
+            has_attn = has_attn or f"input_blocks.{idx}.1.{attn_tensor}.weight" in sd
+        idx += 1
+    mults.append(width // mc)
+    blocks.append(count)
+    attn.append(has_attn)
+    return mc, in_ch, mults, blocks, attn
 
 
 _RES = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj", "out_layers.0": "norm2",
