@@ -154,9 +154,12 @@ def test_fid_kid_of_a_run_equal_torch_fidelity_calculate_metrics(weights_dir, tm
     # KID is a small mean of large cubic-kernel terms: float32 features computed in another order move it by
     # 1.1e-5 relative under ATEN_CPU_CAPABILITY=default (< 1e-6 natively; issue 26), so 1e-4; KID doubled: 1.0
     assert abs(ours_kid[""] - want_kid) <= 1e-4 * abs(want_kid)
-    # the std is a spread of nearly equal subset values: float32 feature rounding in torch-fidelity's
-    # own pipeline shows at ~2e-5 of it (measured), so 1e-4
-    assert abs(ours_kid["std"] - ref["kernel_inception_distance_std"]) <= 1e-4 * ref["kernel_inception_distance_std"]
+    # the std is a spread of nearly equal subset values: float32 feature rounding in torch-fidelity's own
+    # pipeline moves it on the scale of the kernel terms, i.e. of KID itself (measured: 2e-5 of the std with the
+    # shared faces; 1.7e-8 absolute = 4.7e-6 of KID, 1.5e-4 of its small std, on the near-identical fallback
+    # faces without ../shared), so 1e-4 of the larger of the two
+    std = ref["kernel_inception_distance_std"]
+    assert abs(ours_kid["std"] - std) <= 1e-4 * max(std, abs(want_kid))
     # the cache is reused: no image is recomputed on a second call
     calls = []
     orig = ext.extract
