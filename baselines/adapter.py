@@ -59,6 +59,14 @@ class NoiseStreams:
         return torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]).to(like)
 
 
+def gpu_only_text(method: str, work: str, seconds: tuple[float, float]) -> str:
+    """Why a method is GPU only here: ``work`` (what one face costs) takes ``seconds`` (the measured range) on 2
+    CPU cores; the option that runs it anyway."""
+    lo, hi = seconds
+    return (f"GPU only here: no CUDA device is visible, and {work} take {lo / 60:.1f}-{hi / 60:.1f} min per face on "
+            f"2 CPU cores (measured); --method-opt {method}:allow_cpu=true runs it anyway")
+
+
 def gpu_only_availability(options: Mapping[str, Any], files: Sequence[tuple[str, str]],
                           reason: Callable[[], str], modules: Sequence[tuple[str, str]] = ()) -> "Availability":
     """A GPU-only method's state: its modules and the weight assets of ``files`` ((asset, file option): an

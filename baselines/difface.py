@@ -37,9 +37,9 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 from scgan_bench.assets.weights import Asset, register_asset
 from scgan_bench.errors import UsageError, WeightsError
 
-from .adapter import Card, NoiseStreams, PretrainedSR, gpu_only_availability, holder, register
+from .adapter import Card, NoiseStreams, PretrainedSR, gpu_only_availability, gpu_only_text, holder, register
 from .bridge import Bridge
-from .loading import load_strict, param_count, spandrel_build
+from .loading import check_official_size, load_strict, read_state_dict, refuse_layout, spandrel_build
 
 DIFFUSION = "difface-diffusion"
 ESTIMATOR = "difface-estimator"
@@ -96,16 +96,6 @@ def official_networks() -> "nn.Module":
     return holder(model=GuidedUNet(), model_ir=official_swinir())
 
 
-def unwrap_release(obj: Any, path: Path | str, what: str) -> dict:
-    """The state dict of a DifFace ``.pth`` as ``sampler.load_model`` reads it: a ``state_dict`` entry if
-    there is one, else the file itself; a ``module.`` prefix on every key removed (``util_net.reload_model``)."""
-    from .loading import Container, unwrap
-
-    keys = ("state_dict",) if isinstance(obj, Mapping) and "state_dict" in obj else ()
-    return unwrap(obj, Container(keys, ("module.",), "DifFace checkpoint (a state dict, or one under 'state_dict')"),
-                  Path(path), what)
-
-
 def load_unet(sd: Mapping[str, "torch.Tensor"], path: Path | str) -> tuple["nn.Module", dict]:
     """The diffusion UNet from its official tensors, through the key map, strictly (every official key
     must be taken by the map, every tensor of the network filled)."""
@@ -126,11 +116,7 @@ def load_unet(sd: Mapping[str, "torch.Tensor"], path: Path | str) -> tuple["nn.M
     left = sorted(set(sd) - km.used)
     net = GuidedUNet(cfg)
     missing = sorted({km.source.get(k, k) for k in net.state_dict() if k not in km.mapped})
-    parts = [f"{len(n)} {kind} ({', '.join(n[:8])}" + (f" +{len(n) - 8} more" if len(n) > 8 else "") + ")"
-             for kind, n in (("missing", missing), ("unexpected", left)) if n]
-    if parts:
-        raise WeightsError(f"{what}: {path} does not match the official key layout of the improved-DDPM UNet in "
-                           f"DifFace's configuration: {'; '.join(parts)}")
+    refuse_layout(what, path, "the improved-DDPM UNet in DifFace's configuration", missing, left)
     net = load_strict(net, km.mapped, path, what)
     return net, {"channel_mult": list(cfg.channel_mult), "num_res_blocks": list(cfg.num_res_blocks),
                  "attention_levels": list(cfg.attention_levels), "model_channels": cfg.model_channels}
@@ -143,14 +129,6 @@ def load_estimator(sd: Mapping[str, "torch.Tensor"], path: Path | str) -> "nn.Mo
                            "are swapped (weights= is iddpm_ffhq512_ema500000.pth, estimator= swinir_restoration512_L1.pth)")
     keyed = swinir_keys(sd)
     return load_strict(spandrel_build(dict(sd), "SwinIR", path, what), keyed, path, what)
-
-
-def check_sizes(sizes: Mapping[str, int], path: str, any_config: bool) -> None:
-    for part, want in (("unet", UNET_PARAMS), ("estimator", SWINIR_PARAMS)):
-        if sizes[part] != want and not any_config:
-            raise WeightsError(f"difface: {path} builds a {part} of {sizes[part]:,} parameters; the official model "
-                               f"has {want:,}. It is another configuration; pass the method option "
-                               "any_config=true to score it anyway (its size is recorded)")
 
 
 def schedule(train_steps: int = TRAIN_STEPS, respacing: int = RESPACING) -> tuple[list[int], "torch.Tensor"]:
@@ -210,10 +188,8 @@ CPU_SECONDS_PER_FACE = (425, 445)   # two runs of the benchmark
 
 
 def gpu_only_reason() -> str:
-    lo, hi = CPU_SECONDS_PER_FACE
-    return (f"GPU only here: no CUDA device is visible, and {START_STEP} DDIM steps of a 160 M-parameter UNet at "
-            f"512 px plus the SwinIR pass take {lo / 60:.1f}-{hi / 60:.1f} min per face on 2 CPU cores (measured); "
-            "--method-opt difface:allow_cpu=true runs it anyway")
+    return gpu_only_text("difface", f"{START_STEP} DDIM steps of a 160 M-parameter UNet at 512 px plus the SwinIR "
+                         "pass", CPU_SECONDS_PER_FACE)
 
 
 def availability(**options: Any) -> "Availability":
@@ -224,18 +200,17 @@ def availability(**options: Any) -> "Availability":
 def create(device: str = "cpu", start: int = START_STEP, eta: float = ETA, respacing: int = RESPACING,
            bridge: str = "bicubic", allow_cpu: bool = False, any_config: bool = False, weights: str = "",
            estimator: str = "") -> PretrainedSR:
-    from scgan_bench.assets.safeload import torch_load
     from scgan_bench.assets.weights import resolve
 
     forward = make_forward(int(start), float(eta), int(respacing))
     if not str(device).startswith("cuda") and not allow_cpu:
         raise UsageError(f"difface: {gpu_only_reason()}")
     ru = resolve(DIFFUSION, Path(weights) if weights else None)
-    unet, cfg = load_unet(unwrap_release(torch_load(ru.path, "difface"), ru.path, "difface (diffusion model)"), ru.path)
+    unet, cfg = load_unet(read_state_dict(ru.path, "difface (diffusion model)"), ru.path)
     re_ = resolve(ESTIMATOR, Path(estimator) if estimator else None)
-    swin = load_estimator(unwrap_release(torch_load(re_.path, "difface"), re_.path, "difface (estimator)"), re_.path)
-    sizes = {"unet": param_count(unet), "estimator": param_count(swin)}
-    check_sizes(sizes, f"{ru.path} / {re_.path}", any_config)
+    swin = load_estimator(read_state_dict(re_.path, "difface (estimator)"), re_.path)
+    sizes = {part: check_official_size(n, want, f"{ru.path} / {re_.path}", f"difface ({part})", any_config)
+             for part, n, want in (("unet", unet, UNET_PARAMS), ("estimator", swin, SWINIR_PARAMS))}
     b = Bridge(SIZE, bridge, "torch-bicubic-aa", "sampler.py: F.interpolate(bicubic, antialias=True) in float")
     return PretrainedSR("difface", holder(model=unet, model_ir=swin), forward, "[0,1]", b, device=device, provenance={
         "weights": {DIFFUSION: ru.sha256, ESTIMATOR: re_.sha256}, "container": "torch state dicts (.pth)",

@@ -40,9 +40,9 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 from scgan_bench.assets.weights import Asset, register_asset
 from scgan_bench.errors import UsageError, WeightsError
 
-from .adapter import Card, NoiseStreams, PretrainedSR, gpu_only_availability, holder, register
+from .adapter import Card, NoiseStreams, PretrainedSR, gpu_only_availability, gpu_only_text, holder, register
 from .bridge import Bridge
-from .loading import load_strict, param_count
+from .loading import check_official_size, load_strict, read_state_dict, refuse_layout
 
 SD = "diffbir-sd21"
 CONTROL = "diffbir-controlnet-v2"
@@ -92,26 +92,6 @@ register_asset(Asset(
                 "published: verified by trust-on-first-use"))
 
 
-def read_release(path: Path | str, what: str) -> dict:
-    """A DiffBIR / SD file as ``load_model_from_url`` reads it: a ``state_dict`` entry if there is one, else the
-    file; a ``module.`` prefix removed. ``.safetensors`` files are read with safetensors."""
-    from scgan_bench.assets.safeload import safetensors_load, torch_load
-
-    from .loading import Container, unwrap
-
-    path = Path(path)
-    obj = safetensors_load(path, what)[0] if path.suffix == ".safetensors" else torch_load(path, what)
-    keys = ("state_dict",) if isinstance(obj, Mapping) and "state_dict" in obj else ()
-    return unwrap(obj, Container(keys, ("module.",), "a state dict, or one under 'state_dict'"), path, what)
-
-
-def _refuse(what: str, path: Path | str, missing: Sequence[str], unexpected: Sequence[str], layout: str) -> None:
-    parts = [f"{len(n)} {kind} ({', '.join(n[:8])}" + (f" +{len(n) - 8} more" if len(n) > 8 else "") + ")"
-             for kind, n in (("missing", list(missing)), ("unexpected", sorted(unexpected))) if n]
-    if parts:
-        raise WeightsError(f"{what}: {path} does not match the official key layout of {layout}: {'; '.join(parts)}")
-
-
 def split_sd(sd: Mapping[str, "torch.Tensor"], path: Path | str) -> dict[str, dict]:
     """SD 2.1's file split into its UNet, autoencoder and text tower (prefixes removed); any key outside them
     but the ones DiffBIR leaves unused (:data:`SD_UNUSED`, ``model_ema.*``) is refused, named."""
@@ -130,7 +110,8 @@ def split_sd(sd: Mapping[str, "torch.Tensor"], path: Path | str) -> dict[str, di
     if not parts["unet"]:
         raise WeightsError(f"{what}: {path} has no model.diffusion_model.* tensors: not a Stable Diffusion "
                            "checkpoint (expected v2-1_512-ema-pruned.ckpt)")
-    _refuse(what, path, [], left, "Stable Diffusion 2.1 (model.diffusion_model, first_stage_model, cond_stage_model)")
+    refuse_layout(what, path, "Stable Diffusion 2.1 (model.diffusion_model, first_stage_model, cond_stage_model)",
+                  [], left)
     if "alphas_cumprod" in sd:
         import torch
 
@@ -161,7 +142,7 @@ def load_networks(sd_parts: Mapping[str, Mapping], control: Mapping[str, "torch.
         net = make(cfg)
         own = net.state_dict()
         taken = C.take(sd, sources(list(own), cfg), own)
-        _refuse(what, path, taken.missing, set(sd) - taken.used, layout)
+        refuse_layout(what, path, layout, taken.missing, set(sd) - taken.used)
         return load_strict(net, taken.mapped, path, what), cfg
 
     if "zero_convs.0.0.weight" not in control:
@@ -193,18 +174,6 @@ def load_networks(sd_parts: Mapping[str, Mapping], control: Mapping[str, "torch.
               "vae": {"ch": vcfg.ch, "ch_mult": list(vcfg.ch_mult)},
               "text": {"width": tcfg.width, "layers": tcfg.layers}}
     return net, config
-
-
-def sizes_of(net: "nn.Module") -> dict[str, int]:
-    return {name: param_count(getattr(net, name)) for name in PARAMS}
-
-
-def check_sizes(sizes: Mapping[str, int], where: str, any_config: bool) -> None:
-    for part, want in PARAMS.items():
-        if sizes[part] != want and not any_config:
-            raise WeightsError(f"diffbir: {where} builds a {part} of {sizes[part]:,} parameters; the official model "
-                               f"has {want:,}. It is another configuration; pass the method option any_config=true "
-                               "to score it anyway (its size is recorded)")
 
 
 def official_networks() -> "nn.Module":
@@ -347,10 +316,8 @@ CPU_SECONDS_PER_FACE = (573, 595)   # two runs of the benchmark
 
 
 def gpu_only_reason() -> str:
-    lo, hi = CPU_SECONDS_PER_FACE
-    return (f"GPU only here: no CUDA device is visible, and {STEPS} guided steps of SD 2.1's 866 M-parameter UNet "
-            f"with the 363 M-parameter IRControlNet take {lo / 60:.1f}-{hi / 60:.1f} min per face on 2 CPU cores "
-            "(measured); --method-opt diffbir:allow_cpu=true runs it anyway")
+    return gpu_only_text("diffbir", f"{STEPS} guided steps of SD 2.1's 866 M-parameter UNet with the 363 M-parameter "
+                         "IRControlNet", CPU_SECONDS_PER_FACE)
 
 
 def availability(**options: Any) -> "Availability":
@@ -374,12 +341,12 @@ def create(device: str = "cpu", steps: int = STEPS, cfg_scale: float = CFG_SCALE
     r = {name: resolve(asset, Path(opt) if opt else None)
          for name, asset, opt in (("control", CONTROL, weights), ("sd", SD, sd), ("cleaner", CLEANER, cleaner))}
     paths = {k: str(v.path) for k, v in r.items()}
-    parts = split_sd(read_release(r["sd"].path, "diffbir (Stable Diffusion 2.1)"), r["sd"].path)
-    net, config = load_networks(parts, read_release(r["control"].path, "diffbir (IRControlNet)"),
-                                read_release(r["cleaner"].path, "diffbir (stage-1 SwinIR)"), paths)
+    parts = split_sd(read_state_dict(r["sd"].path, "diffbir (Stable Diffusion 2.1)"), r["sd"].path)
+    net, config = load_networks(parts, read_state_dict(r["control"].path, "diffbir (IRControlNet)"),
+                                read_state_dict(r["cleaner"].path, "diffbir (stage-1 SwinIR)"), paths)
     del parts
-    sizes = sizes_of(net)
-    check_sizes(sizes, " / ".join(paths.values()), any_config)
+    sizes = {part: check_official_size(getattr(net, part), want, " / ".join(paths.values()), f"diffbir ({part})",
+                                       any_config) for part, want in PARAMS.items()}
     b = Bridge(SIZE, bridge, "torch-bicubic-aa", "pipeline.py resize_short_edge_to: F.interpolate(bicubic, "
                "antialias=True) in float")
     return PretrainedSR("diffbir", net, forward, "[0,1]", b, device=device, provenance={

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:  # imported where used: registering and listing need none of it
     import torch
@@ -120,6 +120,19 @@ def unwrap(obj: Any, container: Container, path: Path, what: str) -> StateDict:
     return sd
 
 
+def read_state_dict(path: Path | str, what: str) -> StateDict:
+    """A checkpoint as most diffusion releases' loaders read it (DifFace's ``sampler.load_model``, DiffBIR's
+    ``load_model_from_url``): a ``state_dict`` entry if there is one, else the file itself; a ``module.`` prefix
+    on every key removed. ``.safetensors`` files are read with safetensors, others with ``torch.load``
+    (weights only)."""
+    from scgan_bench.assets.safeload import safetensors_load
+
+    path = Path(path)
+    obj = safetensors_load(path, what)[0] if path.suffix == ".safetensors" else _torch_load(path, what)
+    keys = ("state_dict",) if isinstance(obj, Mapping) and "state_dict" in obj else ()
+    return unwrap(obj, Container(keys, ("module.",), "a state dict, or one under 'state_dict'"), path, what)
+
+
 def read_official(asset: str, container: Container, what: str, path: Path | None = None
                   ) -> tuple[StateDict, Resolved]:
     """Resolve and verify ``asset`` (or an explicit ``path``), then load and unwrap it."""
@@ -166,6 +179,15 @@ def check_keys(expected: Mapping[str, Any] | Iterable[str], sd: Mapping[str, Any
                                allow_missing, allow_unexpected)
     if parts:
         raise WeightsError(f"{what}: {path} does not match the official key layout: {'; '.join(parts)}")
+
+
+def refuse_layout(what: str, path: Path | str, layout: str, missing: Sequence[str], unexpected: Iterable[str]) -> None:
+    """After a key map: the tensors the network lacks (in the release's names) and the file's keys the map did
+    not take, the first eight of each named, in one error; nothing when both are empty."""
+    parts = [f"{len(n)} {kind} ({', '.join(n[:8])}" + (f" +{len(n) - 8} more" if len(n) > 8 else "") + ")"
+             for kind, n in (("missing", list(missing)), ("unexpected", sorted(unexpected))) if n]
+    if parts:
+        raise WeightsError(f"{what}: {path} does not match the official key layout of {layout}: {'; '.join(parts)}")
 
 
 def load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], path: Path | str, what: str,

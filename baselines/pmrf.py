@@ -27,10 +27,10 @@ if TYPE_CHECKING:  # imported where used: registering and listing need none of i
 from scgan_bench.assets.weights import Asset, register_asset
 from scgan_bench.errors import UsageError, WeightsError
 
-from .adapter import Card, PretrainedSR, gpu_only_availability, holder, image_generator, register
+from .adapter import Card, PretrainedSR, gpu_only_availability, gpu_only_text, holder, image_generator, register
 from .bridge import Bridge
 from .difface import official_swinir, swinir_keys
-from .loading import load_strict, param_count, spandrel_build
+from .loading import check_official_size, load_strict, spandrel_build
 
 ASSET = "pmrf-blind-face"
 #: the official model's sizes: HDiT ``ImageNet256Sp4`` (PMRF's create_arch.py) and DifFace's SwinIR ``swinir_L``
@@ -118,12 +118,8 @@ def load_network(sd: Mapping[str, "torch.Tensor"], path: Path | str, any_config:
     flow = load_strict(HDiT(**cfg), flow_sd, path, "pmrf (flow network, model.*)")
     what = "pmrf (posterior-mean predictor, mmse_model.*)"
     mmse = load_strict(spandrel_build(dict(mmse_sd), "SwinIR", path, what), swinir_keys(mmse_sd), path, what)
-    sizes = {"flow": param_count(flow), "mmse": param_count(mmse)}
-    for part, want in (("flow", FLOW_PARAMS), ("mmse", MMSE_PARAMS)):
-        if sizes[part] != want and not any_config:
-            raise WeightsError(f"pmrf: {path} builds a {part} network of {sizes[part]:,} parameters; the official "
-                               f"model has {want:,}. It is another configuration; pass the method option "
-                               "any_config=true to score it anyway (its size is recorded)")
+    sizes = {part: check_official_size(n, want, path, f"pmrf ({part} network)", any_config)
+             for part, n, want in (("flow", flow, FLOW_PARAMS), ("mmse", mmse, MMSE_PARAMS))}
     net = holder(model=flow, mmse_model=mmse)
     return net, {"params": sizes, "set_aside": aside, "flow_config": {
         "widths": [lv.width for lv in cfg["levels"]], "depths": [lv.depth for lv in cfg["levels"]],
@@ -161,10 +157,8 @@ CPU_SECONDS_PER_FACE = (144, 165)   # two runs of the benchmark
 
 
 def gpu_only_reason() -> str:
-    lo, hi = CPU_SECONDS_PER_FACE
-    took = f"{lo / 60:.1f}-{hi / 60:.1f} min per face on 2 CPU cores (measured)"
-    return (f"GPU only here: no CUDA device is visible, and 25 flow steps of a 160 M-parameter transformer over "
-            f"128 x 128 tokens plus the SwinIR pass take {took}; --method-opt pmrf:allow_cpu=true runs it anyway")
+    return gpu_only_text("pmrf", f"{STEPS} flow steps of a 160 M-parameter transformer over 128 x 128 tokens plus "
+                         "the SwinIR pass", CPU_SECONDS_PER_FACE)
 
 
 def availability(**options: Any) -> "Availability":

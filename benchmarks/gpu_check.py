@@ -39,7 +39,9 @@ See benchmarks/README.md for the one command that runs it on a device machine. T
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -86,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     faces_dir = args.faces or next((p for p in (REPO.parent / "shared" / "data" / "hr_faces_128",
                                                 REPO / ".gpu_data" / "hr_faces_128") if p.is_dir()), None)
     tmp = Path(tempfile.mkdtemp(prefix="scgan-gpu-check-"))
+    # every temporary file of the check (the random official-layout weights: about 1 GB; the engines' runs), in
+    # this process and its children, lives under tmp, removed when the process exits
+    tempfile.tempdir = os.environ["TMPDIR"] = str(tmp)
+    atexit.register(shutil.rmtree, tmp, True)
     os.environ["SCGAN_BENCH_WEIGHTS"] = str(tmp / "weights")
     os.environ["SCGAN_BENCH_HOME"] = str(tmp / "home")
     (tmp / "weights").mkdir()

@@ -181,12 +181,10 @@ MUTANTS = [
            '_VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}',
            '_VAE_ATTN = {"group_norm": "norm", "to_q": "k", "to_k": "q", "to_v": "v", "to_out.0": "proj_out"}',
            "the autoencoder's attention with q and k swapped"),
-    Mutant('diffbir-unet-norms-swapped', 'scgan_bench/networks/controlldm.py',
-           '_UNET_RES = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",\n'
-           '             "norm2": "out_layers.0",',
-           '_UNET_RES = {"norm1": "out_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",\n'
-           '             "norm2": "in_layers.0",',
-           "a residual block's two group norms swapped (same shapes where widths agree)"),
+    Mutant('unet-res-norms-swapped', 'scgan_bench/networks/iddpm_unet.py',
+           'RES_NAMES = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj", "out_layers.0": "norm2",',
+           'RES_NAMES = {"in_layers.0": "norm2", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj", "out_layers.0": "norm1",',
+           "a residual block's two group norms swapped (DifFace's and SD's UNets share the table)"),
     Mutant('diffbir-text-last-layer', 'scgan_bench/networks/controlldm.py',
            '    for block in text.transformer.resblocks[:-1]:',
            '    for block in text.transformer.resblocks:',

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,10 +22,15 @@ def test_gpu_check_smoke_runs_every_part_and_writes_its_report(tmp_path):
     """On the CPU it runs every part in one process: no worker pool, at most 2 OpenMP threads (``--smoke``
     sets them), one inter-op thread. 102 s under ATEN_CPU_CAPABILITY=default with 2 threads on a 2-core AMD
     EPYC (issue 26; a loaded machine only stretches it: nothing in it waits on another process)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, min(2, os.cpu_count() or 1)))}
+    # a short temporary folder of its own (multiprocessing's AF_UNIX socket paths under it must stay < 108 chars)
+    scratch = Path(tempfile.mkdtemp(prefix="gck-"))
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, min(2, os.cpu_count() or 1))), "TMPDIR": str(scratch)}
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--smoke", "--out", str(tmp_path)],
                          capture_output=True, text=True, cwd=REPO, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    left = list(scratch.iterdir())
+    shutil.rmtree(scratch)
+    assert not left                         # its temporary files (about 1 GB of random weights) are removed
     [report] = tmp_path.glob("gpu_check_smoke_*.json")
     rep = json.loads(report.read_text())
     assert set(rep["parts"]) == {"env", "metric agreement", "method agreement", "bf16 losses", "train speed",

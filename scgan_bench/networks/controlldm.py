@@ -26,6 +26,8 @@ from typing import Any, Iterable, Mapping, NamedTuple
 import torch
 from torch import nn
 
+from .iddpm_unet import RES_NAMES, input_levels
+
 HEAD_CHANNELS = 64
 GROUPS = 32
 
@@ -109,7 +111,6 @@ class IRControlNet(nn.Module):
         for name in ("conv_in", "time_proj", "time_embedding", "down_blocks", "mid_block",
                      "controlnet_down_blocks", "controlnet_mid_block"):
             setattr(self, name, getattr(net, name))
-        self.cfg = cfg
 
     def forward(self, x: torch.Tensor, hint: torch.Tensor, t: torch.Tensor, context: torch.Tensor
                 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
@@ -161,8 +162,7 @@ def tokenize(prompts: Iterable[str]) -> torch.Tensor:
 
 # -- the key maps: for each tensor of the diffusers network, the official key it comes from ------------
 
-_UNET_RES = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
-             "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+_UNET_RES = {new: old for old, new in RES_NAMES.items()}      # DifFace's UNet's table, reversed
 _VAE_RES = {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2", "conv_shortcut": "nin_shortcut"}
 _VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
 
@@ -287,8 +287,6 @@ def unet_config_from_state_dict(sd: Mapping[str, Any], head_channels: int = HEAD
     residual block, one with ``op`` a downsample ending its level; a level holds attention when its blocks
     hold a ``proj_in``), the text width from a cross-attention's ``to_k``. Raises KeyError / ValueError when
     the tensors are not an LDM UNet."""
-    from .iddpm_unet import input_levels
-
     mc, in_ch, mults, blocks, attn = input_levels(sd, "proj_in")
     if not blocks[-1] or len(set(blocks)) != 1:
         raise ValueError(f"residual blocks per level {blocks}: an LDM UNet has the same positive number on each")
@@ -313,12 +311,12 @@ def vae_config_from_state_dict(sd: Mapping[str, Any]) -> VAEConfig:
     return VAEConfig(ch, tuple(mult), nrb, int(sd["encoder.conv_out.weight"].shape[0]) // 2)
 
 
-def text_config_from_state_dict(sd: Mapping[str, Any], heads: int | None = None) -> TextConfig:
-    """Width, layers, context length, vocabulary and projection width of an OpenCLIP text tower (heads are not
-    visible in the tensors: ViT-H/14's 16 at its width, else ``heads`` or one per 64 channels)."""
+def text_config_from_state_dict(sd: Mapping[str, Any]) -> TextConfig:
+    """Width, layers, context length, vocabulary and projection width of an OpenCLIP text tower; heads are not
+    visible in the tensors: one per 64 channels (ViT-H/14's 16 at its width 1024)."""
     vocab, width = (int(n) for n in sd["token_embedding.weight"].shape)
     layers = 0
     while f"transformer.resblocks.{layers}.ln_1.weight" in sd:
         layers += 1
-    return TextConfig(width, heads or max(1, width // 64), layers, int(sd["text_projection"].shape[1]),
+    return TextConfig(width, max(1, width // 64), layers, int(sd["text_projection"].shape[1]),
                       int(sd["positional_embedding"].shape[0]), vocab)

@@ -146,8 +146,9 @@ def input_levels(sd: Mapping[str, Any], attn_tensor: str) -> tuple[int, int, lis
     return mc, in_ch, mults, blocks, attn
 
 
-_RES = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj", "out_layers.0": "norm2",
-        "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
+#: a ResBlock's module names, openaimodel's (guided-diffusion, LDM) -> diffusers' ``ResnetBlock2D``
+RES_NAMES = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj", "out_layers.0": "norm2",
+             "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
 
 
 class KeyMap(NamedTuple):
@@ -176,7 +177,7 @@ class _Mapper:
                 self.out[f"{dst}.{p}"] = self.take(f"{src}.{p}")
 
     def res(self, src: str, dst: str) -> None:
-        for a, b in _RES.items():
+        for a, b in RES_NAMES.items():
             self.copy(f"{src}.{a}", f"{dst}.{b}")
 
     def attn(self, src: str, dst: str, head_channels: int) -> None:
