@@ -84,7 +84,8 @@ clean:
 GPU_WHEELS := torch-fidelity==0.4.0 lpips==0.1.4 spandrel==0.4.2 spandrel-extra-arches==0.2.0 facenet-pytorch==2.6.0 \
 	diffusers==0.42.1 huggingface_hub==2.4.0 httpx2==2.17.0 httpcore2==2.17.0 h11==0.16.0 anyio==4.16.0 idna==3.21 \
 	certifi==2026.10.19.post1 importlib_metadata==10.2.0 zipp==4.1.2 regex==2026.11.19 PyYAML==6.0.4 \
-	open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 tqdm==4.70.1
+	open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 tqdm==4.70.1 transformers==5.25.0 tokenizers==0.23.3 \
+	kernels==0.19.1 tomlkit==0.15.3 sentencepiece==0.2.3 safetensors==0.8.0 filelock==4.3.2
 gpu-bundle:
 	rm -rf .whl && mkdir -p .whl .gpu_data
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

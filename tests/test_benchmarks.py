@@ -46,7 +46,9 @@ def test_gpu_check_smoke_runs_every_part_and_writes_its_report(tmp_path):
     nets = rep["parts"]["metric agreement"]["result"]
     assert {"inception (fid/kid)", "lpips", "dists (random vgg16)", "arcface iresnet-100 (random)",
             "adaface ir-50 (random)", "fan 2dfan-4 landmarks (px, random)", "musiq (random)", "maniqa (random)",
-            "clip-iqa rn50 (random, fixed token rows)"} <= set(nets)
+            "clip-iqa rn50 (random, fixed token rows)", "topiq-nr (random)", "topiq-nr-face (random)",
+            "liqe vit-b/32 (random, fixed token rows)", "liqe-mix vit-b/32 (random, fixed token rows)",
+            "dinov2 vit-l/14 (fd/prdc, random)", "q-align mplug-owl2 (random, fewer layers, fixed token ids)"} <= set(nets)
     assert all(v["ok"] and v["strict_fp32"]["max_diff"] == 0 for v in nets.values())
     tf = rep["parts"]["metric throughput"]["result"]["torch_fidelity"]
     assert tf["ok"] and tf["fid_relative_difference"] <= 1e-4 and tf["kid_relative_difference"] <= 1e-4

@@ -28,17 +28,17 @@ def test_ntire_score_is_the_reports_formula():
 
 
 def test_ntire_score_unavailable_names_every_missing_part(weights_dir):
-    """Offline with no weights: the parts without files and Q-Align (registered by no plug-in) are named."""
+    """Offline with no weights: every part without its files is named, Q-Align (built in) with its snapshot's."""
     load_plugins()
     a = METRICS.get("ntire-rwfr-score").availability()
     assert not a.ok
-    for part in ("'q-align', which no installed plug-in registers", "clip-iqa (weights 'clip-rn50'",
+    for part in ("q-align (2 weight files missing: 'q-align/config.json'", "clip-iqa (weights 'clip-rn50'",
                  "maniqa (weights", "musiq (weights", "fid-ffhq512 (", "niqe ("):
         assert part in a.reason
 
 
 class _Brightness:
-    """A stand-in no-reference metric on a 1-5 scale (mean brightness), as a Q-Align plug-in would be."""
+    """A stand-in no-reference metric on a 1-5 scale (mean brightness) in place of the built-in Q-Align."""
 
     def score_images(self, sr):
         return [1 + 4 * float(np.mean(im)) / 255 for im in sr]
@@ -89,8 +89,8 @@ def test_composite_in_a_run(tmp_path, monkeypatch):
     assert cells["q-align"]["status"] == "failed"
     assert cells["combo"]["status"] == "failed" and cells["combo"]["note"].startswith("part q-align: ")
 
-    del METRICS._entries["q-align"]
+    monkeypatch.delitem(METRICS._entries, "q-align")   # a part no plug-in registers
     cells, _ = _run(tmp_path / "c", "combo")
     assert cells["combo"]["status"] == "unavailable"
-    assert "'q-align', which no installed plug-in" in cells["combo"]["note"]
+    assert "'q-align', which neither the suite nor an installed plug-in" in cells["combo"]["note"]
     assert cells["psnr"]["status"] == "ok"  # the registered parts are still computed and reported

@@ -440,6 +440,7 @@ def test_every_method_and_metric_refuses_a_file_that_is_no_state_dict_in_one_lin
             W.clear_sha256_overrides()
             for a in assets:
                 p = weights_dir / W.ASSETS.get(a).filename
+                p.parent.mkdir(parents=True, exist_ok=True)   # a snapshot folder (q-align/)
                 if p.suffix == ".safetensors":
                     p.write_bytes((2).to_bytes(8, "little") + b"{}")
                 else:

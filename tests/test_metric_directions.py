@@ -14,9 +14,13 @@ EXPECTED = {
     "lpips": (DOWN, 1), "dists": (DOWN, 1),
     # distribution distances (KID printed x100, as the paper's Table 5)
     "fid": (DOWN, 1), "fid-dlib": (DOWN, 1), "fid-ffhq512": (DOWN, 1), "kid": (DOWN, 100), "kid-dlib": (DOWN, 100),
+    "fd-dinov2": (DOWN, 1),
+    # k-NN manifold overlap with the reference set: more is better for all four
+    **{f"{w}-{b}": (UP, 1) for w in ("precision", "recall", "density", "coverage") for b in ("inception", "dinov2")},
     # no-reference quality: NIQE is a distance to natural statistics; MUSIQ / MANIQA / CLIP-IQA predict opinion
     "niqe": (DOWN, 1), "niqe-b32": (DOWN, 1), "musiq": (UP, 1), "maniqa": (UP, 1), "clip-iqa": (UP, 1),
-    "clip-iqa-paper": (UP, 1), "ntire-rwfr-score": (UP, 1),
+    "clip-iqa-paper": (UP, 1), "ntire-rwfr-score": (UP, 1), "topiq-nr": (UP, 1), "topiq-nr-face": (UP, 1),
+    "liqe": (UP, 1), "liqe-mix": (UP, 1), "q-align": (UP, 1),
     # identity: similarity and verification up, angle down
     "ids-arcface": (UP, 1), "deg-arcface": (DOWN, 1), "deg-arcface-excl": (DOWN, 1), "deg-vqfr": (DOWN, 1),
     "facenet-cos": (UP, 1), "facenet-verif": (UP, 1), "facenet-verif-balanced": (UP, 1),

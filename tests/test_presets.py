@@ -20,7 +20,14 @@ def test_presets_expand_in_protocol_order_and_say_what_is_missing():
                     "deg-vqfr, lmd-awing, fid-ffhq512"]
     with pytest.raises(UsageError, match="preset:scgan"):
         expand(["preset:nope"], lambda m: True)
-    assert {"scgan", "bfr-synthetic", "ntire-rwfr"} <= set(PRESETS)
+    assert {"scgan", "bfr-synthetic", "bfr-2026", "ntire-rwfr"} <= set(PRESETS)
+    said.clear()
+    got = expand(["preset:bfr-2026"], lambda m: m in METRICS, said.append)
+    assert got == ["psnr", "ssim", "lpips", "dists", "ids-arcface", "deg-vqfr", "lmd-awing", "fid-ffhq512", "fd-dinov2",
+                   "precision-dinov2", "recall-dinov2", "niqe", "musiq", "maniqa", "clip-iqa", "topiq-nr-face", "liqe",
+                   "q-align"]
+    assert said == []  # every metric of bfr-2026 is implemented
+    assert "q-align" in PRESETS["ntire-rwfr"][1]  # NTIRE's Q-Align term is built in, not a plug-in
 
 
 def test_run_takes_a_preset(tmp_path, capsys):
@@ -33,7 +40,7 @@ def test_run_takes_a_preset(tmp_path, capsys):
     assert "left out" not in err  # every metric of bfr-synthetic is implemented
     said: list[str] = []
     expand(["preset:ntire-rwfr"], lambda m: m in METRICS, said.append)
-    assert said == []  # every metric of ntire-rwfr is implemented (its score needs a Q-Align plug-in to compute)
+    assert said == []  # every metric of ntire-rwfr is implemented, Q-Align included
     import json
 
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["metrics"] == [

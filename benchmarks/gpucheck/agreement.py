@@ -76,12 +76,32 @@ def _metric_networks(smoke: bool) -> list[tuple[str, Callable[[str], Any], Calla
     from scgan_bench.networks.clip import CLIP
     from scgan_bench.networks.maniqa import MANIQA
     from scgan_bench.networks.musiq import MUSIQ
+    from scgan_bench.metrics.dinov2 import DINOv2Features
+    from scgan_bench.metrics.liqe import LIQEScore
+    from scgan_bench.metrics.topiq import FACE_ASSET, KONIQ_ASSET, TOPIQScore
+    from scgan_bench.networks.dinov2 import DINOv2, VIT_L14
+    from scgan_bench.networks.topiq import TOPIQNR
+    from scgan_bench.metrics.qalign import QAlignScore
+    from scgan_bench.networks.mplug_owl2 import AbstractorConfig, MPLUGOwl2, VisionConfig, llama_config
 
     width = 0.25 if smoke else 1.0  # the CPU smoke run: reduced widths of the same layouts
     torch.manual_seed(0)
     arc, ada, fan = IResNet("r100", width=width), IRBackbone(50, width=width), FAN(4, width=width)
     musiq, maniqa = MUSIQ(layers=2 if smoke else 14), MANIQA(scale=KONIQ_SCALE, dim=96 if smoke else 768)
     clip = CLIP(layers=(1, 1, 1, 1), width=16, embed_dim=64, text_width=128, text_layers=2) if smoke else CLIP()
+    topiq, topiq_face = TOPIQNR(), TOPIQNR(test_size=128 if smoke else 512)
+    vit = (CLIP(layers=1, width=64, embed_dim=32, text_width=64, text_layers=1, patch=32) if smoke else
+           CLIP(layers=12, width=768, embed_dim=512, text_width=512, text_layers=12, patch=32))  # LIQE's ViT-B/32
+    dino = DINOv2(dim=64, depth=1, heads=1) if smoke else DINOv2(**VIT_L14)
+    with torch.no_grad():
+        dino.pos_embed.normal_(0, 0.1)  # zeros at init
+    # Q-Align: OneAlign's widths with fewer layers (the full 8.2 B model would take minutes on the CPU side)
+    owl = (MPLUGOwl2(llama_config(vocab_size=400, hidden_size=64, intermediate_size=96, num_hidden_layers=1,
+                                  num_attention_heads=4, num_key_value_heads=4),
+                     VisionConfig(width=32, layers=1, heads=2, mlp=64, image=56, patch=14),
+                     AbstractorConfig(width=32, layers=1, heads=2, mlp=48, queries=8, encoder_width=32, grid=4))
+           if smoke else
+           MPLUGOwl2(llama_config(num_hidden_layers=2, vocab_size=1024), VisionConfig(layers=4), AbstractorConfig(layers=2)))
     dists = DISTSNet()
     with torch.no_grad():
         dists.alpha.uniform_(0.1, 1.0)
@@ -108,7 +128,28 @@ def _metric_networks(smoke: bool) -> list[tuple[str, Callable[[str], Any], Calla
             ("musiq (random)", shared(MUSIQScore, musiq), nr, 1e-3),
             ("maniqa (random)", shared(MANIQAScore, maniqa), nr, 1e-3),
             ("clip-iqa rn50 (random, fixed token rows)",
-             lambda d: CLIPIQAScore(d, net=copy.deepcopy(clip), tokenizer=_FixedTokens()), nr, 1e-3)]
+             lambda d: CLIPIQAScore(d, net=copy.deepcopy(clip), tokenizer=_FixedTokens()), nr, 1e-3),
+            ("topiq-nr (random)", lambda d: TOPIQScore(d, KONIQ_ASSET, net=copy.deepcopy(topiq)), nr, 1e-3),
+            ("topiq-nr-face (random)", lambda d: TOPIQScore(d, FACE_ASSET, net=copy.deepcopy(topiq_face)), nr, 1e-3),
+            ("liqe vit-b/32 (random, fixed token rows)",
+             lambda d: LIQEScore(d, "liqe-koniq", net=copy.deepcopy(vit), tokenizer=_FixedTokens()), nr, 1e-3),
+            ("liqe-mix vit-b/32 (random, fixed token rows)",
+             lambda d: LIQEScore(d, "liqe-mix", net=copy.deepcopy(vit), tokenizer=_FixedTokens()), nr, 1e-3),
+            ("dinov2 vit-l/14 (fd/prdc, random)", shared(DINOv2Features, dino), ext, 1e-3),
+            ("q-align mplug-owl2 (random, fewer layers, fixed token ids)",
+             lambda d: QAlignScore(d, net=copy.deepcopy(owl), tokens=_FixedQAlignTokens(), dtype=torch.float32),
+             nr, 1e-3)]
+
+
+class _FixedQAlignTokens:
+    """Q-Align's prompt and level ids without the SentencePiece file (not on the device machine): BOS, a few
+    fixed ids, and five level ids. The device check compares arithmetic, not tokenization."""
+
+    def prompt(self) -> tuple[list[int], list[int]]:
+        return [1, 11, 42, 97, 13], [13, 200, 7, 31, 58]
+
+    def levels(self) -> list[int]:
+        return [101, 102, 103, 104, 105]
 
 
 class _FixedTokens:

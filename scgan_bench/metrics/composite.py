@@ -8,9 +8,8 @@ and why, while any part is unregistered or unavailable; it fails, naming the par
 CLIP-IQA + MANIQA + MUSIQ / 100 + Q-Align / 5 + max(0, (10 - NIQE) / 10) + max(0, (100 - FID) / 100),
 FID against FFHQ (``fid-ffhq512``). The report typesets the last two terms as ``max(0, 10 - NIQE / 10)``
 and ``max(0, 100 - FID / 100)``; read literally they would be about 10 and 100 against at most 1 for each
-other term, so the normalised reading (every term on a 0-1 scale) is used. Q-Align (a 7-billion-parameter
-multimodal model) is not part of this suite: a plug-in that registers a metric named ``q-align`` (1-5
-scale) makes the score computable.
+other term, so the normalised reading (every term on a 0-1 scale) is used. Q-Align is the built-in
+``q-align`` (OneAlign's mPLUG-Owl2, :mod:`scgan_bench.metrics.qalign`; a GPU metric at full size).
 """
 from __future__ import annotations
 
@@ -31,7 +30,8 @@ class PartsAvailable:
         from ..registries import load_plugins
 
         load_plugins()
-        why = [f"{p!r}, which no installed plug-in registers (README: 'Evaluate your own method', Plugins)"
+        why = [f"{p!r}, which neither the suite nor an installed plug-in registers (README: 'Evaluate your own "
+               f"method', Plugins)"
                for p in self.parts if p not in METRICS]
         for p in self.parts:
             a = METRICS.get(p).availability() if p in METRICS else Availability.yes()

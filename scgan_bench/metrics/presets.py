@@ -13,9 +13,16 @@ PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
                       "FID to FFHQ; Deg and LMD as VQFR's scripts compute them (what VQFR / CodeFormer-style "
                       "papers print)", ("psnr", "ssim", "lpips", "dists", "ids-arcface", "deg-vqfr", "lmd-awing",
                                         "fid-ffhq512")),
-    "ntire-rwfr": ("NTIRE Real-World Face Restoration: no-reference quality, FID to FFHQ, the identity gate and the "
-                   "weighted score", ("musiq", "maniqa", "clip-iqa", "niqe", "fid-ffhq512", "id-lq-adaface",
-                                      "id-gate-adaface", "ntire-rwfr-score")),
+    "bfr-2026": ("what 2024-2026 blind-face-restoration papers print (DiffBIR, PMRF, OSDFace, InterLCM and later): "
+                 "fidelity, perceptual and identity distances to the ground truth, landmarks, FID to FFHQ, the "
+                 "no-reference quality models of their tables, FD on DINOv2 and DINOv2 precision / recall",
+                 ("psnr", "ssim", "lpips", "dists", "ids-arcface", "deg-vqfr", "lmd-awing", "fid-ffhq512",
+                  "fd-dinov2", "precision-dinov2", "recall-dinov2", "niqe", "musiq", "maniqa", "clip-iqa",
+                  "topiq-nr-face", "liqe", "q-align")),
+    "ntire-rwfr": ("NTIRE Real-World Face Restoration: no-reference quality (Q-Align included), FID to FFHQ, the "
+                   "identity gate and the weighted score",
+                   ("musiq", "maniqa", "clip-iqa", "q-align", "niqe", "fid-ffhq512", "id-lq-adaface", "id-gate-adaface",
+                    "ntire-rwfr-score")),
 }
 
 

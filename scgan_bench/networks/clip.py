@@ -1,11 +1,14 @@
-"""OpenAI CLIP with the modified-ResNet image tower (RN50 at full size), in OpenAI's parameter names.
+"""OpenAI CLIP with the modified-ResNet image tower (RN50 at full size) or the ViT one (ViT-B/32, LIQE's), in
+OpenAI's parameter names.
 
 Written in-project from the CLIP paper's description (Radford et al. 2021, Sec. 2.4) and the layout of
 the released files: a three-convolution stem with average pooling, bottlenecks that pool before their
 strided step (``avgpool``) and in their shortcut (``downsample.-1``), and an attention pool that lets the
 mean token attend over the grid; a 12-layer causal text transformer whose end-of-text token, projected,
 is the text embedding. ``positional=False`` (CLIP-IQA's choice) runs the attention pool without its
-positional embedding, so that any image size works.
+positional embedding, so that any image size works. The ViT tower: non-overlapping patches by one
+convolution, a class token, the positional embedding, ``ln_pre``, the same pre-norm blocks as the text
+tower's (no mask), ``ln_post`` of the class token, projected.
 """
 from __future__ import annotations
 
@@ -131,7 +134,7 @@ class ResidualAttentionBlock(nn.Module):
             ("c_fc", nn.Linear(width, width * 4)), ("gelu", QuickGELU()), ("c_proj", nn.Linear(width * 4, width))]))
         self.ln_2 = nn.LayerNorm(width)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         y = self.ln_1(x)
         x = x + self.attn(y, y, y, need_weights=False, attn_mask=mask)[0]
         return x + self.mlp(self.ln_2(x))
@@ -142,21 +145,53 @@ class Transformer(nn.Module):
         super().__init__()
         self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads) for _ in range(layers))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         for block in self.resblocks:
             x = block(x, mask)
         return x
 
 
+class VisionTransformer(nn.Module):
+    """CLIP's ViT image tower (ViT-B/32: width 768, 12 layers, patch 32, 224 px)."""
+
+    def __init__(self, resolution: int = 224, patch: int = 32, width: int = 768, layers: int = 12,
+                 out_dim: int = 512) -> None:
+        super().__init__()
+        scale = width ** -0.5
+        self.conv1 = nn.Conv2d(3, width, patch, stride=patch, bias=False)
+        self.class_embedding = nn.Parameter(scale * torch.randn(width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn((resolution // patch) ** 2 + 1, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = Transformer(width, layers, width // 64)
+        self.ln_post = nn.LayerNorm(width)
+        self.proj = nn.Parameter(scale * torch.randn(width, out_dim))
+
+    def forward(self, x: torch.Tensor, positional: bool = True) -> torch.Tensor:
+        x = self.conv1(x).flatten(2).transpose(1, 2)                        # N x grid^2 x width
+        x = torch.cat([self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1), x], 1)
+        if x.shape[1] != self.positional_embedding.shape[0]:
+            raise ValueError(f"the ViT's positional embedding covers {self.positional_embedding.shape[0] - 1} "
+                             f"patches, the image gives {x.shape[1] - 1}")
+        x = self.ln_pre(x + self.positional_embedding.to(x.dtype))
+        x = self.transformer(x.transpose(0, 1), None).transpose(0, 1)
+        return self.ln_post(x[:, 0]) @ self.proj
+
+
 class CLIP(nn.Module):
     """Image and text towers with OpenAI's names (``visual.*``, ``transformer.resblocks.*``,
-    ``token_embedding``, ``positional_embedding``, ``ln_final``, ``text_projection``, ``logit_scale``)."""
+    ``token_embedding``, ``positional_embedding``, ``ln_final``, ``text_projection``, ``logit_scale``).
+    ``patch`` > 0: the ViT image tower with ``layers`` blocks of ``width`` (ViT-B/32: patch 32, 12, 768)."""
 
-    def __init__(self, *, embed_dim: int = 1024, layers: tuple[int, int, int, int] = (3, 4, 6, 3),
+    def __init__(self, *, embed_dim: int = 1024, layers: tuple[int, int, int, int] | int = (3, 4, 6, 3),
                  width: int = 64, resolution: int = 224, context: int = 77, vocab: int = 49408,
-                 text_width: int = 512, text_layers: int = 12) -> None:
+                 text_width: int = 512, text_layers: int = 12, patch: int = 0) -> None:
         super().__init__()
-        self.visual = ModifiedResNet(layers, width, embed_dim, resolution)
+        if patch:
+            assert isinstance(layers, int)
+            self.visual: nn.Module = VisionTransformer(resolution, patch, width, layers, embed_dim)
+        else:
+            assert not isinstance(layers, int)
+            self.visual = ModifiedResNet(layers, width, embed_dim, resolution)
         self.transformer = Transformer(text_width, text_layers, text_width // 64)
         self.token_embedding = nn.Embedding(vocab, text_width)
         self.positional_embedding = nn.Parameter(torch.randn(context, text_width) * 0.01)
@@ -166,16 +201,22 @@ class CLIP(nn.Module):
 
     @staticmethod
     def shape_of(sd: dict[str, torch.Tensor]) -> dict[str, object]:
-        """Constructor arguments read from a state dict in OpenAI's layout (RN50, RN101, reduced copies)."""
+        """Constructor arguments read from a state dict in OpenAI's layout (RN50, RN101, ViT-B/32, reduced
+        copies)."""
         def count(prefix: str) -> int:
             return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
 
+        text = dict(context=sd["positional_embedding"].shape[0], vocab=sd["token_embedding.weight"].shape[0],
+                    text_width=sd["ln_final.weight"].shape[0], text_layers=count("transformer.resblocks."))
+        if "visual.proj" in sd:
+            patch = sd["visual.conv1.weight"].shape[-1]
+            grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+            return dict(embed_dim=sd["text_projection"].shape[1], layers=count("visual.transformer.resblocks."),
+                        width=sd["visual.conv1.weight"].shape[0], resolution=grid * patch, patch=patch, **text)
         grid = round((sd["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
         return dict(embed_dim=sd["text_projection"].shape[1],
                     layers=tuple(count(f"visual.layer{i}.") for i in range(1, 5)),
-                    width=sd["visual.layer1.0.conv1.weight"].shape[0], resolution=grid * 32,
-                    context=sd["positional_embedding"].shape[0], vocab=sd["token_embedding.weight"].shape[0],
-                    text_width=sd["ln_final.weight"].shape[0], text_layers=count("transformer.resblocks."))
+                    width=sd["visual.layer1.0.conv1.weight"].shape[0], resolution=grid * 32, **text)
 
     def encode_image(self, x: torch.Tensor, positional: bool = True) -> torch.Tensor:
         """Embeddings of normalised images (see :data:`MEAN`, :data:`STD`), not unit length."""

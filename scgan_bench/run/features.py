@@ -120,13 +120,13 @@ def cached_features(extractor: FeatureExtractor, images: Mapping[str, tuple[Path
 _SHARED: dict[tuple, Any] = {}
 
 
-def shared_extractor(cls: type, assets: tuple[str, ...]) -> Any:
-    """One ``cls()`` per process and per content of the weight files it loads (their sha256): the
-    metrics that share an extractor (FID, KID, verification, cosine in dlib's space) load its models
-    once; a changed file gives a new instance."""
+def shared_extractor(cls: type, assets: tuple[str, ...], **kwargs: Any) -> Any:
+    """One ``cls(**kwargs)`` per process, per content of the weight files it loads (their sha256) and per
+    ``kwargs`` (a device): the metrics that share an extractor (FID, KID, verification, cosine in dlib's
+    space, the DINOv2 distances) load its models once; a changed file gives a new instance."""
     from ..assets.weights import resolve
 
-    key = (cls, tuple(resolve(a, allow_download=False).sha256 for a in assets))
+    key = (cls, tuple(resolve(a, allow_download=False).sha256 for a in assets), tuple(sorted(kwargs.items())))
     if key not in _SHARED:
-        _SHARED[key] = cls()
+        _SHARED[key] = cls(**kwargs)
     return _SHARED[key]

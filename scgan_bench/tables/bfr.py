@@ -254,9 +254,7 @@ def ntire_grid(data: RunData, dataset: str) -> tuple[TableSpec, dict[Cell, Value
             means = {s: [v for i, v in per.items() if subset_of.get(i) == s] for s in subsets}
             present = [s for s in subsets if means[s]]
             if not present:
-                reasons[c] = _missing(data, c, "bfr-ntire") if k != "q-align" else (
-                    "Q-Align (a 7-billion-parameter model) is not part of this suite: a plug-in that registers a metric "
-                    "named q-align makes it computable")
+                reasons[c] = _missing(data, c, "bfr-ntire")
                 continue
             weight = sum(TEST_COUNTS[s] for s in present)
             weighted[k] = sum(sum(means[s]) / len(means[s]) * TEST_COUNTS[s] for s in present) / weight
@@ -277,8 +275,8 @@ def ntire_grid(data: RunData, dataset: str) -> tuple[TableSpec, dict[Cell, Value
             lack = ", ".join(p for p in parts if p not in weighted)
             reasons[Cell(dataset, m, "score-no-qalign")] = f"needs {lack}"
         if Cell(dataset, m, "score") not in values:
-            reasons[Cell(dataset, m, "score")] = ("needs Q-Align: not part of this suite (a plug-in metric named q-align "
-                                                  "makes it computable); see the score without it")
+            reasons[Cell(dataset, m, "score")] = ("needs Q-Align (`q-align`, a GPU metric: 8.2 B parameters) on this "
+                                                  "set; see the score without it")
     spec = TableSpec(f"bfr-{dataset}", f"NTIRE {year} Real-World Face Restoration on {dataset} ({data.protocol})",
                      tuple((m, m) for m in methods), tuple(cols), lambda r, c: Cell(dataset, r, c),
                      extra_columns=((f"Identity gate (≤ {MAX_BELOW} below)", gate),), formats=formats)
