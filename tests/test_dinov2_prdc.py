@@ -244,3 +244,44 @@ def test_prdc_boundaries_and_roles_on_a_line():
     assert (swapped["precision"], swapped["recall"]) != (got["precision"], got["recall"])
     with pytest.raises(ValueError, match="at least 6 images"):
         prdc(sr[:5], ref)
+
+
+def test_dinov2_metrics_in_a_run_share_one_cached_feature_pass(weights_dir, tmp_path, monkeypatch):
+    """FD-DINOv2, DINOv2 precision and coverage in one run (a reduced ViT in the release's layout): each image's
+    features are extracted once and cached in one file per set, every cell equals its formula on those
+    cached features, and a second run reads them back without extracting."""
+    from scgan_bench.metrics.dinov2 import DINOv2Features
+    from scgan_bench.metrics.distribution import fid_from_features
+    from scgan_bench.metrics.prdc import prdc
+    from scgan_bench.run.pipeline import RunConfig, run_benchmark
+
+    _install(weights_dir, random_release(dim=64, depth=1, seed=4))
+    seen: list[int] = []
+    extract = DINOv2Features.extract
+    monkeypatch.setattr(DINOv2Features, "extract", lambda self, images: seen.append(len(images)) or extract(self, images))
+    metrics = ["fd-dinov2", "precision-dinov2", "coverage-dinov2"]
+
+    def run():
+        return {c.metric: c for c in run_benchmark(RunConfig(datasets=["demo"], methods=["bicubic"], metrics=metrics,
+                                                             out=tmp_path / "run", limit=8, progress=False,
+                                                             device="cpu")).cells}
+
+    cells = run()
+    assert sum(seen) == 16  # 8 SR + 8 HR images, once each for the three metrics
+    files = sorted((tmp_path / "run" / "features").rglob("*.npz"))
+    assert len(files) == 2  # one cache file per set
+    by_set = {}
+    for f in files:
+        with np.load(f) as z:
+            by_set[f.parent.name] = z["feats"]
+    sr, hr = by_set["bicubic"], by_set["hr"]
+    assert sr.shape == hr.shape == (8, 64)
+    assert cells["fd-dinov2"].mean == pytest.approx(fid_from_features(sr, hr), rel=1e-9)
+    want = prdc(sr, hr)
+    assert cells["precision-dinov2"].mean == pytest.approx(want["precision"], abs=1e-12)
+    assert cells["coverage-dinov2"].mean == pytest.approx(want["coverage"], abs=1e-12)
+    seen.clear()
+    metrics.append("recall-dinov2")
+    again = run()
+    assert seen == [] and again["fd-dinov2"].mean == cells["fd-dinov2"].mean
+    assert again["recall-dinov2"].mean == pytest.approx(want["recall"], abs=1e-12)
