@@ -247,6 +247,10 @@ def test_qalign_full_size_layout_and_cpu_gate(onealign, weights_dir, monkeypatch
     for name in ("config.json", "tokenizer.model"):
         W.register_sha256(file_asset(name), hashlib.sha256((folder / name).read_bytes()).hexdigest())
     lang, vision, abstractor = read_config(folder / "config.json")
+    bare = json.loads(full.to_json_string())
+    del bare["visual_config"]   # a config.json without it: the release's code takes its defaults, as here
+    (tmp := weights_dir / "bare.json").write_text(json.dumps(bare))
+    assert read_config(tmp)[1:] == (vision, abstractor)
     with torch.device("meta"):
         net = MPLUGOwl2(lang, vision, abstractor)
     assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == want

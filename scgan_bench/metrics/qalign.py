@@ -73,10 +73,11 @@ def read_config(path: Path) -> tuple[Any, Any, Any]:
 
     try:
         raw = json.loads(Path(path).read_text())
-        vis, ab = raw["visual_config"]["visual_model"], raw["visual_config"]["visual_abstractor"]
+        visual = raw.get("visual_config") or {}   # absent: the release's code takes its defaults (ours)
+        vis, ab = visual.get("visual_model") or {}, visual.get("visual_abstractor") or {}
         lang = {k: raw[k] for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                                     "num_attention_heads", "rms_norm_eps", "max_position_embeddings")}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise WeightsError(f"Q-Align: {path} is not mPLUG-Owl2's config.json ({type(exc).__name__}: {exc})") from None
     lang["num_key_value_heads"] = raw.get("num_key_value_heads") or lang["num_attention_heads"]
     lang["rope_theta"] = float(raw.get("rope_theta", 10000.0))
