@@ -365,8 +365,10 @@ class MPLUGOwl2(nn.Module):
 
 
 def llama_config(**kw: Any):
-    """transformers' LlamaConfig with Q-Align's language settings (LLaMA-2-7B) unless given."""
-    from transformers import LlamaConfig
+    """transformers' LlamaConfig with Q-Align's language settings (LLaMA-2-7B) unless given (the class as the
+    Llama modelling module holds it: OneAlign's own code, imported in the tests, rebinds the configuration
+    module's name to its subclass)."""
+    from transformers.models.llama.modeling_llama import LlamaConfig
 
     base = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                 num_attention_heads=32, num_key_value_heads=32, hidden_act="silu", max_position_embeddings=4096,
