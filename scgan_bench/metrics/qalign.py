@@ -35,8 +35,9 @@ from ..assets.weights import Asset, register_asset
 
 FOLDER = "q-align"
 REPO = "https://huggingface.co/q-future/one-align/resolve/main/"
-LICENSE = ("MIT (Q-Future/Q-Align code and OneAlign weights); the language model is LLaMA-2-7B's fine-tune: "
-           "Llama 2 Community License")
+LICENSE = ("the terms of Q-Future/Q-Align and the q-future/one-align model card (read them before redistributing); "
+           "mPLUG-Owl2's architecture: MIT (X-PLUG); its language model is a LLaMA-2-7B fine-tune: Llama 2 "
+           "Community License")
 CONFIG_ASSET = f"{FOLDER}/config.json"
 TOKENIZER_ASSET = f"{FOLDER}/tokenizer.model"
 INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
