@@ -1,11 +1,12 @@
 """Throughput of each metric's per-image work, in images/s, on 64 px faces.
 
-    python benchmarks/metrics_throughput.py [--n 64] [--device cpu|cuda] [--repeat 2]
+    python benchmarks/metrics_throughput.py [--n 64] [--device cpu|cuda] [--repeat 2] [--only NAME ...]
 
 Networks whose official weights are absent are timed with random weights saved in the official key
 layout (speed does not depend on the values); the output says which. NIQE uses
 ../shared/weights/niqe_pris_params.npz when the manager cannot find the file. Writes
-benchmarks/out/metrics_throughput.json.
+benchmarks/out/metrics_throughput.json; its temporary weight files (2 GB with DINOv2 and LIQE) are removed at
+exit. Q-Align is not timed here: at full size it is a GPU metric (8.2 B parameters).
 """
 from __future__ import annotations
 
@@ -57,8 +58,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", nargs="*", default=None, help="time only the metrics whose row names start so")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="scgan-bench-mbench-"))
+    import atexit
+    import shutil
+
+    atexit.register(shutil.rmtree, tmp, True)
     os.environ.setdefault("SCGAN_BENCH_HOME", str(tmp / "home"))
     wdir = tmp / "weights"
     wdir.mkdir()
@@ -89,8 +95,35 @@ def main() -> None:
         "retinaface-mobilenet0.25": ensure("retinaface-mobilenet0.25",
                                            lambda: RetinaFace("mobilenet0.25").state_dict(), wdir),
     }
+    from scgan_bench.metrics.dinov2 import DINOv2Features
+    from scgan_bench.metrics.liqe import LIQEScore
+    from scgan_bench.metrics.prdc import prdc
+    from scgan_bench.metrics.topiq import FACE_ASSET, KONIQ_ASSET, TOPIQScore
+    from scgan_bench.networks.clip import CLIP
+    from scgan_bench.networks.dinov2 import VIT_L14, DINOv2
+    from scgan_bench.networks.topiq import TOPIQNR
+
+    vit_b32 = dict(layers=12, width=768, embed_dim=512, text_width=512, text_layers=12, patch=32)
+    weights.update({
+        KONIQ_ASSET: ensure(KONIQ_ASSET, lambda: {"params": TOPIQNR().state_dict()}, wdir),
+        FACE_ASSET: ensure(FACE_ASSET, lambda: {"params": TOPIQNR().state_dict()}, wdir),
+        "liqe-koniq": ensure("liqe-koniq", lambda: {"params": {f"clip_model.{k}": v for k, v in
+                                                               CLIP(**vit_b32).state_dict().items()}}, wdir),
+        "dinov2-vitl14": ensure("dinov2-vitl14", lambda: DINOv2(**VIT_L14).state_dict(), wdir),
+    })
     sr, hr = faces(args.n), faces(args.n)[::-1]
     dev = args.device
+
+    def lazy(make, call):
+        """Build the scorer once, when its row is first timed (its warm-up)."""
+        box: dict = {}
+
+        def run():
+            if "m" not in box:
+                box["m"] = make()
+            return call(box["m"])
+        return run
+
     jobs = {
         "psnr": lambda: [psnr(a, b) for a, b in zip(sr, hr)],
         "ssim": lambda: [ssim(a, b) for a, b in zip(sr, hr)],
@@ -103,7 +136,16 @@ def main() -> None:
         "dlib descriptor features": (lambda m: lambda: m.extract(sr))(DlibDescriptor()),
         "retinaface landmarks": (lambda m: lambda: m.extract(sr))(RetinaFaceLandmarks(dev)),
         "dlib 68 landmarks": (lambda m: lambda: m.extract(sr))(Dlib68Landmarks()),
+        "topiq-nr (native size)": lazy(lambda: TOPIQScore(dev, KONIQ_ASSET), lambda m: m.score_images(sr)),
+        "topiq-nr-face (512 px)": lazy(lambda: TOPIQScore(dev, FACE_ASSET), lambda m: m.score_images(sr)),
+        "liqe (one 224 px patch)": lazy(lambda: LIQEScore(dev, "liqe-koniq"), lambda m: m.score_images(sr)),
+        "dinov2 vit-l/14 features (fd/prdc)": lazy(lambda: DINOv2Features(dev), lambda m: m.extract(sr)),
+        "precision/recall/density/coverage (2048-d, from features)":
+            (lambda a, b: lambda: prdc(a, b, dev))(np.random.default_rng(0).normal(size=(len(sr), 2048)),
+                                                   np.random.default_rng(1).normal(size=(len(sr), 2048))),
     }
+    if args.only:
+        jobs = {k: v for k, v in jobs.items() if any(k.startswith(o) for o in args.only)}
     results = {}
     for name, fn in jobs.items():
         fn()  # warm-up
