@@ -191,12 +191,14 @@ def refuse_layout(what: str, path: Path | str, layout: str, missing: Sequence[st
 
 
 def load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], path: Path | str, what: str,
-                allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = ()) -> nn.Module:
-    """Load ``sd`` into ``net``: every missing, unexpected and mis-shaped tensor named in one error."""
+                allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = (), assign: bool = False
+                ) -> nn.Module:
+    """Load ``sd`` into ``net``: every missing, unexpected and mis-shaped tensor named in one error;
+    ``assign``: the file's tensors become the parameters (a network built on the meta device)."""
     own = net.state_dict()
     check_keys(own, sd, path, what, allow_missing, allow_unexpected)
     keep = {k: v for k, v in sd.items() if k in own}
-    net.load_state_dict({**{k: own[k] for k in own if k not in keep}, **keep}, strict=True)
+    net.load_state_dict({**{k: own[k] for k in own if k not in keep}, **keep}, strict=True, assign=assign)
     return net
 
 

@@ -24,6 +24,14 @@ def need(path: Path) -> Path:
     return path
 
 
+def shared_faces(n: int, size: int = 64) -> list[np.ndarray]:
+    """The first ``n`` shared HR faces (sorted by name), Pillow-bicubic to ``size`` px (skip when absent)."""
+    from scgan_bench.io.image_io import read_image
+    from scgan_bench.io.resize import resize_uint8
+
+    return [resize_uint8(read_image(p), (size, size), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:n]]
+
+
 def wider_layout(dst: Path, subset: str = "val") -> Path:
     """Lay dlib's boxed wild photos out as WIDER FACE: ``WIDER_<subset>/images/<event>/*.jpg`` and
     ``wider_face_split/wider_face_<subset>_bbx_gt.txt`` converted from training.xml/testing.xml."""

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from scgan_bench.assets import weights as W
 from scgan_bench.metrics import dinov2 as _dinov2  # noqa: F401 (registers the asset)
 
-from sb_testdata import HR_FACES, need, tamper
+from sb_testdata import shared_faces, tamper
 
 
 def official_shapes(dim: int, depth: int, patch: int = 14, grid: int = 37) -> dict[str, tuple[int, ...]]:
@@ -104,13 +104,6 @@ def _torch_fidelity_dinov2(sd, heads: int):
         fe.torch.hub.load = hub
 
 
-def _faces(n: int, size: int = 64) -> list[np.ndarray]:
-    from scgan_bench.io.image_io import read_image
-    from scgan_bench.io.resize import resize_uint8
-
-    return [resize_uint8(read_image(p), (size, size), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:n]]
-
-
 def _install(weights_dir, sd) -> None:
     path = weights_dir / W.ASSETS.get("dinov2-vitl14").filename
     torch.save(sd, path)
@@ -140,7 +133,7 @@ def test_dinov2_features_equal_torch_fidelitys_extractor(weights_dir):
     ours = DINOv2Features()
     ref = _torch_fidelity_dinov2(sd, heads=2)
     for size in (64, 96):
-        faces = _faces(3, size)
+        faces = shared_faces(3, size)
         got = ours.extract(faces)
         (want,) = ref(torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).contiguous())
         assert got.shape == (3, 128)
@@ -158,7 +151,7 @@ def test_fd_dinov2_is_the_frechet_distance_of_the_features(weights_dir):
     _install(weights_dir, sd)
     metric = METRICS.get("fd-dinov2").create()
     assert METRICS.get("fd-dinov2").higher_is_better is False
-    faces = _faces(8)
+    faces = shared_faces(8)
     blurred = [np.ascontiguousarray(f[::2, ::2].repeat(2, 0).repeat(2, 1)) for f in faces]
     a, b = metric.extractor.extract(blurred), metric.extractor.extract(faces)
     _, got = metric.compute({str(i): v for i, v in enumerate(a)}, {str(i): v for i, v in enumerate(b)})

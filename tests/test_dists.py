@@ -12,14 +12,7 @@ import torch
 from scgan_bench.assets import weights as W
 from scgan_bench.metrics import dists as _dists  # noqa: F401 (registers the dists assets)
 
-from sb_testdata import HR_FACES, need, tamper
-
-
-def _faces(n: int) -> list[np.ndarray]:
-    from scgan_bench.io.image_io import read_image
-    from scgan_bench.io.resize import resize_uint8
-
-    return [resize_uint8(read_image(p), (64, 64), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:n]]
+from sb_testdata import shared_faces, tamper
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ def test_dists_equals_the_official_code_and_pyiqa(random_vgg):
     pyiqa = PyiqaDISTS(pretrained=False).eval()
     for ref in (official, pyiqa):
         ref.alpha.data, ref.beta.data = ab["alpha"].clone(), ab["beta"].clone()
-    hr = _faces(6)
+    hr = shared_faces(6)
     sr = [np.ascontiguousarray(np.clip(h.astype(int) + (k - 3) * 12, 0, 255).astype(np.uint8)) for k, h in enumerate(hr)]
     got = ours.score_pairs(sr, hr)
     x = torch.from_numpy(np.stack(sr)).permute(0, 3, 1, 2).float() / 255

@@ -12,14 +12,7 @@ import torch
 from scgan_bench.assets import weights as W
 from scgan_bench.metrics import maniqa as _maniqa  # noqa: F401 (registers the asset)
 
-from sb_testdata import HR_FACES, need, tamper
-
-
-def _faces(n: int) -> list[np.ndarray]:
-    from scgan_bench.io.image_io import read_image
-    from scgan_bench.io.resize import resize_uint8
-
-    return [resize_uint8(read_image(p), (64, 64), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:n]]
+from sb_testdata import shared_faces, tamper
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +52,7 @@ def test_maniqa_equals_pyiqa_on_faces(pyiqa_maniqa, weights_dir):
     assert METRICS.get("maniqa").higher_is_better is True
     assert sum(p.numel() for p in metric.net.parameters()) == sum(p.numel() for p in pyiqa_maniqa.parameters()) \
         == 135_747_530  # full size, pinned
-    faces = _faces(2)
+    faces = shared_faces(2)
     got = metric.score_images(faces)
     with torch.no_grad():
         want = pyiqa_maniqa(torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 255).flatten().tolist()

@@ -12,16 +12,9 @@ import torch
 from scgan_bench.assets import weights as W
 from scgan_bench.metrics import musiq as _musiq  # noqa: F401 (registers the asset)
 
-from sb_testdata import HR_FACES, need, tamper
+from sb_testdata import shared_faces, tamper
 
 LAYERS = 3  # a reduced encoder (14 at full size): the same layout, a fraction of the time
-
-
-def _faces(n: int) -> list[np.ndarray]:
-    from scgan_bench.io.image_io import read_image
-    from scgan_bench.io.resize import resize_uint8
-
-    return [resize_uint8(read_image(p), (64, 64), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:n]]
 
 
 def _installed_pyiqa_musiq(weights_dir, seed: int, **kw):
@@ -49,7 +42,7 @@ def pyiqa_musiq(weights_dir):
 def test_musiq_equals_pyiqa_on_faces(pyiqa_musiq):
     from scgan_bench.metrics.musiq import MUSIQScore, load_musiq
 
-    faces = _faces(6)
+    faces = shared_faces(6)
     odd = np.ascontiguousarray(faces[0][8:48, :])  # 40 x 64: the 224 / 384 scales get masked padding
     m = MUSIQScore(net=load_musiq(layers=LAYERS), batch=4)  # chunks of 4: a chunk boundary inside the faces
     got = m.score_images(faces + [odd])
@@ -70,7 +63,7 @@ def test_registered_musiq_is_pyiqas_koniq_model(weights_dir):
     ref = _installed_pyiqa_musiq(weights_dir, 1)
     spec = METRICS.get("musiq")
     assert spec.higher_is_better is True
-    faces = _faces(3)
+    faces = shared_faces(3)
     got = spec.create().score_images(faces)
     with torch.no_grad():
         want = [float(v) for v in ref(torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 255).flatten()]

@@ -21,7 +21,7 @@ import torch
 
 from scgan_bench.assets import weights as W
 
-from sb_testdata import HR_FACES, need
+from sb_testdata import shared_faces
 
 pytest.importorskip("transformers", reason="Q-Align's language model classes come from transformers (setup.cfg)")
 pytest.importorskip("sentencepiece", reason="Q-Align's tokenizer is SentencePiece (setup.cfg)")
@@ -148,10 +148,7 @@ def install_snapshot(weights_dir, ref, cfg, sp, fmt: str = "safetensors", sd: di
 
 
 def _faces() -> list[np.ndarray]:
-    from scgan_bench.io.image_io import read_image
-    from scgan_bench.io.resize import resize_uint8
-
-    faces = [resize_uint8(read_image(p), (64, 64), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:3]]
+    faces = shared_faces(3)
     return faces + [np.ascontiguousarray(faces[0][8:56])]  # 48 x 64: padded to a square first
 
 

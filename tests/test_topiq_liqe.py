@@ -15,16 +15,9 @@ import torch.nn.functional as F
 from scgan_bench.assets import weights as W
 from scgan_bench.metrics import liqe as _liqe, topiq as _topiq  # noqa: F401 (register the assets)
 
-from sb_testdata import HR_FACES, need, tamper
+from sb_testdata import shared_faces, tamper
 
 TOL = 1e-5
-
-
-def _faces(n: int, size: int = 64) -> list[np.ndarray]:
-    from scgan_bench.io.image_io import read_image
-    from scgan_bench.io.resize import resize_uint8
-
-    return [resize_uint8(read_image(p), (size, size), "bicubic") for p in sorted(need(HR_FACES).glob("*.png"))[:n]]
 
 
 def _tensor(images: list[np.ndarray]) -> torch.Tensor:
@@ -76,9 +69,9 @@ def test_topiq_equals_pyiqa_on_faces(name, asset, face, weights_dir):
     assert METRICS.get(name).higher_is_better is True
     n_params = sum(p.numel() for p in metric.net.parameters())
     assert n_params == sum(p.numel() for p in ref.parameters()) == 45_196_934  # full size, pinned
-    faces = _faces(3)
+    faces = shared_faces(3)
     if face:
-        faces.append(np.ascontiguousarray(_faces(1, 96)[0][8:, 4:84]))
+        faces.append(np.ascontiguousarray(shared_faces(1, 96)[0][8:, 4:84]))
     got = metric.score_images(faces)
     with torch.no_grad():
         want = [float(v) for f in faces for v in ref(_tensor([f])).flatten()]
@@ -144,7 +137,7 @@ def test_liqe_equals_pyiqa(name, asset, multitask, weights_dir, tmp_path):
     _install(weights_dir, asset, {"params": ref.state_dict()})
     metric = METRICS.get(name).create()
     assert METRICS.get(name).higher_is_better is True
-    faces = _faces(3)
+    faces = shared_faces(3)
     got = metric.score_images(faces)
     with torch.no_grad():
         want = ref(F.interpolate(_tensor(faces), size=(224, 224), mode="bilinear", align_corners=False)).flatten()
@@ -152,7 +145,7 @@ def test_liqe_equals_pyiqa(name, asset, multitask, weights_dir, tmp_path):
     assert len(set(np.round(got, 6))) == len(got)
     rng = np.random.default_rng(0)
     for h, w in ((256, 256), (300, 260), (512, 512)):
-        big = [np.clip(_faces(1, max(h, w))[0][:h, :w].astype(int) + rng.integers(-20, 21, (h, w, 3)), 0, 255)
+        big = [np.clip(shared_faces(1, max(h, w))[0][:h, :w].astype(int) + rng.integers(-20, 21, (h, w, 3)), 0, 255)
                .astype(np.uint8)]
         with torch.no_grad():
             assert metric.score_images(big) == pytest.approx(ref(_tensor(big)).flatten().tolist(), abs=TOL)

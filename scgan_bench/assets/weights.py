@@ -410,15 +410,18 @@ def unofficial_in_place(names: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def load_state_dict(name: str, explicit: Path | str | None = None) -> tuple[dict[str, Any], Resolved]:
+def load_state_dict(name: str, explicit: Path | str | None = None, wrappers: tuple[str, ...] = ("state_dict",)
+                    ) -> tuple[dict[str, Any], Resolved]:
     """Resolve, verify, then ``torch.load(weights_only=True, map_location='cpu')`` after the size checks
-    of :mod:`scgan_bench.assets.safeload`."""
+    of :mod:`scgan_bench.assets.safeload`. Each of ``wrappers`` in turn whose entry is a dict is unwrapped
+    (pyiqa's checkpoints keep the state dict under ``params``)."""
     from .safeload import tensors_only, torch_load
 
     r = resolve(name, explicit)
     sd = torch_load(r.path, name)
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
+    for key in wrappers:
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
     if not isinstance(sd, dict):
         raise WeightsError(f"{name}: {r.path} does not hold a state dict (got {type(sd).__name__})")
     if not any(isinstance(v, Mapping) for v in sd.values()):   # a flat state dict (containers: the caller unwraps)

@@ -26,8 +26,6 @@ from ..assets.weights import Asset, register_asset
 
 DINOV2_ASSET = "dinov2-vitl14"
 INPUT_SIZE = 224
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
 
 
 def load_dinov2(path: str | None = None):
@@ -37,9 +35,7 @@ def load_dinov2(path: str | None = None):
     from ..networks.dinov2 import DINOv2
     from ..assets.weights import WeightsError, load_state_dict, strip_prefix
 
-    sd, r = load_state_dict(DINOV2_ASSET, path)
-    for wrapper in ("model", "state_dict"):
-        sd = sd[wrapper] if isinstance(sd.get(wrapper), dict) else sd
+    sd, r = load_state_dict(DINOV2_ASSET, path, ("state_dict", "model"))
     sd = strip_prefix(sd, "module.")
     try:
         shape = DINOv2.shape_of(sd)
@@ -59,8 +55,10 @@ class DINOv2Features:
 
         self.device = device
         self.net = (net if net is not None else load_dinov2(weights_path)).eval().to(device)
-        self.mean = torch.tensor([255 * m for m in _MEAN], device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor([255 * s for s in _STD], device=device).view(1, 3, 1, 1)
+        from ..assets.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+        self.mean = torch.tensor([255 * m for m in IMAGENET_MEAN], device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor([255 * s for s in IMAGENET_STD], device=device).view(1, 3, 1, 1)
 
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         import torch

@@ -54,8 +54,7 @@ def load_liqe_clip(asset: str, path: str | None = None):
     from ..networks.clip import CLIP
     from ..assets.weights import WeightsError, load_state_dict, strip_prefix
 
-    sd, r = load_state_dict(asset, path)
-    sd = sd["params"] if isinstance(sd.get("params"), dict) else sd
+    sd, r = load_state_dict(asset, path, ("state_dict", "params"))
     sd = strip_prefix(strip_prefix(sd, "module."), "clip_model.")
     try:
         shape = CLIP.shape_of(sd)

@@ -30,8 +30,7 @@ def load_maniqa(path: str | None = None, *, dim: int = 768):
     from ..networks.maniqa import MANIQA
     from ..assets.weights import load_state_dict, strip_prefix
 
-    sd, r = load_state_dict(MANIQA_ASSET, path)
-    sd = sd["params"] if isinstance(sd.get("params"), dict) else sd
+    sd, r = load_state_dict(MANIQA_ASSET, path, ("state_dict", "params"))
     return load_strict(MANIQA(crops=20, scale=KONIQ_SCALE, dim=dim), strip_prefix(sd, "module."), r.path, "MANIQA (KonIQ-10k)")
 
 

@@ -27,8 +27,7 @@ def load_musiq(path: str | None = None, *, layers: int = 14):
     from ..networks.musiq import MUSIQ
     from ..assets.weights import load_state_dict, strip_prefix
 
-    sd, r = load_state_dict(MUSIQ_ASSET, path)
-    sd = sd["params"] if isinstance(sd.get("params"), dict) else sd
+    sd, r = load_state_dict(MUSIQ_ASSET, path, ("state_dict", "params"))
     return load_strict(MUSIQ(layers=layers), strip_prefix(sd, "module."), r.path, "MUSIQ (KonIQ-10k)")
 
 

@@ -46,8 +46,6 @@ PROMPT = ("USER: How would you rate the quality of this image?\n<|image|>\nASSIS
 IMAGE_TOKEN = "<|image|>"
 LEVELS = ("excellent", "good", "fair", "poor", "bad")
 LEVEL_VALUES = (5.0, 4.0, 3.0, 2.0, 1.0)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CPU_LIMIT = 1_000_000_000   # parameters; above it the CPU needs SCGAN_BENCH_QALIGN_CPU=1
 #: tensors a release may carry that the network computes itself (checked, then dropped)
 COMPUTED = ("q_pos_embed", "k_pos_embed", "rotary_emb.inv_freq")
@@ -156,20 +154,24 @@ def _drop_computed(tables: dict[str, Any], sd: dict[str, Any], path: Path) -> di
     return out
 
 
-def build(folder: Path, cfg: Any, vision: Any, abstractor: Any, sd: dict[str, Any], dtype: Any):
-    """The network on the CPU in ``dtype``, built on the meta device and filled by the file's tensors
-    (no second copy of 16 GB), its computed tables made on the CPU."""
+def meta_network(cfg: Any, vision: Any, abstractor: Any):
+    """The network's skeleton on the meta device (no memory): its size, then :func:`fill`."""
     import torch
 
-    from ..baselines.loading import check_keys
     from ..networks.mplug_owl2 import MPLUGOwl2
 
     with torch.device("meta"):
-        net = MPLUGOwl2(cfg, vision, abstractor)
-    tables = MPLUGOwl2.computed_tables(cfg, vision, abstractor)
+        return MPLUGOwl2(cfg, vision, abstractor)
+
+
+def fill(net, folder: Path, sd: dict[str, Any], dtype: Any):
+    """``net`` (from :func:`meta_network`) with the file's tensors in ``dtype`` as its parameters (no second
+    copy of 16 GB), strictly, and its computed tables made on the CPU."""
+    from ..baselines.loading import load_strict
+
+    tables = net.computed_tables(net.config, net.vision, net.abstractor)
     sd = _drop_computed(tables, sd, folder)
-    check_keys(net.state_dict(), sd, folder, "Q-Align (mPLUG-Owl2)")
-    net.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
+    load_strict(net, {k: v.to(dtype) for k, v in sd.items()}, folder, "Q-Align (mPLUG-Owl2)", assign=True)
     net.set_tables(tables)
     return net.eval()
 
@@ -201,18 +203,19 @@ class Tokens:
 def preprocess(img: np.ndarray, size: int) -> np.ndarray:
     """HxWx3 uint8 -> 3 x size x size float32, CLIP-normalised: square padding with CLIP's mean colour
     (centred), Pillow bicubic so that the shorter side is ``size``, centre crop."""
-    from PIL import Image
+    from ..io.resize import resize_uint8
+    from ..networks.clip import MEAN, STD
 
     h, w = img.shape[:2]
     if h != w:
         side = max(h, w)
         canvas = np.empty((side, side, 3), np.uint8)
-        canvas[:] = [int(m * 255) for m in CLIP_MEAN]
+        canvas[:] = [int(m * 255) for m in MEAN]
         top, left = (side - h) // 2, (side - w) // 2
         canvas[top:top + h, left:left + w] = img
         img = canvas
-    out = np.asarray(Image.fromarray(img, "RGB").resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0
-    return ((out - np.array(CLIP_MEAN, np.float32)) / np.array(CLIP_STD, np.float32)).transpose(2, 0, 1)
+    out = resize_uint8(img, (size, size), "bicubic").astype(np.float32) / 255.0
+    return ((out - np.array(MEAN, np.float32)) / np.array(STD, np.float32)).transpose(2, 0, 1)
 
 
 class QAlignScore:
@@ -234,13 +237,13 @@ class QAlignScore:
         self.dtype = dtype or (torch.float16 if on_gpu else torch.float32)
         if net is None:
             cfg_path = resolve(CONFIG_ASSET).path
-            cfg, vision, abstractor = read_config(cfg_path)
-            n = _count(cfg, vision, abstractor)
+            net = meta_network(*read_config(cfg_path))
+            n = sum(p.numel() for p in net.parameters())
             if not on_gpu and n > CPU_LIMIT and os.environ.get("SCGAN_BENCH_QALIGN_CPU") != "1":
                 raise UsageError(f"q-align: the model has {n / 1e9:.1f} B parameters ({n * 4 / 2**30:.0f} GiB in "
                                  f"float32): it runs on a CUDA GPU (float16); set SCGAN_BENCH_QALIGN_CPU=1 to run "
                                  f"it on the CPU anyway")
-            net = build(cfg_path.parent, cfg, vision, abstractor, read_weights(cfg_path.parent), self.dtype)
+            net = fill(net, cfg_path.parent, read_weights(cfg_path.parent), self.dtype)
         self.net = net.to(self.device).eval()
         self.tokens = tokens if tokens is not None else Tokens(resolve(TOKENIZER_ASSET).path)
         before, after = self.tokens.prompt()
@@ -264,15 +267,6 @@ class QAlignScore:
             with torch.inference_mode():
                 out += [float(v) for v in self(x).double().cpu()]
         return out
-
-
-def _count(cfg: Any, vision: Any, abstractor: Any) -> int:
-    import torch
-
-    from ..networks.mplug_owl2 import MPLUGOwl2
-
-    with torch.device("meta"):
-        return sum(p.numel() for p in MPLUGOwl2(cfg, vision, abstractor).parameters())
 
 
 METRICS.register("q-align", MetricSpec(

@@ -36,8 +36,7 @@ def load_topiq(asset: str, path: str | None = None, *, test_size: int | None = N
     from ..networks.topiq import TOPIQNR
     from ..assets.weights import load_state_dict, strip_prefix
 
-    sd, r = load_state_dict(asset, path)
-    sd = sd["params"] if isinstance(sd.get("params"), dict) else sd
+    sd, r = load_state_dict(asset, path, ("state_dict", "params"))
     return load_strict(TOPIQNR(test_size=test_size), strip_prefix(sd, "module."), r.path, f"TOPIQ-NR ({asset})")
 
 

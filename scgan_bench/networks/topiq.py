@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: ImageNet normalisation (timm's IMAGENET_DEFAULT_MEAN / STD)
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+from ..assets.backbones import IMAGENET_MEAN, IMAGENET_STD
+
 RESNET50_CHANNELS = (64, 256, 512, 1024, 2048)
 
 
@@ -121,8 +120,8 @@ class TOPIQNR(nn.Module):
             nn.LayerNorm(inter_dim), nn.Linear(inter_dim, inter_dim), nn.GELU(), nn.Linear(inter_dim, 1))
         self.h_emb = nn.Parameter(torch.randn(1, inter_dim // 2, 32, 1) * 0.02)
         self.w_emb = nn.Parameter(torch.randn(1, inter_dim // 2, 1, 32) * 0.02)
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.test_size is not None:
